@@ -1,0 +1,210 @@
+#pragma once
+/// Pipeline events: what happened, as typed facts.
+///
+/// Every event has the same envelope (sequence number, timestamp, pipeline id) and a payload
+/// that is a plain struct owning its data. The payloads form one std::variant, `EventPayload`,
+/// dispatched with std::visit. Each payload names its JSON tag once (`kType`); the JSON form
+/// is one object per line with "type" and "v" (the schema version), see docs/events.md.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include <sluice/error.hpp>
+
+namespace sluice {
+
+inline constexpr int kEventSchemaVersion = 1;
+
+/// Totals of a run; carried by PipelineFinished and returned by Pipeline::run().
+struct RunSummary {
+  /// How the run ended: "completed", "stopped" (interrupted, drained), "failed".
+  std::string status = "completed";
+  std::uint64_t records_read = 0;   ///< records (lines with content) seen in the input
+  std::uint64_t completed = 0;      ///< records embedded and written
+  std::uint64_t failed = 0;         ///< records that failed (bad input or model error)
+  std::uint64_t tokens = 0;         ///< real (unpadded) tokens embedded
+  std::uint64_t truncated = 0;      ///< records cut to the model's maximum length
+  std::uint64_t bytes_read = 0;     ///< input bytes consumed
+  std::uint64_t bytes_written = 0;  ///< output bytes written
+  double elapsed_s = 0;             ///< wall time from start to finish
+  std::string error;                ///< for status "failed": why the run stopped
+
+  bool operator==(const RunSummary&) const = default;
+};
+
+/// The pipeline began; carries what it runs on.
+struct PipelineStarted {
+  static constexpr std::string_view kType = "pipeline_started";
+  std::string input;                ///< input path, "-" for stdin
+  std::string output;               ///< output path, "-" for stdout
+  std::string model;                ///< model folder
+  std::uint64_t input_bytes = 0;    ///< input size; 0 when unknown (stdin, pipes)
+  std::uint32_t batch_size = 0;
+  std::uint32_t dimensions = 0;     ///< embedding size
+  std::uint32_t max_tokens = 0;     ///< the model's maximum sequence length
+
+  bool operator==(const PipelineStarted&) const = default;
+};
+
+/// A record entered the pipeline (parsed and valid, about to be tokenised).
+struct DocumentStarted {
+  static constexpr std::string_view kType = "document_started";
+  std::uint64_t index = 0;          ///< 0-based record index in input order
+  InputLocation location;
+
+  bool operator==(const DocumentStarted&) const = default;
+};
+
+/// A record was embedded and its output line written.
+struct DocumentCompleted {
+  static constexpr std::string_view kType = "document_completed";
+  std::uint64_t index = 0;
+  InputLocation location;
+  std::uint32_t tokens = 0;         ///< tokens fed to the model, special tokens included
+  bool truncated = false;           ///< the text was longer than the model's limit
+  double duration_ms = 0;           ///< from DocumentStarted to the output line written
+
+  bool operator==(const DocumentCompleted&) const = default;
+};
+
+/// A record could not be embedded. The run goes on unless the user asked to stop at the first.
+struct DocumentFailed {
+  static constexpr std::string_view kType = "document_failed";
+  std::uint64_t index = 0;
+  InputLocation location;
+  ErrorCode code = ErrorCode::internal;  ///< error kind, serialised by error_name()
+  std::string message;              ///< for the user: what, where, what to do
+  std::string field;                ///< the JSON field concerned, empty when none
+  bool retryable = false;           ///< whether the same record may succeed on another attempt
+  std::uint32_t attempt = 1;
+
+  bool operator==(const DocumentFailed&) const = default;
+};
+
+/// Periodic progress of the whole run.
+struct BatchProgress {
+  static constexpr std::string_view kType = "batch_progress";
+  std::uint64_t completed = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t in_flight = 0;      ///< records read but not yet written
+  std::uint64_t bytes_read = 0;
+  std::uint64_t bytes_total = 0;    ///< 0 when unknown
+  std::uint64_t tokens = 0;
+  double docs_per_s = 0;
+  double tokens_per_s = 0;
+  std::optional<double> eta_s;      ///< absent when the total is unknown
+
+  bool operator==(const BatchProgress&) const = default;
+};
+
+/// The lifecycle state of a stage ("reader", "tokenizer", "model", "writer", "pipeline").
+struct StageStateChanged {
+  static constexpr std::string_view kType = "stage_state_changed";
+  std::string stage;
+  std::string from;                 ///< "created", "running", "paused", "draining", "stopped", "failed"
+  std::string to;
+  std::string reason;               ///< why, e.g. "queue full", "end of input"; may be empty
+
+  bool operator==(const StageStateChanged&) const = default;
+};
+
+/// A checkpoint was written: positions, not data.
+struct Checkpointed {
+  static constexpr std::string_view kType = "checkpointed";
+  std::string path;
+  std::uint64_t records_done = 0;   ///< records whose output is durable
+  std::uint64_t input_offset = 0;   ///< input byte offset to resume reading from
+  std::uint64_t input_line = 0;     ///< lines consumed before input_offset
+  std::uint64_t output_offset = 0;  ///< output bytes durable on disk
+
+  bool operator==(const Checkpointed&) const = default;
+};
+
+/// The run ended; the last event of every run.
+struct PipelineFinished {
+  static constexpr std::string_view kType = "pipeline_finished";
+  RunSummary summary;
+
+  bool operator==(const PipelineFinished&) const = default;
+};
+
+using EventPayload = std::variant<PipelineStarted, DocumentStarted, DocumentCompleted, DocumentFailed,
+                                  BatchProgress, StageStateChanged, Checkpointed, PipelineFinished>;
+
+inline constexpr std::size_t kEventKinds = std::variant_size_v<EventPayload>;
+
+/// The envelope every event shares.
+struct Event {
+  std::uint64_t seq = 0;            ///< 1, 2, 3... per pipeline, no gaps
+  double timestamp = 0;             ///< seconds since the Unix epoch
+  std::string pipeline_id;
+  EventPayload payload;
+
+  bool operator==(const Event&) const = default;
+};
+
+/// The JSON tag of the payload held by `payload`.
+std::string_view event_type(const EventPayload& payload) noexcept;
+
+/// One JSON object, no newline: {"type":...,"v":1,"seq":...,"ts":...,"pipeline":...,<fields>}.
+std::string to_json(const Event& event);
+/// Parses what to_json() wrote. Errors name the field that is missing or has the wrong type.
+Result<Event> event_from_json(std::string_view json);
+
+/// Which event kinds a subscriber wants. A subscriber that leaves per-document events out does
+/// not pay for them: the pipeline builds a payload only when some subscriber wants its kind.
+class EventFilter {
+ public:
+  static EventFilter all() {
+    EventFilter f;
+    f.wanted_.fill(true);
+    return f;
+  }
+  template <typename... Payloads>
+  static EventFilter of() {
+    EventFilter f;
+    (f.add<Payloads>(), ...);
+    return f;
+  }
+  /// Everything except DocumentStarted and DocumentCompleted.
+  static EventFilter without_documents() {
+    EventFilter f = all();
+    f.remove<DocumentStarted>();
+    f.remove<DocumentCompleted>();
+    return f;
+  }
+
+  template <typename Payload>
+  void add() { wanted_[index_of<Payload>()] = true; }
+  template <typename Payload>
+  void remove() { wanted_[index_of<Payload>()] = false; }
+  template <typename Payload>
+  bool wants() const { return wanted_[index_of<Payload>()]; }
+  bool wants_index(std::size_t i) const { return wanted_[i]; }
+  void merge(const EventFilter& other) {
+    for (std::size_t i = 0; i < kEventKinds; ++i) wanted_[i] = wanted_[i] || other.wanted_[i];
+  }
+
+  template <typename Payload>
+  static constexpr std::size_t index_of() {
+    return index_of_impl<Payload>(std::make_index_sequence<kEventKinds>{});
+  }
+
+ private:
+  template <typename Payload, std::size_t... I>
+  static constexpr std::size_t index_of_impl(std::index_sequence<I...>) {
+    std::size_t r = kEventKinds;
+    ((std::is_same_v<Payload, std::variant_alternative_t<I, EventPayload>> ? (r = I, 0) : 0), ...);
+    return r;
+  }
+  std::array<bool, kEventKinds> wanted_{};
+};
+
+}  // namespace sluice

@@ -1,0 +1,56 @@
+#pragma once
+/// Tokenizers loaded from a Hugging Face `tokenizer.json`, producing exactly the ids that the
+/// Hugging Face `tokenizers` library's `encode` gives with that file's own settings.
+///
+/// A tokenizer is a chain of components, as in the file: normalizer, pre-tokenizer, model
+/// (WordPiece, BPE, Unigram), post-processor, plus added/special tokens and truncation.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice {
+
+/// The result of encoding one text.
+struct Encoding {
+  std::vector<std::int32_t> ids;        ///< token ids, special tokens included
+  std::vector<std::int32_t> type_ids;   ///< segment ids (all 0 for a single sequence)
+  /// Byte range [first, second) of each token in the original text; special tokens get {0, 0}.
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> offsets;
+  /// Tokens the text had before truncation, special tokens included (== ids.size() when not truncated).
+  std::size_t untruncated_length = 0;
+  bool truncated() const noexcept { return untruncated_length > ids.size(); }
+};
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  /// Loads `tokenizer.json`. Throws sluice::Error (invalid_model) naming the file and the
+  /// unsupported or malformed part.
+  static std::unique_ptr<Tokenizer> from_file(const std::filesystem::path& path);
+  /// Same, from the file's text.
+  static std::unique_ptr<Tokenizer> from_json(std::string_view json);
+
+  /// Encodes one sequence (UTF-8; the caller guarantees valid UTF-8). Applies the file's
+  /// truncation, or the one set with set_max_length(), and the post-processor when
+  /// add_special_tokens. Thread: any (const, no shared mutable state).
+  virtual Encoding encode(std::string_view text, bool add_special_tokens = true) const = 0;
+
+  /// Caps the encoded length, special tokens included (truncation "longest_first", right side).
+  /// Not thread-safe: call before encoding starts.
+  virtual void set_max_length(std::size_t max_length) = 0;
+  virtual std::optional<std::size_t> max_length() const = 0;
+
+  virtual std::size_t vocab_size() const = 0;
+  virtual std::optional<std::int32_t> token_to_id(std::string_view token) const = 0;
+  virtual std::optional<std::string> id_to_token(std::int32_t id) const = 0;
+  /// Id used for padding (the file's padding settings, else "[PAD]"/"<pad>", else 0).
+  virtual std::int32_t pad_id() const = 0;
+};
+
+}  // namespace sluice

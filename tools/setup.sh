@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything sluice needs to build, test and run on Debian 12.
+# Idempotent: when every package is already present it only checks and returns.
+#   tools/setup.sh          build + runtime + test dependencies
+#   tools/setup.sh --dev    also the tools that regenerate reference fixtures
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config meson ninja-build cmake
+  libuv1-dev libfmt-dev libsimdjson-dev libcli11-dev doctest-dev libutf8proc-dev
+  libtorch-dev libgoogle-glog-dev libgflags-dev
+  libopenblas0-openmp libtcmalloc-minimal4 libgoogle-perftools-dev
+  python3-torch python3-numpy
+)
+if [[ "${1:-}" == "--dev" ]]; then
+  packages+=(python3-onnx nodejs npm)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+# nodejs may come from another repository under the same name; npm then ships with it.
+if [[ ${#missing[@]} -gt 0 ]]; then
+  filtered=()
+  for p in "${missing[@]}"; do
+    if [[ "$p" == npm ]] && command -v npm >/dev/null; then continue; fi
+    if [[ "$p" == nodejs ]] && command -v node >/dev/null; then continue; fi
+    filtered+=("$p")
+  done
+  missing=("${filtered[@]+"${filtered[@]}"}")
+fi
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi
