@@ -153,9 +153,17 @@ struct Event {
 /// The JSON tag of the payload held by `payload`.
 std::string_view event_type(const EventPayload& payload) noexcept;
 
-/// One JSON object, no newline: {"type":...,"v":1,"seq":...,"ts":...,"pipeline":...,<fields>}.
+/// One JSON object, no newline: {"type":...,"v":1,"seq":...,"ts":...,"pipeline":...,<fields>}
+/// (docs/events.md lists every event's fields). "ts" has six decimals (microseconds); an
+/// absent optional field is left out; NaN and infinities are written as null. Thread: any.
 std::string to_json(const Event& event);
-/// Parses what to_json() wrote. Errors name the field that is missing or has the wrong type.
+/// Appends what to_json() returns to `out` (not cleared first): a caller that reuses one
+/// buffer serialises without allocating once the buffer has grown. Thread: any.
+void append_json(std::string& out, const Event& event);
+/// Parses what to_json() wrote (any whitespace, a trailing newline and unknown extra fields
+/// are accepted). Rejects invalid JSON, a "v" this reader does not support, an unknown "type",
+/// and missing or mistyped fields; the ErrorInfo's `field` and message name the field, e.g.
+/// `event_from_json: field "location.line" is missing`. Thread: any (one parser per thread).
 Result<Event> event_from_json(std::string_view json);
 
 /// Which event kinds a subscriber wants. A subscriber that leaves per-document events out does

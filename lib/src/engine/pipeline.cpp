@@ -1,0 +1,917 @@
+#include <sluice/pipeline.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+#include <uv.h>
+
+#include "async_file_writer.hpp"
+#include "bounded_queue.hpp"
+#include "checkpoint.hpp"
+#include "embed_workers.hpp"
+#include "io/line_splitter.hpp"
+#include "io/output_format.hpp"
+#include "io/record_parser.hpp"
+#include "work_item.hpp"
+
+namespace sluice {
+
+namespace {
+
+std::string random_pipeline_id() {
+  std::random_device rd;
+  std::uint64_t a = (std::uint64_t{rd()} << 32) ^ rd();
+  return fmt::format("{:016x}", a);
+}
+
+// Rates over the last few seconds, for progress and ETA.
+class RateWindow {
+ public:
+  void add(double t, std::uint64_t docs, std::uint64_t tokens, std::uint64_t bytes) {
+    samples_.push_back({t, docs, tokens, bytes});
+    while (samples_.size() > 2 && t - samples_.front().t > kWindowS) samples_.pop_front();
+  }
+  // docs/s, tokens/s, bytes/s over the window; zeros until two samples exist.
+  std::tuple<double, double, double> rates() const {
+    if (samples_.size() < 2) return {0, 0, 0};
+    const auto& a = samples_.front();
+    const auto& b = samples_.back();
+    double dt = b.t - a.t;
+    if (dt <= 0) return {0, 0, 0};
+    return {(b.docs - a.docs) / dt, (b.tokens - a.tokens) / dt, (b.bytes - a.bytes) / dt};
+  }
+
+ private:
+  static constexpr double kWindowS = 10.0;
+  struct Sample {
+    double t;
+    std::uint64_t docs, tokens, bytes;
+  };
+  std::deque<Sample> samples_;
+};
+
+// Bookkeeping for a record released in order, completed once its output bytes are written.
+struct Pending {
+  std::uint64_t output_end = 0;       // output bytes that must be written first
+  std::uint64_t dead_letter_end = 0;  // dead-letter bytes that must be written first
+  std::uint64_t index = 0;
+  std::uint64_t line = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t end_offset = 0;
+  std::uint32_t tokens = 0;
+  bool truncated = false;
+  bool failed = false;
+  double started_at = 0;
+  std::size_t weight = 0;
+};
+
+// One batch handed from the source thread to the loop; `end` marks the end of the source.
+struct SourceBatch {
+  std::vector<Record> records;
+  bool end = false;
+  std::string error;
+};
+
+}  // namespace
+
+class Pipeline::Impl {
+ public:
+  Impl(PipelineOptions options, std::shared_ptr<Model> model, std::shared_ptr<Tokenizer> tokenizer)
+      : opt_(std::move(options)),
+        model_(std::move(model)),
+        tokenizer_(std::move(tokenizer)),
+        bus_(opt_.pipeline_id.empty() ? random_pipeline_id() : opt_.pipeline_id),
+        parser_(opt_.text_field, opt_.output_field),
+        splitter_(opt_.max_record_bytes) {
+    if (opt_.batch_size == 0) throw Error(ErrorCode::invalid_argument, "batch size must be at least 1");
+    if (opt_.read_chunk_bytes == 0) throw Error(ErrorCode::invalid_argument, "read chunk size must be at least 1");
+    if (opt_.text_field.empty()) throw Error(ErrorCode::invalid_argument, "the text field name is empty");
+    if (opt_.output_field.empty()) throw Error(ErrorCode::invalid_argument, "the output field name is empty");
+    const auto max_tokens = model_->info().max_tokens;
+    if (max_tokens > 0 && (!tokenizer_->max_length() || *tokenizer_->max_length() > max_tokens)) {
+      tokenizer_->set_max_length(max_tokens);
+    }
+  }
+
+  ~Impl() {
+    if (workers_) {
+      workers_->abort();
+      workers_->join();
+    }
+    source_queue_.close_and_clear();
+    if (source_thread_.joinable()) source_thread_.join();
+  }
+
+  void start(uv_loop_t* loop, std::function<void(const RunSummary&)> on_finished);
+  RunSummary run();
+  void stop() noexcept {
+    stop_requested_.store(true);
+    if (async_ready_.load()) uv_async_send(&control_async_);
+  }
+  void abort() noexcept {
+    abort_requested_.store(true);
+    stop_requested_.store(true);
+    if (async_ready_.load()) uv_async_send(&control_async_);
+  }
+
+  PipelineOptions opt_;
+  std::shared_ptr<Model> model_;
+  std::shared_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Source> source_;
+  std::unique_ptr<Sink> sink_;
+  EventBus bus_;
+
+ private:
+  // Setup and teardown.
+  void open_input();
+  void open_outputs();
+  void close_all();
+  static void on_handle_closed(uv_handle_t* handle);
+
+  // Reading.
+  bool has_budget() const {
+    return in_flight_records_ < opt_.max_in_flight_records && in_flight_bytes_ < opt_.max_in_flight_bytes;
+  }
+  void maybe_read();
+  void read_file_chunk();
+  static void on_read(uv_fs_t* req);
+  void pull_source();
+  void source_main();
+  void on_line(const Line& line);
+  void handle_record(std::string_view json, const std::optional<std::string>& text, std::uint64_t line,
+                     std::uint64_t offset, std::uint64_t end_offset, bool too_long, std::uint64_t length);
+  void reach_end_of_input(const char* reason);
+  void set_reader_state(const char* to, const char* reason);
+
+  // Results, order and writing.
+  static void on_results(uv_async_t* handle);
+  static void on_control(uv_async_t* handle);
+  void release();
+  void fail_item(WorkItem&& item, ErrorInfo error);
+  void on_output_written();
+  void complete(const Pending& p);
+  void check_done();
+  void fail_run(const std::string& message);
+
+  // Progress and checkpoints.
+  static void on_progress_timer(uv_timer_t* handle);
+  void publish_progress();
+  void maybe_checkpoint(bool final_one, std::function<void()> then);
+  CheckpointState checkpoint_state() const;
+  void finish();
+
+  InputLocation location(std::uint64_t line, std::uint64_t offset) const {
+    return InputLocation{input_name_, line, offset};
+  }
+
+  uv_loop_t* loop_ = nullptr;
+  std::function<void(const RunSummary&)> on_finished_;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> abort_requested_{false};
+  std::atomic<bool> async_ready_{false};
+  uv_async_t results_async_{};
+  uv_async_t control_async_{};
+  uv_async_t source_async_{};
+  uv_timer_t progress_timer_{};
+  int open_handles_ = 0;
+
+  // Input.
+  std::string input_name_;
+  uv_file in_fd_ = -1;
+  bool owns_in_fd_ = false;
+  bool seekable_input_ = false;
+  std::uint64_t input_size_ = 0;
+  std::uint64_t read_offset_ = 0;
+  uv_fs_t read_req_{};
+  std::vector<char> read_buf_;
+  bool read_in_flight_ = false;
+  bool eof_ = false;
+  bool reader_paused_ = false;
+  std::string reader_state_ = "created";
+  RecordParser parser_;
+  LineSplitter splitter_;
+  BoundedQueue<SourceBatch> source_queue_{2};
+  std::thread source_thread_;
+  std::deque<Record> source_pending_;
+  bool source_end_seen_ = false;
+
+  // Work in flight.
+  std::unique_ptr<EmbedWorkers> workers_;
+  std::uint64_t next_index_ = 0;
+  std::uint64_t next_release_ = 0;
+  std::map<std::uint64_t, WorkItem> reorder_;
+  std::uint64_t in_flight_records_ = 0;
+  std::uint64_t in_flight_bytes_ = 0;
+
+  // Output.
+  std::unique_ptr<AsyncFileWriter> out_;
+  std::unique_ptr<AsyncFileWriter> dead_;
+  std::deque<Pending> pending_;
+  std::vector<EmbeddedRecord> sink_batch_;
+  std::uint64_t output_appended_ = 0;       // bytes handed to out_
+  std::uint64_t dead_letter_appended_ = 0;  // bytes handed to dead_
+
+  // Done position: every record before it is written or failed, durably once synced.
+  std::uint64_t done_records_ = 0;
+  std::uint64_t done_input_offset_ = 0;
+  std::uint64_t done_input_line_ = 0;
+  std::uint64_t done_output_offset_ = 0;
+  std::uint64_t done_dead_letter_offset_ = 0;
+
+  // Checkpoints.
+  bool checkpoint_busy_ = false;
+  std::uint64_t last_checkpoint_records_ = 0;
+  double last_checkpoint_time_ = 0;
+
+  RunSummary summary_;
+  double start_time_ = 0;
+  RateWindow rates_;
+  bool failed_ = false;
+  bool finishing_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Setup
+
+void Pipeline::Impl::open_input() {
+  if (source_) {
+    input_name_ = "<source>";
+    return;
+  }
+  input_name_ = opt_.input == "-" ? "<stdin>" : opt_.input;
+  if (opt_.input == "-") {
+    in_fd_ = STDIN_FILENO;
+    owns_in_fd_ = false;
+  } else {
+    uv_fs_t req;
+    int r = uv_fs_open(nullptr, &req, opt_.input.c_str(), O_RDONLY, 0, nullptr);
+    uv_fs_req_cleanup(&req);
+    if (r < 0) throw Error(ErrorCode::io_error, fmt::format("{}: cannot open input: {}", opt_.input, uv_strerror(r)));
+    in_fd_ = r;
+    owns_in_fd_ = true;
+  }
+  struct stat st {};
+  if (fstat(in_fd_, &st) == 0 && S_ISREG(st.st_mode)) {
+    seekable_input_ = true;
+    input_size_ = static_cast<std::uint64_t>(st.st_size);
+  }
+  read_buf_.resize(opt_.read_chunk_bytes);
+}
+
+void Pipeline::Impl::open_outputs() {
+  auto on_error = [this](const std::string& message) { fail_run(message); };
+  if (!sink_) {
+    out_ = std::make_unique<AsyncFileWriter>(
+        loop_, [this](std::uint64_t) { on_output_written(); }, on_error);
+    out_->open(opt_.output);
+  }
+  if (!opt_.dead_letter.empty()) {
+    dead_ = std::make_unique<AsyncFileWriter>(
+        loop_, [this](std::uint64_t) { on_output_written(); }, on_error);
+    dead_->open(opt_.dead_letter);
+  }
+}
+
+void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&)> on_finished) {
+  loop_ = loop;
+  on_finished_ = std::move(on_finished);
+  start_time_ = unix_time_now();
+  last_checkpoint_time_ = start_time_;
+  open_input();
+  open_outputs();
+
+  results_async_.data = control_async_.data = source_async_.data = progress_timer_.data = this;
+  uv_async_init(loop_, &results_async_, &Impl::on_results);
+  uv_async_init(loop_, &control_async_, &Impl::on_control);
+  uv_async_init(loop_, &source_async_, [](uv_async_t* h) { static_cast<Impl*>(h->data)->maybe_read(); });
+  uv_timer_init(loop_, &progress_timer_);
+  open_handles_ = 4;
+  async_ready_.store(true);
+
+  EmbedWorkers::Config wc;
+  wc.batch_size = opt_.batch_size;
+  wc.format_output = !sink_;
+  wc.output_field = opt_.output_field;
+  workers_ = std::make_unique<EmbedWorkers>(model_, tokenizer_, wc, [this] { uv_async_send(&results_async_); });
+  workers_->start();
+
+  const auto& info = model_->info();
+  bus_.publish(PipelineStarted{source_ ? "<source>" : opt_.input, sink_ ? "<sink>" : opt_.output,
+                               info.dir.string(), input_size_, static_cast<std::uint32_t>(opt_.batch_size),
+                               info.dimensions, info.max_tokens});
+  bus_.publish(StageStateChanged{"pipeline", "created", "running", ""});
+  set_reader_state("running", "");
+
+  if (opt_.progress_interval_s > 0) {
+    auto ms = static_cast<std::uint64_t>(opt_.progress_interval_s * 1000);
+    uv_timer_start(&progress_timer_, &Impl::on_progress_timer, ms, ms);
+  }
+  if (source_) {
+    source_thread_ = std::thread([this] { source_main(); });
+  }
+  // A stop() that came before the handles existed.
+  if (stop_requested_.load()) uv_async_send(&control_async_);
+  maybe_read();
+}
+
+RunSummary Pipeline::Impl::run() {
+  uv_loop_t loop;
+  if (int r = uv_loop_init(&loop); r < 0) throw Error(ErrorCode::internal, fmt::format("uv_loop_init: {}", uv_strerror(r)));
+  RunSummary result;
+  try {
+    start(&loop, [&](const RunSummary& s) { result = s; });
+  } catch (...) {
+    // Handles opened before the failure must be closed before the loop is.
+    if (async_ready_.exchange(false)) close_all();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    throw;
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  int r = uv_loop_close(&loop);
+  (void)r;  // every handle is closed by finish(); see the unit test asserting it
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+void Pipeline::Impl::set_reader_state(const char* to, const char* reason) {
+  if (reader_state_ == to) return;
+  if (bus_.wants<StageStateChanged>()) bus_.publish(StageStateChanged{"reader", reader_state_, to, reason});
+  reader_state_ = to;
+}
+
+void Pipeline::Impl::maybe_read() {
+  if (finishing_ || failed_ || eof_) return;
+  if (stop_requested_.load()) return;
+  if (!has_budget()) {
+    if (!reader_paused_) {
+      reader_paused_ = true;
+      set_reader_state("paused", in_flight_records_ >= opt_.max_in_flight_records ? "in-flight record limit reached"
+                                                                                   : "in-flight byte limit reached");
+    }
+    return;
+  }
+  if (reader_paused_) {
+    reader_paused_ = false;
+    set_reader_state("running", "room in the queues");
+  }
+  if (source_) {
+    pull_source();
+  } else if (!read_in_flight_) {
+    read_file_chunk();
+  }
+}
+
+void Pipeline::Impl::read_file_chunk() {
+  read_in_flight_ = true;
+  read_req_.data = this;
+  uv_buf_t buf = uv_buf_init(read_buf_.data(), static_cast<unsigned>(read_buf_.size()));
+  int64_t offset = seekable_input_ ? static_cast<int64_t>(read_offset_) : -1;
+  int r = uv_fs_read(loop_, &read_req_, in_fd_, &buf, 1, offset, &Impl::on_read);
+  if (r < 0) {
+    read_in_flight_ = false;
+    fail_run(fmt::format("{}: cannot read input: {}", input_name_, uv_strerror(r)));
+  }
+}
+
+void Pipeline::Impl::on_read(uv_fs_t* req) {
+  auto* self = static_cast<Impl*>(req->data);
+  ssize_t n = req->result;
+  uv_fs_req_cleanup(req);
+  self->read_in_flight_ = false;
+  if (self->finishing_) return;
+  if (n < 0) {
+    self->fail_run(fmt::format("{}: cannot read input: {}", self->input_name_, uv_strerror(static_cast<int>(n))));
+    return;
+  }
+  if (self->stop_requested_.load()) {
+    // Drain: the bytes just read are dropped; a resume reads them again from the checkpoint.
+    self->check_done();
+    return;
+  }
+  if (n == 0) {
+    self->splitter_.finish([self](const Line& line) { self->on_line(line); });
+    self->reach_end_of_input("end of input");
+    return;
+  }
+  self->read_offset_ += static_cast<std::uint64_t>(n);
+  self->summary_.bytes_read += static_cast<std::uint64_t>(n);
+  self->splitter_.feed(std::string_view(self->read_buf_.data(), static_cast<std::size_t>(n)),
+                       [self](const Line& line) { self->on_line(line); });
+  self->maybe_read();
+}
+
+void Pipeline::Impl::reach_end_of_input(const char* reason) {
+  eof_ = true;
+  set_reader_state("stopped", reason);
+  workers_->finish_input();
+  check_done();
+}
+
+void Pipeline::Impl::source_main() {
+  const std::size_t want = std::max<std::size_t>(opt_.batch_size, 64);
+  for (;;) {
+    SourceBatch b;
+    try {
+      b.records = source_->read_batch(want);
+      b.end = b.records.empty();
+    } catch (const std::exception& e) {
+      b.end = true;
+      b.error = fmt::format("source failed: {}", e.what());
+    }
+    bool end = b.end;
+    if (!source_queue_.push(std::move(b))) return;  // aborted
+    uv_async_send(&source_async_);
+    if (end) return;
+  }
+}
+
+void Pipeline::Impl::pull_source() {
+  while (has_budget() && !finishing_ && !failed_ && !stop_requested_.load()) {
+    if (source_pending_.empty()) {
+      if (source_end_seen_) return;
+      auto b = source_queue_.try_pop();
+      if (!b) return;  // the source thread will wake us
+      if (!b->error.empty()) {
+        fail_run(b->error);
+        return;
+      }
+      if (b->end) {
+        source_end_seen_ = true;
+        reach_end_of_input("end of source");
+        return;
+      }
+      for (auto& r : b->records) source_pending_.push_back(std::move(r));
+      continue;
+    }
+    Record r = std::move(source_pending_.front());
+    source_pending_.pop_front();
+    std::uint64_t line = r.line != 0 ? r.line : next_index_ + 1;
+    summary_.bytes_read += r.json.size();
+    handle_record(r.json, r.text, line, r.offset, r.offset + r.json.size(), false, r.json.size());
+  }
+}
+
+void Pipeline::Impl::on_line(const Line& line) {
+  handle_record(line.bytes, std::nullopt, line.number, line.offset, line.end_offset, line.too_long, line.length);
+}
+
+void Pipeline::Impl::handle_record(std::string_view json, const std::optional<std::string>& text, std::uint64_t line,
+                                   std::uint64_t offset, std::uint64_t end_offset, bool too_long,
+                                   std::uint64_t length) {
+  if (finishing_ || failed_) return;
+  WorkItem item;
+  item.index = next_index_++;
+  item.line = line;
+  item.offset = offset;
+  item.end_offset = end_offset;
+  ++summary_.records_read;
+
+  if (too_long) {
+    fail_item(std::move(item),
+              ErrorInfo{ErrorCode::record_too_large,
+                        fmt::format("record is {} bytes, more than the limit of {} (raise it with --max-record-bytes)",
+                                    length, opt_.max_record_bytes),
+                        {}, {}});
+    return;
+  }
+  auto parsed = parser_.parse(json);
+  if (!parsed) {
+    ErrorInfo error = parsed.error();
+    // A source that supplies the text itself needs only a JSON object without the output field.
+    bool text_supplied = text && !text->empty() &&
+                         (error.code == ErrorCode::missing_field || error.code == ErrorCode::field_not_string ||
+                          error.code == ErrorCode::empty_text);
+    if (!text_supplied) {
+      item.json.assign(json);
+      fail_item(std::move(item), std::move(error));
+      return;
+    }
+    // Find the closing brace ourselves: the object was valid up to the text check.
+    std::size_t end = json.find_last_not_of(" \t\r\n");
+    std::size_t first = json.find_first_not_of(" \t\r\n");
+    std::size_t before = json.find_last_not_of(" \t\r\n", end - 1);
+    item.prefix_length = end;
+    item.empty_object = before == first;
+  } else {
+    item.prefix_length = parsed.value().prefix_length;
+    item.empty_object = parsed.value().empty_object;
+    item.text = std::move(parsed.value().text);
+  }
+  if (text) item.text = *text;
+  item.json.assign(json);
+  const std::size_t dims = model_->info().dimensions;
+  item.weight = item.json.size() * 2 + item.text.size() + dims * 16 + sizeof(WorkItem);
+  item.started_at = unix_time_now();
+  if (bus_.wants<DocumentStarted>()) bus_.publish(DocumentStarted{item.index, location(item.line, item.offset)});
+  ++in_flight_records_;
+  in_flight_bytes_ += item.weight;
+  workers_->push(std::move(item));
+}
+
+void Pipeline::Impl::fail_item(WorkItem&& item, ErrorInfo error) {
+  item.error = std::move(error);
+  item.weight = item.json.size() + sizeof(WorkItem);
+  ++in_flight_records_;
+  in_flight_bytes_ += item.weight;
+  const auto index = item.index;
+  reorder_.emplace(index, std::move(item));
+  release();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results: restore input order, write, complete
+
+void Pipeline::Impl::on_results(uv_async_t* handle) {
+  auto* self = static_cast<Impl*>(handle->data);
+  if (!self->workers_) return;
+  auto results = self->workers_->take_results();
+  if (self->finishing_) return;
+  for (auto& item : results) {
+    const auto index = item.index;
+    self->reorder_.emplace(index, std::move(item));
+  }
+  self->release();
+  self->check_done();
+}
+
+void Pipeline::Impl::release() {
+  while (!reorder_.empty() && reorder_.begin()->first == next_release_ && !failed_) {
+    auto node = reorder_.extract(reorder_.begin());
+    WorkItem& item = node.mapped();
+    ++next_release_;
+    Pending p;
+    p.index = item.index;
+    p.line = item.line;
+    p.offset = item.offset;
+    p.end_offset = item.end_offset;
+    p.tokens = item.tokens;
+    p.truncated = item.truncated;
+    p.started_at = item.started_at;
+    p.weight = item.weight;
+    if (item.error) {
+      ErrorInfo& e = *item.error;
+      std::string message = fmt::format("{}:{}: {}", input_name_, item.line, e.message);
+      p.failed = true;
+      if (bus_.wants<DocumentFailed>()) {
+        bool retryable = e.code == ErrorCode::model_error || e.code == ErrorCode::io_error;
+        bus_.publish(DocumentFailed{item.index, location(item.line, item.offset), e.code, message, e.field,
+                                    retryable, 1});
+      }
+      if (dead_) {
+        std::string line;
+        append_dead_letter_line(line, location(item.line, item.offset), e, item.json);
+        dead_letter_appended_ += line.size();
+        dead_->append(line);
+      }
+      if (opt_.on_error == OnError::fail) {
+        p.output_end = output_appended_;
+        p.dead_letter_end = dead_letter_appended_;
+        pending_.push_back(p);
+        fail_run(message);
+        return;
+      }
+    } else if (sink_) {
+      EmbeddedRecord r;
+      r.index = item.index;
+      r.line = item.line;
+      r.json = std::move(item.json);
+      r.embedding = std::move(item.embedding);
+      r.tokens = item.tokens;
+      r.truncated = item.truncated;
+      sink_batch_.push_back(std::move(r));
+    } else {
+      output_appended_ += item.output_line.size();
+      out_->append(item.output_line);
+    }
+    p.output_end = output_appended_;
+    p.dead_letter_end = dead_letter_appended_;
+    pending_.push_back(p);
+  }
+  if (!sink_batch_.empty()) {
+    try {
+      sink_->write(sink_batch_);
+    } catch (const std::exception& e) {
+      sink_batch_.clear();
+      fail_run(fmt::format("sink failed: {}", e.what()));
+      return;
+    }
+    sink_batch_.clear();
+  }
+  on_output_written();
+}
+
+void Pipeline::Impl::on_output_written() {
+  const std::uint64_t out_written = out_ ? out_->written() : output_appended_;
+  const std::uint64_t dead_written = dead_ ? dead_->written() : dead_letter_appended_;
+  while (!pending_.empty() && pending_.front().output_end <= out_written &&
+         pending_.front().dead_letter_end <= dead_written) {
+    Pending p = pending_.front();
+    pending_.pop_front();
+    complete(p);
+  }
+  if (!finishing_) {
+    maybe_checkpoint(false, nullptr);
+    maybe_read();
+    check_done();
+  }
+}
+
+void Pipeline::Impl::complete(const Pending& p) {
+  --in_flight_records_;
+  in_flight_bytes_ -= p.weight;
+  done_records_ = p.index + 1;
+  done_input_offset_ = p.end_offset;
+  done_input_line_ = p.line;
+  done_output_offset_ = p.output_end;
+  done_dead_letter_offset_ = p.dead_letter_end;
+  if (p.failed) {
+    ++summary_.failed;
+    return;
+  }
+  ++summary_.completed;
+  summary_.tokens += p.tokens;
+  if (p.truncated) ++summary_.truncated;
+  if (bus_.wants<DocumentCompleted>()) {
+    bus_.publish(DocumentCompleted{p.index, location(p.line, p.offset), p.tokens, p.truncated,
+                                   (unix_time_now() - p.started_at) * 1000.0});
+  }
+}
+
+void Pipeline::Impl::fail_run(const std::string& message) {
+  if (failed_) return;
+  failed_ = true;
+  summary_.status = "failed";
+  summary_.error = message;
+  check_done();
+}
+
+void Pipeline::Impl::on_control(uv_async_t* handle) {
+  auto* self = static_cast<Impl*>(handle->data);
+  if (self->finishing_) return;
+  if (self->abort_requested_.load()) {
+    if (self->summary_.status == "completed") self->summary_.status = "stopped";
+    self->summary_.error = "aborted";
+    self->workers_->abort();
+    self->finish();
+    return;
+  }
+  if (self->stop_requested_.load()) {
+    if (self->bus_.wants<StageStateChanged>()) {
+      self->bus_.publish(StageStateChanged{"pipeline", "running", "draining", "stop requested"});
+    }
+    self->set_reader_state("stopped", "stop requested");
+    self->workers_->finish_input();
+    self->check_done();
+  }
+}
+
+void Pipeline::Impl::check_done() {
+  if (finishing_) return;
+  const bool input_over = eof_ || failed_ || stop_requested_.load();
+  if (!input_over || read_in_flight_) return;
+  if (failed_) {
+    // Stop at once: what is in flight is dropped, what was written stays.
+    workers_->abort();
+    finish();
+    return;
+  }
+  if (in_flight_records_ > 0) return;
+  if (out_ && !out_->idle()) return;
+  if (dead_ && !dead_->idle()) return;
+  if (stop_requested_.load() && !eof_) {
+    summary_.status = "stopped";
+  }
+  finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress, checkpoints, finish
+
+void Pipeline::Impl::on_progress_timer(uv_timer_t* handle) {
+  static_cast<Impl*>(handle->data)->publish_progress();
+}
+
+void Pipeline::Impl::publish_progress() {
+  const double now = unix_time_now();
+  rates_.add(now, summary_.completed + summary_.failed, summary_.tokens, done_input_offset_);
+  if (!bus_.wants<BatchProgress>()) return;
+  auto [docs_s, tokens_s, bytes_s] = rates_.rates();
+  BatchProgress p;
+  p.completed = summary_.completed;
+  p.failed = summary_.failed;
+  p.in_flight = in_flight_records_;
+  p.bytes_read = summary_.bytes_read;
+  p.bytes_total = input_size_;
+  p.tokens = summary_.tokens;
+  p.docs_per_s = docs_s;
+  p.tokens_per_s = tokens_s;
+  if (input_size_ > 0 && bytes_s > 0) {
+    p.eta_s = static_cast<double>(input_size_ - std::min(input_size_, done_input_offset_)) / bytes_s;
+  } else if (eof_ && docs_s > 0) {
+    p.eta_s = static_cast<double>(in_flight_records_) / docs_s;
+  }
+  bus_.publish(std::move(p));
+}
+
+CheckpointState Pipeline::Impl::checkpoint_state() const {
+  CheckpointState s;
+  s.input = source_ ? "<source>" : opt_.input;
+  s.input_size = input_size_;
+  s.input_offset = done_input_offset_;
+  s.input_line = done_input_line_;
+  s.records_done = done_records_;
+  s.output = sink_ ? "<sink>" : opt_.output;
+  s.output_offset = done_output_offset_;
+  s.dead_letter = opt_.dead_letter;
+  s.dead_letter_offset = done_dead_letter_offset_;
+  s.completed = summary_.completed;
+  s.failed = summary_.failed;
+  s.tokens = summary_.tokens;
+  s.truncated = summary_.truncated;
+  s.finished = eof_ && in_flight_records_ == 0;
+  return s;
+}
+
+void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then) {
+  auto done = [then = std::move(then)] {
+    if (then) then();
+  };
+  if (opt_.checkpoint.empty() || checkpoint_busy_) {
+    done();
+    return;
+  }
+  if (!final_one) {
+    const bool due = done_records_ - last_checkpoint_records_ >= opt_.checkpoint_every_records ||
+                     (done_records_ > last_checkpoint_records_ &&
+                      unix_time_now() - last_checkpoint_time_ >= opt_.checkpoint_every_s);
+    if (!due) {
+      done();
+      return;
+    }
+  }
+  checkpoint_busy_ = true;
+  CheckpointState state = checkpoint_state();
+  // The checkpoint names positions only once the bytes before them are on disk.
+  auto write_it = [this, state, done](int status) mutable {
+    checkpoint_busy_ = false;
+    if (status < 0) {
+      fail_run(fmt::format("{}: cannot sync output: {}", opt_.output, uv_strerror(status)));
+      done();
+      return;
+    }
+    std::string err = write_checkpoint_file(opt_.checkpoint, state);
+    if (!err.empty()) {
+      fail_run(err);
+      done();
+      return;
+    }
+    last_checkpoint_records_ = state.records_done;
+    last_checkpoint_time_ = unix_time_now();
+    if (bus_.wants<Checkpointed>()) {
+      bus_.publish(Checkpointed{opt_.checkpoint, state.records_done, state.input_offset, state.input_line,
+                                state.output_offset});
+    }
+    done();
+  };
+  auto sync_output = [this, write_it](int status) mutable {
+    if (status < 0 || !out_) {
+      write_it(status);
+      return;
+    }
+    out_->sync(write_it);
+  };
+  if (dead_) {
+    dead_->sync(sync_output);
+  } else {
+    sync_output(0);
+  }
+}
+
+void Pipeline::Impl::finish() {
+  if (finishing_) return;
+  finishing_ = true;
+  uv_timer_stop(&progress_timer_);
+  if (workers_) {
+    workers_->finish_input();
+    workers_->join();
+    // Results that arrived after the decision to finish are dropped (abort, failure).
+  }
+  source_queue_.close_and_clear();
+  summary_.elapsed_s = unix_time_now() - start_time_;
+  summary_.bytes_written = done_output_offset_;
+
+  auto after_checkpoint = [this] {
+    publish_progress();
+    if (sink_ && summary_.status != "failed") {
+      try {
+        sink_->finish();
+      } catch (const std::exception& e) {
+        summary_.status = "failed";
+        summary_.error = fmt::format("sink failed: {}", e.what());
+      }
+    }
+    auto close_dead = [this] {
+      if (dead_) {
+        dead_->close([this] { close_all(); });
+      } else {
+        close_all();
+      }
+    };
+    if (out_) {
+      out_->close(close_dead);
+    } else {
+      close_dead();
+    }
+  };
+  if (abort_requested_.load()) {
+    after_checkpoint();
+  } else {
+    maybe_checkpoint(true, after_checkpoint);
+  }
+}
+
+void Pipeline::Impl::on_handle_closed(uv_handle_t* handle) {
+  auto* self = static_cast<Impl*>(handle->data);
+  if (--self->open_handles_ > 0) return;
+  if (self->owns_in_fd_ && self->in_fd_ >= 0) {
+    uv_fs_t req;
+    uv_fs_close(nullptr, &req, self->in_fd_, nullptr);
+    uv_fs_req_cleanup(&req);
+    self->in_fd_ = -1;
+  }
+  if (self->source_thread_.joinable()) self->source_thread_.join();
+  const std::string final_state = self->summary_.status == "completed" ? "stopped" : self->summary_.status;
+  self->bus_.publish(StageStateChanged{"pipeline", self->stop_requested_.load() ? "draining" : "running",
+                                       final_state, self->summary_.error});
+  self->bus_.publish(PipelineFinished{self->summary_});
+  if (self->on_finished_) {
+    auto cb = std::move(self->on_finished_);
+    cb(self->summary_);
+  }
+}
+
+void Pipeline::Impl::close_all() {
+  async_ready_.store(false);
+  // The control handle may still be signalled by stop() from another thread: libuv allows
+  // uv_async_send until uv_close, and async_ready_ is cleared first.
+  uv_close(reinterpret_cast<uv_handle_t*>(&results_async_), &Impl::on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&control_async_), &Impl::on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&source_async_), &Impl::on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&progress_timer_), &Impl::on_handle_closed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipeline
+
+namespace {
+std::shared_ptr<Model> load_model_for(const PipelineOptions& o) {
+  if (o.model.empty()) throw Error(ErrorCode::invalid_argument, "no model folder given");
+  ModelOptions mo;
+  mo.threads = o.threads;
+  return std::shared_ptr<Model>(Model::load(o.model, mo));
+}
+std::shared_ptr<Tokenizer> load_tokenizer_for(const PipelineOptions& o) {
+  return std::shared_ptr<Tokenizer>(Tokenizer::from_file(o.model / "tokenizer.json"));
+}
+}  // namespace
+
+Pipeline::Pipeline(PipelineOptions options) {
+  auto model = load_model_for(options);
+  auto tokenizer = load_tokenizer_for(options);
+  impl_ = std::make_unique<Impl>(std::move(options), std::move(model), std::move(tokenizer));
+}
+
+Pipeline::Pipeline(PipelineOptions options, std::shared_ptr<Model> model, std::shared_ptr<Tokenizer> tokenizer)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(model), std::move(tokenizer))) {}
+
+Pipeline::~Pipeline() = default;
+
+void Pipeline::set_source(std::unique_ptr<Source> source) { impl_->source_ = std::move(source); }
+void Pipeline::set_sink(std::unique_ptr<Sink> sink) { impl_->sink_ = std::move(sink); }
+SubscriptionId Pipeline::subscribe(EventFilter filter, EventCallback callback) {
+  return impl_->bus_.subscribe(filter, std::move(callback));
+}
+void Pipeline::unsubscribe(SubscriptionId id) { impl_->bus_.unsubscribe(id); }
+RunSummary Pipeline::run() { return impl_->run(); }
+void Pipeline::start(uv_loop_s* loop, std::function<void(const RunSummary&)> on_finished) {
+  impl_->start(loop, std::move(on_finished));
+}
+void Pipeline::stop() noexcept { impl_->stop(); }
+void Pipeline::abort() noexcept { impl_->abort(); }
+const ModelInfo& Pipeline::model_info() const { return impl_->model_->info(); }
+const std::string& Pipeline::pipeline_id() const { return impl_->bus_.pipeline_id(); }
+
+}  // namespace sluice

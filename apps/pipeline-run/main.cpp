@@ -1,0 +1,251 @@
+// pipeline-run: the command line for sluice. Argument parsing, the terminal reporter and exit
+// codes live here; everything else is in libsluice.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <uv.h>
+
+#include <sluice/error.hpp>
+#include <sluice/events.hpp>
+#include <sluice/pipeline.hpp>
+#include <sluice/validate.hpp>
+
+#include "exit_codes.hpp"
+#include "progress_reporter.hpp"
+
+using namespace pipeline_run;
+
+namespace {
+
+struct EmbedArgs {
+  sluice::PipelineOptions pipeline;
+  std::string events;
+  std::string progress = "auto";
+  std::string on_error = "fail";
+  bool no_validate = false;
+  bool no_checkpoint = false;
+};
+
+// Prints bad records as INPUT:LINE: message; returns how many were bad.
+std::uint64_t run_validation(const std::string& input, const sluice::ValidationOptions& vo, std::uint64_t max_listed,
+                             std::uint64_t& records) {
+  std::uint64_t listed = 0;
+  auto summary = sluice::validate_jsonl(input, vo, [&](const sluice::InputLocation& where, const sluice::ErrorInfo& e) {
+    if (listed < max_listed) fmt::print(stderr, "{}:{}: {}\n", where.file, where.line, e.message);
+    ++listed;
+    return true;
+  });
+  if (summary.invalid > max_listed) {
+    fmt::print(stderr, "... and {} more bad records (pipeline-run validate lists them all)\n", summary.invalid - max_listed);
+  }
+  records = summary.records;
+  return summary.invalid;
+}
+
+// The event stream as JSON lines. Thread: loop.
+class EventWriter {
+ public:
+  explicit EventWriter(const std::string& path) {
+    if (path == "-") {
+      file_ = stdout;
+    } else {
+      file_ = std::fopen(path.c_str(), "wb");
+      if (!file_) throw sluice::Error(sluice::ErrorCode::io_error, fmt::format("{}: cannot open for writing", path));
+      owned_ = true;
+    }
+    std::setvbuf(file_, nullptr, _IOFBF, 1 << 16);
+  }
+  ~EventWriter() {
+    std::fflush(file_);
+    if (owned_) std::fclose(file_);
+  }
+  void on_event(const sluice::Event& e) {
+    line_.clear();
+    line_ = sluice::to_json(e);
+    line_.push_back('\n');
+    std::fwrite(line_.data(), 1, line_.size(), file_);
+    // Progress-level events are flushed at once so a reader sees them live.
+    if (!std::holds_alternative<sluice::DocumentStarted>(e.payload) &&
+        !std::holds_alternative<sluice::DocumentCompleted>(e.payload)) {
+      std::fflush(file_);
+    }
+  }
+
+ private:
+  std::FILE* file_ = nullptr;
+  bool owned_ = false;
+  std::string line_;
+};
+
+struct SignalState {
+  sluice::Pipeline* pipeline = nullptr;
+  int count = 0;
+};
+
+int run_embed(EmbedArgs& args) {
+  auto& opt = args.pipeline;
+  opt.on_error = args.on_error == "skip" ? sluice::OnError::skip : sluice::OnError::fail;
+  if (args.events == "-" && opt.output == "-") {
+    fmt::print(stderr, "error: --events - and standard output for embeddings (-o -) cannot share standard output; "
+                       "give -o a file or --events a path\n");
+    return kExitUsage;
+  }
+  if (!opt.dead_letter.empty() && opt.on_error == sluice::OnError::fail) {
+    fmt::print(stderr, "note: --dead-letter is used only with --on-error skip\n");
+  }
+  if (opt.checkpoint.empty() && !args.no_checkpoint && opt.output != "-") opt.checkpoint = opt.output + ".checkpoint";
+  if (args.no_checkpoint) opt.checkpoint.clear();
+
+  // Validation first: bad input is reported before the model is loaded.
+  if (opt.on_error == sluice::OnError::fail && !args.no_validate && opt.input != "-") {
+    sluice::ValidationOptions vo{opt.text_field, opt.output_field, opt.max_record_bytes, opt.read_chunk_bytes};
+    std::uint64_t records = 0;
+    std::uint64_t bad = run_validation(opt.input, vo, 50, records);
+    if (bad > 0) {
+      fmt::print(stderr, "error: {} of {} records are invalid; nothing was embedded. Fix them, or run with "
+                         "--on-error skip --dead-letter PATH to embed the rest and keep the bad ones.\n",
+                 bad, records);
+      return kExitInvalidInput;
+    }
+  }
+
+  sluice::Pipeline pipeline(opt);
+  std::unique_ptr<EventWriter> events;
+  if (!args.events.empty()) {
+    events = std::make_unique<EventWriter>(args.events);
+    pipeline.subscribe(sluice::EventFilter::all(), [w = events.get()](const sluice::Event& e) { w->on_event(e); });
+  }
+  ProgressMode mode = args.progress == "always"  ? ProgressMode::always
+                      : args.progress == "never" ? ProgressMode::never
+                                                 : ProgressMode::automatic;
+  ProgressReporter reporter(stderr, mode);
+  pipeline.subscribe(ProgressReporter::filter(), [&](const sluice::Event& e) { reporter.on_event(e); });
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  SignalState sig{&pipeline, 0};
+  uv_signal_t sigint, sigterm;
+  uv_signal_init(&loop, &sigint);
+  uv_signal_init(&loop, &sigterm);
+  sigint.data = sigterm.data = &sig;
+  auto on_signal = [](uv_signal_t* h, int signum) {
+    auto* s = static_cast<SignalState*>(h->data);
+    if (++s->count == 1) {
+      fmt::print(stderr, "\n{}: stopping: finishing the records in flight and writing a checkpoint "
+                         "(again to abort at once)\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+      s->pipeline->stop();
+    } else {
+      fmt::print(stderr, "\naborting\n");
+      std::fflush(stderr);
+      _exit(kExitInterrupted);
+    }
+  };
+  uv_signal_start(&sigint, on_signal, SIGINT);
+  uv_signal_start(&sigterm, on_signal, SIGTERM);
+
+  sluice::RunSummary summary;
+  pipeline.start(&loop, [&](const sluice::RunSummary& s) {
+    summary = s;
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+  });
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  events.reset();
+
+  if (summary.status == "failed") {
+    fmt::print(stderr, "error: {}\n", summary.error);
+    return summary.failed > 0 && opt.on_error == sluice::OnError::fail ? kExitInvalidInput : kExitFailure;
+  }
+  if (summary.status == "stopped") {
+    if (!opt.checkpoint.empty()) {
+      fmt::print(stderr, "stopped; the checkpoint {} records where it stopped\n", opt.checkpoint);
+    }
+    return kExitInterrupted;
+  }
+  return summary.failed > 0 ? kExitRecordsFailed : kExitOk;
+}
+
+int run_validate(const std::string& input, const sluice::ValidationOptions& vo) {
+  std::uint64_t records = 0;
+  std::uint64_t bad = run_validation(input, vo, UINT64_MAX, records);
+  if (bad > 0) {
+    fmt::print(stderr, "{} of {} records are invalid\n", bad, records);
+    return kExitInvalidInput;
+  }
+  fmt::print(stderr, "{} records, all valid\n", records);
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pipeline-run: stream JSONL through a transformer embedding model in bounded memory"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "pipeline-run 0.1.0");
+
+  EmbedArgs embed;
+  auto& po = embed.pipeline;
+  auto* cmd_embed = app.add_subcommand("embed", "Embed every record of a JSONL file; write JSONL with an added embedding");
+  cmd_embed->add_option("input", po.input, "Input JSONL file, or - for standard input")->required();
+  cmd_embed->add_option("-o,--output", po.output, "Output JSONL file, or - for standard output")->capture_default_str();
+  cmd_embed->add_option("--model", po.model, "Hugging Face model folder (config.json, tokenizer.json, model.safetensors)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd_embed->add_option("--text-field", po.text_field, "String field to embed")->capture_default_str();
+  cmd_embed->add_option("--output-field", po.output_field, "Field added to each output record")->capture_default_str();
+  cmd_embed->add_option("--batch-size", po.batch_size, "Records per model call")->capture_default_str()->check(CLI::Range(1, 65536));
+  cmd_embed->add_option("--on-error", embed.on_error,
+                        "fail: validate first and stop at the first bad record; skip: report bad records and go on")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fail", "skip"}));
+  cmd_embed->add_option("--dead-letter", po.dead_letter, "With --on-error skip: write bad records here (JSONL)");
+  cmd_embed->add_option("--events", embed.events, "Write every event as a JSON line to PATH, or - for standard output");
+  cmd_embed->add_option("--progress", embed.progress, "auto: live line on a terminal, plain lines otherwise")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  cmd_embed->add_option("--threads", po.threads, "Model threads (0 = all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+  cmd_embed->add_option("--max-record-bytes", po.max_record_bytes, "Longest record accepted; longer ones fail")->capture_default_str();
+  cmd_embed->add_option("--max-in-flight", po.max_in_flight_records, "Records between reading and writing")->capture_default_str();
+  cmd_embed->add_option("--max-in-flight-bytes", po.max_in_flight_bytes, "Their bytes")->capture_default_str();
+  cmd_embed->add_option("--checkpoint", po.checkpoint, "Checkpoint file (default: OUTPUT.checkpoint)");
+  cmd_embed->add_flag("--no-checkpoint", embed.no_checkpoint, "Write no checkpoint");
+  cmd_embed->add_option("--checkpoint-every", po.checkpoint_every_records, "Records between checkpoints")->capture_default_str();
+  cmd_embed->add_flag("--no-validate", embed.no_validate, "Skip the validation pass before the model loads");
+
+  std::string validate_input;
+  sluice::ValidationOptions vo;
+  auto* cmd_validate = app.add_subcommand("validate", "Check a JSONL file; list every bad record as INPUT:LINE: message");
+  cmd_validate->add_option("input", validate_input, "Input JSONL file, or - for standard input")->required();
+  cmd_validate->add_option("--text-field", vo.text_field, "String field to embed")->capture_default_str();
+  cmd_validate->add_option("--output-field", vo.output_field, "Field the output would add")->capture_default_str();
+  cmd_validate->add_option("--max-record-bytes", vo.max_record_bytes, "Longest record accepted")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int r = app.exit(e);
+    return r == 0 ? kExitOk : kExitUsage;
+  }
+
+  try {
+    if (*cmd_embed) return run_embed(embed);
+    if (*cmd_validate) return run_validate(validate_input, vo);
+  } catch (const sluice::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    if (!e.detail().empty()) fmt::print(stderr, "detail: {}\n", e.detail());
+    return e.code() == sluice::ErrorCode::invalid_argument ? kExitUsage : kExitFailure;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return kExitFailure;
+  }
+  return kExitUsage;
+}

@@ -1,0 +1,105 @@
+#pragma once
+/// Pipeline: JSONL (or any Source) in, embeddings out, in input order, in bounded memory,
+/// reporting everything as events.
+///
+/// Threads (see docs/architecture.md):
+///  - the loop thread runs the libuv loop: reads input (uv_fs_read), splits and validates
+///    records, restores input order, writes output (uv_fs_write), publishes every event;
+///  - one tokenizer thread turns records into token ids and forms batches;
+///  - one inference thread runs the model (with its own intra-op threads) and formats output;
+///  - with a custom Source, one source thread calls Source::read_batch().
+/// Records between reading and writing are bounded by max_in_flight_records and
+/// max_in_flight_bytes: when either is reached, the reader stops issuing reads.
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <sluice/event_bus.hpp>
+#include <sluice/events.hpp>
+#include <sluice/model.hpp>
+#include <sluice/sink.hpp>
+#include <sluice/source.hpp>
+#include <sluice/tokenizer.hpp>
+
+struct uv_loop_s;
+
+namespace sluice {
+
+/// What to do with a record that cannot be embedded.
+enum class OnError : std::uint8_t {
+  fail,  ///< stop the run at the first bad record (status "failed")
+  skip,  ///< report it (DocumentFailed, dead-letter file) and go on
+};
+
+struct PipelineOptions {
+  std::string input = "-";              ///< JSONL path, "-" for stdin (unused with a Source)
+  std::string output = "-";             ///< JSONL path, "-" for stdout (unused with a Sink)
+  std::filesystem::path model;          ///< model folder, when no model object is given
+  std::string text_field = "text";      ///< the string field to embed
+  std::string output_field = "embedding";  ///< the field added to each output line
+  std::size_t batch_size = 32;          ///< records per model call
+  OnError on_error = OnError::fail;
+  std::string dead_letter;              ///< path for failed records (JSONL); empty: none
+  std::size_t max_in_flight_records = 2048;     ///< records read but not yet written
+  std::size_t max_in_flight_bytes = 64u << 20;  ///< their bytes (input, text and output)
+  std::size_t read_chunk_bytes = 1u << 20;      ///< size of each uv_fs_read
+  std::size_t max_record_bytes = 16u << 20;     ///< longer lines fail with record_too_large
+  int threads = 0;                      ///< model intra-op threads; 0 = all cores
+  double progress_interval_s = 0.5;     ///< BatchProgress period; 0 = only at the end
+  /// Checkpoint file; empty: none. Written atomically after the output is durable.
+  std::string checkpoint;
+  std::uint64_t checkpoint_every_records = 10000;
+  double checkpoint_every_s = 30;
+  std::string pipeline_id;              ///< empty: a random one
+};
+
+class Pipeline {
+ public:
+  /// Loads the model folder named in options.model. Throws sluice::Error (invalid_model,
+  /// invalid_argument) before anything runs.
+  explicit Pipeline(PipelineOptions options);
+  /// Uses an already loaded model and tokenizer (shared: several pipelines may use one
+  /// model, one at a time). The tokenizer's max length is capped to the model's.
+  Pipeline(PipelineOptions options, std::shared_ptr<Model> model, std::shared_ptr<Tokenizer> tokenizer);
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  /// Reads records from `source` instead of options.input. Thread: before run()/start().
+  void set_source(std::unique_ptr<Source> source);
+  /// Sends embedded records to `sink` instead of writing options.output. Thread: before run().
+  void set_sink(std::unique_ptr<Sink> sink);
+
+  /// Subscribes to events. Thread: before run()/start(), or the loop thread during the run.
+  SubscriptionId subscribe(EventFilter filter, EventCallback callback);
+  void unsubscribe(SubscriptionId id);
+
+  /// Runs to the end on a loop of its own, on the calling thread. Returns the summary that
+  /// PipelineFinished carried. Errors during the run end it with status "failed" (they are
+  /// not thrown); setup errors (output not writable, input missing) throw sluice::Error.
+  RunSummary run();
+
+  /// Runs on the caller's libuv loop; `on_finished` is called on that loop at the end, after
+  /// every handle of the pipeline is closed. Throws sluice::Error for setup errors.
+  void start(uv_loop_s* loop, std::function<void(const RunSummary&)> on_finished);
+
+  /// Stops reading, drains what is in flight, writes it and a final checkpoint, then ends
+  /// with status "stopped". Thread: any; async-signal-safe.
+  void stop() noexcept;
+  /// Ends as soon as possible without draining: work in flight is dropped (its output not
+  /// written). Thread: any; async-signal-safe.
+  void abort() noexcept;
+
+  const ModelInfo& model_info() const;
+  const std::string& pipeline_id() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,35 @@
+#pragma once
+/// Records as they flow through the engine: what a source yields and what a sink receives.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice {
+
+/// One input record: a JSON object's bytes and where it came from.
+struct Record {
+  std::string json;                 ///< the JSON object, exactly as read (no line terminator)
+  /// The text to embed. When absent, the pipeline takes the text field from `json`.
+  std::optional<std::string> text;
+  std::uint64_t line = 0;           ///< 1-based line (or item number) in its source
+  std::uint64_t offset = 0;         ///< byte offset of the record in its source, when it has one
+};
+
+/// The string field `name` of the record's top-level JSON object, unescaped; nullopt when the
+/// record is not a valid JSON object or the field is missing or not a string. Thread: any.
+std::optional<std::string> string_field(const Record& record, std::string_view name);
+
+/// One embedded record, in input order.
+struct EmbeddedRecord {
+  std::uint64_t index = 0;          ///< 0-based record index in input order
+  std::uint64_t line = 0;
+  std::string json;                 ///< the input record's bytes
+  std::vector<float> embedding;
+  std::uint32_t tokens = 0;         ///< tokens fed to the model, special tokens included
+  bool truncated = false;
+};
+
+}  // namespace sluice

@@ -1,0 +1,71 @@
+#pragma once
+// The tokenizer thread and the inference thread, fed from the loop through queues.
+//
+// Thread contract: push(), finish_input(), abort() and take_results() are called from the
+// loop thread; `notify` is called from the inference thread (it must be uv_async_send or
+// equally thread-safe). Workers own only what was moved into them.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sluice/model.hpp>
+#include <sluice/tokenizer.hpp>
+
+#include "bounded_queue.hpp"
+#include "work_item.hpp"
+
+namespace sluice {
+
+class EmbedWorkers {
+ public:
+  struct Config {
+    std::size_t batch_size = 32;
+    bool format_output = true;         // format JSONL output lines on the inference thread
+    std::string output_field = "embedding";
+    std::chrono::milliseconds flush_after{20};  // a partial batch waits this long for more
+  };
+
+  EmbedWorkers(std::shared_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer, Config config,
+               std::function<void()> notify);
+  ~EmbedWorkers();
+
+  void start();
+  /// Never blocks: the loop bounds what it pushes.
+  void push(WorkItem&& item);
+  /// No more items: flush the last batch and let the threads end.
+  void finish_input();
+  /// Drop everything queued and end the threads after the batch in hand.
+  void abort();
+  /// Results so far, in completion order (not input order).
+  std::vector<WorkItem> take_results();
+  /// Whether both threads have ended (all results are then in take_results()).
+  bool finished() const;
+  void join();
+
+ private:
+  void tokenizer_main();
+  void inference_main();
+  void run_batch(std::vector<WorkItem>& batch);
+  bool embed_items(std::vector<WorkItem*>& items, std::vector<float>& out, ErrorInfo& error);
+
+  std::shared_ptr<Model> model_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  Config config_;
+  std::function<void()> notify_;
+
+  BoundedQueue<WorkItem> input_;
+  BoundedQueue<std::vector<WorkItem>> batches_;
+  std::mutex results_mu_;
+  std::vector<WorkItem> results_;
+  bool finished_ = false;  // guarded by results_mu_
+
+  std::thread tokenizer_thread_;
+  std::thread inference_thread_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,55 @@
+#include <sluice/event_bus.hpp>
+
+#include <algorithm>
+#include <chrono>
+
+namespace sluice {
+
+EventBus::EventBus(std::string pipeline_id) : pipeline_id_(std::move(pipeline_id)) {}
+
+SubscriptionId EventBus::subscribe(EventFilter filter, EventCallback callback) {
+  SubscriptionId id = next_id_++;
+  // During delivery the vector must not move under the running callback.
+  (delivering_ ? pending_additions_ : subscribers_).push_back({id, filter, std::move(callback)});
+  wanted_.merge(filter);
+  return id;
+}
+
+void EventBus::unsubscribe(SubscriptionId id) {
+  if (delivering_) {
+    pending_removals_.push_back(id);
+    return;
+  }
+  std::erase_if(subscribers_, [id](const Subscriber& s) { return s.id == id; });
+  recompute_wanted();
+}
+
+void EventBus::recompute_wanted() {
+  wanted_ = EventFilter{};
+  for (const auto& s : subscribers_) wanted_.merge(s.filter);
+}
+
+std::uint64_t EventBus::publish(EventPayload payload) {
+  Event event{++seq_, unix_time_now(), pipeline_id_, std::move(payload)};
+  const std::size_t kind = event.payload.index();
+  delivering_ = true;
+  for (auto& s : subscribers_) {
+    if (s.filter.wants_index(kind)) s.callback(event);
+  }
+  delivering_ = false;
+  for (auto& s : pending_additions_) subscribers_.push_back(std::move(s));
+  pending_additions_.clear();
+  if (!pending_removals_.empty()) {
+    auto removals = std::move(pending_removals_);
+    pending_removals_.clear();
+    for (SubscriptionId id : removals) unsubscribe(id);
+  }
+  return event.seq;
+}
+
+double unix_time_now() noexcept {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count() / 1e6;
+}
+
+}  // namespace sluice

@@ -1,0 +1,76 @@
+#include <sluice/validate.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include <fmt/format.h>
+#include <uv.h>
+
+#include "io/line_splitter.hpp"
+#include "io/record_parser.hpp"
+
+namespace sluice {
+
+ValidationSummary validate_jsonl(const std::string& path, const ValidationOptions& options,
+                                 const std::function<bool(const InputLocation&, const ErrorInfo&)>& on_invalid) {
+  const std::string name = path == "-" ? "<stdin>" : path;
+  uv_file fd = STDIN_FILENO;
+  uv_fs_t req;
+  if (path != "-") {
+    fd = uv_fs_open(nullptr, &req, path.c_str(), O_RDONLY, 0, nullptr);
+    uv_fs_req_cleanup(&req);
+    if (fd < 0) throw Error(ErrorCode::io_error, fmt::format("{}: cannot open input: {}", path, uv_strerror(fd)));
+  }
+  ValidationSummary summary;
+  RecordParser parser(options.text_field, options.output_field);
+  LineSplitter splitter(options.max_record_bytes);
+  std::vector<char> buf(options.read_chunk_bytes == 0 ? 1u << 20 : options.read_chunk_bytes);
+  bool keep_going = true;
+  auto on_line = [&](const Line& line) {
+    if (!keep_going) return;
+    ++summary.records;
+    InputLocation where{name, line.number, line.offset};
+    if (line.too_long) {
+      ++summary.invalid;
+      keep_going = on_invalid(
+          where, ErrorInfo{ErrorCode::record_too_large,
+                           fmt::format("record is {} bytes, more than the limit of {} (raise it with --max-record-bytes)",
+                                       line.length, options.max_record_bytes),
+                           {}, {}});
+      return;
+    }
+    auto r = parser.parse(line.bytes);
+    if (!r) {
+      ++summary.invalid;
+      keep_going = on_invalid(where, r.error());
+    }
+  };
+  std::uint64_t offset = 0;
+  std::string read_error;
+  while (keep_going) {
+    uv_buf_t b = uv_buf_init(buf.data(), static_cast<unsigned>(buf.size()));
+    int n = uv_fs_read(nullptr, &req, fd, &b, 1, path == "-" ? -1 : static_cast<int64_t>(offset), nullptr);
+    uv_fs_req_cleanup(&req);
+    if (n < 0) {
+      read_error = fmt::format("{}: cannot read input: {}", name, uv_strerror(n));
+      break;
+    }
+    if (n == 0) {
+      splitter.finish(on_line);
+      break;
+    }
+    offset += static_cast<std::uint64_t>(n);
+    summary.bytes += static_cast<std::uint64_t>(n);
+    splitter.feed(std::string_view(buf.data(), static_cast<std::size_t>(n)), on_line);
+  }
+  if (path != "-") {
+    uv_fs_close(nullptr, &req, fd, nullptr);
+    uv_fs_req_cleanup(&req);
+  }
+  if (!read_error.empty()) throw Error(ErrorCode::io_error, read_error);
+  return summary;
+}
+
+}  // namespace sluice

@@ -1,0 +1,39 @@
+#pragma once
+// A record on its way from the reader to the writer. Owned by one thread at a time: built on
+// the loop, moved to the tokenizer thread, then the inference thread, then back to the loop.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sluice/error.hpp>
+
+namespace sluice {
+
+struct WorkItem {
+  std::uint64_t index = 0;          // 0-based record index in input order
+  std::uint64_t line = 0;
+  std::uint64_t offset = 0;         // byte offset of the line
+  std::uint64_t end_offset = 0;     // byte offset just past the line's terminator
+  std::string json;                 // the record's bytes
+  std::string text;                 // the text to embed
+  std::size_t prefix_length = 0;    // json[0, prefix_length) is kept before the added field
+  bool empty_object = false;
+  double started_at = 0;            // unix time when dispatched
+  std::size_t weight = 0;           // bytes counted against max_in_flight_bytes
+
+  // Set by the tokenizer thread.
+  std::vector<std::int32_t> ids;
+  std::vector<std::int32_t> type_ids;
+  std::uint32_t tokens = 0;
+  bool truncated = false;
+
+  // Set by the inference thread.
+  std::vector<float> embedding;     // kept for a custom sink
+  std::string output_line;          // formatted for the JSONL sink
+
+  std::optional<ErrorInfo> error;
+};
+
+}  // namespace sluice

@@ -1,0 +1,266 @@
+"""End-to-end tests: the real pipeline-run binary on small files.
+
+Run through meson (`meson test -C build e2e-cli`), which sets PIPELINE_RUN, SLUICE_TEST_MODELS
+and SLUICE_SOURCE_ROOT. Standard library only.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+PIPELINE_RUN = os.environ.get("PIPELINE_RUN", "build/apps/pipeline-run/pipeline-run")
+MODELS = os.environ.get("SLUICE_TEST_MODELS", "build/tests/test-models")
+TINY = os.path.join(MODELS, "tiny")
+
+EVENT_TYPES = {
+    "pipeline_started", "document_started", "document_completed", "document_failed",
+    "batch_progress", "stage_state_changed", "checkpointed", "pipeline_finished",
+}
+
+
+def run(args, stdin=None, timeout=300):
+    return subprocess.run([PIPELINE_RUN] + args, input=stdin, capture_output=True, timeout=timeout)
+
+
+def records(n, start=0):
+    return b"".join(
+        b'{"id": %d, "text": "record %d about rivers and deltas", "meta": {"n": %d}}\n' % (i, i, i)
+        for i in range(start, start + n))
+
+
+class CliTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="sluice-e2e-")
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def write(self, name, data):
+        with open(self.path(name), "wb") as f:
+            f.write(data)
+        return self.path(name)
+
+    def read(self, name):
+        with open(self.path(name), "rb") as f:
+            return f.read()
+
+    def embed(self, input_bytes, *extra, name="in.jsonl"):
+        src = self.write(name, input_bytes)
+        out = self.path("out.jsonl")
+        r = run(["embed", src, "-o", out, "--model", TINY, "--progress", "never", *extra])
+        return r, src, out
+
+    # --- output bytes -------------------------------------------------------------------
+
+    def check_kept(self, in_line, out_line):
+        """The output is the input object up to its closing brace, then the embedding."""
+        body = in_line.rstrip(b" \t\r")
+        self.assertTrue(body.endswith(b"}"), body)
+        prefix = body[:-1]
+        self.assertTrue(out_line.startswith(prefix), (in_line, out_line[:200]))
+        rest = out_line[len(prefix):]
+        self.assertTrue(rest.startswith(b',"embedding":[') or rest.startswith(b'"embedding":['), rest[:40])
+        self.assertTrue(rest.endswith(b"]}"))
+        obj = json.loads(out_line)
+        self.assertEqual(len(obj["embedding"]), 32)
+
+    def test_embed_keeps_every_input_byte_in_order(self):
+        data = records(50)
+        r, _, out = self.embed(data)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        in_lines = data.splitlines()
+        out_lines = self.read("out.jsonl").split(b"\n")
+        self.assertEqual(out_lines[-1], b"")
+        self.assertEqual(len(out_lines) - 1, len(in_lines))
+        for a, b in zip(in_lines, out_lines):
+            self.check_kept(a, b)
+        self.assertIn(b"completed: 50 records embedded, 0 failed", r.stderr)
+
+    def test_hostile_layout(self):
+        data = (b"\xef\xbb\xbf{\"text\":\"bom first\"}\r\n"       # BOM and CRLF
+                b"\n   \n\t\r\n"                                  # blank lines
+                b"  {\"text\" : \"spaces\" ,\"x\":[1, 2 ] }  \r\n"  # whitespace everywhere
+                b"{\"a\":1,\"a\":2,\"text\":\"dup keys\",\"big\":1e400,\"n\":123456789012345678901234567890}\n"
+                b"{\"text\":\"esc \\u00e9 \\ud83d\\ude00 \\\"q\\\"\"}\n"
+                b"{\"text\":\"no final newline\"}")
+        r, _, _ = self.embed(data)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out_lines = self.read("out.jsonl").split(b"\n")
+        self.assertEqual(out_lines[-1], b"")
+        out_lines = out_lines[:-1]
+        expected_inputs = [
+            b"{\"text\":\"bom first\"}",
+            b"  {\"text\" : \"spaces\" ,\"x\":[1, 2 ] }",
+            b"{\"a\":1,\"a\":2,\"text\":\"dup keys\",\"big\":1e400,\"n\":123456789012345678901234567890}",
+            b"{\"text\":\"esc \\u00e9 \\ud83d\\ude00 \\\"q\\\"\"}",
+            b"{\"text\":\"no final newline\"}",
+        ]
+        self.assertEqual(len(out_lines), len(expected_inputs))
+        for a, b in zip(expected_inputs, out_lines):
+            self.check_kept(a, b)
+        # Whitespace before the closing brace stays, the field follows it.
+        self.assertTrue(out_lines[1].startswith(b"  {\"text\" : \"spaces\" ,\"x\":[1, 2 ] ,\"embedding\":["))
+
+    def test_empty_object_gets_no_comma(self):
+        r, _, _ = self.embed(b'{"text":"x"}\n', "--text-field", "text")
+        self.assertEqual(r.returncode, 0)
+        src = self.write("in2.jsonl", b'{"body":"text here"}\n')
+        r = run(["embed", src, "-o", self.path("o2.jsonl"), "--model", TINY, "--text-field", "body",
+                 "--output-field", "vec", "--progress", "never"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(self.read("o2.jsonl").startswith(b'{"body":"text here","vec":['))
+
+    def test_stdin_to_stdout(self):
+        data = records(7)
+        r = run(["embed", "-", "--model", TINY, "--progress", "never"], stdin=data)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out_lines = r.stdout.split(b"\n")[:-1]
+        self.assertEqual(len(out_lines), 7)
+        for a, b in zip(data.splitlines(), out_lines):
+            self.check_kept(a, b)
+
+    # --- validation and errors ----------------------------------------------------------
+
+    BAD = (b'{"text":"ok"}\n'
+           b'{"text": 5}\n'
+           b'{"text":"unterminated}\n'
+           b'{"other":"x"}\n'
+           b'"just a string"\n'
+           b'{"text":"has it","embedding":[1]}\n'
+           b'{"text":"bad utf8 \xff\xfe"}\n'
+           b'{"text":"ok again"}\n')
+
+    def test_validate_lists_every_bad_line(self):
+        src = self.write("bad.jsonl", self.BAD)
+        r = run(["validate", src])
+        self.assertEqual(r.returncode, 3)
+        err = r.stderr.decode()
+        self.assertIn(f'{src}:2: field "text" is a number, expected a string', err)
+        self.assertIn(f"{src}:3: invalid JSON", err)
+        self.assertIn(f'{src}:4: field "text" is missing', err)
+        self.assertIn(f"{src}:5: ", err)
+        self.assertIn(f'{src}:6: field "embedding" already exists', err)
+        self.assertIn(f"{src}:7: ", err)
+        self.assertNotIn(f"{src}:1:", err)
+        self.assertNotIn(f"{src}:8:", err)
+        self.assertIn("6 of 8 records are invalid", err)
+        good = self.write("good.jsonl", records(3))
+        self.assertEqual(run(["validate", good]).returncode, 0)
+
+    def test_embed_validates_before_loading_the_model(self):
+        src = self.write("bad.jsonl", self.BAD)
+        out = self.path("out.jsonl")
+        # A model folder that cannot load: validation must report before the model is touched.
+        broken = os.path.join(self.dir, "broken-model")
+        os.mkdir(broken)
+        r = run(["embed", src, "-o", out, "--model", broken])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn(f'{src}:4: field "text" is missing', r.stderr.decode())
+        self.assertIn("nothing was embedded", r.stderr.decode())
+        self.assertFalse(os.path.exists(out))
+
+    def test_skip_writes_dead_letters_and_counts(self):
+        dead = self.path("dead.jsonl")
+        r, src, _ = self.embed(self.BAD, "--on-error", "skip", "--dead-letter", dead)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"2 records embedded, 6 failed", r.stderr)
+        self.assertEqual(len(self.read("out.jsonl").splitlines()), 2)
+        lines = [json.loads(l) for l in self.read("dead.jsonl").splitlines()]
+        self.assertEqual([d["line"] for d in lines], [2, 3, 4, 5, 6, 7])
+        self.assertEqual(lines[0]["error"], "field_not_string")
+        self.assertEqual(lines[0]["field"], "text")
+        self.assertEqual(lines[0]["record"], '{"text": 5}')
+        self.assertEqual(lines[2]["error"], "missing_field")
+        # Invalid UTF-8 is kept byte for byte, in base64.
+        import base64
+        self.assertEqual(base64.b64decode(lines[5]["record_base64"]), b'{"text":"bad utf8 \xff\xfe"}')
+
+    def test_broken_model_folder_is_a_clear_error(self):
+        broken = os.path.join(self.dir, "broken-model")
+        os.mkdir(broken)
+        with open(os.path.join(broken, "config.json"), "w") as f:
+            f.write("{}")
+        r, _, _ = self.embed(records(2), name="in.jsonl")
+        src = self.path("in.jsonl")
+        r = run(["embed", src, "-o", self.path("o.jsonl"), "--model", broken])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"error: ", r.stderr)
+        self.assertIn(broken.encode(), r.stderr)
+
+    def test_usage_errors(self):
+        src = self.write("in.jsonl", records(1))
+        r = run(["embed", src, "--model", TINY, "--events", "-"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"cannot share standard output", r.stderr)
+        self.assertEqual(run(["embed", src, "--model", self.path("nope")]).returncode, 2)
+        self.assertEqual(run(["embed", src, "--model", TINY, "--batch-size", "0"]).returncode, 2)
+        self.assertEqual(run(["frobnicate"]).returncode, 2)
+        self.assertEqual(run(["embed", "--help"]).returncode, 0)
+
+    def test_missing_input(self):
+        r = run(["embed", self.path("none.jsonl"), "-o", self.path("o.jsonl"), "--model", TINY])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"none.jsonl: cannot open input", r.stderr)
+
+    # --- events -------------------------------------------------------------------------
+
+    def test_every_event_type_appears_in_events_output(self):
+        data = records(30) + b'{"text": 1}\n' + records(5, 30)
+        src = self.write("in.jsonl", data)
+        r = run(["embed", src, "-o", self.path("out.jsonl"), "--model", TINY, "--events", "-",
+                 "--on-error", "skip", "--progress", "never", "--batch-size", "4"])
+        self.assertEqual(r.returncode, 4, r.stderr)
+        events = [json.loads(l) for l in r.stdout.splitlines()]
+        self.assertEqual({e["type"] for e in events}, EVENT_TYPES)
+        self.assertEqual([e["seq"] for e in events], list(range(1, len(events) + 1)))
+        self.assertEqual(events[0]["type"], "pipeline_started")
+        self.assertEqual(events[-1]["type"], "pipeline_finished")
+        self.assertTrue(all(e["v"] == 1 for e in events))
+        self.assertEqual(len({e["pipeline"] for e in events}), 1)
+        failed = [e for e in events if e["type"] == "document_failed"]
+        self.assertEqual(len(failed), 1)
+        self.assertEqual(failed[0]["location"]["line"], 31)
+        self.assertEqual(failed[0]["code"], "field_not_string")
+        summary = events[-1]["summary"]
+        self.assertEqual(summary["completed"], 35)
+        self.assertEqual(summary["failed"], 1)
+
+    # --- interruption -------------------------------------------------------------------
+
+    def test_sigint_drains_and_checkpoints(self):
+        src = self.write("in.jsonl", records(20000))
+        out = self.path("out.jsonl")
+        cp = self.path("out.jsonl.checkpoint")
+        p = subprocess.Popen([PIPELINE_RUN, "embed", src, "-o", out, "--model", TINY, "--progress", "never",
+                              "--checkpoint-every", "100"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) < 20000):
+            time.sleep(0.02)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 130, err)
+        self.assertIn(b"stopping", err)
+        state = json.loads(self.read("out.jsonl.checkpoint"))
+        body = self.read("out.jsonl")
+        self.assertEqual(state["output_offset"], len(body))
+        self.assertEqual(state["records_done"], len(body.splitlines()))
+        self.assertFalse(state["finished"])
+        self.assertLess(state["records_done"], 20000)
+        # The output so far is exactly the first records_done records.
+        for a, b in zip(records(state["records_done"]).splitlines(), body.splitlines()):
+            self.check_kept(a, b)
+        self.assertEqual(state["input_offset"], len(records(state["records_done"])))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

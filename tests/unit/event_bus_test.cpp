@@ -1,0 +1,49 @@
+#include <doctest/doctest.h>
+
+#include <sluice/event_bus.hpp>
+
+using namespace sluice;
+
+TEST_CASE("EventBus stamps envelopes and delivers only wanted kinds") {
+  EventBus bus("p1");
+  std::vector<Event> all, failures;
+  bus.subscribe(EventFilter::all(), [&](const Event& e) { all.push_back(e); });
+  CHECK(bus.wants<DocumentFailed>());
+  bus.subscribe(EventFilter::of<DocumentFailed>(), [&](const Event& e) { failures.push_back(e); });
+  bus.publish(DocumentStarted{0, {"f", 1, 0}});
+  bus.publish(DocumentFailed{0, {"f", 1, 0}, ErrorCode::invalid_json, "f:1: invalid JSON", "", false, 1});
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].seq == 1);
+  CHECK(all[1].seq == 2);
+  CHECK(all[0].pipeline_id == "p1");
+  CHECK(all[0].timestamp > 1.6e9);
+  REQUIRE(failures.size() == 1);
+  CHECK(failures[0].seq == 2);
+}
+
+TEST_CASE("a bus nobody wants documents from reports that, so payloads are not built") {
+  EventBus bus("p");
+  CHECK_FALSE(bus.wants<DocumentCompleted>());
+  auto id = bus.subscribe(EventFilter::without_documents(), [](const Event&) {});
+  CHECK_FALSE(bus.wants<DocumentCompleted>());
+  CHECK(bus.wants<BatchProgress>());
+  bus.unsubscribe(id);
+  CHECK_FALSE(bus.wants<BatchProgress>());
+}
+
+TEST_CASE("subscribing and unsubscribing from inside a callback is safe") {
+  EventBus bus("p");
+  int late = 0, self_calls = 0;
+  SubscriptionId self = 0;
+  self = bus.subscribe(EventFilter::all(), [&](const Event&) {
+    ++self_calls;
+    bus.unsubscribe(self);
+    for (int i = 0; i < 100; ++i) bus.subscribe(EventFilter::all(), [&](const Event&) { ++late; });
+  });
+  bus.publish(PipelineFinished{});
+  CHECK(self_calls == 1);
+  CHECK(late == 0);  // added during delivery: from the next event on
+  bus.publish(PipelineFinished{});
+  CHECK(self_calls == 1);
+  CHECK(late == 100);
+}

@@ -1,0 +1,396 @@
+// The engine end to end in-process, on the tiny test model (tests/test-models/tiny: the real
+// bert-base-uncased vocabulary, a 2-layer BERT with fixed random weights).
+
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+#include <uv.h>
+
+#include <sluice/event_stream.hpp>
+#include <sluice/pipeline.hpp>
+#include <sluice/record_stream.hpp>
+
+namespace fs = std::filesystem;
+using namespace sluice;
+
+namespace {
+
+fs::path models_dir() {
+  const char* env = std::getenv("SLUICE_TEST_MODELS");
+  REQUIRE_MESSAGE(env != nullptr, "SLUICE_TEST_MODELS is not set (run through meson test)");
+  return fs::path(env);
+}
+
+struct Shared {
+  std::shared_ptr<Model> model;
+  std::shared_ptr<Tokenizer> tokenizer;
+};
+
+// Loaded once: every test uses the same tiny model.
+Shared& tiny() {
+  static Shared s = [] {
+    Shared r;
+    ModelOptions mo;
+    mo.threads = 1;
+    r.model = std::shared_ptr<Model>(Model::load(models_dir() / "tiny", mo));
+    r.tokenizer = std::shared_ptr<Tokenizer>(Tokenizer::from_file(models_dir() / "tiny" / "tokenizer.json"));
+    return r;
+  }();
+  return s;
+}
+
+struct TempDir {
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "sluice-test-XXXXXX").string();
+    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() { fs::remove_all(path); }
+  fs::path path;
+};
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file(const fs::path& p, const std::string& s) {
+  std::ofstream out(p, std::ios::binary);
+  out << s;
+}
+
+std::vector<std::string> split_lines(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < s.size()) {
+    std::size_t nl = s.find('\n', start);
+    if (nl == std::string::npos) nl = s.size();
+    out.push_back(s.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return out;
+}
+
+std::string make_input(int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) {
+    s += fmt::format("{{\"id\": {}, \"text\": \"record number {} says {}\", \"big\": 123456789012345678901234567890}}\n",
+                     i, i, std::string(static_cast<std::size_t>(i % 7), 'x'));
+  }
+  return s;
+}
+
+PipelineOptions base_options(const TempDir& dir) {
+  PipelineOptions o;
+  o.input = (dir.path / "in.jsonl").string();
+  o.output = (dir.path / "out.jsonl").string();
+  o.batch_size = 4;
+  o.progress_interval_s = 0;
+  o.pipeline_id = "test";
+  return o;
+}
+
+std::vector<float> parse_embedding(const std::string& line, const char* field = "embedding") {
+  simdjson::dom::parser p;
+  simdjson::dom::element doc = p.parse(simdjson::padded_string(line));
+  std::vector<float> v;
+  for (double d : doc[field].get_array()) v.push_back(static_cast<float>(d));
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("embeds every record in input order, keeping every input byte") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  const std::string input = make_input(37);
+  write_file(opts.input, input);
+  opts.checkpoint = (dir.path / "out.checkpoint").string();
+
+  Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+  std::vector<Event> events;
+  pipeline.subscribe(EventFilter::all(), [&](const Event& e) { events.push_back(e); });
+  RunSummary s = pipeline.run();
+
+  CHECK(s.status == "completed");
+  CHECK(s.completed == 37);
+  CHECK(s.failed == 0);
+  auto in_lines = split_lines(input);
+  auto out_lines = split_lines(read_file(opts.output));
+  REQUIRE(out_lines.size() == in_lines.size());
+  const std::size_t dims = tiny().model->info().dimensions;
+  for (std::size_t i = 0; i < in_lines.size(); ++i) {
+    // The input object up to its closing brace, byte for byte, then the added field.
+    const std::string& in = in_lines[i];
+    REQUIRE(out_lines[i].compare(0, in.size() - 1, in, 0, in.size() - 1) == 0);
+    CHECK(out_lines[i].substr(in.size() - 1, 14) == ",\"embedding\":[");
+    auto v = parse_embedding(out_lines[i]);
+    REQUIRE(v.size() == dims);
+    double norm = 0;
+    for (float x : v) norm += double(x) * x;
+    CHECK(std::sqrt(norm) == doctest::Approx(1.0).epsilon(1e-5));
+  }
+
+  // Envelope: sequence numbers without gaps, first and last events.
+  REQUIRE(events.size() > 3);
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    CHECK(events[i].seq == i + 1);
+    CHECK(events[i].pipeline_id == "test");
+  }
+  CHECK(std::holds_alternative<PipelineStarted>(events.front().payload));
+  CHECK(std::holds_alternative<PipelineFinished>(events.back().payload));
+  std::set<std::size_t> kinds;
+  std::map<std::uint64_t, int> started, completed;
+  for (const auto& e : events) {
+    kinds.insert(e.payload.index());
+    if (auto* d = std::get_if<DocumentStarted>(&e.payload)) started[d->index] = static_cast<int>(e.seq);
+    if (auto* d = std::get_if<DocumentCompleted>(&e.payload)) {
+      completed[d->index] = static_cast<int>(e.seq);
+      CHECK(d->location.line == d->index + 1);
+      CHECK(d->tokens > 2);
+    }
+  }
+  CHECK(started.size() == 37);
+  CHECK(completed.size() == 37);
+  for (auto [index, seq] : completed) CHECK(started.at(index) < seq);
+  // Every kind but DocumentFailed and BatchProgress (progress_interval_s = 0 publishes one at the end).
+  CHECK(kinds.count(EventFilter::index_of<Checkpointed>()) == 1);
+  CHECK(kinds.count(EventFilter::index_of<StageStateChanged>()) == 1);
+  CHECK(kinds.count(EventFilter::index_of<BatchProgress>()) == 1);
+
+  // The final checkpoint names the end of input and of output.
+  auto cp = read_file(opts.checkpoint);
+  CHECK(cp.find(fmt::format("\"input_offset\":{}", input.size())) != std::string::npos);
+  CHECK(cp.find(fmt::format("\"output_offset\":{}", fs::file_size(opts.output))) != std::string::npos);
+  CHECK(cp.find("\"finished\":true") != std::string::npos);
+}
+
+TEST_CASE("pipeline output equals the model called directly on the same tokens") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  write_file(opts.input, "{\"text\":\"Hello, World!\"}\n{\"text\":\"a longer sentence about rivers and deltas\"}\n");
+  Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+  REQUIRE(pipeline.run().status == "completed");
+  auto out = split_lines(read_file(opts.output));
+  REQUIRE(out.size() == 2);
+  const char* texts[] = {"Hello, World!", "a longer sentence about rivers and deltas"};
+  const std::size_t dims = tiny().model->info().dimensions;
+  for (int i = 0; i < 2; ++i) {
+    Encoding enc = tiny().tokenizer->encode(texts[i]);
+    TokenBatch b;
+    b.batch = 1;
+    b.seq_len = static_cast<std::uint32_t>(enc.ids.size());
+    for (auto id : enc.ids) {
+      b.ids.push_back(id);
+      b.attention_mask.push_back(1);
+      b.type_ids.push_back(0);
+    }
+    std::vector<float> direct(dims);
+    tiny().model->embed(b, direct);
+    auto v = parse_embedding(out[static_cast<std::size_t>(i)]);
+    REQUIRE(v.size() == dims);
+    double dot = 0;
+    for (std::size_t k = 0; k < dims; ++k) dot += double(v[k]) * direct[k];
+    // Padding to the batch's longest record must not change the result.
+    CHECK(dot > 0.99999);
+  }
+}
+
+TEST_CASE("bad records are reported with file:line and field, counted, and dead-lettered") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  opts.on_error = OnError::skip;
+  opts.dead_letter = (dir.path / "dead.jsonl").string();
+  write_file(opts.input,
+             "{\"text\":\"fine\"}\n"
+             "{\"text\": 12}\n"
+             "not json\n"
+             "\n"
+             "{\"body\":\"no text\"}\n"
+             "[1,2]\n"
+             "{\"text\":\"also fine\",\"n\":1e400}\n");
+  Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+  std::vector<DocumentFailed> failures;
+  pipeline.subscribe(EventFilter::of<DocumentFailed>(), [&](const Event& e) {
+    failures.push_back(std::get<DocumentFailed>(e.payload));
+  });
+  RunSummary s = pipeline.run();
+  CHECK(s.status == "completed");
+  CHECK(s.completed == 2);
+  CHECK(s.failed == 4);
+  REQUIRE(failures.size() == 4);
+  CHECK(failures[0].location.line == 2);
+  CHECK(failures[0].code == ErrorCode::field_not_string);
+  CHECK(failures[0].field == "text");
+  CHECK(failures[0].message.rfind(opts.input + ":2: ", 0) == 0);
+  CHECK(failures[1].location.line == 3);
+  CHECK(failures[1].code == ErrorCode::invalid_json);
+  CHECK(failures[2].location.line == 5);
+  CHECK(failures[2].code == ErrorCode::missing_field);
+  CHECK(failures[2].message.find("field \"text\" is missing") != std::string::npos);
+  CHECK(failures[3].location.line == 6);
+  CHECK(failures[3].code == ErrorCode::not_an_object);
+
+  auto out = split_lines(read_file(opts.output));
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].rfind("{\"text\":\"fine\",\"embedding\":[", 0) == 0);
+  CHECK(out[1].rfind("{\"text\":\"also fine\",\"n\":1e400,\"embedding\":[", 0) == 0);
+
+  auto dead = split_lines(read_file(opts.dead_letter));
+  REQUIRE(dead.size() == 4);
+  CHECK(dead[0].find("\"line\":2") != std::string::npos);
+  CHECK(dead[0].find("\"error\":\"field_not_string\"") != std::string::npos);
+  CHECK(dead[1].find("\"record\":\"not json\"") != std::string::npos);
+}
+
+TEST_CASE("--on-error fail stops at the first bad record; what came before is written") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  std::string input = make_input(10) + "{\"text\": null}\n" + make_input(10);
+  write_file(opts.input, input);
+  Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+  RunSummary s = pipeline.run();
+  CHECK(s.status == "failed");
+  CHECK(s.error.find(":11: ") != std::string::npos);
+  CHECK(s.completed == 10);
+  CHECK(split_lines(read_file(opts.output)).size() == 10);
+}
+
+TEST_CASE("memory bound: the reader pauses when the in-flight limit is reached") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  opts.max_in_flight_records = 8;
+  opts.read_chunk_bytes = 256;  // about two records a read
+  write_file(opts.input, make_input(200));
+  Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+  std::uint64_t paused = 0;
+  std::uint64_t max_in_flight = 0;
+  std::uint64_t started = 0, done = 0;
+  pipeline.subscribe(EventFilter::all(), [&](const Event& e) {
+    if (auto* c = std::get_if<StageStateChanged>(&e.payload); c && c->stage == "reader" && c->to == "paused") ++paused;
+    if (std::holds_alternative<DocumentStarted>(e.payload)) ++started;
+    if (std::holds_alternative<DocumentCompleted>(e.payload)) ++done;
+    max_in_flight = std::max(max_in_flight, started - done);
+  });
+  RunSummary s = pipeline.run();
+  CHECK(s.completed == 200);
+  CHECK(paused > 0);
+  // The bound, plus what one read chunk can hold.
+  CHECK(max_in_flight <= 8 + 256 / 40);
+  CHECK(split_lines(read_file(opts.output)).size() == 200);
+}
+
+TEST_CASE("a lazy record stream as source and a custom sink; collect()") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  write_file(opts.input, make_input(50));
+  auto stream = RecordStream::from_jsonl(opts.input)
+                    .filter([](const Record& r) { return r.line % 2 == 1; })
+                    .map([](Record r) {
+                      r.text = "query: " + string_field(r, "text").value_or("");
+                      return r;
+                    })
+                    .limit(10);
+  Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+  pipeline.set_source(std::move(stream).into_source());
+  auto records = collect(pipeline);
+  REQUIRE(records.size() == 10);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    CHECK(records[i].index == i);
+    CHECK(records[i].line == 2 * i + 1);
+    CHECK(records[i].embedding.size() == tiny().model->info().dimensions);
+    CHECK(records[i].json.rfind(fmt::format("{{\"id\": {},", 2 * i), 0) == 0);
+  }
+  CHECK_FALSE(fs::exists(opts.output));
+}
+
+TEST_CASE("record stream operators are lazy and batch") {
+  int pulled = 0;
+  std::vector<Record> recs(100);
+  for (int i = 0; i < 100; ++i) recs[static_cast<std::size_t>(i)].line = static_cast<std::uint64_t>(i + 1);
+  auto base = RecordStream::from_records(std::move(recs));
+  auto counted = std::move(base).map([&](Record r) {
+    ++pulled;
+    return r;
+  });
+  auto batches = std::move(counted).limit(25).batch(10);
+  std::vector<std::size_t> sizes;
+  for (auto& b : batches) sizes.push_back(b.size());
+  CHECK(sizes == std::vector<std::size_t>{10, 10, 5});
+  CHECK(pulled == 25);  // nothing beyond the limit was read
+}
+
+TEST_CASE("events can be pulled; the stream ends with PipelineFinished") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  write_file(opts.input, make_input(20));
+  auto pipeline = std::make_unique<Pipeline>(opts, tiny().model, tiny().tokenizer);
+  EventStream events(std::move(pipeline), EventFilter::without_documents(), 2);
+  std::vector<Event> got;
+  for (const Event& e : events) got.push_back(e);
+  REQUIRE(!got.empty());
+  CHECK(std::holds_alternative<PipelineStarted>(got.front().payload));
+  REQUIRE(std::holds_alternative<PipelineFinished>(got.back().payload));
+  CHECK(std::get<PipelineFinished>(got.back().payload).summary.completed == 20);
+  for (const auto& e : got) CHECK_FALSE(std::holds_alternative<DocumentCompleted>(e.payload));
+}
+
+TEST_CASE("stop() drains, writes what is in flight and a consistent checkpoint") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  opts.checkpoint = (dir.path / "cp.json").string();
+  write_file(opts.input, make_input(400));
+  opts.max_in_flight_records = 16;
+  Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+  pipeline.subscribe(EventFilter::of<DocumentCompleted>(), [&](const Event& e) {
+    if (std::get<DocumentCompleted>(e.payload).index == 20) pipeline.stop();
+  });
+  uv_loop_t loop;
+  REQUIRE(uv_loop_init(&loop) == 0);
+  RunSummary s;
+  int finished = 0;
+  pipeline.start(&loop, [&](const RunSummary& r) {
+    s = r;
+    ++finished;
+  });
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);  // every handle closed
+  CHECK(finished == 1);
+  CHECK(s.status == "stopped");
+  CHECK(s.completed > 20);
+  CHECK(s.completed < 400);
+  auto out = read_file(opts.output);
+  CHECK(split_lines(out).size() == s.completed);
+  auto cp = read_file(opts.checkpoint);
+  CHECK(cp.find(fmt::format("\"records_done\":{}", s.completed)) != std::string::npos);
+  CHECK(cp.find(fmt::format("\"output_offset\":{}", out.size())) != std::string::npos);
+  CHECK(cp.find("\"finished\":false") != std::string::npos);
+}
+
+TEST_CASE("a subscriber without per-document events never receives them") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  write_file(opts.input, make_input(5));
+  Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+  int docs = 0, total = 0;
+  pipeline.subscribe(EventFilter::without_documents(), [&](const Event& e) {
+    ++total;
+    if (std::holds_alternative<DocumentStarted>(e.payload) || std::holds_alternative<DocumentCompleted>(e.payload)) ++docs;
+  });
+  pipeline.run();
+  CHECK(docs == 0);
+  CHECK(total > 0);
+}
