@@ -156,7 +156,6 @@ void EmbedWorkers::run_batch(std::vector<WorkItem>& batch) {
       WorkItem& it = *items[r];
       std::span<const float> v(out.data() + r * dims, dims);
       if (config_.format_output) {
-        it.output_line.reserve(it.prefix_length + dims * 12 + config_.output_field.size() + 8);
         append_output_line(it.output_line, std::string_view(it.json).substr(0, it.prefix_length),
                            it.empty_object, config_.output_field, v);
         std::string().swap(it.json);
