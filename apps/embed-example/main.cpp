@@ -82,8 +82,7 @@ int main(int argc, char** argv) {
                            fmt::print(stderr, "failed: {}\n", f->message);
                          } else if (auto* d = std::get_if<sluice::PipelineFinished>(&e.payload)) {
                            fmt::print(stderr, "{}: {} embedded, {} failed, {} tokens in {:.2f} s\n", d->summary.status,
-                                      d->summary.completed, d->summary.failed, d->summary.tokens,
-                                      d->summary.elapsed_s);
+                                      d->summary.completed, d->summary.failed, d->summary.tokens, d->summary.elapsed_s);
                          }
                        });
     auto summary = pipeline.run();

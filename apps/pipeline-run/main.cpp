@@ -9,9 +9,9 @@
 #include <memory>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <uv.h>
+#include <CLI/CLI.hpp>
 
 #include <sluice/error.hpp>
 #include <sluice/events.hpp>
@@ -44,7 +44,8 @@ std::uint64_t run_validation(const std::string& input, const sluice::ValidationO
     return true;
   });
   if (summary.invalid > max_listed) {
-    fmt::print(stderr, "... and {} more bad records (pipeline-run validate lists them all)\n", summary.invalid - max_listed);
+    fmt::print(stderr, "... and {} more bad records (pipeline-run validate lists them all)\n",
+               summary.invalid - max_listed);
   }
   records = summary.records;
   return summary.invalid;
@@ -94,8 +95,9 @@ int run_embed(EmbedArgs& args) {
   auto& opt = args.pipeline;
   opt.on_error = args.on_error == "skip" ? sluice::OnError::skip : sluice::OnError::fail;
   if (args.events == "-" && opt.output == "-") {
-    fmt::print(stderr, "error: --events - and standard output for embeddings (-o -) cannot share standard output; "
-                       "give -o a file or --events a path\n");
+    fmt::print(stderr,
+               "error: --events - and standard output for embeddings (-o -) cannot share standard output; "
+               "give -o a file or --events a path\n");
     return kExitUsage;
   }
   if (!opt.dead_letter.empty() && opt.on_error == sluice::OnError::fail) {
@@ -110,8 +112,9 @@ int run_embed(EmbedArgs& args) {
     std::uint64_t records = 0;
     std::uint64_t bad = run_validation(opt.input, vo, 50, records);
     if (bad > 0) {
-      fmt::print(stderr, "error: {} of {} records are invalid; nothing was embedded. Fix them, or run with "
-                         "--on-error skip --dead-letter PATH to embed the rest and keep the bad ones.\n",
+      fmt::print(stderr,
+                 "error: {} of {} records are invalid; nothing was embedded. Fix them, or run with "
+                 "--on-error skip --dead-letter PATH to embed the rest and keep the bad ones.\n",
                  bad, records);
       return kExitInvalidInput;
     }
@@ -139,8 +142,10 @@ int run_embed(EmbedArgs& args) {
   auto on_signal = [](uv_signal_t* h, int signum) {
     auto* s = static_cast<SignalState*>(h->data);
     if (++s->count == 1) {
-      fmt::print(stderr, "\n{}: stopping: finishing the records in flight and writing a checkpoint "
-                         "(again to abort at once)\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+      fmt::print(stderr,
+                 "\n{}: stopping: finishing the records in flight and writing a checkpoint "
+                 "(again to abort at once)\n",
+                 signum == SIGINT ? "SIGINT" : "SIGTERM");
       s->pipeline->stop();
     } else {
       fmt::print(stderr, "\naborting\n");
@@ -194,17 +199,22 @@ int main(int argc, char** argv) {
 
   EmbedArgs embed;
   auto& po = embed.pipeline;
-  auto* cmd_embed = app.add_subcommand("embed", "Embed every record of a JSONL file; write JSONL with an added embedding");
+  auto* cmd_embed =
+      app.add_subcommand("embed", "Embed every record of a JSONL file; write JSONL with an added embedding");
   cmd_embed->add_option("input", po.input, "Input JSONL file, or - for standard input")->required();
   cmd_embed->add_option("-o,--output", po.output, "Output JSONL file, or - for standard output")->capture_default_str();
-  cmd_embed->add_option("--model", po.model, "Hugging Face model folder (config.json, tokenizer.json, model.safetensors)")
+  cmd_embed
+      ->add_option("--model", po.model, "Hugging Face model folder (config.json, tokenizer.json, model.safetensors)")
       ->required()
       ->check(CLI::ExistingDirectory);
   cmd_embed->add_option("--text-field", po.text_field, "String field to embed")->capture_default_str();
   cmd_embed->add_option("--output-field", po.output_field, "Field added to each output record")->capture_default_str();
-  cmd_embed->add_option("--batch-size", po.batch_size, "Records per model call")->capture_default_str()->check(CLI::Range(1, 65536));
-  cmd_embed->add_option("--on-error", embed.on_error,
-                        "fail: validate first and stop at the first bad record; skip: report bad records and go on")
+  cmd_embed->add_option("--batch-size", po.batch_size, "Records per model call")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65536));
+  cmd_embed
+      ->add_option("--on-error", embed.on_error,
+                   "fail: validate first and stop at the first bad record; skip: report bad records and go on")
       ->capture_default_str()
       ->check(CLI::IsMember({"fail", "skip"}));
   cmd_embed->add_option("--dead-letter", po.dead_letter, "With --on-error skip: write bad records here (JSONL)");
@@ -212,18 +222,24 @@ int main(int argc, char** argv) {
   cmd_embed->add_option("--progress", embed.progress, "auto: live line on a terminal, plain lines otherwise")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "always", "never"}));
-  cmd_embed->add_option("--threads", po.threads, "Model threads (0 = all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
-  cmd_embed->add_option("--max-record-bytes", po.max_record_bytes, "Longest record accepted; longer ones fail")->capture_default_str();
-  cmd_embed->add_option("--max-in-flight", po.max_in_flight_records, "Records between reading and writing")->capture_default_str();
+  cmd_embed->add_option("--threads", po.threads, "Model threads (0 = all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd_embed->add_option("--max-record-bytes", po.max_record_bytes, "Longest record accepted; longer ones fail")
+      ->capture_default_str();
+  cmd_embed->add_option("--max-in-flight", po.max_in_flight_records, "Records between reading and writing")
+      ->capture_default_str();
   cmd_embed->add_option("--max-in-flight-bytes", po.max_in_flight_bytes, "Their bytes")->capture_default_str();
   cmd_embed->add_option("--checkpoint", po.checkpoint, "Checkpoint file (default: OUTPUT.checkpoint)");
   cmd_embed->add_flag("--no-checkpoint", embed.no_checkpoint, "Write no checkpoint");
-  cmd_embed->add_option("--checkpoint-every", po.checkpoint_every_records, "Records between checkpoints")->capture_default_str();
+  cmd_embed->add_option("--checkpoint-every", po.checkpoint_every_records, "Records between checkpoints")
+      ->capture_default_str();
   cmd_embed->add_flag("--no-validate", embed.no_validate, "Skip the validation pass before the model loads");
 
   std::string validate_input;
   sluice::ValidationOptions vo;
-  auto* cmd_validate = app.add_subcommand("validate", "Check a JSONL file; list every bad record as INPUT:LINE: message");
+  auto* cmd_validate =
+      app.add_subcommand("validate", "Check a JSONL file; list every bad record as INPUT:LINE: message");
   cmd_validate->add_option("input", validate_input, "Input JSONL file, or - for standard input")->required();
   cmd_validate->add_option("--text-field", vo.text_field, "String field to embed")->capture_default_str();
   cmd_validate->add_option("--output-field", vo.output_field, "Field the output would add")->capture_default_str();

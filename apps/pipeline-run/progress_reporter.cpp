@@ -53,8 +53,8 @@ void ProgressReporter::print_progress(const sluice::BatchProgress& p, double ts)
     where = fmt::format(" | {} read", human_bytes(p.bytes_read));
   }
   std::string eta = p.eta_s ? fmt::format(" | ETA {}", format_duration(*p.eta_s)) : "";
-  std::string line = fmt::format("{}{} | {:.1f} docs/s | {:.0f} tokens/s{}", done, where, p.docs_per_s,
-                                 p.tokens_per_s, eta);
+  std::string line =
+      fmt::format("{}{} | {:.1f} docs/s | {:.0f} tokens/s{}", done, where, p.docs_per_s, p.tokens_per_s, eta);
   if (live_) {
     fmt::print(out_, "\r\033[K{}", line);
     line_dirty_ = true;
@@ -74,8 +74,9 @@ void ProgressReporter::on_event(const sluice::Event& event) {
         if constexpr (std::is_same_v<T, sluice::PipelineStarted>) {
           total_bytes_ = e.input_bytes;
           last_plain_ = event.timestamp;
-          if (!live_) fmt::print(out_, "started: {} -> {} with {} ({} dimensions, max {} tokens)\n", e.input,
-                                 e.output, e.model, e.dimensions, e.max_tokens);
+          if (!live_)
+            fmt::print(out_, "started: {} -> {} with {} ({} dimensions, max {} tokens)\n", e.input, e.output, e.model,
+                       e.dimensions, e.max_tokens);
         } else if constexpr (std::is_same_v<T, sluice::BatchProgress>) {
           print_progress(e, event.timestamp);
         } else if constexpr (std::is_same_v<T, sluice::DocumentFailed>) {
@@ -84,16 +85,18 @@ void ProgressReporter::on_event(const sluice::Event& event) {
             fmt::print(out_, "error: {}\n", e.message);
           } else if (errors_shown_ == kMaxErrorLines + 1) {
             clear_line();
-            fmt::print(out_, "error: further failed records are not shown here; they are counted, and kept in "
-                             "the --dead-letter file and the --events stream\n");
+            fmt::print(out_,
+                       "error: further failed records are not shown here; they are counted, and kept in "
+                       "the --dead-letter file and the --events stream\n");
           }
         } else if constexpr (std::is_same_v<T, sluice::PipelineFinished>) {
           clear_line();
           const auto& s = e.summary;
-          fmt::print(out_, "{}: {} records embedded, {} failed, {} tokens ({} truncated) in {} ({:.1f} docs/s, {:.0f} tokens/s)\n",
-                     s.status, s.completed, s.failed, s.tokens, s.truncated, format_duration(s.elapsed_s),
-                     s.elapsed_s > 0 ? s.completed / s.elapsed_s : 0.0,
-                     s.elapsed_s > 0 ? s.tokens / s.elapsed_s : 0.0);
+          fmt::print(
+              out_,
+              "{}: {} records embedded, {} failed, {} tokens ({} truncated) in {} ({:.1f} docs/s, {:.0f} tokens/s)\n",
+              s.status, s.completed, s.failed, s.tokens, s.truncated, format_duration(s.elapsed_s),
+              s.elapsed_s > 0 ? s.completed / s.elapsed_s : 0.0, s.elapsed_s > 0 ? s.tokens / s.elapsed_s : 0.0);
           std::fflush(out_);
         }
       },

@@ -47,9 +47,7 @@ TEST_CASE("checkpoint files are written whole and replace the old one") {
   CHECK(std::filesystem::file_size(path) < 512);
   CHECK(write_checkpoint_file((dir / "no-such-dir" / "cp.json").string(), a).find("cannot write checkpoint") !=
         std::string::npos);
-  {
-    std::ofstream(path) << "{\"version\":2}";
-  }
+  { std::ofstream(path) << "{\"version\":2}"; }
   CHECK_THROWS_AS(read_checkpoint_file(path), Error);
   std::filesystem::remove_all(dir);
 }

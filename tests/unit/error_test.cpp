@@ -5,8 +5,7 @@
 using sluice::ErrorCode;
 
 TEST_CASE("error names round-trip through the table") {
-  for (auto code : {ErrorCode::invalid_json, ErrorCode::missing_field, ErrorCode::model_error,
-                    ErrorCode::internal}) {
+  for (auto code : {ErrorCode::invalid_json, ErrorCode::missing_field, ErrorCode::model_error, ErrorCode::internal}) {
     ErrorCode parsed{};
     REQUIRE(sluice::error_from_name(sluice::error_name(code), parsed));
     CHECK(parsed == code);

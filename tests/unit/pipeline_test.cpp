@@ -87,8 +87,9 @@ std::vector<std::string> split_lines(const std::string& s) {
 std::string make_input(int n) {
   std::string s;
   for (int i = 0; i < n; ++i) {
-    s += fmt::format("{{\"id\": {}, \"text\": \"record number {} says {}\", \"big\": 123456789012345678901234567890}}\n",
-                     i, i, std::string(static_cast<std::size_t>(i % 7), 'x'));
+    s +=
+        fmt::format("{{\"id\": {}, \"text\": \"record number {} says {}\", \"big\": 123456789012345678901234567890}}\n",
+                    i, i, std::string(static_cast<std::size_t>(i % 7), 'x'));
   }
   return s;
 }
@@ -224,9 +225,8 @@ TEST_CASE("bad records are reported with file:line and field, counted, and dead-
              "{\"text\":\"also fine\",\"n\":1e400}\n");
   Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
   std::vector<DocumentFailed> failures;
-  pipeline.subscribe(EventFilter::of<DocumentFailed>(), [&](const Event& e) {
-    failures.push_back(std::get<DocumentFailed>(e.payload));
-  });
+  pipeline.subscribe(EventFilter::of<DocumentFailed>(),
+                     [&](const Event& e) { failures.push_back(std::get<DocumentFailed>(e.payload)); });
   RunSummary s = pipeline.run();
   CHECK(s.status == "completed");
   CHECK(s.completed == 2);
@@ -388,7 +388,8 @@ TEST_CASE("a subscriber without per-document events never receives them") {
   int docs = 0, total = 0;
   pipeline.subscribe(EventFilter::without_documents(), [&](const Event& e) {
     ++total;
-    if (std::holds_alternative<DocumentStarted>(e.payload) || std::holds_alternative<DocumentCompleted>(e.payload)) ++docs;
+    if (std::holds_alternative<DocumentStarted>(e.payload) || std::holds_alternative<DocumentCompleted>(e.payload))
+      ++docs;
   });
   pipeline.run();
   CHECK(docs == 0);

@@ -63,8 +63,8 @@ TEST_CASE("WordPiece bert-base-uncased: 100% identical ids to the Hugging Face t
     }
   }
   for (const auto& m : first_mismatches) MESSAGE(m);
-  MESSAGE(fmt::format("{} of {} strings identical; {} tokens at {:.0f} tokens/s", same, total, tokens,
-                      tokens / seconds));
+  MESSAGE(
+      fmt::format("{} of {} strings identical; {} tokens at {:.0f} tokens/s", same, total, tokens, tokens / seconds));
   CHECK(total >= 5000);
   CHECK(same == total);
 }
@@ -116,7 +116,8 @@ TEST_CASE("unknown and over-long words") {
 }
 
 TEST_CASE("unsupported or malformed tokenizer files are clear errors") {
-  auto bad_type = R"({"normalizer":{"type":"Frobnicate"},"pre_tokenizer":null,"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":0}}})";
+  auto bad_type =
+      R"({"normalizer":{"type":"Frobnicate"},"pre_tokenizer":null,"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":0}}})";
   try {
     Tokenizer::from_json(bad_type);
     FAIL("expected an error");

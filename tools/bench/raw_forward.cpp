@@ -20,16 +20,20 @@
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--threads N] [--text-field NAME]\n");
+    std::fprintf(stderr,
+                 "usage: raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--threads N] [--text-field NAME]\n");
     return 2;
   }
   std::string model_dir = argv[1], input = argv[2], field = "text";
   std::size_t batch_size = 32;
   int threads = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--batch-size")) batch_size = std::stoul(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--text-field")) field = argv[i + 1];
+    if (!std::strcmp(argv[i], "--batch-size"))
+      batch_size = std::stoul(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads"))
+      threads = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--text-field"))
+      field = argv[i + 1];
   }
   sluice::ModelOptions mo;
   mo.threads = threads;
@@ -71,8 +75,9 @@ int main(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
   for (const auto& tb : batches) model->embed(tb, out);
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  fmt::print("{{\"records\":{},\"tokens\":{},\"padded_tokens\":{},\"seconds\":{:.3f},\"docs_per_s\":{:.1f},"
-             "\"tokens_per_s\":{:.1f},\"padded_tokens_per_s\":{:.1f}}}\n",
-             ids.size(), real, padded, s, ids.size() / s, real / s, padded / s);
+  fmt::print(
+      "{{\"records\":{},\"tokens\":{},\"padded_tokens\":{},\"seconds\":{:.3f},\"docs_per_s\":{:.1f},"
+      "\"tokens_per_s\":{:.1f},\"padded_tokens_per_s\":{:.1f}}}\n",
+      ids.size(), real, padded, s, ids.size() / s, real / s, padded / s);
   return 0;
 }

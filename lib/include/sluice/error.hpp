@@ -14,21 +14,21 @@
 namespace sluice {
 
 // X(name, default message)
-#define SLUICE_ERROR_MAP(X)                                                                 \
-  X(invalid_json, "invalid JSON")                                                           \
-  X(invalid_utf8, "invalid UTF-8")                                                          \
-  X(not_an_object, "record is not a JSON object")                                           \
-  X(missing_field, "field is missing")                                                      \
-  X(field_not_string, "field is not a string")                                              \
-  X(record_too_large, "record exceeds the size limit")                                      \
-  X(output_field_exists, "record already has the output field")                             \
-  X(empty_text, "text is empty")                                                            \
-  X(tokenizer_error, "tokenizer failed")                                                    \
-  X(model_error, "model inference failed")                                                  \
-  X(invalid_model, "model folder is invalid")                                               \
-  X(io_error, "input/output error")                                                         \
-  X(invalid_argument, "invalid argument")                                                   \
-  X(cancelled, "cancelled")                                                                 \
+#define SLUICE_ERROR_MAP(X)                                     \
+  X(invalid_json, "invalid JSON")                               \
+  X(invalid_utf8, "invalid UTF-8")                              \
+  X(not_an_object, "record is not a JSON object")               \
+  X(missing_field, "field is missing")                          \
+  X(field_not_string, "field is not a string")                  \
+  X(record_too_large, "record exceeds the size limit")          \
+  X(output_field_exists, "record already has the output field") \
+  X(empty_text, "text is empty")                                \
+  X(tokenizer_error, "tokenizer failed")                        \
+  X(model_error, "model inference failed")                      \
+  X(invalid_model, "model folder is invalid")                   \
+  X(io_error, "input/output error")                             \
+  X(invalid_argument, "invalid argument")                       \
+  X(cancelled, "cancelled")                                     \
   X(internal, "internal error")
 
 enum class ErrorCode : std::uint8_t {
@@ -59,7 +59,7 @@ struct InputLocation {
 struct ErrorInfo {
   ErrorCode code = ErrorCode::internal;
   std::string message;
-  std::string field;   ///< the JSON field concerned, empty when none
+  std::string field;  ///< the JSON field concerned, empty when none
   std::string detail;
 };
 
@@ -81,8 +81,8 @@ class Error : public std::runtime_error {
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}            // NOLINT: implicit by design
-  Result(ErrorInfo error) : v_(std::move(error)) {}    // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
+  Result(ErrorInfo error) : v_(std::move(error)) {}  // NOLINT: implicit by design
 
   bool ok() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }

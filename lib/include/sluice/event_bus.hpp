@@ -27,7 +27,9 @@ class EventBus {
 
   /// Whether any subscriber wants this kind: check before building an expensive payload.
   template <typename Payload>
-  bool wants() const { return wanted_.wants<Payload>(); }
+  bool wants() const {
+    return wanted_.wants<Payload>();
+  }
 
   /// Stamps the envelope (next sequence number, current time) and delivers to each
   /// subscriber that wants this kind. Returns the event's sequence number.

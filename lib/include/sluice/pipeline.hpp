@@ -36,25 +36,25 @@ enum class OnError : std::uint8_t {
 };
 
 struct PipelineOptions {
-  std::string input = "-";              ///< JSONL path, "-" for stdin (unused with a Source)
-  std::string output = "-";             ///< JSONL path, "-" for stdout (unused with a Sink)
-  std::filesystem::path model;          ///< model folder, when no model object is given
-  std::string text_field = "text";      ///< the string field to embed
+  std::string input = "-";                 ///< JSONL path, "-" for stdin (unused with a Source)
+  std::string output = "-";                ///< JSONL path, "-" for stdout (unused with a Sink)
+  std::filesystem::path model;             ///< model folder, when no model object is given
+  std::string text_field = "text";         ///< the string field to embed
   std::string output_field = "embedding";  ///< the field added to each output line
-  std::size_t batch_size = 32;          ///< records per model call
+  std::size_t batch_size = 32;             ///< records per model call
   OnError on_error = OnError::fail;
-  std::string dead_letter;              ///< path for failed records (JSONL); empty: none
+  std::string dead_letter;                      ///< path for failed records (JSONL); empty: none
   std::size_t max_in_flight_records = 2048;     ///< records read but not yet written
   std::size_t max_in_flight_bytes = 64u << 20;  ///< their bytes (input, text and output)
   std::size_t read_chunk_bytes = 1u << 20;      ///< size of each uv_fs_read
   std::size_t max_record_bytes = 16u << 20;     ///< longer lines fail with record_too_large
-  int threads = 0;                      ///< model intra-op threads; 0 = all cores
-  double progress_interval_s = 0.5;     ///< BatchProgress period; 0 = only at the end
+  int threads = 0;                              ///< model intra-op threads; 0 = all cores
+  double progress_interval_s = 0.5;             ///< BatchProgress period; 0 = only at the end
   /// Checkpoint file; empty: none. Written atomically after the output is durable.
   std::string checkpoint;
   std::uint64_t checkpoint_every_records = 10000;
   double checkpoint_every_s = 30;
-  std::string pipeline_id;              ///< empty: a random one
+  std::string pipeline_id;  ///< empty: a random one
 };
 
 class Pipeline {

@@ -11,11 +11,11 @@ namespace sluice {
 
 /// One input record: a JSON object's bytes and where it came from.
 struct Record {
-  std::string json;                 ///< the JSON object, exactly as read (no line terminator)
+  std::string json;  ///< the JSON object, exactly as read (no line terminator)
   /// The text to embed. When absent, the pipeline takes the text field from `json`.
   std::optional<std::string> text;
-  std::uint64_t line = 0;           ///< 1-based line (or item number) in its source
-  std::uint64_t offset = 0;         ///< byte offset of the record in its source, when it has one
+  std::uint64_t line = 0;    ///< 1-based line (or item number) in its source
+  std::uint64_t offset = 0;  ///< byte offset of the record in its source, when it has one
 };
 
 /// The string field `name` of the record's top-level JSON object, unescaped; nullopt when the
@@ -24,11 +24,11 @@ std::optional<std::string> string_field(const Record& record, std::string_view n
 
 /// One embedded record, in input order.
 struct EmbeddedRecord {
-  std::uint64_t index = 0;          ///< 0-based record index in input order
+  std::uint64_t index = 0;  ///< 0-based record index in input order
   std::uint64_t line = 0;
-  std::string json;                 ///< the input record's bytes
+  std::string json;  ///< the input record's bytes
   std::vector<float> embedding;
-  std::uint32_t tokens = 0;         ///< tokens fed to the model, special tokens included
+  std::uint32_t tokens = 0;  ///< tokens fed to the model, special tokens included
   bool truncated = false;
 };
 

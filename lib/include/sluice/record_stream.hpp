@@ -35,8 +35,7 @@ class RecordStream {
   /// Reads a JSONL file lazily, one line per record (blank lines skipped, `text` unset).
   /// Throws sluice::Error (io_error) when the file cannot be opened; a line longer than
   /// `max_record_bytes` is yielded with empty json, so the pipeline reports it.
-  static RecordStream from_jsonl(const std::filesystem::path& path,
-                                 std::size_t max_record_bytes = 16u << 20);
+  static RecordStream from_jsonl(const std::filesystem::path& path, std::size_t max_record_bytes = 16u << 20);
   /// Pulls batches from a Source as records are asked for.
   static RecordStream from_source(std::shared_ptr<Source> source, std::size_t batch_size = 256);
   /// Records held in memory (tests, small inputs).

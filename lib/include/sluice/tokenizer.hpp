@@ -17,8 +17,8 @@ namespace sluice {
 
 /// The result of encoding one text.
 struct Encoding {
-  std::vector<std::int32_t> ids;        ///< token ids, special tokens included
-  std::vector<std::int32_t> type_ids;   ///< segment ids (all 0 for a single sequence)
+  std::vector<std::int32_t> ids;       ///< token ids, special tokens included
+  std::vector<std::int32_t> type_ids;  ///< segment ids (all 0 for a single sequence)
   /// Byte range [first, second) of each token in the original text; special tokens get {0, 0}.
   std::vector<std::pair<std::uint32_t, std::uint32_t>> offsets;
   /// Tokens the text had before truncation, special tokens included (== ids.size() when not truncated).

@@ -19,9 +19,9 @@ struct ValidationOptions {
 };
 
 struct ValidationSummary {
-  std::uint64_t records = 0;   ///< non-blank lines
-  std::uint64_t invalid = 0;   ///< lines that would fail
-  std::uint64_t bytes = 0;     ///< bytes read
+  std::uint64_t records = 0;  ///< non-blank lines
+  std::uint64_t invalid = 0;  ///< lines that would fail
+  std::uint64_t bytes = 0;    ///< bytes read
 };
 
 /// Checks every line of `path` ("-" = stdin). For each bad line, calls

@@ -43,8 +43,8 @@ void AsyncFileWriter::open(const std::string& path, std::uint64_t start_offset) 
       r = uv_fs_ftruncate(nullptr, &req, fd_, static_cast<int64_t>(start_offset), nullptr);
       uv_fs_req_cleanup(&req);
       if (r < 0) {
-        throw Error(ErrorCode::io_error, fmt::format("{}: cannot truncate to {} bytes: {}", path, start_offset,
-                                                     uv_strerror(r)));
+        throw Error(ErrorCode::io_error,
+                    fmt::format("{}: cannot truncate to {} bytes: {}", path, start_offset, uv_strerror(r)));
       }
     }
   }
@@ -70,8 +70,8 @@ void AsyncFileWriter::start_write() {
     writing_.swap(pending_);
   }
   busy_ = true;
-  uv_buf_t buf = uv_buf_init(writing_.data() + writing_pos_, static_cast<unsigned>(
-                                                                  std::min<std::size_t>(writing_.size() - writing_pos_, 1u << 30)));
+  uv_buf_t buf = uv_buf_init(writing_.data() + writing_pos_,
+                             static_cast<unsigned>(std::min<std::size_t>(writing_.size() - writing_pos_, 1u << 30)));
   int64_t offset = regular_file_ ? static_cast<int64_t>(written_) : -1;
   int r = uv_fs_write(loop_, &req_, fd_, &buf, 1, offset, &AsyncFileWriter::on_write);
   if (r < 0) {

@@ -20,14 +20,16 @@ namespace sluice {
 std::string checkpoint_to_json(const CheckpointState& s) {
   std::string out = fmt::format("{{\"version\":{},\"input\":", s.version);
   append_json_string(out, s.input);
-  fmt::format_to(std::back_inserter(out), ",\"input_size\":{},\"input_offset\":{},\"input_line\":{},\"records_done\":{},\"output\":",
+  fmt::format_to(std::back_inserter(out),
+                 ",\"input_size\":{},\"input_offset\":{},\"input_line\":{},\"records_done\":{},\"output\":",
                  s.input_size, s.input_offset, s.input_line, s.records_done);
   append_json_string(out, s.output);
   fmt::format_to(std::back_inserter(out), ",\"output_offset\":{},\"dead_letter\":", s.output_offset);
   append_json_string(out, s.dead_letter);
-  fmt::format_to(std::back_inserter(out),
-                 ",\"dead_letter_offset\":{},\"completed\":{},\"failed\":{},\"tokens\":{},\"truncated\":{},\"fingerprint\":",
-                 s.dead_letter_offset, s.completed, s.failed, s.tokens, s.truncated);
+  fmt::format_to(
+      std::back_inserter(out),
+      ",\"dead_letter_offset\":{},\"completed\":{},\"failed\":{},\"tokens\":{},\"truncated\":{},\"fingerprint\":",
+      s.dead_letter_offset, s.completed, s.failed, s.tokens, s.truncated);
   append_json_string(out, s.fingerprint);
   fmt::format_to(std::back_inserter(out), ",\"finished\":{}}}\n", s.finished);
   return out;
@@ -38,7 +40,8 @@ Result<CheckpointState> checkpoint_from_json(std::string_view json) {
   simdjson::padded_string padded(json);
   simdjson::dom::element doc;
   if (auto err = parser.parse(padded).get(doc)) {
-    return ErrorInfo{ErrorCode::invalid_argument, fmt::format("not a checkpoint: {}", simdjson::error_message(err)), {}, {}};
+    return ErrorInfo{
+        ErrorCode::invalid_argument, fmt::format("not a checkpoint: {}", simdjson::error_message(err)), {}, {}};
   }
   CheckpointState s;
   auto u64 = [&](const char* key, std::uint64_t& out) -> bool {
@@ -53,14 +56,15 @@ Result<CheckpointState> checkpoint_from_json(std::string_view json) {
   std::uint64_t version = 0;
   bool ok = u64("version", version) && str("input", s.input) && u64("input_size", s.input_size) &&
             u64("input_offset", s.input_offset) && u64("input_line", s.input_line) &&
-            u64("records_done", s.records_done) && str("output", s.output) &&
-            u64("output_offset", s.output_offset) && str("dead_letter", s.dead_letter) &&
-            u64("dead_letter_offset", s.dead_letter_offset) && u64("completed", s.completed) &&
-            u64("failed", s.failed) && u64("tokens", s.tokens) && u64("truncated", s.truncated) &&
-            str("fingerprint", s.fingerprint) && doc["finished"].get_bool().get(s.finished) == simdjson::SUCCESS;
+            u64("records_done", s.records_done) && str("output", s.output) && u64("output_offset", s.output_offset) &&
+            str("dead_letter", s.dead_letter) && u64("dead_letter_offset", s.dead_letter_offset) &&
+            u64("completed", s.completed) && u64("failed", s.failed) && u64("tokens", s.tokens) &&
+            u64("truncated", s.truncated) && str("fingerprint", s.fingerprint) &&
+            doc["finished"].get_bool().get(s.finished) == simdjson::SUCCESS;
   if (!ok) return ErrorInfo{ErrorCode::invalid_argument, "checkpoint is missing a field or has a wrong type", {}, {}};
   if (version != 1) {
-    return ErrorInfo{ErrorCode::invalid_argument, fmt::format("checkpoint version {} is not supported", version), {}, {}};
+    return ErrorInfo{
+        ErrorCode::invalid_argument, fmt::format("checkpoint version {} is not supported", version), {}, {}};
   }
   s.version = 1;
   return s;

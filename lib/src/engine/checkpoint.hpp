@@ -10,21 +10,21 @@ namespace sluice {
 
 struct CheckpointState {
   int version = 1;
-  std::string input;                  // input path
-  std::uint64_t input_size = 0;       // input size when the run began (0: unknown)
-  std::uint64_t input_offset = 0;     // resume reading here
-  std::uint64_t input_line = 0;       // lines before input_offset
-  std::uint64_t records_done = 0;     // records whose output is durable
+  std::string input;               // input path
+  std::uint64_t input_size = 0;    // input size when the run began (0: unknown)
+  std::uint64_t input_offset = 0;  // resume reading here
+  std::uint64_t input_line = 0;    // lines before input_offset
+  std::uint64_t records_done = 0;  // records whose output is durable
   std::string output;
-  std::uint64_t output_offset = 0;    // output bytes that are durable and belong to done records
+  std::uint64_t output_offset = 0;  // output bytes that are durable and belong to done records
   std::string dead_letter;
   std::uint64_t dead_letter_offset = 0;
   std::uint64_t completed = 0;
   std::uint64_t failed = 0;
   std::uint64_t tokens = 0;
   std::uint64_t truncated = 0;
-  std::string fingerprint;            // hash of model, options and input identity
-  bool finished = false;              // the run reached the end of its input
+  std::string fingerprint;  // hash of model, options and input identity
+  bool finished = false;    // the run reached the end of its input
 
   bool operator==(const CheckpointState&) const = default;
 };

@@ -10,8 +10,8 @@
 
 namespace sluice {
 
-EmbedWorkers::EmbedWorkers(std::shared_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer,
-                           Config config, std::function<void()> notify)
+EmbedWorkers::EmbedWorkers(std::shared_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer, Config config,
+                           std::function<void()> notify)
     : model_(std::move(model)),
       tokenizer_(std::move(tokenizer)),
       config_(std::move(config)),
@@ -156,8 +156,8 @@ void EmbedWorkers::run_batch(std::vector<WorkItem>& batch) {
       WorkItem& it = *items[r];
       std::span<const float> v(out.data() + r * dims, dims);
       if (config_.format_output) {
-        append_output_line(it.output_line, std::string_view(it.json).substr(0, it.prefix_length),
-                           it.empty_object, config_.output_field, v);
+        append_output_line(it.output_line, std::string_view(it.json).substr(0, it.prefix_length), it.empty_object,
+                           config_.output_field, v);
         std::string().swap(it.json);
       } else {
         it.embedding.assign(v.begin(), v.end());
@@ -179,8 +179,8 @@ void EmbedWorkers::run_batch(std::vector<WorkItem>& batch) {
     if (embed_items(one, out, one_error)) {
       deliver(one);
     } else {
-      one_error.message = fmt::format("{} (the record fails on its own; it was {} tokens long)",
-                                      one_error.message, item->tokens);
+      one_error.message =
+          fmt::format("{} (the record fails on its own; it was {} tokens long)", one_error.message, item->tokens);
       item->error = std::move(one_error);
     }
   }

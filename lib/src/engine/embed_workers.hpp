@@ -25,7 +25,7 @@ class EmbedWorkers {
  public:
   struct Config {
     std::size_t batch_size = 32;
-    bool format_output = true;         // format JSONL output lines on the inference thread
+    bool format_output = true;  // format JSONL output lines on the inference thread
     std::string output_field = "embedding";
     std::chrono::milliseconds flush_after{20};  // a partial batch waits this long for more
   };

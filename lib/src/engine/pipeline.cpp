@@ -306,9 +306,9 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   workers_->start();
 
   const auto& info = model_->info();
-  bus_.publish(PipelineStarted{source_ ? "<source>" : opt_.input, sink_ ? "<sink>" : opt_.output,
-                               info.dir.string(), input_size_, static_cast<std::uint32_t>(opt_.batch_size),
-                               info.dimensions, info.max_tokens});
+  bus_.publish(PipelineStarted{source_ ? "<source>" : opt_.input, sink_ ? "<sink>" : opt_.output, info.dir.string(),
+                               input_size_, static_cast<std::uint32_t>(opt_.batch_size), info.dimensions,
+                               info.max_tokens});
   bus_.publish(StageStateChanged{"pipeline", "created", "running", ""});
   set_reader_state("running", "");
 
@@ -326,7 +326,8 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
 
 RunSummary Pipeline::Impl::run() {
   uv_loop_t loop;
-  if (int r = uv_loop_init(&loop); r < 0) throw Error(ErrorCode::internal, fmt::format("uv_loop_init: {}", uv_strerror(r)));
+  if (int r = uv_loop_init(&loop); r < 0)
+    throw Error(ErrorCode::internal, fmt::format("uv_loop_init: {}", uv_strerror(r)));
   RunSummary result;
   try {
     start(&loop, [&](const RunSummary& s) { result = s; });
@@ -359,7 +360,7 @@ void Pipeline::Impl::maybe_read() {
     if (!reader_paused_) {
       reader_paused_ = true;
       set_reader_state("paused", in_flight_records_ >= opt_.max_in_flight_records ? "in-flight record limit reached"
-                                                                                   : "in-flight byte limit reached");
+                                                                                  : "in-flight byte limit reached");
     }
     return;
   }
@@ -484,7 +485,8 @@ void Pipeline::Impl::handle_record(std::string_view json, const std::optional<st
               ErrorInfo{ErrorCode::record_too_large,
                         fmt::format("record is {} bytes, more than the limit of {} (raise it with --max-record-bytes)",
                                     length, opt_.max_record_bytes),
-                        {}, {}});
+                        {},
+                        {}});
     return;
   }
   auto parsed = parser_.parse(json);
@@ -567,8 +569,8 @@ void Pipeline::Impl::release() {
       p.failed = true;
       if (bus_.wants<DocumentFailed>()) {
         bool retryable = e.code == ErrorCode::model_error || e.code == ErrorCode::io_error;
-        bus_.publish(DocumentFailed{item.index, location(item.line, item.offset), e.code, message, e.field,
-                                    retryable, 1});
+        bus_.publish(
+            DocumentFailed{item.index, location(item.line, item.offset), e.code, message, e.field, retryable, 1});
       }
       if (dead_) {
         std::string line;
@@ -700,9 +702,7 @@ void Pipeline::Impl::check_done() {
 // ---------------------------------------------------------------------------------------------
 // Progress, checkpoints, finish
 
-void Pipeline::Impl::on_progress_timer(uv_timer_t* handle) {
-  static_cast<Impl*>(handle->data)->publish_progress();
-}
+void Pipeline::Impl::on_progress_timer(uv_timer_t* handle) { static_cast<Impl*>(handle->data)->publish_progress(); }
 
 void Pipeline::Impl::publish_progress() {
   const double now = unix_time_now();
@@ -781,8 +781,8 @@ void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then
     last_checkpoint_records_ = state.records_done;
     last_checkpoint_time_ = unix_time_now();
     if (bus_.wants<Checkpointed>()) {
-      bus_.publish(Checkpointed{opt_.checkpoint, state.records_done, state.input_offset, state.input_line,
-                                state.output_offset});
+      bus_.publish(
+          Checkpointed{opt_.checkpoint, state.records_done, state.input_offset, state.input_line, state.output_offset});
     }
     done();
   };
@@ -854,8 +854,8 @@ void Pipeline::Impl::on_handle_closed(uv_handle_t* handle) {
   }
   if (self->source_thread_.joinable()) self->source_thread_.join();
   const std::string final_state = self->summary_.status == "completed" ? "stopped" : self->summary_.status;
-  self->bus_.publish(StageStateChanged{"pipeline", self->stop_requested_.load() ? "draining" : "running",
-                                       final_state, self->summary_.error});
+  self->bus_.publish(StageStateChanged{"pipeline", self->stop_requested_.load() ? "draining" : "running", final_state,
+                                       self->summary_.error});
   self->bus_.publish(PipelineFinished{self->summary_});
   if (self->on_finished_) {
     auto cb = std::move(self->on_finished_);

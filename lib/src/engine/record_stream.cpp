@@ -162,7 +162,9 @@ RecordStream RecordStream::limit(std::size_t n) && {
   });
 }
 
-RecordStream::Batches RecordStream::batch(std::size_t size) && { return Batches(std::move(next_), size == 0 ? 1 : size); }
+RecordStream::Batches RecordStream::batch(std::size_t size) && {
+  return Batches(std::move(next_), size == 0 ? 1 : size);
+}
 
 std::optional<std::vector<Record>> RecordStream::Batches::next() {
   std::vector<Record> out;

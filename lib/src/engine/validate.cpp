@@ -35,10 +35,12 @@ ValidationSummary validate_jsonl(const std::string& path, const ValidationOption
     if (line.too_long) {
       ++summary.invalid;
       keep_going = on_invalid(
-          where, ErrorInfo{ErrorCode::record_too_large,
-                           fmt::format("record is {} bytes, more than the limit of {} (raise it with --max-record-bytes)",
-                                       line.length, options.max_record_bytes),
-                           {}, {}});
+          where,
+          ErrorInfo{ErrorCode::record_too_large,
+                    fmt::format("record is {} bytes, more than the limit of {} (raise it with --max-record-bytes)",
+                                line.length, options.max_record_bytes),
+                    {},
+                    {}});
       return;
     }
     auto r = parser.parse(line.bytes);

@@ -12,16 +12,16 @@
 namespace sluice {
 
 struct WorkItem {
-  std::uint64_t index = 0;          // 0-based record index in input order
+  std::uint64_t index = 0;  // 0-based record index in input order
   std::uint64_t line = 0;
-  std::uint64_t offset = 0;         // byte offset of the line
-  std::uint64_t end_offset = 0;     // byte offset just past the line's terminator
-  std::string json;                 // the record's bytes
-  std::string text;                 // the text to embed
-  std::size_t prefix_length = 0;    // json[0, prefix_length) is kept before the added field
+  std::uint64_t offset = 0;       // byte offset of the line
+  std::uint64_t end_offset = 0;   // byte offset just past the line's terminator
+  std::string json;               // the record's bytes
+  std::string text;               // the text to embed
+  std::size_t prefix_length = 0;  // json[0, prefix_length) is kept before the added field
   bool empty_object = false;
-  double started_at = 0;            // unix time when dispatched
-  std::size_t weight = 0;           // bytes counted against max_in_flight_bytes
+  double started_at = 0;   // unix time when dispatched
+  std::size_t weight = 0;  // bytes counted against max_in_flight_bytes
 
   // Set by the tokenizer thread.
   std::vector<std::int32_t> ids;
@@ -30,8 +30,8 @@ struct WorkItem {
   bool truncated = false;
 
   // Set by the inference thread.
-  std::vector<float> embedding;     // kept for a custom sink
-  std::string output_line;          // formatted for the JSONL sink
+  std::vector<float> embedding;  // kept for a custom sink
+  std::string output_line;       // formatted for the JSONL sink
 
   std::optional<ErrorInfo> error;
 };

@@ -20,7 +20,9 @@ class Normalizer {
 class BertNormalizer : public Normalizer {
  public:
   BertNormalizer(bool clean_text, bool handle_chinese_chars, bool strip_accents, bool lowercase)
-      : clean_text_(clean_text), handle_chinese_chars_(handle_chinese_chars), strip_accents_(strip_accents),
+      : clean_text_(clean_text),
+        handle_chinese_chars_(handle_chinese_chars),
+        strip_accents_(strip_accents),
         lowercase_(lowercase) {}
   void normalize(Symbols& s) const override;
 

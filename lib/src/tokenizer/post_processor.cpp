@@ -50,7 +50,8 @@ std::unique_ptr<PostProcessor> make_post_processor(simdjson::dom::element e, con
   auto pair_id = [&](std::string_view key) {
     array a;
     std::int64_t id = 0;
-    if (o[key].get_array().get(a) != simdjson::SUCCESS || a.size() != 2 || a.at(1).get_int64().get(id) != simdjson::SUCCESS) {
+    if (o[key].get_array().get(a) != simdjson::SUCCESS || a.size() != 2 ||
+        a.at(1).get_int64().get(id) != simdjson::SUCCESS) {
       bad(fmt::format("{} has no valid \"{}\"", type, key));
     }
     return static_cast<std::int32_t>(id);
@@ -64,9 +65,11 @@ std::unique_ptr<PostProcessor> make_post_processor(simdjson::dom::element e, con
   }
   if (type == "TemplateProcessing") {
     object specials;
-    if (o["special_tokens"].get_object().get(specials) != simdjson::SUCCESS) bad("TemplateProcessing without \"special_tokens\"");
+    if (o["special_tokens"].get_object().get(specials) != simdjson::SUCCESS)
+      bad("TemplateProcessing without \"special_tokens\"");
     array single;
-    if (o["single"].get_array().get(single) != simdjson::SUCCESS) bad("TemplateProcessing without a \"single\" template");
+    if (o["single"].get_array().get(single) != simdjson::SUCCESS)
+      bad("TemplateProcessing without a \"single\" template");
     std::vector<TemplateProcessor::Piece> pieces;
     for (element item : single) {
       object it;
@@ -77,15 +80,17 @@ std::unique_ptr<PostProcessor> make_post_processor(simdjson::dom::element e, con
       if (it["Sequence"].get_object().get(body) == simdjson::SUCCESS) {
         piece.is_sequence = true;
         if (body["type_id"].get_int64().get(type_id) != simdjson::SUCCESS) {  // keeps the default
-    }
+        }
       } else if (it["SpecialToken"].get_object().get(body) == simdjson::SUCCESS) {
         std::string_view name;
-        if (body["id"].get_string().get(name) != simdjson::SUCCESS) bad("TemplateProcessing: SpecialToken without \"id\"");
+        if (body["id"].get_string().get(name) != simdjson::SUCCESS)
+          bad("TemplateProcessing: SpecialToken without \"id\"");
         if (body["type_id"].get_int64().get(type_id) != simdjson::SUCCESS) {  // keeps the default
-    }
+        }
         object spec;
         array ids;
-        if (specials[name].get_object().get(spec) != simdjson::SUCCESS || spec["ids"].get_array().get(ids) != simdjson::SUCCESS) {
+        if (specials[name].get_object().get(spec) != simdjson::SUCCESS ||
+            spec["ids"].get_array().get(ids) != simdjson::SUCCESS) {
           // Fall back to the vocabulary when the special token map lacks it.
           auto v = vocab.find(name);
           if (v == vocab.end()) bad(fmt::format("TemplateProcessing: special token \"{}\" is unknown", name));
@@ -93,7 +98,8 @@ std::unique_ptr<PostProcessor> make_post_processor(simdjson::dom::element e, con
         } else {
           for (element id : ids) {
             std::int64_t x = 0;
-            if (id.get_int64().get(x) != simdjson::SUCCESS) bad("TemplateProcessing: a special token id is not a number");
+            if (id.get_int64().get(x) != simdjson::SUCCESS)
+              bad("TemplateProcessing: a special token id is not a number");
             piece.ids.push_back(static_cast<std::int32_t>(x));
           }
         }

@@ -31,7 +31,8 @@ using namespace sluice::tok;
 
 std::string_view get_string(object o, std::string_view key, std::string_view where) {
   std::string_view v;
-  if (o[key].get_string().get(v) != simdjson::SUCCESS) bad(fmt::format("{}: \"{}\" is missing or not a string", where, key));
+  if (o[key].get_string().get(v) != simdjson::SUCCESS)
+    bad(fmt::format("{}: \"{}\" is missing or not a string", where, key));
   return v;
 }
 
@@ -72,7 +73,8 @@ std::unique_ptr<Normalizer> make_normalizer(element e) {
   if (type == "StripAccents") return std::make_unique<StripAccentsNormalizer>();
   if (type == "Sequence") {
     array parts;
-    if (o["normalizers"].get_array().get(parts) != simdjson::SUCCESS) bad("Sequence normalizer without \"normalizers\"");
+    if (o["normalizers"].get_array().get(parts) != simdjson::SUCCESS)
+      bad("Sequence normalizer without \"normalizers\"");
     std::vector<std::unique_ptr<Normalizer>> v;
     for (element p : parts) {
       if (auto n = make_normalizer(p)) v.push_back(std::move(n));
@@ -91,7 +93,8 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(element e) {
   if (type == "WhitespaceSplit") return std::make_unique<WhitespaceSplitPreTokenizer>();
   if (type == "Sequence") {
     array parts;
-    if (o["pretokenizers"].get_array().get(parts) != simdjson::SUCCESS) bad("Sequence pre_tokenizer without \"pretokenizers\"");
+    if (o["pretokenizers"].get_array().get(parts) != simdjson::SUCCESS)
+      bad("Sequence pre_tokenizer without \"pretokenizers\"");
     std::vector<std::unique_ptr<PreTokenizer>> v;
     for (element p : parts) {
       if (auto n = make_pre_tokenizer(p)) v.push_back(std::move(n));
@@ -123,7 +126,7 @@ std::unique_ptr<WordPiece> make_model(element e) {
   }
   std::string_view prefix = "##";
   if (o["continuing_subword_prefix"].get_string().get(prefix) != simdjson::SUCCESS) {  // keeps the default
-    }
+  }
   return std::make_unique<WordPiece>(std::move(vocab), std::string(get_string(o, "unk_token", "model")),
                                      std::string(prefix), get_uint(o, "max_input_chars_per_word", 100));
 }
@@ -175,7 +178,8 @@ class JsonTokenizer : public Tokenizer {
         AddedToken tok;
         tok.content = std::string(get_string(t, "content", "added_tokens"));
         std::int64_t id = 0;
-        if (t["id"].get_int64().get(id) != simdjson::SUCCESS) bad(fmt::format("added token \"{}\" has no id", tok.content));
+        if (t["id"].get_int64().get(id) != simdjson::SUCCESS)
+          bad(fmt::format("added token \"{}\" has no id", tok.content));
         tok.id = static_cast<std::int32_t>(id);
         tok.special = get_bool(t, "special", false);
         tok.single_word = get_bool(t, "single_word", false);
@@ -202,14 +206,14 @@ class JsonTokenizer : public Tokenizer {
       max_length_ = get_uint(trunc, "max_length", 512);
       std::string_view dir = "Right";
       if (trunc["direction"].get_string().get(dir) != simdjson::SUCCESS) {  // keeps the default
-    }
+      }
       truncate_left_ = dir == "Left";
     }
     object pad;
     std::int64_t pad_id = -1;
     if (!is_null_or_missing(o, "padding") && o["padding"].get_object().get(pad) == simdjson::SUCCESS) {
       if (pad["pad_id"].get_int64().get(pad_id) != simdjson::SUCCESS) {  // keeps the default
-    }
+      }
     }
     if (pad_id < 0) {
       for (const char* name : {"[PAD]", "<pad>", "<|padding|>"}) {

@@ -46,9 +46,7 @@ void append_utf8(std::string& out, char32_t c) {
   }
 }
 
-static utf8proc_category_t category(char32_t c) {
-  return utf8proc_category(static_cast<utf8proc_int32_t>(c));
-}
+static utf8proc_category_t category(char32_t c) { return utf8proc_category(static_cast<utf8proc_int32_t>(c)); }
 
 bool is_whitespace(char32_t c) {
   if (c == ' ' || (c >= 0x09 && c <= 0x0D)) return true;
@@ -110,8 +108,8 @@ void append_nfd(char32_t c, std::u32string& out) {
   }
   utf8proc_int32_t buf[32];
   int last_boundclass = 0;
-  utf8proc_ssize_t n = utf8proc_decompose_char(static_cast<utf8proc_int32_t>(c), buf, 32, UTF8PROC_DECOMPOSE,
-                                               &last_boundclass);
+  utf8proc_ssize_t n =
+      utf8proc_decompose_char(static_cast<utf8proc_int32_t>(c), buf, 32, UTF8PROC_DECOMPOSE, &last_boundclass);
   if (n <= 0 || n > 32) {
     out.push_back(c);
     return;
