@@ -34,6 +34,7 @@ struct EmbedArgs {
   bool no_checkpoint = false;
 };
 
+
 // Prints bad records as INPUT:LINE: message; returns how many were bad.
 std::uint64_t run_validation(const std::string& input, const sluice::ValidationOptions& vo, std::uint64_t max_listed,
                              std::uint64_t& records) {
@@ -105,6 +106,10 @@ int run_embed(EmbedArgs& args) {
   }
   if (opt.checkpoint.empty() && !args.no_checkpoint && opt.output != "-") opt.checkpoint = opt.output + ".checkpoint";
   if (args.no_checkpoint) opt.checkpoint.clear();
+  if (opt.resume && opt.checkpoint.empty()) {
+    fmt::print(stderr, "error: --resume needs a checkpoint: give -o a file (or --checkpoint PATH)\n");
+    return kExitUsage;
+  }
 
   // Validation first: bad input is reported before the model is loaded.
   if (opt.on_error == sluice::OnError::fail && !args.no_validate && opt.input != "-") {
@@ -172,7 +177,8 @@ int run_embed(EmbedArgs& args) {
   }
   if (summary.status == "stopped") {
     if (!opt.checkpoint.empty()) {
-      fmt::print(stderr, "stopped; the checkpoint {} records where it stopped\n", opt.checkpoint);
+      fmt::print(stderr, "stopped; {} records where it stopped: run the same command with --resume to finish\n",
+                 opt.checkpoint);
     }
     return kExitInterrupted;
   }
@@ -232,6 +238,8 @@ int main(int argc, char** argv) {
   cmd_embed->add_option("--max-in-flight-bytes", po.max_in_flight_bytes, "Their bytes")->capture_default_str();
   cmd_embed->add_option("--checkpoint", po.checkpoint, "Checkpoint file (default: OUTPUT.checkpoint)");
   cmd_embed->add_flag("--no-checkpoint", embed.no_checkpoint, "Write no checkpoint");
+  cmd_embed->add_flag("--resume", po.resume,
+                      "Continue from the checkpoint: cut the output back to it and read on from its input offset");
   cmd_embed->add_option("--checkpoint-every", po.checkpoint_every_records, "Records between checkpoints")
       ->capture_default_str();
   cmd_embed->add_flag("--no-validate", embed.no_validate, "Skip the validation pass before the model loads");

@@ -67,7 +67,11 @@ void ProgressReporter::print_progress(const sluice::BatchProgress& p, double ts)
 }
 
 void ProgressReporter::on_event(const sluice::Event& event) {
-  if (!enabled_) return;
+  // --progress never still reports failed records and the final summary.
+  if (!enabled_ && !std::holds_alternative<sluice::DocumentFailed>(event.payload) &&
+      !std::holds_alternative<sluice::PipelineFinished>(event.payload)) {
+    return;
+  }
   std::visit(
       [&](const auto& e) {
         using T = std::decay_t<decltype(e)>;

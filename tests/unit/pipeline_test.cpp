@@ -104,11 +104,16 @@ PipelineOptions base_options(const TempDir& dir) {
   return o;
 }
 
-std::vector<float> parse_embedding(const std::string& line, const char* field = "embedding") {
+// The added array only: the rest of the line keeps numbers (1e400) that no double holds.
+std::vector<float> parse_embedding(const std::string& line) {
+  const std::string key = ",\"embedding\":";
+  auto at = line.rfind(key);
+  REQUIRE(at != std::string::npos);
+  std::string array = line.substr(at + key.size(), line.size() - at - key.size() - 1);
   simdjson::dom::parser p;
-  simdjson::dom::element doc = p.parse(simdjson::padded_string(line));
+  simdjson::dom::element doc = p.parse(simdjson::padded_string(array));
   std::vector<float> v;
-  for (double d : doc[field].get_array()) v.push_back(static_cast<float>(d));
+  for (double d : doc.get_array()) v.push_back(static_cast<float>(d));
   return v;
 }
 
@@ -288,8 +293,8 @@ TEST_CASE("memory bound: the reader pauses when the in-flight limit is reached")
   RunSummary s = pipeline.run();
   CHECK(s.completed == 200);
   CHECK(paused > 0);
-  // The bound, plus what one read chunk can hold.
-  CHECK(max_in_flight <= 8 + 256 / 40);
+  // The bound, plus what one read chunk can hold, plus the rest of an open batch.
+  CHECK(max_in_flight <= 8 + 256 / 40 + 4);
   CHECK(split_lines(read_file(opts.output)).size() == 200);
 }
 
@@ -348,15 +353,26 @@ TEST_CASE("events can be pulled; the stream ends with PipelineFinished") {
   for (const auto& e : got) CHECK_FALSE(std::holds_alternative<DocumentCompleted>(e.payload));
 }
 
-TEST_CASE("stop() drains, writes what is in flight and a consistent checkpoint") {
+TEST_CASE("stop() drains and checkpoints at a batch boundary; resume gives the uninterrupted bytes") {
   TempDir dir;
   auto opts = base_options(dir);
   opts.checkpoint = (dir.path / "cp.json").string();
   write_file(opts.input, make_input(400));
   opts.max_in_flight_records = 16;
+  opts.read_chunk_bytes = 512;
+
+  // The uninterrupted run, for reference.
+  auto ref_opts = opts;
+  ref_opts.output = (dir.path / "ref.jsonl").string();
+  ref_opts.checkpoint.clear();
+  {
+    Pipeline ref(ref_opts, tiny().model, tiny().tokenizer);
+    REQUIRE(ref.run().status == "completed");
+  }
+
   Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
   pipeline.subscribe(EventFilter::of<DocumentCompleted>(), [&](const Event& e) {
-    if (std::get<DocumentCompleted>(e.payload).index == 20) pipeline.stop();
+    if (std::get<DocumentCompleted>(e.payload).index == 21) pipeline.stop();
   });
   uv_loop_t loop;
   REQUIRE(uv_loop_init(&loop) == 0);
@@ -370,14 +386,71 @@ TEST_CASE("stop() drains, writes what is in flight and a consistent checkpoint")
   CHECK(uv_loop_close(&loop) == 0);  // every handle closed
   CHECK(finished == 1);
   CHECK(s.status == "stopped");
-  CHECK(s.completed > 20);
+  CHECK(s.completed > 21);
   CHECK(s.completed < 400);
-  auto out = read_file(opts.output);
+  const auto out = read_file(opts.output);
   CHECK(split_lines(out).size() == s.completed);
-  auto cp = read_file(opts.checkpoint);
-  CHECK(cp.find(fmt::format("\"records_done\":{}", s.completed)) != std::string::npos);
-  CHECK(cp.find(fmt::format("\"output_offset\":{}", out.size())) != std::string::npos);
-  CHECK(cp.find("\"finished\":false") != std::string::npos);
+
+  // The checkpoint names a batch boundary: the records of the batch after it are done again.
+  simdjson::dom::parser p;
+  simdjson::dom::element cp = p.parse(simdjson::padded_string(read_file(opts.checkpoint)));
+  const std::uint64_t done = cp["records_done"].get_uint64();
+  const std::uint64_t out_offset = cp["output_offset"].get_uint64();
+  CHECK(done % opts.batch_size == 0);
+  CHECK(done <= s.completed);
+  CHECK(done > 0);
+  CHECK_FALSE(bool(cp["finished"].get_bool()));
+  const auto ref = read_file(ref_opts.output);
+  std::size_t end = 0;
+  for (std::uint64_t i = 0; i < done; ++i) end = ref.find('\n', end) + 1;
+  CHECK(out_offset == end);
+  CHECK(out.compare(0, end, ref, 0, end) == 0);
+
+  // Resume: the output is cut back and finished; the bytes equal the uninterrupted run's.
+  opts.resume = true;
+  Pipeline resumed(opts, tiny().model, tiny().tokenizer);
+  RunSummary r = resumed.run();
+  CHECK(r.status == "completed");
+  CHECK(r.completed == 400);
+  CHECK(read_file(opts.output) == ref);
+
+  // Resuming a finished run does nothing and succeeds.
+  Pipeline again(opts, tiny().model, tiny().tokenizer);
+  RunSummary a = again.run();
+  CHECK(a.status == "completed");
+  CHECK(a.completed == 400);
+  CHECK(read_file(opts.output) == ref);
+}
+
+TEST_CASE("resume refuses a changed input or option, saying what changed") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  opts.checkpoint = (dir.path / "cp.json").string();
+  write_file(opts.input, make_input(10));
+  {
+    Pipeline first(opts, tiny().model, tiny().tokenizer);
+    REQUIRE(first.run().status == "completed");
+  }
+  opts.resume = true;
+  auto changed = opts;
+  changed.text_field = "body";
+  try {
+    Pipeline p(changed, tiny().model, tiny().tokenizer);
+    p.run();
+    FAIL("expected a refusal");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::invalid_argument);
+    CHECK(std::string(e.what()).find("text field \"body\"") != std::string::npos);
+    CHECK(std::string(e.what()).find("text field \"text\"") != std::string::npos);
+  }
+  write_file(opts.input, make_input(11));
+  try {
+    Pipeline p(opts, tiny().model, tiny().tokenizer);
+    p.run();
+    FAIL("expected a refusal");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("input=") != std::string::npos);
+  }
 }
 
 TEST_CASE("a subscriber without per-document events never receives them") {

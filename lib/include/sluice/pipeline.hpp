@@ -46,7 +46,7 @@ struct PipelineOptions {
   std::string dead_letter;                      ///< path for failed records (JSONL); empty: none
   std::size_t max_in_flight_records = 2048;     ///< records read but not yet written
   std::size_t max_in_flight_bytes = 64u << 20;  ///< their bytes (input, text and output)
-  std::size_t read_chunk_bytes = 1u << 20;      ///< size of each uv_fs_read
+  std::size_t read_chunk_bytes = 64u << 10;     ///< size of each uv_fs_read
   std::size_t max_record_bytes = 16u << 20;     ///< longer lines fail with record_too_large
   int threads = 0;                              ///< model intra-op threads; 0 = all cores
   double progress_interval_s = 0.5;             ///< BatchProgress period; 0 = only at the end
@@ -55,6 +55,12 @@ struct PipelineOptions {
   std::uint64_t checkpoint_every_records = 10000;
   double checkpoint_every_s = 30;
   std::string pipeline_id;  ///< empty: a random one
+  /// Continue the run recorded in `checkpoint`: the output (and dead-letter file) is cut back
+  /// to the checkpoint's offsets and reading starts at its input offset. Refused (throws
+  /// sluice::Error, invalid_argument) when the input, model or options differ from the
+  /// checkpoint's, saying which. Without a checkpoint file the run starts from the beginning.
+  /// A finished checkpoint makes the run do nothing and succeed.
+  bool resume = false;
 };
 
 class Pipeline {

@@ -60,6 +60,9 @@ void AsyncFileWriter::append(std::string_view bytes) {
 }
 
 void AsyncFileWriter::start_write() {
+  // One request in flight at a time: callbacks run from inside on_write/on_fsync may get here
+  // while the request is being reused.
+  if (busy_) return;
   if (writing_pos_ >= writing_.size()) {
     writing_.clear();
     writing_pos_ = 0;

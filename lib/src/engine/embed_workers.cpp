@@ -68,12 +68,8 @@ void EmbedWorkers::tokenizer_main() {
     batches_.push(std::move(full));  // returns false only after abort: the batch is dropped
   };
   for (;;) {
-    std::optional<WorkItem> item = batch.empty() ? input_.pop() : input_.pop_for(config_.flush_after);
-    if (!item) {
-      if (input_.closed()) break;  // closed and drained
-      flush();                     // nothing new for flush_after: don't hold a partial batch
-      continue;
-    }
+    std::optional<WorkItem> item = input_.pop();
+    if (!item) break;  // closed and drained
     try {
       Encoding enc = tokenizer_->encode(item->text);
       item->tokens = static_cast<std::uint32_t>(enc.ids.size());
@@ -84,8 +80,9 @@ void EmbedWorkers::tokenizer_main() {
       item->error = ErrorInfo{ErrorCode::tokenizer_error, fmt::format("tokenizer failed: {}", e.what()), {}, {}};
     }
     std::string().swap(item->text);  // not needed any more
+    const bool last = item->closes_batch;
     batch.push_back(std::move(*item));
-    if (batch.size() >= config_.batch_size) flush();
+    if (last || batch.size() >= config_.batch_size) flush();
   }
   flush();
   batches_.close();

@@ -27,7 +27,6 @@ class EmbedWorkers {
     std::size_t batch_size = 32;
     bool format_output = true;  // format JSONL output lines on the inference thread
     std::string output_field = "embedding";
-    std::chrono::milliseconds flush_after{20};  // a partial batch waits this long for more
   };
 
   EmbedWorkers(std::shared_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer, Config config,
@@ -37,7 +36,9 @@ class EmbedWorkers {
   void start();
   /// Never blocks: the loop bounds what it pushes.
   void push(WorkItem&& item);
-  /// No more items: flush the last batch and let the threads end.
+  /// A batch is sent to the model when an item with closes_batch arrives, when batch_size
+  /// items are held, or when input ends. No more items: flush the last batch and let the
+  /// threads end.
   void finish_input();
   /// Drop everything queued and end the threads after the batch in hand.
   void abort();

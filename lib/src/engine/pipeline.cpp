@@ -8,7 +8,10 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <random>
 #include <thread>
 
@@ -71,8 +74,19 @@ struct Pending {
   std::uint32_t tokens = 0;
   bool truncated = false;
   bool failed = false;
+  bool closes_batch = false;
   double started_at = 0;
   std::size_t weight = 0;
+};
+
+// Where a run can resume: everything before it is durable once the output is synced.
+struct Position {
+  std::uint64_t records = 0;       // records done (next index)
+  std::uint64_t input_offset = 0;  // input byte offset to resume from
+  std::uint64_t input_line = 0;    // lines before input_offset
+  std::uint64_t output_offset = 0;
+  std::uint64_t dead_letter_offset = 0;
+  std::uint64_t completed = 0, failed = 0, tokens = 0, truncated = 0;
 };
 
 // One batch handed from the source thread to the loop; `end` marks the end of the source.
@@ -135,12 +149,27 @@ class Pipeline::Impl {
   // Setup and teardown.
   void open_input();
   void open_outputs();
+  std::string compute_fingerprint() const;
+  // Restores positions and counters from the checkpoint when resuming; returns whether the
+  // checkpointed run had finished. Throws sluice::Error when the run differs from it.
+  bool load_resume_point();
   void close_all();
   static void on_handle_closed(uv_handle_t* handle);
 
   // Reading.
-  bool has_budget() const {
-    return in_flight_records_ < opt_.max_in_flight_records && in_flight_bytes_ < opt_.max_in_flight_bytes;
+  // Under the in-flight bounds, or finishing the batch that was open when they were reached:
+  // it is always completed, so batch composition never depends on memory pressure (the bound
+  // grows by at most one batch).
+  bool has_budget() {
+    const bool under = in_flight_records_ < opt_.max_in_flight_records && in_flight_bytes_ < opt_.max_in_flight_bytes;
+    if (under) {
+      finish_batch_until_ = 0;
+      return true;
+    }
+    if (finish_batch_until_ == 0) {
+      finish_batch_until_ = (valid_dispatched_ + opt_.batch_size - 1) / opt_.batch_size * opt_.batch_size;
+    }
+    return valid_dispatched_ < finish_batch_until_;
   }
   void maybe_read();
   void read_file_chunk();
@@ -221,12 +250,14 @@ class Pipeline::Impl {
   std::uint64_t output_appended_ = 0;       // bytes handed to out_
   std::uint64_t dead_letter_appended_ = 0;  // bytes handed to dead_
 
-  // Done position: every record before it is written or failed, durably once synced.
-  std::uint64_t done_records_ = 0;
-  std::uint64_t done_input_offset_ = 0;
-  std::uint64_t done_input_line_ = 0;
-  std::uint64_t done_output_offset_ = 0;
-  std::uint64_t done_dead_letter_offset_ = 0;
+  // Done position: every record before it is written or failed. Boundary: the last done
+  // position at a batch boundary, the one checkpoints name (a resume recomputes the batch
+  // after it exactly as an uninterrupted run does).
+  Position done_;
+  Position boundary_;
+  std::uint64_t valid_dispatched_ = 0;  // valid records sent to the workers (for batch cuts)
+  std::uint64_t finish_batch_until_ = 0;  // over the bounds: read until this many are dispatched
+  std::string fingerprint_;
 
   // Checkpoints.
   bool checkpoint_busy_ = false;
@@ -270,16 +301,127 @@ void Pipeline::Impl::open_input() {
 
 void Pipeline::Impl::open_outputs() {
   auto on_error = [this](const std::string& message) { fail_run(message); };
+  // A resumed run cuts each file back to the checkpoint's offset: bytes after it belong to
+  // records that are done again.
+  auto check_size = [](const std::string& path, std::uint64_t offset) {
+    std::error_code ec;
+    auto size = std::filesystem::file_size(path, ec);
+    if (offset > 0 && (ec || size < offset)) {
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{}: {} bytes, shorter than the {} the checkpoint records: it was changed since; "
+                              "run without --resume to start again",
+                              path, ec ? 0 : size, offset));
+    }
+  };
   if (!sink_) {
+    check_size(opt_.output, done_.output_offset);
     out_ = std::make_unique<AsyncFileWriter>(
         loop_, [this](std::uint64_t) { on_output_written(); }, on_error);
-    out_->open(opt_.output);
+    out_->open(opt_.output, done_.output_offset);
   }
   if (!opt_.dead_letter.empty()) {
+    check_size(opt_.dead_letter, done_.dead_letter_offset);
     dead_ = std::make_unique<AsyncFileWriter>(
         loop_, [this](std::uint64_t) { on_output_written(); }, on_error);
-    dead_->open(opt_.dead_letter);
+    dead_->open(opt_.dead_letter, done_.dead_letter_offset);
   }
+}
+
+std::string Pipeline::Impl::compute_fingerprint() const {
+  // Each part is compared on its own, so a refused resume can say what changed.
+  std::string input = "input=";
+  if (source_) {
+    input += "<source>";
+  } else {
+    struct stat st {};
+    if (opt_.input != "-" && ::stat(opt_.input.c_str(), &st) == 0) {
+      input += fmt::format("{} bytes, modified {}.{:09}", st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    } else {
+      input += opt_.input;
+    }
+  }
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a over the model's small files
+  auto mix = [&h](std::string_view bytes) {
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  };
+  for (const char* name : {"config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json",
+                           "sentence_bert_config.json"}) {
+    std::ifstream f(model_->info().dir / name, std::ios::binary);
+    if (!f) continue;
+    std::stringstream ss;
+    ss << f.rdbuf();
+    mix(name);
+    mix(ss.str());
+  }
+  std::error_code ec;
+  auto weights = std::filesystem::file_size(model_->info().dir / "model.safetensors", ec);
+  mix(fmt::format("{}", ec ? 0 : weights));
+  std::string model = fmt::format("model={} ({:016x})", model_->info().dir.string(), h);
+  std::string options = fmt::format(
+      "options=text field \"{}\", output field \"{}\", batch size {}, max record bytes {}, on error {}, "
+      "dead letter {}",
+      opt_.text_field, opt_.output_field, opt_.batch_size, opt_.max_record_bytes,
+      opt_.on_error == OnError::skip ? "skip" : "fail", opt_.dead_letter.empty() ? "none" : opt_.dead_letter);
+  return input + "\n" + model + "\n" + options;
+}
+
+bool Pipeline::Impl::load_resume_point() {
+  if (!opt_.resume) return false;
+  if (opt_.checkpoint.empty()) throw Error(ErrorCode::invalid_argument, "resuming needs a checkpoint file");
+  if (source_ || opt_.input == "-") {
+    throw Error(ErrorCode::invalid_argument, "cannot resume reading standard input or a custom source");
+  }
+  if (sink_ || opt_.output == "-") {
+    throw Error(ErrorCode::invalid_argument, "cannot resume writing to standard output or a custom sink");
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(opt_.checkpoint, ec)) return false;  // nothing done yet: start at the beginning
+  CheckpointState state = read_checkpoint_file(opt_.checkpoint);
+  if (state.fingerprint != fingerprint_) {
+    auto split = [](const std::string& f) {
+      std::vector<std::string> parts;
+      std::stringstream ss(f);
+      for (std::string line; std::getline(ss, line);) parts.push_back(line);
+      return parts;
+    };
+    auto before = split(state.fingerprint), now = split(fingerprint_);
+    std::string what;
+    for (std::size_t i = 0; i < std::max(before.size(), now.size()); ++i) {
+      std::string a = i < before.size() ? before[i] : "", b = i < now.size() ? now[i] : "";
+      if (a != b) what += fmt::format("\n  checkpoint: {}\n  now:        {}", a, b);
+    }
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("{}: cannot resume: the run differs from the checkpoint's:{}\nRun without --resume to "
+                            "start again.",
+                            opt_.checkpoint, what));
+  }
+  Position at;
+  at.records = state.records_done;
+  at.input_offset = state.input_offset;
+  at.input_line = state.input_line;
+  at.output_offset = state.output_offset;
+  at.dead_letter_offset = state.dead_letter_offset;
+  at.completed = state.completed;
+  at.failed = state.failed;
+  at.tokens = state.tokens;
+  at.truncated = state.truncated;
+  done_ = boundary_ = at;
+  next_index_ = next_release_ = at.records;
+  summary_.records_read = at.records;
+  summary_.completed = at.completed;
+  summary_.failed = at.failed;
+  summary_.tokens = at.tokens;
+  summary_.truncated = at.truncated;
+  summary_.bytes_read = at.input_offset;
+  output_appended_ = at.output_offset;
+  dead_letter_appended_ = at.dead_letter_offset;
+  read_offset_ = at.input_offset;
+  splitter_ = LineSplitter(opt_.max_record_bytes, at.input_offset, at.input_line + 1);
+  last_checkpoint_records_ = at.records;
+  return state.finished;
 }
 
 void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&)> on_finished) {
@@ -288,7 +430,16 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   start_time_ = unix_time_now();
   last_checkpoint_time_ = start_time_;
   open_input();
-  open_outputs();
+  fingerprint_ = compute_fingerprint();
+  const bool resumed = opt_.resume && std::filesystem::exists(opt_.checkpoint);
+  const bool already_finished = load_resume_point();
+  if (!already_finished) open_outputs();
+  if (!opt_.checkpoint.empty() && !resumed) {
+    // A checkpoint from the start, so a run killed before its first periodic one resumes too.
+    if (std::string err = write_checkpoint_file(opt_.checkpoint, checkpoint_state()); !err.empty()) {
+      throw Error(ErrorCode::io_error, err);
+    }
+  }
 
   results_async_.data = control_async_.data = source_async_.data = progress_timer_.data = this;
   uv_async_init(loop_, &results_async_, &Impl::on_results);
@@ -309,8 +460,14 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   bus_.publish(PipelineStarted{source_ ? "<source>" : opt_.input, sink_ ? "<sink>" : opt_.output, info.dir.string(),
                                input_size_, static_cast<std::uint32_t>(opt_.batch_size), info.dimensions,
                                info.max_tokens});
-  bus_.publish(StageStateChanged{"pipeline", "created", "running", ""});
+  bus_.publish(StageStateChanged{"pipeline", "created", "running",
+                                 resumed ? fmt::format("resumed at record {}", done_.records) : ""});
   set_reader_state("running", "");
+  if (already_finished) {
+    // The checkpoint says the run finished: nothing to read, nothing to write.
+    reach_end_of_input("the checkpoint records a finished run");
+    return;
+  }
 
   if (opt_.progress_interval_s > 0) {
     auto ms = static_cast<std::uint64_t>(opt_.progress_interval_s * 1000);
@@ -517,6 +674,7 @@ void Pipeline::Impl::handle_record(std::string_view json, const std::optional<st
   const std::size_t dims = model_->info().dimensions;
   item.weight = item.json.size() * 2 + item.text.size() + dims * 16 + sizeof(WorkItem);
   item.started_at = unix_time_now();
+  item.closes_batch = ++valid_dispatched_ % opt_.batch_size == 0;
   if (bus_.wants<DocumentStarted>()) bus_.publish(DocumentStarted{item.index, location(item.line, item.offset)});
   ++in_flight_records_;
   in_flight_bytes_ += item.weight;
@@ -563,6 +721,7 @@ void Pipeline::Impl::release() {
     p.truncated = item.truncated;
     p.started_at = item.started_at;
     p.weight = item.weight;
+    p.closes_batch = item.closes_batch;
     if (item.error) {
       ErrorInfo& e = *item.error;
       std::string message = fmt::format("{}:{}: {}", input_name_, item.line, e.message);
@@ -634,19 +793,24 @@ void Pipeline::Impl::on_output_written() {
 void Pipeline::Impl::complete(const Pending& p) {
   --in_flight_records_;
   in_flight_bytes_ -= p.weight;
-  done_records_ = p.index + 1;
-  done_input_offset_ = p.end_offset;
-  done_input_line_ = p.line;
-  done_output_offset_ = p.output_end;
-  done_dead_letter_offset_ = p.dead_letter_end;
   if (p.failed) {
     ++summary_.failed;
-    return;
+  } else {
+    ++summary_.completed;
+    summary_.tokens += p.tokens;
+    if (p.truncated) ++summary_.truncated;
   }
-  ++summary_.completed;
-  summary_.tokens += p.tokens;
-  if (p.truncated) ++summary_.truncated;
-  if (bus_.wants<DocumentCompleted>()) {
+  done_.records = p.index + 1;
+  done_.input_offset = p.end_offset;
+  done_.input_line = p.line;
+  done_.output_offset = p.output_end;
+  done_.dead_letter_offset = p.dead_letter_end;
+  done_.completed = summary_.completed;
+  done_.failed = summary_.failed;
+  done_.tokens = summary_.tokens;
+  done_.truncated = summary_.truncated;
+  if (p.closes_batch) boundary_ = done_;
+  if (!p.failed && bus_.wants<DocumentCompleted>()) {
     bus_.publish(DocumentCompleted{p.index, location(p.line, p.offset), p.tokens, p.truncated,
                                    (unix_time_now() - p.started_at) * 1000.0});
   }
@@ -706,7 +870,7 @@ void Pipeline::Impl::on_progress_timer(uv_timer_t* handle) { static_cast<Impl*>(
 
 void Pipeline::Impl::publish_progress() {
   const double now = unix_time_now();
-  rates_.add(now, summary_.completed + summary_.failed, summary_.tokens, done_input_offset_);
+  rates_.add(now, summary_.completed + summary_.failed, summary_.tokens, done_.input_offset);
   if (!bus_.wants<BatchProgress>()) return;
   auto [docs_s, tokens_s, bytes_s] = rates_.rates();
   BatchProgress p;
@@ -719,7 +883,7 @@ void Pipeline::Impl::publish_progress() {
   p.docs_per_s = docs_s;
   p.tokens_per_s = tokens_s;
   if (input_size_ > 0 && bytes_s > 0) {
-    p.eta_s = static_cast<double>(input_size_ - std::min(input_size_, done_input_offset_)) / bytes_s;
+    p.eta_s = static_cast<double>(input_size_ - std::min(input_size_, done_.input_offset)) / bytes_s;
   } else if (eof_ && docs_s > 0) {
     p.eta_s = static_cast<double>(in_flight_records_) / docs_s;
   }
@@ -727,21 +891,24 @@ void Pipeline::Impl::publish_progress() {
 }
 
 CheckpointState Pipeline::Impl::checkpoint_state() const {
+  const bool finished = eof_ && in_flight_records_ == 0 && !failed_;
+  const Position& at = finished ? done_ : boundary_;
   CheckpointState s;
   s.input = source_ ? "<source>" : opt_.input;
   s.input_size = input_size_;
-  s.input_offset = done_input_offset_;
-  s.input_line = done_input_line_;
-  s.records_done = done_records_;
+  s.input_offset = at.input_offset;
+  s.input_line = at.input_line;
+  s.records_done = at.records;
   s.output = sink_ ? "<sink>" : opt_.output;
-  s.output_offset = done_output_offset_;
+  s.output_offset = at.output_offset;
   s.dead_letter = opt_.dead_letter;
-  s.dead_letter_offset = done_dead_letter_offset_;
-  s.completed = summary_.completed;
-  s.failed = summary_.failed;
-  s.tokens = summary_.tokens;
-  s.truncated = summary_.truncated;
-  s.finished = eof_ && in_flight_records_ == 0;
+  s.dead_letter_offset = at.dead_letter_offset;
+  s.completed = at.completed;
+  s.failed = at.failed;
+  s.tokens = at.tokens;
+  s.truncated = at.truncated;
+  s.fingerprint = fingerprint_;
+  s.finished = finished;
   return s;
 }
 
@@ -754,8 +921,8 @@ void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then
     return;
   }
   if (!final_one) {
-    const bool due = done_records_ - last_checkpoint_records_ >= opt_.checkpoint_every_records ||
-                     (done_records_ > last_checkpoint_records_ &&
+    const bool due = boundary_.records - last_checkpoint_records_ >= opt_.checkpoint_every_records ||
+                     (boundary_.records > last_checkpoint_records_ &&
                       unix_time_now() - last_checkpoint_time_ >= opt_.checkpoint_every_s);
     if (!due) {
       done();
@@ -811,7 +978,7 @@ void Pipeline::Impl::finish() {
   }
   source_queue_.close_and_clear();
   summary_.elapsed_s = unix_time_now() - start_time_;
-  summary_.bytes_written = done_output_offset_;
+  summary_.bytes_written = done_.output_offset;
 
   auto after_checkpoint = [this] {
     publish_progress();

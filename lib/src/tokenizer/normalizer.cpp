@@ -1,128 +1,137 @@
 #include "normalizer.hpp"
 
 #include <algorithm>
+#include <string>
 
 namespace sluice::tok {
 
-void clean_text(Symbols& s) {
-  std::size_t w = 0;
-  for (std::size_t r = 0; r < s.size(); ++r) {
-    Symbol sym = s[r];
-    const char32_t c = sym.c;
-    if (c == 0 || c == 0xFFFD) continue;
-    const bool control = c != '\t' && c != '\n' && c != '\r' && is_other(c);
-    if (control) continue;
-    if (is_whitespace(c)) sym.c = ' ';
-    s[w++] = sym;
-  }
-  s.resize(w);
+namespace {
+
+// A per-thread output buffer, swapped with the caller's: no allocation once warm.
+Symbols& scratch() {
+  thread_local Symbols buf;
+  buf.clear();
+  return buf;
 }
 
-void pad_chinese_chars(Symbols& s) {
-  bool any = false;
-  for (const auto& sym : s) {
-    if (is_chinese_char(sym.c)) {
-      any = true;
-      break;
-    }
+void emit_lowercase(const Symbol& sym, Symbols& out) {
+  if (sym.c < 0x80) {
+    out.push_back({sym.c >= 'A' && sym.c <= 'Z' ? sym.c + 32 : sym.c, sym.start, sym.end});
+    return;
   }
-  if (!any) return;
-  Symbols out;
-  out.reserve(s.size() + 16);
-  for (const auto& sym : s) {
-    if (is_chinese_char(sym.c)) {
-      out.push_back({' ', sym.start, sym.end});
-      out.push_back(sym);
-      out.push_back({' ', sym.start, sym.end});
-    } else {
-      out.push_back(sym);
-    }
+  if ((char_class(sym.c) & kLowercaseChanges) == 0) {
+    out.push_back(sym);
+    return;
   }
-  s.swap(out);
+  thread_local std::u32string buf;
+  buf.clear();
+  append_lowercase(sym.c, buf);
+  for (char32_t c : buf) out.push_back({c, sym.start, sym.end});
 }
 
-void nfd(Symbols& s) {
-  bool any = false;
-  for (const auto& sym : s) {
-    if (sym.c >= 0xC0) {
-      any = true;
-      break;
-    }
-  }
-  if (!any) return;
-  Symbols out;
-  out.reserve(s.size() + 8);
-  std::u32string buf;
-  for (const auto& sym : s) {
-    buf.clear();
-    append_nfd(sym.c, buf);
-    for (char32_t c : buf) out.push_back({c, sym.start, sym.end});
-  }
-  // Canonical ordering: runs of non-starters are stably sorted by combining class.
+}  // namespace
+
+void canonical_order(Symbols& s) {
   std::size_t i = 0;
-  while (i < out.size()) {
-    if (combining_class(out[i].c) == 0) {
+  while (i < s.size()) {
+    if ((char_class(s[i].c) & kNonStarter) == 0) {
       ++i;
       continue;
     }
-    std::size_t j = i;
-    while (j < out.size() && combining_class(out[j].c) != 0) ++j;
+    std::size_t j = i + 1;
+    while (j < s.size() && (char_class(s[j].c) & kNonStarter) != 0) ++j;
     if (j - i > 1) {
-      std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(i), out.begin() + static_cast<std::ptrdiff_t>(j),
+      std::stable_sort(s.begin() + static_cast<std::ptrdiff_t>(i), s.begin() + static_cast<std::ptrdiff_t>(j),
                        [](const Symbol& a, const Symbol& b) { return combining_class(a.c) < combining_class(b.c); });
     }
     i = j;
   }
+}
+
+// All four steps in one pass over the text. Each step works character by character, so
+// fusing them gives what running them one after the other gives; the one step that looks
+// at neighbours, NFD's canonical ordering, only moves non-starters, and dropping the Mn
+// ones first leaves the others in the same relative order.
+void BertNormalizer::normalize(Symbols& s) const {
+  Symbols& out = scratch();
+  out.reserve(s.size() + 8);
+  bool reorder = false;
+  thread_local std::u32string decomposed;
+  // strip_accents and lowercase of one character.
+  auto accents_and_case = [&](const Symbol& sym, std::uint16_t k) {
+    if (strip_accents_) {
+      if ((k & kNonspacingMark) != 0) return;
+      if ((k & kDecomposes) != 0) {
+        decomposed.clear();
+        append_nfd(sym.c, decomposed);
+        for (char32_t d : decomposed) {
+          const std::uint16_t dk = char_class(d);
+          if ((dk & kNonspacingMark) != 0) continue;
+          reorder = reorder || (dk & kNonStarter) != 0;
+          if (lowercase_) {
+            emit_lowercase({d, sym.start, sym.end}, out);
+          } else {
+            out.push_back({d, sym.start, sym.end});
+          }
+        }
+        return;
+      }
+      reorder = reorder || (k & kNonStarter) != 0;
+    }
+    if (lowercase_) {
+      emit_lowercase(sym, out);
+    } else {
+      out.push_back(sym);
+    }
+  };
+  for (const Symbol& sym : s) {
+    const char32_t c = sym.c;
+    const std::uint16_t k = char_class(c);
+    if (clean_text_) {
+      if (c == 0 || c == 0xFFFD || ((k & kControl) != 0 && c != '\t' && c != '\n' && c != '\r')) continue;
+      if ((k & kWhitespace) != 0) {
+        out.push_back({' ', sym.start, sym.end});
+        continue;
+      }
+    }
+    if (handle_chinese_chars_ && (k & kChinese) != 0) {
+      out.push_back({' ', sym.start, sym.end});
+      accents_and_case(sym, k);  // compatibility ideographs (U+F900...) decompose
+      out.push_back({' ', sym.start, sym.end});
+      continue;
+    }
+    accents_and_case(sym, k);
+  }
+  if (reorder) canonical_order(out);
   s.swap(out);
 }
 
-void drop_nonspacing_marks(Symbols& s) {
-  std::erase_if(s, [](const Symbol& sym) { return sym.c >= 0x300 && is_mark_nonspacing(sym.c); });
+void LowercaseNormalizer::normalize(Symbols& s) const {
+  Symbols& out = scratch();
+  out.reserve(s.size() + 4);
+  for (const Symbol& sym : s) emit_lowercase(sym, out);
+  s.swap(out);
 }
 
-void lowercase(Symbols& s) {
-  bool multi = false;
-  for (auto& sym : s) {
-    if (sym.c == 0x130) {
-      multi = true;
-      continue;
-    }
-    std::u32string one;
-    if (sym.c < 0x80) {
-      if (sym.c >= 'A' && sym.c <= 'Z') sym.c += 32;
-      continue;
-    }
-    append_lowercase(sym.c, one);
-    sym.c = one[0];
-  }
-  if (!multi) return;
-  Symbols out;
-  out.reserve(s.size() + 4);
-  std::u32string buf;
-  for (const auto& sym : s) {
-    if (sym.c != 0x130) {
+void NfdNormalizer::normalize(Symbols& s) const {
+  Symbols& out = scratch();
+  out.reserve(s.size() + 8);
+  thread_local std::u32string decomposed;
+  for (const Symbol& sym : s) {
+    if ((char_class(sym.c) & kDecomposes) == 0) {
       out.push_back(sym);
       continue;
     }
-    buf.clear();
-    append_lowercase(sym.c, buf);
-    for (char32_t c : buf) out.push_back({c, sym.start, sym.end});
+    decomposed.clear();
+    append_nfd(sym.c, decomposed);
+    for (char32_t d : decomposed) out.push_back({d, sym.start, sym.end});
   }
+  canonical_order(out);
   s.swap(out);
 }
 
-void BertNormalizer::normalize(Symbols& s) const {
-  if (clean_text_) clean_text(s);
-  if (handle_chinese_chars_) pad_chinese_chars(s);
-  if (strip_accents_) {
-    nfd(s);
-    drop_nonspacing_marks(s);
-  }
-  if (lowercase_) lowercase(s);
+void StripAccentsNormalizer::normalize(Symbols& s) const {
+  std::erase_if(s, [](const Symbol& sym) { return sym.c >= 0x300 && is_mark(sym.c); });
 }
-
-void LowercaseNormalizer::normalize(Symbols& s) const { lowercase(s); }
-void NfdNormalizer::normalize(Symbols& s) const { nfd(s); }
-void StripAccentsNormalizer::normalize(Symbols& s) const { drop_nonspacing_marks(s); }
 
 }  // namespace sluice::tok

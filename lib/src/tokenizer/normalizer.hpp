@@ -1,6 +1,7 @@
 #pragma once
-// Normalizers from tokenizer.json: rewrite the text symbol by symbol, keeping each symbol's
-// original byte range. Thread: any (const).
+// Normalizers from tokenizer.json ("normalizer"): rewrite the text symbol by symbol, each
+// output symbol keeping the byte range of the original character it came from, so token
+// offsets survive normalisation. Thread: any (const; scratch space is per thread).
 
 #include <memory>
 #include <vector>
@@ -12,11 +13,13 @@ namespace sluice::tok {
 class Normalizer {
  public:
   virtual ~Normalizer() = default;
+  /// Rewrites `s` in place.
   virtual void normalize(Symbols& s) const = 0;
 };
 
-/// BertNormalizer: clean_text, handle_chinese_chars, strip_accents (NFD then drop Mn),
-/// lowercase, in that order, as Hugging Face tokenizers applies them.
+/// BertNormalizer: clean_text (drop NUL, U+FFFD and controls, whitespace to ' '),
+/// handle_chinese_chars (spaces around CJK ideographs), strip_accents (NFD, then drop Mn),
+/// lowercase (Rust's char::to_lowercase), in that order, as Hugging Face tokenizers does.
 class BertNormalizer : public Normalizer {
  public:
   BertNormalizer(bool clean_text, bool handle_chinese_chars, bool strip_accents, bool lowercase)
@@ -30,22 +33,25 @@ class BertNormalizer : public Normalizer {
   bool clean_text_, handle_chinese_chars_, strip_accents_, lowercase_;
 };
 
+/// Lowercase: Rust's char::to_lowercase on every character.
 class LowercaseNormalizer : public Normalizer {
  public:
   void normalize(Symbols& s) const override;
 };
 
+/// NFD: canonical decomposition and canonical ordering.
 class NfdNormalizer : public Normalizer {
  public:
   void normalize(Symbols& s) const override;
 };
 
-/// Drops nonspacing marks (Mn); meant to follow NFD.
+/// StripAccents: drops combining marks (general category M*); meant to follow NFD/NFKD.
 class StripAccentsNormalizer : public Normalizer {
  public:
   void normalize(Symbols& s) const override;
 };
 
+/// Sequence: the normalizers one after the other.
 class SequenceNormalizer : public Normalizer {
  public:
   explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> parts) : parts_(std::move(parts)) {}
@@ -57,11 +63,7 @@ class SequenceNormalizer : public Normalizer {
   std::vector<std::unique_ptr<Normalizer>> parts_;
 };
 
-// Building blocks, shared by the normalizers above.
-void clean_text(Symbols& s);
-void pad_chinese_chars(Symbols& s);
-void nfd(Symbols& s);
-void drop_nonspacing_marks(Symbols& s);
-void lowercase(Symbols& s);
+/// Canonical ordering: stably sorts every run of non-starters by combining class.
+void canonical_order(Symbols& s);
 
 }  // namespace sluice::tok

@@ -4,20 +4,25 @@ namespace sluice::tok {
 
 namespace {
 
-bool is_bert_punctuation(char32_t c) { return is_ascii_punctuation(c) || (c >= 0x80 && is_punctuation(c)); }
+std::vector<Span>& scratch() {
+  thread_local std::vector<Span> buf;
+  buf.clear();
+  return buf;
+}
 
-template <typename Pred>
-void split_removed_and_isolated(const Symbols& s, std::vector<Span>& words, bool isolate_punct, Pred) {
-  std::vector<Span> out;
-  out.reserve(words.size() * 2 + 4);
+// Splits every span: characters with any of `removed` bits are dropped, characters with any
+// of `isolated` bits become one-character words.
+void split(const Symbols& s, std::vector<Span>& words, std::uint16_t removed, std::uint16_t isolated) {
+  std::vector<Span>& out = scratch();
+  out.reserve(words.size() * 2 + 8);
   for (auto [b, e] : words) {
     std::size_t start = b;
     for (std::size_t i = b; i < e; ++i) {
-      const char32_t c = s[i].c;
-      if (is_whitespace(c)) {
+      const std::uint16_t k = char_class(s[i].c);
+      if ((k & removed) != 0) {
         if (i > start) out.emplace_back(start, i);
         start = i + 1;
-      } else if (isolate_punct && is_bert_punctuation(c)) {
+      } else if ((k & isolated) != 0) {
         if (i > start) out.emplace_back(start, i);
         out.emplace_back(i, i + 1);
         start = i + 1;
@@ -30,12 +35,37 @@ void split_removed_and_isolated(const Symbols& s, std::vector<Span>& words, bool
 
 }  // namespace
 
-void BertPreTokenizer::split(const Symbols& s, std::vector<Span>& words) const {
-  split_removed_and_isolated(s, words, true, 0);
+void BertPreTokenizer::pre_tokenize(Symbols& s, std::vector<Span>& words) const {
+  split(s, words, kWhitespace, kPunctuation);
 }
 
-void WhitespaceSplitPreTokenizer::split(const Symbols& s, std::vector<Span>& words) const {
-  split_removed_and_isolated(s, words, false, 0);
+void WhitespaceSplitPreTokenizer::pre_tokenize(Symbols& s, std::vector<Span>& words) const {
+  split(s, words, kWhitespace, 0);
+}
+
+void WhitespacePreTokenizer::pre_tokenize(Symbols& s, std::vector<Span>& words) const {
+  std::vector<Span>& out = scratch();
+  out.reserve(words.size() * 2 + 8);
+  for (auto [b, e] : words) {
+    std::size_t i = b;
+    while (i < e) {
+      const std::uint16_t k = char_class(s[i].c);
+      if ((k & kWhitespace) != 0) {
+        ++i;
+        continue;
+      }
+      const bool word = (k & kWordChar) != 0;
+      std::size_t j = i + 1;
+      while (j < e) {
+        const std::uint16_t kj = char_class(s[j].c);
+        if ((kj & kWhitespace) != 0 || ((kj & kWordChar) != 0) != word) break;
+        ++j;
+      }
+      out.emplace_back(i, j);
+      i = j;
+    }
+  }
+  words.swap(out);
 }
 
 }  // namespace sluice::tok

@@ -2,28 +2,133 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
+#include <array>
+#include <iterator>
+#include <memory>
+
 namespace sluice::tok {
+
+namespace {
+
+struct Exception {
+  char32_t first, last;
+  bool control, punctuation, nonspacing_mark, mark, word, no_decomposition;
+  std::int32_t lowercase_delta;
+};
+
+constexpr Exception kExceptions[] = {
+#include "unicode_exceptions.inc"
+};
+
+const Exception* find_exception(char32_t c) {
+  auto it = std::upper_bound(std::begin(kExceptions), std::end(kExceptions), c,
+                             [](char32_t v, const Exception& e) { return v < e.first; });
+  if (it == std::begin(kExceptions)) return nullptr;
+  --it;
+  return c <= it->last ? &*it : nullptr;
+}
+
+utf8proc_category_t category(char32_t c) { return utf8proc_category(static_cast<utf8proc_int32_t>(c)); }
+
+bool is_ascii_punctuation(char32_t c) {
+  return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+}
+
+// The ranges of Hugging Face's BertNormalizer is_chinese_char (note 0x2B920, not 0x2B820).
+bool in_chinese_ranges(char32_t c) {
+  return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
+         (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
+         (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+char32_t simple_lowercase(char32_t c) {
+  if (c < 0x80) return c >= 'A' && c <= 'Z' ? c + 32 : c;
+  if (const Exception* e = find_exception(c))
+    return static_cast<char32_t>(static_cast<std::int32_t>(c) + e->lowercase_delta);
+  return static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c)));
+}
+
+bool utf8proc_decomposes(char32_t c) {
+  if (c < 0xC0) return false;
+  const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(c));
+  if (c >= 0xAC00 && c <= 0xD7A3) return true;  // Hangul syllables decompose algorithmically
+  return p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0;
+}
+
+std::uint16_t compute_class(char32_t c) {
+  std::uint16_t k = 0;
+  const utf8proc_category_t cat = category(c);
+  if (c == ' ' || (c >= 0x09 && c <= 0x0D) || c == 0x85 || cat == UTF8PROC_CATEGORY_ZS || cat == UTF8PROC_CATEGORY_ZL ||
+      cat == UTF8PROC_CATEGORY_ZP) {
+    k |= kWhitespace;
+  }
+  bool control = cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_CF || cat == UTF8PROC_CATEGORY_CO;
+  bool punct = is_ascii_punctuation(c) || (cat >= UTF8PROC_CATEGORY_PC && cat <= UTF8PROC_CATEGORY_PO);
+  bool mn = cat == UTF8PROC_CATEGORY_MN;
+  bool mark = cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_MC || cat == UTF8PROC_CATEGORY_ME;
+  // Regex \w: Alphabetic, marks, decimal digits, connector punctuation, join controls.
+  bool word = (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_ND) || cat == UTF8PROC_CATEGORY_NL ||
+              cat == UTF8PROC_CATEGORY_PC || c == 0x200C || c == 0x200D;
+  bool decomposes = utf8proc_decomposes(c);
+  if (const Exception* e = find_exception(c)) {
+    control = e->control;
+    punct = e->punctuation;
+    mn = e->nonspacing_mark;
+    mark = e->mark;
+    word = e->word;
+    decomposes = decomposes && !e->no_decomposition;
+  }
+  if (control) k |= kControl;
+  if (punct) k |= kPunctuation;
+  if (mn) k |= kNonspacingMark;
+  if (mark) k |= kMark;
+  if (word) k |= kWordChar;
+  if (decomposes) k |= kDecomposes;
+  if (in_chinese_ranges(c)) k |= kChinese;
+  if (c == 0x130 || simple_lowercase(c) != c) k |= kLowercaseChanges;
+  if (c >= 0x300 && utf8proc_get_property(static_cast<utf8proc_int32_t>(c))->combining_class != 0) k |= kNonStarter;
+  return k;
+}
+
+// Classes of the Basic Multilingual Plane, computed once; other planes are computed per call.
+const std::array<std::uint16_t, 0x10000>& bmp_classes() {
+  static const auto table = [] {
+    auto t = std::make_unique<std::array<std::uint16_t, 0x10000>>();
+    for (char32_t c = 0; c < 0x10000; ++c) (*t)[c] = compute_class(c);
+    return t;
+  }();
+  return *table;
+}
+
+}  // namespace
+
+std::uint16_t char_class(char32_t c) {
+  if (c < 0x10000) return bmp_classes()[c];
+  if (c > 0x10FFFF) return 0;
+  return compute_class(c);
+}
 
 void decode_utf8(std::string_view text, std::uint32_t base, Symbols& out) {
   const auto* p = reinterpret_cast<const std::uint8_t*>(text.data());
   const std::size_t n = text.size();
   std::size_t i = 0;
   while (i < n) {
-    std::uint8_t b = p[i];
+    const std::uint8_t b = p[i];
+    const auto at = base + static_cast<std::uint32_t>(i);
     if (b < 0x80) {
-      out.push_back({b, base + static_cast<std::uint32_t>(i), base + static_cast<std::uint32_t>(i + 1)});
+      out.push_back({b, at, at + 1});
       ++i;
       continue;
     }
     utf8proc_int32_t cp = 0;
-    utf8proc_ssize_t len = utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(n - i), &cp);
+    const utf8proc_ssize_t len = utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(n - i), &cp);
     if (len <= 0) {
-      out.push_back({0xFFFD, base + static_cast<std::uint32_t>(i), base + static_cast<std::uint32_t>(i + 1)});
+      out.push_back({0xFFFD, at, at + 1});
       ++i;
       continue;
     }
-    out.push_back({static_cast<char32_t>(cp), base + static_cast<std::uint32_t>(i),
-                   base + static_cast<std::uint32_t>(i + static_cast<std::size_t>(len))});
+    out.push_back({static_cast<char32_t>(cp), at, at + static_cast<std::uint32_t>(len)});
     i += static_cast<std::size_t>(len);
   }
 }
@@ -46,69 +151,23 @@ void append_utf8(std::string& out, char32_t c) {
   }
 }
 
-static utf8proc_category_t category(char32_t c) { return utf8proc_category(static_cast<utf8proc_int32_t>(c)); }
-
-bool is_whitespace(char32_t c) {
-  if (c == ' ' || (c >= 0x09 && c <= 0x0D)) return true;
-  if (c < 0x80) return false;
-  if (c == 0x85) return true;
-  auto cat = category(c);
-  return cat == UTF8PROC_CATEGORY_ZS || cat == UTF8PROC_CATEGORY_ZL || cat == UTF8PROC_CATEGORY_ZP;
-}
-
-bool is_other(char32_t c) {
-  auto cat = category(c);
-  return cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_CF || cat == UTF8PROC_CATEGORY_CO;
-}
-
-bool is_punctuation(char32_t c) {
-  switch (category(c)) {
-    case UTF8PROC_CATEGORY_PC:
-    case UTF8PROC_CATEGORY_PD:
-    case UTF8PROC_CATEGORY_PS:
-    case UTF8PROC_CATEGORY_PE:
-    case UTF8PROC_CATEGORY_PI:
-    case UTF8PROC_CATEGORY_PF:
-    case UTF8PROC_CATEGORY_PO:
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool is_ascii_punctuation(char32_t c) {
-  return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
-}
-
-bool is_mark_nonspacing(char32_t c) { return category(c) == UTF8PROC_CATEGORY_MN; }
-
-bool is_chinese_char(char32_t c) {
-  return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
-         (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
-         (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
-}
-
 void append_lowercase(char32_t c, std::u32string& out) {
-  if (c < 0x80) {
-    out.push_back(c >= 'A' && c <= 'Z' ? c + 32 : c);
-    return;
-  }
   if (c == 0x130) {  // LATIN CAPITAL LETTER I WITH DOT ABOVE: the one unconditional multi-char mapping
     out.push_back('i');
     out.push_back(0x307);
     return;
   }
-  out.push_back(static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
+  out.push_back(simple_lowercase(c));
 }
 
 void append_nfd(char32_t c, std::u32string& out) {
-  if (c < 0xC0) {
+  if ((char_class(c) & kDecomposes) == 0) {
     out.push_back(c);
     return;
   }
   utf8proc_int32_t buf[32];
   int last_boundclass = 0;
-  utf8proc_ssize_t n =
+  const utf8proc_ssize_t n =
       utf8proc_decompose_char(static_cast<utf8proc_int32_t>(c), buf, 32, UTF8PROC_DECOMPOSE, &last_boundclass);
   if (n <= 0 || n > 32) {
     out.push_back(c);

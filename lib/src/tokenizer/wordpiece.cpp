@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <sluice/error.hpp>
 
 namespace sluice::tok {
@@ -18,12 +19,29 @@ WordPiece::WordPiece(Vocab vocab, std::string unk_token, std::string continuing_
                 fmt::format("tokenizer.json: WordPiece unk_token \"{}\" is not in the vocabulary", unk_token_));
   }
   unk_id_ = it->second;
+  std::int32_t max_id = -1;
+  for (const auto& [token, id] : vocab_) max_id = std::max(max_id, id);
+  by_id_.resize(static_cast<std::size_t>(max_id + 1));
   for (const auto& [token, id] : vocab_) {
-    if (!prefix_.empty() && token.size() > prefix_.size() && token.compare(0, prefix_.size(), prefix_) == 0) {
+    by_id_[static_cast<std::size_t>(id)] = token;
+    longest_ = std::max(longest_, token.size());
+    if (prefix_.empty()) continue;
+    if (token.size() > prefix_.size() && token.compare(0, prefix_.size(), prefix_) == 0) {
       continuations_.emplace(token.substr(prefix_.size()), id);
     }
   }
   if (prefix_.empty()) continuations_ = vocab_;
+}
+
+std::optional<std::int32_t> WordPiece::token_to_id(std::string_view token) const {
+  if (auto it = vocab_.find(token); it != vocab_.end()) return it->second;
+  return std::nullopt;
+}
+
+std::optional<std::string_view> WordPiece::id_to_token(std::int32_t id) const {
+  if (id < 0 || static_cast<std::size_t>(id) >= by_id_.size() || by_id_[static_cast<std::size_t>(id)].data() == nullptr)
+    return std::nullopt;
+  return by_id_[static_cast<std::size_t>(id)];
 }
 
 void WordPiece::tokenize(const Symbols& s, Span span, std::vector<Token>& out) const {
@@ -34,7 +52,7 @@ void WordPiece::tokenize(const Symbols& s, Span span, std::vector<Token>& out) c
     out.push_back({unk_id_, s[b].start, s[e - 1].end});
     return;
   }
-  // The word as UTF-8, with the byte position of each symbol.
+  // The word as UTF-8, with the byte position of each symbol. Scratch space is per thread.
   thread_local std::string word;
   thread_local std::vector<std::uint32_t> pos;
   word.clear();
@@ -49,17 +67,18 @@ void WordPiece::tokenize(const Symbols& s, Span span, std::vector<Token>& out) c
   std::size_t start = 0;
   while (start < n) {
     const Vocab& table = start == 0 ? vocab_ : continuations_;
+    // No token is longer than longest_ bytes: start from the longest end that could match.
     std::size_t end = n;
+    while (end > start + 1 && pos[end] - pos[start] > longest_) --end;
     std::int32_t found = -1;
-    while (end > start) {
-      std::string_view piece(word.data() + pos[start], pos[end] - pos[start]);
+    for (; end > start; --end) {
+      const std::string_view piece(word.data() + pos[start], pos[end] - pos[start]);
       if (auto it = table.find(piece); it != table.end()) {
         found = it->second;
         break;
       }
-      --end;
     }
-    if (found < 0) {
+    if (found < 0) {  // one piece is not in the vocabulary: the whole word is unknown
       out.resize(first);
       out.push_back({unk_id_, s[b].start, s[e - 1].end});
       return;

@@ -1,0 +1,294 @@
+#include "tokenizer_json.hpp"
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include <algorithm>
+
+#include <sluice/error.hpp>
+
+#include "wordpiece.hpp"
+
+namespace sluice::tok {
+
+namespace {
+
+using simdjson::dom::array;
+using simdjson::dom::element;
+using simdjson::dom::object;
+
+[[noreturn]] void bad(const std::string& what) { throw Error(ErrorCode::invalid_model, "tokenizer.json: " + what); }
+
+bool present(object o, std::string_view key) {
+  auto r = o[key];
+  return r.error() == simdjson::SUCCESS && !r.is_null();
+}
+
+std::string_view get_string(object o, std::string_view key, std::string_view where) {
+  std::string_view v;
+  if (o[key].get_string().get(v) != simdjson::SUCCESS) {
+    bad(fmt::format("{}: \"{}\" is missing or not a string", where, key));
+  }
+  return v;
+}
+
+std::string_view get_string_or(object o, std::string_view key, std::string_view fallback) {
+  std::string_view v;
+  return o[key].get_string().get(v) == simdjson::SUCCESS ? v : fallback;
+}
+
+bool get_bool(object o, std::string_view key, bool fallback) {
+  bool v = fallback;
+  return o[key].get_bool().get(v) == simdjson::SUCCESS ? v : fallback;
+}
+
+std::uint64_t get_uint(object o, std::string_view key, std::uint64_t fallback, std::string_view where) {
+  if (!present(o, key)) return fallback;
+  std::uint64_t v = 0;
+  if (o[key].get_uint64().get(v) != simdjson::SUCCESS) {
+    bad(fmt::format("{}: \"{}\" is not a non-negative integer", where, key));
+  }
+  return v;
+}
+
+std::int32_t get_id(element e, std::string_view what) {
+  std::int64_t id = 0;
+  if (e.get_int64().get(id) != simdjson::SUCCESS || id < 0 || id > INT32_MAX) {
+    bad(fmt::format("{} is not a valid token id", what));
+  }
+  return static_cast<std::int32_t>(id);
+}
+
+object as_object(element e, std::string_view what) {
+  object o;
+  if (e.get_object().get(o) != simdjson::SUCCESS) bad(fmt::format("{} is not an object", what));
+  return o;
+}
+
+std::unique_ptr<Normalizer> make_normalizer(element e) {
+  if (e.is_null()) return nullptr;
+  object o = as_object(e, "normalizer");
+  const std::string_view type = get_string(o, "type", "normalizer");
+  if (type == "BertNormalizer") {
+    const bool lowercase = get_bool(o, "lowercase", true);
+    // strip_accents null (the usual value) follows lowercase, as in BERT.
+    const bool strip_accents = get_bool(o, "strip_accents", lowercase);
+    return std::make_unique<BertNormalizer>(get_bool(o, "clean_text", true), get_bool(o, "handle_chinese_chars", true),
+                                            strip_accents, lowercase);
+  }
+  if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
+  if (type == "NFD") return std::make_unique<NfdNormalizer>();
+  if (type == "StripAccents") return std::make_unique<StripAccentsNormalizer>();
+  if (type == "Sequence") {
+    array parts;
+    if (o["normalizers"].get_array().get(parts) != simdjson::SUCCESS) {
+      bad("Sequence normalizer without a \"normalizers\" array");
+    }
+    std::vector<std::unique_ptr<Normalizer>> v;
+    for (element p : parts) {
+      if (auto n = make_normalizer(p)) v.push_back(std::move(n));
+    }
+    return std::make_unique<SequenceNormalizer>(std::move(v));
+  }
+  bad(fmt::format("unsupported normalizer type \"{}\"", type));
+}
+
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(element e) {
+  if (e.is_null()) return nullptr;
+  object o = as_object(e, "pre_tokenizer");
+  const std::string_view type = get_string(o, "type", "pre_tokenizer");
+  if (type == "BertPreTokenizer") return std::make_unique<BertPreTokenizer>();
+  if (type == "WhitespaceSplit") return std::make_unique<WhitespaceSplitPreTokenizer>();
+  if (type == "Whitespace") return std::make_unique<WhitespacePreTokenizer>();
+  if (type == "Sequence") {
+    array parts;
+    if (o["pretokenizers"].get_array().get(parts) != simdjson::SUCCESS) {
+      bad("Sequence pre_tokenizer without a \"pretokenizers\" array");
+    }
+    std::vector<std::unique_ptr<PreTokenizer>> v;
+    for (element p : parts) {
+      if (auto n = make_pre_tokenizer(p)) v.push_back(std::move(n));
+    }
+    return std::make_unique<SequencePreTokenizer>(std::move(v));
+  }
+  bad(fmt::format("unsupported pre_tokenizer type \"{}\"", type));
+}
+
+std::unique_ptr<Model> make_wordpiece(object o) {
+  object vocab_obj;
+  if (o["vocab"].get_object().get(vocab_obj) != simdjson::SUCCESS) bad("WordPiece model without a \"vocab\" object");
+  Vocab vocab;
+  vocab.reserve(vocab_obj.size());
+  for (auto [key, value] : vocab_obj) {
+    vocab.emplace(std::string(key), get_id(value, fmt::format("vocab entry \"{}\"", key)));
+  }
+  return std::make_unique<WordPiece>(std::move(vocab), std::string(get_string(o, "unk_token", "WordPiece model")),
+                                     std::string(get_string_or(o, "continuing_subword_prefix", "##")),
+                                     get_uint(o, "max_input_chars_per_word", 100, "WordPiece model"));
+}
+
+std::unique_ptr<Model> make_model(element e) {
+  object o = as_object(e, "\"model\"");
+  std::string_view type;
+  if (o["type"].get_string().get(type) != simdjson::SUCCESS) {
+    // Files from before "type" was written: a WordPiece model is known by its fields.
+    type = present(o, "continuing_subword_prefix") && present(o, "max_input_chars_per_word") ? "WordPiece" : "";
+  }
+  if (type == "WordPiece") return make_wordpiece(o);
+  bad(fmt::format("unsupported model type \"{}\"", type));
+}
+
+std::unique_ptr<PostProcessor> make_post_processor(element e, const Model& model) {
+  if (e.is_null()) return nullptr;
+  object o = as_object(e, "post_processor");
+  const std::string_view type = get_string(o, "type", "post_processor");
+  using Piece = TemplateProcessor::Piece;
+
+  if (type == "BertProcessing" || type == "RobertaProcessing") {
+    // {"sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}; a single sequence is cls, tokens, sep.
+    auto token_id = [&](std::string_view key) {
+      array a;
+      if (o[key].get_array().get(a) != simdjson::SUCCESS || a.size() != 2) {
+        bad(fmt::format("{}: \"{}\" is not a [token, id] pair", type, key));
+      }
+      return get_id(a.at(1).value(), fmt::format("{} \"{}\"", type, key));
+    };
+    std::vector<Piece> single{{false, {token_id("cls")}, 0}, {true, {}, 0}, {false, {token_id("sep")}, 0}};
+    return std::make_unique<TemplateProcessor>(std::move(single), false);
+  }
+  if (type == "TemplateProcessing") {
+    object specials;
+    if (o["special_tokens"].get_object().get(specials) != simdjson::SUCCESS) {
+      bad("TemplateProcessing without a \"special_tokens\" object");
+    }
+    array single;
+    if (o["single"].get_array().get(single) != simdjson::SUCCESS)
+      bad("TemplateProcessing without a \"single\" template");
+    std::vector<Piece> pieces;
+    for (element item : single) {
+      object it = as_object(item, "a TemplateProcessing template piece");
+      Piece piece;
+      object body;
+      if (it["Sequence"].get_object().get(body) == simdjson::SUCCESS) {
+        piece.is_sequence = true;
+      } else if (it["SpecialToken"].get_object().get(body) == simdjson::SUCCESS) {
+        const std::string_view name = get_string(body, "id", "TemplateProcessing SpecialToken");
+        object spec;
+        array ids;
+        if (specials[name].get_object().get(spec) == simdjson::SUCCESS &&
+            spec["ids"].get_array().get(ids) == simdjson::SUCCESS) {
+          for (element id : ids) piece.ids.push_back(get_id(id, fmt::format("special token \"{}\"", name)));
+        } else if (auto id = model.token_to_id(name)) {
+          piece.ids.push_back(*id);
+        } else {
+          bad(fmt::format("TemplateProcessing: special token \"{}\" is not in \"special_tokens\"", name));
+        }
+      } else {
+        bad("TemplateProcessing: a template piece is neither Sequence nor SpecialToken");
+      }
+      piece.type_id = static_cast<std::int32_t>(get_uint(body, "type_id", 0, "TemplateProcessing"));
+      pieces.push_back(std::move(piece));
+    }
+    return std::make_unique<TemplateProcessor>(std::move(pieces), true);
+  }
+  if (type == "Sequence") {
+    array parts;
+    if (o["processors"].get_array().get(parts) != simdjson::SUCCESS) {
+      bad("Sequence post_processor without a \"processors\" array");
+    }
+    std::vector<std::unique_ptr<PostProcessor>> v;
+    for (element p : parts) {
+      if (auto n = make_post_processor(p, model)) v.push_back(std::move(n));
+    }
+    return std::make_unique<SequenceProcessor>(std::move(v));
+  }
+  bad(fmt::format("unsupported post_processor type \"{}\"", type));
+}
+
+std::vector<AddedToken> make_added_tokens(object root) {
+  std::vector<AddedToken> out;
+  if (!present(root, "added_tokens")) return out;
+  array added;
+  if (root["added_tokens"].get_array().get(added) != simdjson::SUCCESS) bad("\"added_tokens\" is not an array");
+  for (element a : added) {
+    object t = as_object(a, "an \"added_tokens\" entry");
+    AddedToken tok;
+    tok.content = std::string(get_string(t, "content", "added_tokens entry"));
+    element id;
+    if (t["id"].get(id) != simdjson::SUCCESS) bad(fmt::format("added token \"{}\" has no id", tok.content));
+    tok.id = get_id(id, fmt::format("added token \"{}\"", tok.content));
+    tok.special = get_bool(t, "special", false);
+    tok.single_word = get_bool(t, "single_word", false);
+    tok.lstrip = get_bool(t, "lstrip", false);
+    tok.rstrip = get_bool(t, "rstrip", false);
+    tok.normalized = get_bool(t, "normalized", !tok.special);
+    out.push_back(std::move(tok));
+  }
+  return out;
+}
+
+// Ids as Hugging Face gives them when it loads the file (AddedVocabulary::add_tokens), whatever
+// "id" says: a token already known (added earlier, or in the model's vocabulary) keeps that id,
+// a new one comes after both the model's vocabulary and the tokens added so far. Files that
+// Hugging Face wrote already agree.
+void assign_added_ids(std::vector<AddedToken>& tokens, const Model& model) {
+  const auto model_size = static_cast<std::int64_t>(model.token_count());
+  std::int64_t max_added = -1;
+  std::vector<const AddedToken*> known;
+  for (AddedToken& t : tokens) {
+    const AddedToken* same = nullptr;
+    for (const AddedToken* k : known) {
+      if (k->content == t.content) same = k;
+    }
+    if (same != nullptr) {
+      t.id = same->id;
+    } else if (auto id = model.token_to_id(t.content)) {
+      t.id = *id;
+    } else if (max_added < 0) {
+      t.id = static_cast<std::int32_t>(model_size);
+    } else {
+      t.id = static_cast<std::int32_t>(max_added >= model_size || model_size == 0 ? max_added + 1 : model_size);
+    }
+    max_added = std::max<std::int64_t>(max_added, t.id);
+    known.push_back(&t);
+  }
+}
+
+}  // namespace
+
+TokenizerParts parse_tokenizer_json(std::string_view json) {
+  simdjson::dom::parser parser;
+  const simdjson::padded_string padded(json);
+  element root_element;
+  if (auto err = parser.parse(padded).get(root_element)) {
+    bad(fmt::format("not valid JSON: {}", simdjson::error_message(err)));
+  }
+  object root = as_object(root_element, "the top level");
+
+  TokenizerParts parts;
+  element e;
+  if (root["normalizer"].get(e) == simdjson::SUCCESS) parts.normalizer = make_normalizer(e);
+  if (root["pre_tokenizer"].get(e) == simdjson::SUCCESS) parts.pre_tokenizer = make_pre_tokenizer(e);
+  if (root["model"].get(e) != simdjson::SUCCESS) bad("\"model\" is missing");
+  parts.model = make_model(e);
+  if (root["post_processor"].get(e) == simdjson::SUCCESS) parts.post_processor = make_post_processor(e, *parts.model);
+  parts.added_tokens = make_added_tokens(root);
+  assign_added_ids(parts.added_tokens, *parts.model);
+
+  if (present(root, "truncation")) {
+    object trunc = as_object(root["truncation"].value(), "\"truncation\"");
+    parts.max_length = get_uint(trunc, "max_length", 512, "truncation");
+    const std::string_view direction = get_string_or(trunc, "direction", "Right");
+    if (direction != "Right" && direction != "Left") {
+      bad(fmt::format("truncation: unsupported direction \"{}\"", direction));
+    }
+    parts.truncate_left = direction == "Left";
+  }
+  if (present(root, "padding")) {
+    object pad = as_object(root["padding"].value(), "\"padding\"");
+    if (present(pad, "pad_id")) parts.pad_id = get_id(pad["pad_id"].value(), "padding pad_id");
+  }
+  return parts;
+}
+
+}  // namespace sluice::tok
