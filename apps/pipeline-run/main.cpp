@@ -215,7 +215,12 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingDirectory);
   cmd_embed->add_option("--text-field", po.text_field, "String field to embed")->capture_default_str();
   cmd_embed->add_option("--output-field", po.output_field, "Field added to each output record")->capture_default_str();
-  cmd_embed->add_option("--batch-size", po.batch_size, "Records per model call")
+  cmd_embed->add_option("--max-batch-tokens", po.max_batch_tokens,
+                        "Padded tokens per model call, at most; records are sorted by length within a window (0: off)")
+      ->capture_default_str();
+  cmd_embed->add_option("--sort-window", po.sort_window, "Records sorted together (0: the batch size)")
+      ->capture_default_str();
+  cmd_embed->add_option("--batch-size", po.batch_size, "Records per model call, at most")
       ->capture_default_str()
       ->check(CLI::Range(1, 65536));
   cmd_embed

@@ -453,6 +453,42 @@ TEST_CASE("resume refuses a changed input or option, saying what changed") {
   }
 }
 
+TEST_CASE("token-budget batches sorted by length: input order kept, same vectors, same bytes every run") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  std::string input;
+  for (int i = 0; i < 90; ++i) {
+    std::string words;
+    for (int w = 0; w < (i * 37) % 61 + 1; ++w) words += fmt::format("w{} ", (i * w) % 97);
+    input += fmt::format("{{\"id\":{},\"text\":\"{}\"}}\n", i, words);
+  }
+  write_file(opts.input, input);
+  auto one = opts;  // one record per batch: no padding at all
+  one.batch_size = 1;
+  one.output = (dir.path / "one.jsonl").string();
+  REQUIRE(Pipeline(one, tiny().model, tiny().tokenizer).run().status == "completed");
+
+  opts.batch_size = 64;
+  opts.max_batch_tokens = 256;
+  opts.sort_window = 32;
+  REQUIRE(Pipeline(opts, tiny().model, tiny().tokenizer).run().status == "completed");
+  const auto first = read_file(opts.output);
+  REQUIRE(Pipeline(opts, tiny().model, tiny().tokenizer).run().status == "completed");
+  CHECK(read_file(opts.output) == first);
+
+  auto sorted_lines = split_lines(first);
+  auto one_lines = split_lines(read_file(one.output));
+  REQUIRE(sorted_lines.size() == 90);
+  for (std::size_t i = 0; i < 90; ++i) {
+    CHECK(sorted_lines[i].rfind(fmt::format("{{\"id\":{},", i), 0) == 0);
+    auto a = parse_embedding(sorted_lines[i]);
+    auto b = parse_embedding(one_lines[i]);
+    double dot = 0;
+    for (std::size_t k = 0; k < a.size(); ++k) dot += double(a[k]) * b[k];
+    CHECK(dot > 0.99999);
+  }
+}
+
 TEST_CASE("a subscriber without per-document events never receives them") {
   TempDir dir;
   auto opts = base_options(dir);

@@ -41,7 +41,13 @@ struct PipelineOptions {
   std::filesystem::path model;             ///< model folder, when no model object is given
   std::string text_field = "text";         ///< the string field to embed
   std::string output_field = "embedding";  ///< the field added to each output line
-  std::size_t batch_size = 32;             ///< records per model call
+  std::size_t batch_size = 32;             ///< records per model call, at most
+  /// Padded tokens per model call, at most (records x longest sequence); 0: no budget. With a
+  /// budget, records are sorted by length inside each window so that batches pad little.
+  std::size_t max_batch_tokens = 0;
+  /// Records per window; 0: batch_size. Windows are cut at fixed record counts, so batches
+  /// are the same on every run, and checkpoints fall on window boundaries.
+  std::size_t sort_window = 0;
   OnError on_error = OnError::fail;
   std::string dead_letter;                      ///< path for failed records (JSONL); empty: none
   std::size_t max_in_flight_records = 2048;     ///< records read but not yet written

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <exception>
 #include <limits>
+#include <numeric>
 
 #include <fmt/format.h>
 
@@ -58,14 +59,37 @@ void EmbedWorkers::join() {
 }
 
 void EmbedWorkers::tokenizer_main() {
-  std::vector<WorkItem> batch;
-  batch.reserve(config_.batch_size);
-  auto flush = [&] {
-    if (batch.empty()) return;
-    std::vector<WorkItem> full;
-    full.swap(batch);
-    batch.reserve(config_.batch_size);
-    batches_.push(std::move(full));  // returns false only after abort: the batch is dropped
+  // Records gather in a window (cut by the loop at fixed record counts, so windows are the
+  // same on every run); a full window is sorted by length when a token budget is set, cut
+  // into batches, and sent to the model. The loop restores input order afterwards.
+  std::vector<WorkItem> window;
+  auto flush_window = [&] {
+    if (window.empty()) return;
+    std::vector<std::size_t> order(window.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    if (config_.max_batch_tokens > 0) {
+      std::stable_sort(order.begin(), order.end(),
+                       [&](std::size_t a, std::size_t b) { return window[a].tokens < window[b].tokens; });
+    }
+    std::vector<WorkItem> batch;
+    std::size_t longest = 0;
+    for (std::size_t i : order) {
+      WorkItem& item = window[i];
+      const std::size_t len = padded_length(item.tokens);
+      std::size_t with_it = std::max(longest, len);
+      const bool full = !batch.empty() && (batch.size() >= config_.batch_size ||
+                                           (config_.max_batch_tokens > 0 &&
+                                            (batch.size() + 1) * with_it > config_.max_batch_tokens));
+      if (full) {
+        batches_.push(std::move(batch));  // false only after abort: the batch is dropped
+        batch = {};
+        with_it = len;
+      }
+      batch.push_back(std::move(item));
+      longest = with_it;
+    }
+    if (!batch.empty()) batches_.push(std::move(batch));
+    window.clear();
   };
   for (;;) {
     std::optional<WorkItem> item = input_.pop();
@@ -80,12 +104,17 @@ void EmbedWorkers::tokenizer_main() {
       item->error = ErrorInfo{ErrorCode::tokenizer_error, fmt::format("tokenizer failed: {}", e.what()), {}, {}};
     }
     std::string().swap(item->text);  // not needed any more
-    const bool last = item->closes_batch;
-    batch.push_back(std::move(*item));
-    if (last || batch.size() >= config_.batch_size) flush();
+    const bool last = item->closes_window;
+    window.push_back(std::move(*item));
+    if (last) flush_window();
   }
-  flush();
+  flush_window();
   batches_.close();
+}
+
+std::size_t EmbedWorkers::padded_length(std::size_t tokens) const {
+  const std::size_t m = std::max<std::size_t>(config_.length_multiple, 1);
+  return (std::max<std::size_t>(tokens, 1) + m - 1) / m * m;
 }
 
 void EmbedWorkers::inference_main() {
@@ -109,6 +138,8 @@ bool EmbedWorkers::embed_items(std::vector<WorkItem*>& items, std::vector<float>
   tb.batch = static_cast<std::uint32_t>(items.size());
   std::uint32_t seq = 1;
   for (auto* it : items) seq = std::max<std::uint32_t>(seq, it->tokens);
+  // Lengths rounded to a few shapes keep allocator and kernel caches small over a long run.
+  seq = static_cast<std::uint32_t>(padded_length(seq));
   tb.seq_len = seq;
   const std::size_t n = std::size_t{tb.batch} * seq;
   const std::int64_t pad = tokenizer_->pad_id();

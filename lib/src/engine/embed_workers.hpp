@@ -24,7 +24,9 @@ namespace sluice {
 class EmbedWorkers {
  public:
   struct Config {
-    std::size_t batch_size = 32;
+    std::size_t batch_size = 32;        // records per batch, at most
+    std::size_t max_batch_tokens = 0;   // padded tokens per batch, at most; 0: no budget, no sorting
+    std::size_t length_multiple = 8;    // sequence lengths are padded to a multiple of this
     bool format_output = true;  // format JSONL output lines on the inference thread
     std::string output_field = "embedding";
   };
@@ -36,8 +38,8 @@ class EmbedWorkers {
   void start();
   /// Never blocks: the loop bounds what it pushes.
   void push(WorkItem&& item);
-  /// A batch is sent to the model when an item with closes_batch arrives, when batch_size
-  /// items are held, or when input ends. No more items: flush the last batch and let the
+  /// Items gather until one with closes_window arrives (or input ends); the window is then
+  /// sorted by length (with a token budget) and cut into batches. No more items: flush the last batch and let the
   /// threads end.
   void finish_input();
   /// Drop everything queued and end the threads after the batch in hand.
@@ -52,6 +54,7 @@ class EmbedWorkers {
   void tokenizer_main();
   void inference_main();
   void run_batch(std::vector<WorkItem>& batch);
+  std::size_t padded_length(std::size_t tokens) const;
   bool embed_items(std::vector<WorkItem*>& items, std::vector<float>& out, ErrorInfo& error);
 
   std::shared_ptr<Model> model_;

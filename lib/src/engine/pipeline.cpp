@@ -74,7 +74,7 @@ struct Pending {
   std::uint32_t tokens = 0;
   bool truncated = false;
   bool failed = false;
-  bool closes_batch = false;
+  bool closes_window = false;
   double started_at = 0;
   std::size_t weight = 0;
 };
@@ -108,6 +108,7 @@ class Pipeline::Impl {
         parser_(opt_.text_field, opt_.output_field),
         splitter_(opt_.max_record_bytes) {
     if (opt_.batch_size == 0) throw Error(ErrorCode::invalid_argument, "batch size must be at least 1");
+    window_ = opt_.sort_window > 0 ? opt_.sort_window : opt_.batch_size;
     if (opt_.read_chunk_bytes == 0) throw Error(ErrorCode::invalid_argument, "read chunk size must be at least 1");
     if (opt_.text_field.empty()) throw Error(ErrorCode::invalid_argument, "the text field name is empty");
     if (opt_.output_field.empty()) throw Error(ErrorCode::invalid_argument, "the output field name is empty");
@@ -167,7 +168,7 @@ class Pipeline::Impl {
       return true;
     }
     if (finish_batch_until_ == 0) {
-      finish_batch_until_ = (valid_dispatched_ + opt_.batch_size - 1) / opt_.batch_size * opt_.batch_size;
+      finish_batch_until_ = (valid_dispatched_ + window_ - 1) / window_ * window_;
     }
     return valid_dispatched_ < finish_batch_until_;
   }
@@ -255,7 +256,8 @@ class Pipeline::Impl {
   // after it exactly as an uninterrupted run does).
   Position done_;
   Position boundary_;
-  std::uint64_t valid_dispatched_ = 0;  // valid records sent to the workers (for batch cuts)
+  std::uint64_t valid_dispatched_ = 0;  // valid records sent to the workers (for window cuts)
+  std::uint64_t window_ = 1;            // records per window: sort_window, or batch_size
   std::uint64_t finish_batch_until_ = 0;  // over the bounds: read until this many are dispatched
   std::string fingerprint_;
 
@@ -361,9 +363,9 @@ std::string Pipeline::Impl::compute_fingerprint() const {
   mix(fmt::format("{}", ec ? 0 : weights));
   std::string model = fmt::format("model={} ({:016x})", model_->info().dir.string(), h);
   std::string options = fmt::format(
-      "options=text field \"{}\", output field \"{}\", batch size {}, max record bytes {}, on error {}, "
-      "dead letter {}",
-      opt_.text_field, opt_.output_field, opt_.batch_size, opt_.max_record_bytes,
+      "options=text field \"{}\", output field \"{}\", batch size {}, max batch tokens {}, sort window {}, "
+      "max record bytes {}, on error {}, dead letter {}",
+      opt_.text_field, opt_.output_field, opt_.batch_size, opt_.max_batch_tokens, window_, opt_.max_record_bytes,
       opt_.on_error == OnError::skip ? "skip" : "fail", opt_.dead_letter.empty() ? "none" : opt_.dead_letter);
   return input + "\n" + model + "\n" + options;
 }
@@ -451,6 +453,7 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
 
   EmbedWorkers::Config wc;
   wc.batch_size = opt_.batch_size;
+  wc.max_batch_tokens = opt_.max_batch_tokens;
   wc.format_output = !sink_;
   wc.output_field = opt_.output_field;
   workers_ = std::make_unique<EmbedWorkers>(model_, tokenizer_, wc, [this] { uv_async_send(&results_async_); });
@@ -674,7 +677,7 @@ void Pipeline::Impl::handle_record(std::string_view json, const std::optional<st
   const std::size_t dims = model_->info().dimensions;
   item.weight = item.json.size() * 2 + item.text.size() + dims * 16 + sizeof(WorkItem);
   item.started_at = unix_time_now();
-  item.closes_batch = ++valid_dispatched_ % opt_.batch_size == 0;
+  item.closes_window = ++valid_dispatched_ % window_ == 0;
   if (bus_.wants<DocumentStarted>()) bus_.publish(DocumentStarted{item.index, location(item.line, item.offset)});
   ++in_flight_records_;
   in_flight_bytes_ += item.weight;
@@ -721,7 +724,7 @@ void Pipeline::Impl::release() {
     p.truncated = item.truncated;
     p.started_at = item.started_at;
     p.weight = item.weight;
-    p.closes_batch = item.closes_batch;
+    p.closes_window = item.closes_window;
     if (item.error) {
       ErrorInfo& e = *item.error;
       std::string message = fmt::format("{}:{}: {}", input_name_, item.line, e.message);
@@ -809,7 +812,7 @@ void Pipeline::Impl::complete(const Pending& p) {
   done_.failed = summary_.failed;
   done_.tokens = summary_.tokens;
   done_.truncated = summary_.truncated;
-  if (p.closes_batch) boundary_ = done_;
+  if (p.closes_window) boundary_ = done_;
   if (!p.failed && bus_.wants<DocumentCompleted>()) {
     bus_.publish(DocumentCompleted{p.index, location(p.line, p.offset), p.tokens, p.truncated,
                                    (unix_time_now() - p.started_at) * 1000.0});

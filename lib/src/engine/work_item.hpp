@@ -21,10 +21,10 @@ struct WorkItem {
   std::size_t prefix_length = 0;  // json[0, prefix_length) is kept before the added field
   bool empty_object = false;
   double started_at = 0;   // unix time when dispatched
-  // The last record of its batch. Batches are cut by position among valid records, never by
-  // timing, so the same input always gives the same batches: embeddings are bit-identical
-  // run to run and across a resume (which restarts at a batch boundary).
-  bool closes_batch = false;
+  // The last record of its window. Windows (and so batches) are cut by position among valid
+  // records, never by timing, so the same input always gives the same batches: embeddings
+  // are bit-identical run to run and across a resume (which restarts at a window boundary).
+  bool closes_window = false;
   std::size_t weight = 0;  // bytes counted against max_in_flight_bytes
 
   // Set by the tokenizer thread.
