@@ -15,6 +15,7 @@
 
 #include <sluice/error.hpp>
 #include <sluice/events.hpp>
+#include <sluice/omp_wait_policy.hpp>
 #include <sluice/pipeline.hpp>
 #include <sluice/validate.hpp>
 
@@ -199,6 +200,7 @@ int run_validate(const std::string& input, const sluice::ValidationOptions& vo) 
 }  // namespace
 
 int main(int argc, char** argv) {
+  sluice::reexec_with_passive_omp_wait(argv);
   CLI::App app{"pipeline-run: stream JSONL through a transformer embedding model in bounded memory"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "pipeline-run 0.1.0");

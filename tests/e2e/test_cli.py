@@ -301,5 +301,46 @@ class CliTest(unittest.TestCase):
             self.assertEqual(self.read(f"out{trial}.jsonl"), reference, f"trial {trial} after {kills} kills")
             self.assertEqual(self.read(f"out{trial}.dead"), reference_dead, f"trial {trial}")
 
+class ReferenceTest(unittest.TestCase):
+    """pipeline-run against an independent implementation: transformers.js + onnxruntime on the
+    same weights (tests/data/reference/README.md says how the reference was made)."""
+
+    def test_minilm_matches_transformers_js(self):
+        import array
+        import math
+        root = os.environ.get("SLUICE_SOURCE_ROOT", ".")
+        ref_dir = os.path.join(root, "tests", "data", "reference")
+        with open(os.path.join(ref_dir, "minilm.json")) as f:
+            meta = json.load(f)
+        n, dims = meta["records"], meta["dimensions"]
+        ref = array.array("f")
+        with open(os.path.join(ref_dir, "minilm.f32"), "rb") as f:
+            ref.fromfile(f, n * dims)
+        if sys.byteorder != "little":
+            ref.byteswap()
+        with tempfile.TemporaryDirectory(prefix="sluice-ref-") as tmp:
+            out = os.path.join(tmp, "out.jsonl")
+            r = run(["embed", os.path.join(ref_dir, meta["texts"]), "-o", out, "--model",
+                     os.path.join(MODELS, "minilm"), "--progress", "never", "--events", os.path.join(tmp, "ev.jsonl")],
+                    timeout=1200)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out) as f:
+                rows = [json.loads(line)["embedding"] for line in f]
+            with open(os.path.join(tmp, "ev.jsonl")) as f:
+                summary = [json.loads(l) for l in f][-1]["summary"]
+        self.assertEqual(len(rows), n)
+        self.assertEqual(summary["truncated"], meta["truncated"])
+        worst = 1.0
+        for i, row in enumerate(rows):
+            self.assertEqual(len(row), dims)
+            expected = ref[i * dims:(i + 1) * dims]
+            dot = sum(a * b for a, b in zip(row, expected))
+            na = math.sqrt(sum(a * a for a in row))
+            nb = math.sqrt(sum(b * b for b in expected))
+            worst = min(worst, dot / (na * nb))
+        print(f"\nminilm vs transformers.js: {n} records, min cosine {worst:.8f}", file=sys.stderr)
+        self.assertGreaterEqual(worst, 0.99999)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

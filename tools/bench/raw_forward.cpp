@@ -15,10 +15,12 @@
 #include <fmt/format.h>
 
 #include <sluice/model.hpp>
+#include <sluice/omp_wait_policy.hpp>
 #include <sluice/record_stream.hpp>
 #include <sluice/tokenizer.hpp>
 
 int main(int argc, char** argv) {
+  sluice::reexec_with_passive_omp_wait(argv);  // the same as pipeline-run, for a fair ratio
   if (argc < 3) {
     std::fprintf(stderr,
                  "usage: raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--threads N] [--text-field NAME]\n");
