@@ -1,6 +1,7 @@
 // Every Unicode code point through sluice's normalizers and pre-tokenizers, against what the
-// Hugging Face Rust tokenizer does with it (tests/data/tokenizer/unicode_reference.tsv, written
-// by tools/reference/unicode_reference.mjs, which describes the format).
+// Hugging Face Rust tokenizer does with it (tests/data/tokenizer/unicode_reference.tsv and
+// unicode_forms.tsv, written by tools/reference/unicode_reference.mjs and
+// unicode_forms_reference.mjs, which describe the formats).
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -79,12 +80,12 @@ TEST_CASE("every code point: normalizers and pre-tokenizers as the Hugging Face 
   for (char32_t c = 0; c <= 0x10FFFF; ++c) {
     if (c >= 0xD800 && c <= 0xDFFF) continue;
     Symbols a{{c, 0, 1}}, b = a, d = a, e = a, m = a, n = a;
-    clean.normalize(a);
-    chinese.normalize(b);
-    strip.normalize(d);
-    lower.normalize(e);
-    mark.normalize(m);
-    nfd.normalize(n);
+    clean.normalize(a, 0);
+    chinese.normalize(b, 0);
+    strip.normalize(d, 0);
+    lower.normalize(e, 0);
+    mark.normalize(m, 0);
+    nfd.normalize(n, 0);
     Symbols p{{'a', 0, 1}, {c, 1, 2}, {'a', 2, 3}}, q = p;
     std::vector<Span> words{{0, 3}}, runs{{0, 3}};
     pre.pre_tokenize(p, words);
@@ -136,7 +137,7 @@ TEST_CASE("BertNormalizer keeps each output character's original byte range") {
   const BertNormalizer bert(true, true, true, true);
   Symbols s;
   decode_utf8("\xC3\x89t\xC3\xA9 \xE4\xB8\xAD", 0, s);  // "Été 中"
-  bert.normalize(s);
+  bert.normalize(s, 0);
   std::string text;
   for (const auto& sym : s) append_utf8(text, sym.c);
   CHECK(text == "ete  \xE4\xB8\xAD ");
@@ -153,8 +154,63 @@ TEST_CASE("NFD reorders combining marks canonically") {
   const NfdNormalizer nfd;
   Symbols s;
   decode_utf8("a\xCC\x81\xCC\xA3", 0, s);  // a, U+0301 (ccc 230), U+0323 (ccc 220)
-  nfd.normalize(s);
+  nfd.normalize(s, 0);
   REQUIRE(s.size() == 3);
   CHECK(s[1].c == 0x323);
   CHECK(s[2].c == 0x301);
+}
+
+TEST_CASE("every code point: ByteLevel regex classes and NFC, NFKC, NFKD identical to Hugging Face's") {
+  std::ifstream in(data_dir() / "unicode_forms.tsv");
+  REQUIRE(in.good());
+  std::vector<char> want_class(0x110000, '?');
+  std::unordered_map<std::string, std::unordered_map<char32_t, std::string>> want_form;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream ls(line);
+    std::string kind, key, value;
+    ls >> kind >> key >> value;
+    if (kind == "class") {
+      const auto dots = key.find("..");
+      const auto first = std::stoul(key.substr(0, dots), nullptr, 16);
+      const auto last = std::stoul(key.substr(dots + 2), nullptr, 16);
+      for (auto c = first; c <= last; ++c) want_class[c] = value[0];
+    } else {
+      want_form[kind][static_cast<char32_t>(std::stoul(key, nullptr, 16))] = value;
+    }
+  }
+  const NfcNormalizer nfc(false), nfkc(true);
+  const NfkdNormalizer nfkd;
+  const std::pair<const char*, const Normalizer*> forms[] = {{"NFC", &nfc}, {"NFKC", &nfkc}, {"NFKD", &nfkd}};
+  std::size_t checked = 0, mismatched = 0;
+  std::vector<std::string> first;
+  auto note = [&](std::string m) {
+    ++mismatched;
+    if (first.size() < 20) first.push_back(std::move(m));
+  };
+  for (char32_t c = 0; c <= 0x10FFFF; ++c) {
+    if (c >= 0xD800 && c <= 0xDFFF) continue;
+    ++checked;
+    const std::uint16_t k = char_class(c);
+    const char got = (k & kLetter) != 0 ? 'L' : (k & kNumber) != 0 ? 'N' : (k & kWhitespace) != 0 ? 'S' : 'O';
+    if (got != want_class[c]) {
+      note(fmt::format("U+{:04X} ByteLevel class: expected {} got {}", static_cast<std::uint32_t>(c), want_class[c],
+                       got));
+    }
+    for (const auto& [name, n] : forms) {
+      Symbols s{{c, 0, 1}};
+      n->normalize(s, 0);
+      std::string out = field(c, s);
+      const auto& table = want_form[name];
+      auto it = table.find(c);
+      const std::string want = it == table.end() ? "=" : it->second;
+      if (out != want) {
+        note(fmt::format("U+{:04X} {}: expected {} got {}", static_cast<std::uint32_t>(c), name, want, out));
+      }
+    }
+  }
+  for (const auto& m : first) MESSAGE(m);
+  MESSAGE(fmt::format("{} code points checked, {} differences", checked, mismatched));
+  CHECK(checked == 0x110000 - 0x800);
+  CHECK(mismatched == 0);
 }

@@ -6,8 +6,10 @@ tokenizers' character classes differ from utf8proc's.
 
 Hugging Face `tokenizers` takes general categories (control, punctuation, nonspacing mark) from
 the `unicode_categories` crate, whose tables are Unicode 8.0, lowercasing from Rust's std
-(a newer Unicode than utf8proc's), NFD and combining marks (StripAccents) from
-`unicode-normalization-alignments` (an older Unicode) and \w from the `regex` crate. sluice uses
+(a newer Unicode than utf8proc's), NFD, NFKD and combining marks (StripAccents) from
+`unicode-normalization-alignments` (an older Unicode), \w from the `regex` crate and ByteLevel's
+\p{L} and \p{N} from Oniguruma (Unicode 16). The byte-level classes and NFKD come from
+tests/data/tokenizer/unicode_forms.tsv (unicode_forms_reference.mjs). sluice uses
 utf8proc for all of these, plus this short list of exceptions. The list is computed from
 tests/data/tokenizer/unicode_reference.tsv (written by unicode_reference.mjs from the Hugging Face
 tokenizer itself) and the utf8proc library on this machine (through ctypes), predicting what
@@ -23,6 +25,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TSV = os.path.join(ROOT, "tests/data/tokenizer/unicode_reference.tsv")
+FORMS = os.path.join(ROOT, "tests/data/tokenizer/unicode_forms.tsv")
 OUT = os.path.join(ROOT, "lib/src/tokenizer/unicode_exceptions.inc")
 
 lib = ctypes.CDLL(ctypes.util.find_library("utf8proc") or "libutf8proc.so.2")
@@ -36,6 +39,7 @@ lib.utf8proc_decompose_char.argtypes = [ctypes.c_int32, ctypes.POINTER(ctypes.c_
 lib.utf8proc_version.restype = ctypes.c_char_p
 lib.utf8proc_unicode_version.restype = ctypes.c_char_p
 DECOMPOSE = 1 << 4
+COMPAT = 1 << 2
 CC, CF, CO, MN, ZS, ZL, ZP = 26, 27, 29, 6, 23, 24, 25
 PUNCT = range(12, 19)
 
@@ -66,6 +70,52 @@ def u_mark(c):
 
 def u_word(c):  # regex \w as unicode.cpp approximates it: L*, M*, Nd, Nl, Pc, ZWNJ, ZWJ
     return 1 <= lib.utf8proc_category(c) <= 9 or lib.utf8proc_category(c) in (10, 12) or c in (0x200C, 0x200D)
+
+
+def u_letter(c):  # regex \p{L} as unicode.cpp takes it: L*
+    return 1 <= lib.utf8proc_category(c) <= 5
+
+
+def u_number(c):  # regex \p{N}: N*
+    return 9 <= lib.utf8proc_category(c) <= 11
+
+
+def u_nfkd(c, no_decomposition):
+    """NFKD of one code point as unicode.cpp computes it (no reordering needed for one)."""
+    if c < 0xA0 or no_decomposition:
+        return [c]
+    buf = (ctypes.c_int32 * 32)()
+    last = ctypes.c_int(0)
+    n = lib.utf8proc_decompose_char(c, buf, 32, DECOMPOSE | COMPAT, ctypes.byref(last))
+    return [c] if n <= 0 else list(buf[:n])
+
+
+def read_forms():
+    """({cp: 'L'|'N'|'S'|'O'}, {form: {cp: output}}) from unicode_forms.tsv."""
+    classes, forms = {}, {"NFC": {}, "NFKC": {}, "NFKD": {}, "nonstarter": set()}
+    with open(FORMS, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            kind, key, value = line.split()
+            if kind == "class":
+                first, _, last = key.partition("..")
+                for cp in range(int(first, 16), int(last, 16) + 1):
+                    classes[cp] = value
+            elif kind == "nonstarter":
+                first, _, last = key.partition("..")
+                forms["nonstarter"].update(range(int(first, 16), int(last, 16) + 1))
+            else:
+                forms[kind][int(key, 16)] = value
+    return classes, forms
+
+
+lib.utf8proc_get_property.restype = ctypes.POINTER(ctypes.c_int16 * 3)
+lib.utf8proc_get_property.argtypes = [ctypes.c_int32]
+
+
+def u_ccc(c):  # utf8proc_property_t starts with int16 category, combining_class
+    return lib.utf8proc_get_property(c).contents[1]
 
 
 def u_lower(c):
@@ -104,6 +154,7 @@ def main():
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
     ref = read_reference()
+    classes, forms = read_forms()
     identity = ("=", "0", "=", "=", "1", "=", "=", "1")
     # Pass 1: Hugging Face's truth for the properties unicode.cpp takes from utf8proc.
     hf = {}
@@ -117,10 +168,14 @@ def main():
         hf_lower = c if lower == "=" else (int(lower, 16) if "," not in lower else None)
         if word == "2" and not is_whitespace(c):
             sys.exit(f"U+{c:04X}: \\s in Hugging Face but not White_Space here")
+        if (classes[c] == "S") != is_whitespace(c):
+            sys.exit(f"U+{c:04X}: ByteLevel \\s and White_Space disagree")
         hf[c] = dict(control=hf_control, punct=pretok == "3", mn=hf_mn, lower=hf_lower, strip=strip,
-                     mark=mark == "-", nfd=nfd, word=word == "1")
+                     mark=mark == "-", nfd=nfd, word=word == "1", letter=classes[c] == "L",
+                     number=classes[c] == "N", nfkd=forms["NFKD"].get(c, "="),
+                     starter=c not in forms["nonstarter"])
     # Pass 2: where utf8proc's answer differs, an exception with Hugging Face's values.
-    exceptions = []  # (cp, control, punct, mn, mark, word, no_decomposition, lower_delta)
+    exceptions = []  # (cp, control, punct, mn, mark, word, no_decomposition, no_compat, letter, number, lower_delta)
     for c, h in hf.items():
         ours_nfd = field(c, u_nfd(c))
         no_decomp = h["nfd"] != ours_nfd
@@ -134,11 +189,22 @@ def main():
         if lower is None and c != 0x130:
             sys.exit(f"U+{c:04X}: multi-character lowercase other than U+0130")
         lower_differs = lower is not None and lower != u_lower(c)
+        ours_nfkd = field(c, u_nfkd(c, no_decomp))
+        no_compat = h["nfkd"] != ours_nfkd
+        if no_compat and h["nfkd"] != "=":
+            sys.exit(f"U+{c:04X}: NFKD gives {h['nfkd']}, utf8proc {ours_nfkd}: not an exception we model")
+        # The probe only sees code points that NFD leaves alone; the others are decomposed first.
+        probed = h["nfd"] == "="
+        if probed and not h["starter"] and u_ccc(c) == 0:
+            sys.exit(f"U+{c:04X}: a non-starter for Hugging Face but not for utf8proc")
+        starter = probed and h["starter"] and u_ccc(c) != 0
         if (h["control"] != u_control(c) or h["punct"] != u_punct(c) or h["mn"] != u_mn(c) or
-                h["mark"] != u_mark(c) or h["word"] != u_word(c) or no_decomp or lower_differs):
+                h["mark"] != u_mark(c) or h["word"] != u_word(c) or no_decomp or lower_differs or no_compat or
+                h["letter"] != u_letter(c) or h["number"] != u_number(c) or starter):
             if lower is None:
                 sys.exit(f"U+{c:04X}: an exception with a multi-character lowercase")
-            exceptions.append((c, h["control"], h["punct"], h["mn"], h["mark"], h["word"], no_decomp, lower - c))
+            exceptions.append((c, h["control"], h["punct"], h["mn"], h["mark"], h["word"], no_decomp, no_compat,
+                               h["letter"], h["number"], starter, lower - c))
     ranges = []
     for c, *props in exceptions:
         if ranges and ranges[-1][1] == c - 1 and ranges[-1][2] == props:
@@ -151,11 +217,12 @@ def main():
         "// Generated by tools/reference/make_unicode_exceptions.py: do not edit.",
         f"// Code points where Hugging Face tokenizers' character classes differ from utf8proc {version}",
         f"// (Unicode {unicode_version}): {len(exceptions)} code points in {len(ranges)} ranges.",
-        "// {first, last, control, punctuation, nonspacing mark, mark, word, no decomposition, lowercase delta}",
+        "// {first, last, control, punctuation, nonspacing mark, mark, word, no decomposition,",
+        "//  no compatibility decomposition, letter, number, starter (combining class 0), lowercase delta}",
     ]
-    for first, last, (control, punct, mn, mark, word, no_decomp, delta) in ranges:
+    for first, last, (control, punct, mn, mark, word, no_decomp, no_compat, letter, number, starter, delta) in ranges:
         lines.append(f"{{0x{first:X}, 0x{last:X}, {int(control)}, {int(punct)}, {int(mn)}, {int(mark)}, {int(word)}, "
-                     f"{int(no_decomp)}, {delta}}},")
+                     f"{int(no_decomp)}, {int(no_compat)}, {int(letter)}, {int(number)}, {int(starter)}, {delta}}},")
     text = "\n".join(lines) + "\n"
     if args.check:
         with open(OUT, encoding="utf-8") as f:

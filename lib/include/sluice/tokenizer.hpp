@@ -3,15 +3,20 @@
 /// Hugging Face `tokenizers` library's `encode` gives with that file's own settings.
 ///
 /// A tokenizer is a chain of components, as in the file: added/special tokens, normalizer,
-/// pre-tokenizer, model, truncation, post-processor. Supported today: normalizers
-/// BertNormalizer, Lowercase, NFD, StripAccents, Sequence; pre-tokenizers BertPreTokenizer,
-/// Whitespace, WhitespaceSplit, Sequence; model WordPiece; post-processors TemplateProcessing,
-/// BertProcessing, RobertaProcessing, Sequence. Any other type is refused at load time. The
-/// file's "padding" is not applied (batches are padded by the caller, see pad_id()) and its
-/// "decoder" is not used.
+/// pre-tokenizer, model, truncation, post-processor. Supported today (docs/tokenizers.md):
+///   normalizers      BertNormalizer, Lowercase, NFD, NFKD, NFC, NFKC, StripAccents, Replace
+///                    (string, or a regular expression of the common subset), Prepend, Strip,
+///                    Precompiled (SentencePiece's charsmap), Sequence;
+///   pre-tokenizers   BertPreTokenizer, Whitespace, WhitespaceSplit, ByteLevel, Metaspace, Split,
+///                    Punctuation, Digits, CharDelimiterSplit, Sequence;
+///   models           WordPiece, BPE (byte-level or not; no dropout), Unigram;
+///   post-processors  TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence.
+/// Any other type or setting is refused at load time. The file's "padding" is not applied
+/// (batches are padded by the caller, see pad_id()) and its "decoder" is not used.
 ///
-/// Identical ids to Hugging Face `tokenizers` 0.22 are checked on an 8,000-string corpus and on
-/// every Unicode code point (tests/data/tokenizer/README.md).
+/// Identical ids to Hugging Face `tokenizers` 0.22 are checked on an 8,000-string corpus for
+/// BERT, RoBERTa, ALBERT and XLM-RoBERTa layouts, offsets on a subset and on variants, and the
+/// character classes on every Unicode code point (tests/data/tokenizer/README.md).
 
 #include <cstdint>
 #include <filesystem>
@@ -28,6 +33,9 @@ struct Encoding {
   std::vector<std::int32_t> ids;       ///< token ids, special tokens included
   std::vector<std::int32_t> type_ids;  ///< segment ids (all 0 for a single sequence)
   /// Byte range [first, second) of each token in the original text; special tokens get {0, 0}.
+  /// The ranges are Hugging Face's (its character offsets, as bytes), quirks included: a
+  /// byte-level token inside a multi-byte character covers the whole character, trim_offsets
+  /// can leave an empty range, and SentencePiece normalization may shift ranges by a character.
   std::vector<std::pair<std::uint32_t, std::uint32_t>> offsets;
   /// Tokens the text had before truncation, special tokens included (== ids.size() when not truncated).
   std::size_t untruncated_length = 0;

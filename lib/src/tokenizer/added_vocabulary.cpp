@@ -50,7 +50,7 @@ AddedVocabulary::AddedVocabulary(std::vector<AddedToken> tokens, const Normalize
     }
     Symbols s;
     decode_utf8(t.content, 0, s);
-    if (normalizer != nullptr) normalizer->normalize(s);
+    if (normalizer != nullptr) normalizer->normalize(s, 0);
     std::string text;
     for (const Symbol& sym : s) append_utf8(text, sym.c);
     if (!text.empty()) normalized_.patterns.push_back({std::move(text), &t});

@@ -1,6 +1,6 @@
 #pragma once
 // The model of a tokenizer.json ("model"): turns one pre-tokenized word into token ids.
-// WordPiece is implemented; byte-level BPE and Unigram plug in as further subclasses.
+// Implemented: WordPiece (wordpiece.hpp), BPE (bpe.hpp) and Unigram (unigram.hpp).
 // Thread: any (const).
 
 #include <cstddef>

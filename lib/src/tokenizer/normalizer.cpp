@@ -1,6 +1,9 @@
 #include "normalizer.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <sluice/error.hpp>
 #include <string>
 
 namespace sluice::tok {
@@ -31,6 +34,75 @@ void emit_lowercase(const Symbol& sym, Symbols& out) {
 
 }  // namespace
 
+// NFD/NFKD as the `unicode-normalization-alignments` crate produces it, as (character, change)
+// pairs for Transform: each decomposition gives its first character change 0 and the others +1,
+// and canonical ordering moves the pairs. The ranges are then given by position, as Hugging
+// Face's transform gives them, not carried by the characters.
+void decompose(Symbols& s, std::uint32_t base, bool compat) {
+  struct Item {
+    char32_t c;
+    std::ptrdiff_t change;
+    int ccc;
+  };
+  thread_local std::vector<Item> items;
+  thread_local std::u32string decomposed;
+  const std::uint16_t decomposes = compat ? kCompatDecomposes : kDecomposes;
+  bool changed = false;
+  int last_ccc = 0;
+  for (const Symbol& sym : s) {
+    const std::uint16_t k = char_class(sym.c);
+    if ((k & (decomposes | kNonStarter)) == 0) {
+      last_ccc = 0;
+      continue;
+    }
+    if ((k & decomposes) != 0) {
+      changed = true;
+      break;
+    }
+    const int ccc = combining_class(sym.c);
+    if (ccc < last_ccc) {
+      changed = true;
+      break;
+    }
+    last_ccc = ccc;
+  }
+  if (!changed) return;
+  items.clear();
+  for (const Symbol& sym : s) {
+    if ((char_class(sym.c) & decomposes) == 0) {
+      items.push_back({sym.c, 0, combining_class(sym.c)});
+      continue;
+    }
+    decomposed.clear();
+    if (compat) {
+      append_nfkd(sym.c, decomposed);
+    } else {
+      append_nfd(sym.c, decomposed);
+    }
+    for (std::size_t i = 0; i < decomposed.size(); ++i) {
+      items.push_back({decomposed[i], i == 0 ? 0 : 1, combining_class(decomposed[i])});
+    }
+  }
+  for (std::size_t i = 0; i < items.size();) {
+    if (items[i].ccc == 0) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i + 1;
+    while (j < items.size() && items[j].ccc != 0) ++j;
+    if (j - i > 1) {
+      std::stable_sort(items.begin() + static_cast<std::ptrdiff_t>(i), items.begin() + static_cast<std::ptrdiff_t>(j),
+                       [](const Item& a, const Item& b) { return a.ccc < b.ccc; });
+    }
+    i = j;
+  }
+  Symbols& out = scratch();
+  out.reserve(items.size());
+  Transform t(s, out, base);
+  for (const Item& it : items) t.emit(it.c, it.change);
+  s.swap(out);
+}
+
 void canonical_order(Symbols& s) {
   std::size_t i = 0;
   while (i < s.size()) {
@@ -52,7 +124,7 @@ void canonical_order(Symbols& s) {
 // fusing them gives what running them one after the other gives; the one step that looks
 // at neighbours, NFD's canonical ordering, only moves non-starters, and dropping the Mn
 // ones first leaves the others in the same relative order.
-void BertNormalizer::normalize(Symbols& s) const {
+void BertNormalizer::normalize(Symbols& s, std::uint32_t /*base*/) const {
   Symbols& out = scratch();
   out.reserve(s.size() + 8);
   bool reorder = false;
@@ -106,32 +178,269 @@ void BertNormalizer::normalize(Symbols& s) const {
   s.swap(out);
 }
 
-void LowercaseNormalizer::normalize(Symbols& s) const {
+void LowercaseNormalizer::normalize(Symbols& s, std::uint32_t /*base*/) const {
   Symbols& out = scratch();
   out.reserve(s.size() + 4);
   for (const Symbol& sym : s) emit_lowercase(sym, out);
   s.swap(out);
 }
 
-void NfdNormalizer::normalize(Symbols& s) const {
-  Symbols& out = scratch();
-  out.reserve(s.size() + 8);
+void NfdNormalizer::normalize(Symbols& s, std::uint32_t base) const { decompose(s, base, false); }
+
+void StripAccentsNormalizer::normalize(Symbols& s, std::uint32_t /*base*/) const {
+  std::erase_if(s, [](const Symbol& sym) { return sym.c >= 0x300 && is_mark(sym.c); });
+}
+
+void Transform::emit(char32_t c, std::ptrdiff_t change) {
+  if (change > 0) {
+    if (pos_ == 0) {
+      out_.push_back({c, base_, base_});
+    } else {
+      out_.push_back({c, old_[pos_ - 1].start, old_[pos_ - 1].end});
+    }
+    return;
+  }
+  if (pos_ < old_.size()) {
+    out_.push_back({c, old_[pos_].start, old_[pos_].end});
+    ++pos_;
+  } else if (!old_.empty()) {  // Hugging Face would fail here; never reached by its own callers
+    out_.push_back({c, old_.back().start, old_.back().end});
+  } else {
+    out_.push_back({c, base_, base_});
+  }
+  skip(static_cast<std::size_t>(-change));
+}
+
+void NfkdNormalizer::normalize(Symbols& s, std::uint32_t base) const { decompose(s, base, true); }
+
+// NFC/NFKC as the `unicode-normalization-alignments` crate produces it, as (character, change)
+// pairs for Transform: each decomposition gives its first character change 0 and the others +1;
+// canonical ordering moves the pairs; a character composed into the starter before it leaves the
+// composite with the sum of both changes minus one.
+void NfcNormalizer::normalize(Symbols& s, std::uint32_t base) const {
+  struct Item {
+    char32_t c;
+    std::ptrdiff_t change;
+    int ccc;
+  };
+  thread_local std::vector<Item> items;
+  thread_local std::vector<Item> composed;
   thread_local std::u32string decomposed;
+  items.clear();
+  bool trivial = true;
   for (const Symbol& sym : s) {
-    if ((char_class(sym.c) & kDecomposes) == 0) {
-      out.push_back(sym);
+    const std::uint16_t k = char_class(sym.c);
+    if ((k & (compat_ ? kCompatDecomposes : kDecomposes)) == 0) {
+      items.push_back({sym.c, 0, (k & kNonStarter) != 0 ? combining_class(sym.c) : 0});
+      if (sym.c >= 0x300) trivial = false;  // might compose with what precedes it
       continue;
     }
+    trivial = false;
     decomposed.clear();
-    append_nfd(sym.c, decomposed);
-    for (char32_t d : decomposed) out.push_back({d, sym.start, sym.end});
+    if (compat_) {
+      append_nfkd(sym.c, decomposed);
+    } else {
+      append_nfd(sym.c, decomposed);
+    }
+    for (std::size_t i = 0; i < decomposed.size(); ++i) {
+      items.push_back({decomposed[i], i == 0 ? 0 : 1, combining_class(decomposed[i])});
+    }
   }
-  canonical_order(out);
+  if (trivial) return;
+  // Canonical ordering of every run of non-starters.
+  for (std::size_t i = 0; i < items.size();) {
+    if (items[i].ccc == 0) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i + 1;
+    while (j < items.size() && items[j].ccc != 0) ++j;
+    if (j - i > 1) {
+      std::stable_sort(items.begin() + static_cast<std::ptrdiff_t>(i), items.begin() + static_cast<std::ptrdiff_t>(j),
+                       [](const Item& a, const Item& b) { return a.ccc < b.ccc; });
+    }
+    i = j;
+  }
+  // Canonical composition.
+  composed.clear();
+  std::ptrdiff_t starter = -1;
+  int last_ccc = -1;  // combining class of the last character after the starter; -1: none yet
+  for (const Item& it : items) {
+    if (starter >= 0 && (last_ccc == -1 || (last_ccc != 0 && last_ccc < it.ccc))) {
+      Item& st = composed[static_cast<std::size_t>(starter)];
+      if (const char32_t comp = compose_pair(st.c, it.c); comp != 0) {
+        st.c = comp;
+        st.change += it.change - 1;
+        continue;
+      }
+    }
+    if (it.ccc == 0) {
+      starter = static_cast<std::ptrdiff_t>(composed.size());
+      last_ccc = -1;
+    } else {
+      last_ccc = it.ccc;
+    }
+    composed.push_back(it);
+  }
+  Symbols& out = scratch();
+  out.reserve(composed.size());
+  Transform t(s, out, base);
+  for (const Item& it : composed) t.emit(it.c, it.change);
   s.swap(out);
 }
 
-void StripAccentsNormalizer::normalize(Symbols& s) const {
-  std::erase_if(s, [](const Symbol& sym) { return sym.c >= 0x300 && is_mark(sym.c); });
+void ReplaceNormalizer::normalize(Symbols& s, std::uint32_t base) const {
+  thread_local std::u32string text;
+  thread_local std::vector<std::pair<std::size_t, std::size_t>> matches;
+  text.clear();
+  matches.clear();
+  for (const Symbol& sym : s) text.push_back(sym.c);
+  if (regex_) {
+    regex_->find_all(text, matches);
+  } else {
+    for (std::size_t at = text.find(literal_); at != std::u32string::npos;
+         at = text.find(literal_, at + literal_.size())) {
+      matches.emplace_back(at, at + literal_.size());
+    }
+  }
+  if (matches.empty()) return;
+  Symbols& out = scratch();
+  out.reserve(s.size() + content_.size() * matches.size());
+  Transform t(s, out, base);
+  for (auto [b, e] : matches) {
+    while (t.position() < b) t.keep();
+    t.skip(e - b);
+    for (char32_t c : content_) t.emit(c, 1);
+  }
+  while (t.position() < s.size()) t.keep();
+  s.swap(out);
+}
+
+void PrependNormalizer::normalize(Symbols& s, std::uint32_t /*base*/) const {
+  if (s.empty() || prefix_.empty()) return;
+  Symbols& out = scratch();
+  out.reserve(s.size() + prefix_.size());
+  for (char32_t c : prefix_) out.push_back({c, s[0].start, s[0].end});
+  out.insert(out.end(), s.begin(), s.end());
+  s.swap(out);
+}
+
+void StripNormalizer::normalize(Symbols& s, std::uint32_t /*base*/) const {
+  std::size_t b = 0, e = s.size();
+  if (left_) {
+    while (b < e && is_whitespace(s[b].c)) ++b;
+  }
+  if (right_) {
+    while (e > b && is_whitespace(s[e - 1].c)) --e;
+  }
+  if (b == 0 && e == s.size()) return;
+  s.erase(s.begin() + static_cast<std::ptrdiff_t>(e), s.end());
+  s.erase(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(b));
+}
+
+PrecompiledNormalizer::PrecompiledNormalizer(std::string charsmap) {
+  auto bad = [](std::string_view what) {
+    throw Error(ErrorCode::invalid_model, fmt::format("tokenizer.json: Precompiled normalizer: {}", what));
+  };
+  if (charsmap.size() < 4) bad("precompiled_charsmap is too short");
+  auto u32 = [&](std::size_t at) {
+    return static_cast<std::uint32_t>(static_cast<unsigned char>(charsmap[at])) |
+           static_cast<std::uint32_t>(static_cast<unsigned char>(charsmap[at + 1])) << 8 |
+           static_cast<std::uint32_t>(static_cast<unsigned char>(charsmap[at + 2])) << 16 |
+           static_cast<std::uint32_t>(static_cast<unsigned char>(charsmap[at + 3])) << 24;
+  };
+  const std::uint32_t trie_bytes = u32(0);
+  if (trie_bytes % 4 != 0 || 4 + static_cast<std::size_t>(trie_bytes) > charsmap.size() || trie_bytes == 0) {
+    bad("precompiled_charsmap has a malformed trie size");
+  }
+  trie_.resize(trie_bytes / 4);
+  for (std::size_t i = 0; i < trie_.size(); ++i) trie_[i] = u32(4 + i * 4);
+  normalized_ = charsmap.substr(4 + trie_bytes);
+}
+
+// Darts-clone's double array, as spm_precompiled reads it.
+std::optional<std::string_view> PrecompiledNormalizer::transform(std::string_view bytes) const {
+  auto offset = [](std::uint32_t unit) { return (unit >> 10) << ((unit & (1u << 9)) >> 6); };
+  auto label = [](std::uint32_t unit) { return unit & ((1u << 31) | 0xFF); };
+  auto has_leaf = [](std::uint32_t unit) { return ((unit >> 8) & 1) == 1; };
+  auto value = [](std::uint32_t unit) { return unit & ((1u << 31) - 1); };
+  std::size_t node = 0;
+  std::uint32_t unit = trie_[node];
+  node ^= offset(unit);
+  for (char ch : bytes) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == 0) break;
+    node ^= c;
+    if (node >= trie_.size()) return std::nullopt;
+    unit = trie_[node];
+    if (label(unit) != c) return std::nullopt;
+    node ^= offset(unit);
+    if (has_leaf(unit)) {
+      if (node >= trie_.size()) return std::nullopt;
+      const std::size_t at = value(trie_[node]);
+      if (at > normalized_.size()) return std::nullopt;
+      const std::size_t end = normalized_.find('\0', at);
+      return std::string_view(normalized_).substr(at, (end == std::string::npos ? normalized_.size() : end) - at);
+    }
+  }
+  return std::nullopt;
+}
+
+void PrecompiledNormalizer::normalize(Symbols& s, std::uint32_t base) const {
+  if (s.empty()) return;
+  thread_local std::string bytes;
+  thread_local Symbols repl;
+  thread_local std::vector<std::pair<char32_t, std::ptrdiff_t>> changes;
+  changes.clear();
+  bool modified = false;
+  // Appends the replacement `norm` of `old_count` characters with Hugging Face's changes: all 0,
+  // then the last (new - old) ones +1 when it is longer; when it is shorter, the change of the
+  // last character pushed so far (which may belong to an earlier replacement) drops by the
+  // difference, so that it removes the characters that follow it.
+  auto push_replacement = [&](std::string_view norm, std::size_t old_count) {
+    repl.clear();
+    decode_utf8(norm, 0, repl);
+    for (const Symbol& r : repl) changes.emplace_back(r.c, 0);
+    const auto diff = static_cast<std::ptrdiff_t>(repl.size()) - static_cast<std::ptrdiff_t>(old_count);
+    if (diff > 0) {
+      for (std::size_t k = 0; k < static_cast<std::size_t>(diff); ++k) changes[changes.size() - 1 - k].second = 1;
+    } else if (diff < 0 && !changes.empty()) {
+      changes.back().second += diff;
+    }
+  };
+  std::int32_t state = 0;
+  std::size_t g = 0;
+  while (g < s.size()) {
+    std::size_t e = g + 1;
+    while (e < s.size() && !grapheme_break(s[e - 1].c, s[e].c, state)) ++e;
+    bytes.clear();
+    for (std::size_t i = g; i < e; ++i) append_utf8(bytes, s[i].c);
+    if (bytes.size() < 6) {
+      if (auto norm = transform(bytes)) {
+        modified = true;
+        push_replacement(*norm, e - g);
+        g = e;
+        continue;
+      }
+    }
+    for (std::size_t i = g; i < e; ++i) {
+      bytes.clear();
+      append_utf8(bytes, s[i].c);
+      if (auto norm = transform(bytes)) {
+        modified = true;
+        push_replacement(*norm, 1);
+      } else {
+        changes.emplace_back(s[i].c, 0);
+      }
+    }
+    g = e;
+  }
+  if (!modified) return;
+  Symbols& out = scratch();
+  out.reserve(changes.size());
+  Transform t(s, out, base);
+  for (auto [c, change] : changes) t.emit(c, change);
+  s.swap(out);
 }
 
 }  // namespace sluice::tok

@@ -40,6 +40,10 @@ class PipelineTokenizer : public Tokenizer {
         added_(std::move(parts.added_tokens), normalizer_.get()),
         max_length_(parts.max_length),
         truncate_left_(parts.truncate_left) {
+    token_text_ = [this](std::int32_t id) -> std::optional<std::string_view> {
+      if (const AddedToken* t = added_.find(id)) return std::string_view(t->content);
+      return model_->id_to_token(id);
+    };
     vocab_size_ = model_->vocab_size();
     for (const auto& t : added_.tokens()) vocab_size_ = std::max(vocab_size_, static_cast<std::size_t>(t.id) + 1);
     if (parts.pad_id) {
@@ -87,7 +91,7 @@ class PipelineTokenizer : public Tokenizer {
 
     // 3. Post-processing: special tokens and type ids.
     sc.type_ids.assign(tokens.size(), 0);
-    if (post_processor_) post_processor_->process(tokens, sc.type_ids, add_special_tokens);
+    if (post_processor_) post_processor_->process(tokens, sc.type_ids, add_special_tokens, token_text_, text);
     enc.ids.resize(tokens.size());
     enc.offsets.resize(tokens.size());
     for (std::size_t i = 0; i < tokens.size(); ++i) {
@@ -125,7 +129,7 @@ class PipelineTokenizer : public Tokenizer {
     Symbols& s = sc.symbols;
     s.clear();
     decode_utf8(text, base, s);
-    if (normalizer_) normalizer_->normalize(s);
+    if (normalizer_) normalizer_->normalize(s, base);
     if (!added_.has_normalized()) {
       tokenize_words(s, 0, s.size(), sc);
       return;
@@ -161,6 +165,7 @@ class PipelineTokenizer : public Tokenizer {
   std::unique_ptr<Model> model_;
   std::unique_ptr<PostProcessor> post_processor_;
   AddedVocabulary added_;
+  TokenText token_text_;
   std::optional<std::size_t> max_length_;
   bool truncate_left_ = false;
   std::int32_t pad_id_ = 0;

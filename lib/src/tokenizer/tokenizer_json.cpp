@@ -7,6 +7,8 @@
 
 #include <sluice/error.hpp>
 
+#include "bpe.hpp"
+#include "unigram.hpp"
 #include "wordpiece.hpp"
 
 namespace sluice::tok {
@@ -59,10 +61,78 @@ std::int32_t get_id(element e, std::string_view what) {
   return static_cast<std::int32_t>(id);
 }
 
+std::u32string to_u32(std::string_view utf8) {
+  Symbols s;
+  decode_utf8(utf8, 0, s);
+  std::u32string out;
+  for (const Symbol& sym : s) out.push_back(sym.c);
+  return out;
+}
+
+std::string base64_decode(std::string_view in, std::string_view what) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    if (c == '=') break;
+    const int v = value(c);
+    if (v < 0) bad(fmt::format("{} is not valid base64", what));
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
 object as_object(element e, std::string_view what) {
   object o;
   if (e.get_object().get(o) != simdjson::SUCCESS) bad(fmt::format("{} is not an object", what));
   return o;
+}
+
+// A {"String": ...} or {"Regex": ...} pattern: the literal (empty for a regex) and the regex.
+std::pair<std::u32string, std::unique_ptr<Regex>> make_pattern(object o, std::string_view where) {
+  object pattern;
+  if (o["pattern"].get_object().get(pattern) != simdjson::SUCCESS) {
+    bad(fmt::format("{}: \"pattern\" is missing or not an object", where));
+  }
+  std::string_view text;
+  if (pattern["String"].get_string().get(text) == simdjson::SUCCESS) {
+    if (text.empty()) bad(fmt::format("{}: an empty \"String\" pattern is not supported", where));
+    return {to_u32(text), nullptr};
+  }
+  if (pattern["Regex"].get_string().get(text) == simdjson::SUCCESS)
+    return {std::u32string(), std::make_unique<Regex>(text)};
+  bad(fmt::format("{}: \"pattern\" is neither {{\"String\": ...}} nor {{\"Regex\": ...}}", where));
+}
+
+SplitBehavior make_behavior(object o, std::string_view where, std::string_view fallback) {
+  const std::string_view b = get_string_or(o, "behavior", fallback);
+  if (b == "Removed") return SplitBehavior::kRemoved;
+  if (b == "Isolated") return SplitBehavior::kIsolated;
+  if (b == "MergedWithPrevious") return SplitBehavior::kMergedWithPrevious;
+  if (b == "MergedWithNext") return SplitBehavior::kMergedWithNext;
+  if (b == "Contiguous") return SplitBehavior::kContiguous;
+  bad(fmt::format("{}: unsupported behavior \"{}\"", where, b));
+}
+
+char32_t get_char(object o, std::string_view key, char32_t fallback, std::string_view where) {
+  if (!present(o, key)) return fallback;
+  const std::u32string c = to_u32(get_string(o, key, where));
+  if (c.size() != 1) bad(fmt::format("{}: \"{}\" must be one character", where, key));
+  return c[0];
 }
 
 std::unique_ptr<Normalizer> make_normalizer(element e) {
@@ -79,6 +149,26 @@ std::unique_ptr<Normalizer> make_normalizer(element e) {
   if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
   if (type == "NFD") return std::make_unique<NfdNormalizer>();
   if (type == "StripAccents") return std::make_unique<StripAccentsNormalizer>();
+  if (type == "NFKD") return std::make_unique<NfkdNormalizer>();
+  if (type == "NFC") return std::make_unique<NfcNormalizer>(false);
+  if (type == "NFKC") return std::make_unique<NfcNormalizer>(true);
+  if (type == "Replace") {
+    auto [literal, regex] = make_pattern(o, "Replace normalizer");
+    return std::make_unique<ReplaceNormalizer>(std::move(literal), std::move(regex),
+                                               to_u32(get_string(o, "content", "Replace normalizer")));
+  }
+  if (type == "Prepend")
+    return std::make_unique<PrependNormalizer>(to_u32(get_string(o, "prepend", "Prepend normalizer")));
+  if (type == "Strip") {
+    return std::make_unique<StripNormalizer>(get_bool(o, "strip_left", true), get_bool(o, "strip_right", true));
+  }
+  if (type == "Precompiled") {
+    if (!present(o, "precompiled_charsmap")) return nullptr;  // no rules: the identity
+    const std::string charsmap =
+        base64_decode(get_string(o, "precompiled_charsmap", "Precompiled normalizer"), "precompiled_charsmap");
+    if (charsmap.empty()) return nullptr;
+    return std::make_unique<PrecompiledNormalizer>(charsmap);
+  }
   if (type == "Sequence") {
     array parts;
     if (o["normalizers"].get_array().get(parts) != simdjson::SUCCESS) {
@@ -100,6 +190,47 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(element e) {
   if (type == "BertPreTokenizer") return std::make_unique<BertPreTokenizer>();
   if (type == "WhitespaceSplit") return std::make_unique<WhitespaceSplitPreTokenizer>();
   if (type == "Whitespace") return std::make_unique<WhitespacePreTokenizer>();
+  if (type == "ByteLevel") {
+    return std::make_unique<ByteLevelPreTokenizer>(get_bool(o, "add_prefix_space", true),
+                                                   get_bool(o, "use_regex", true));
+  }
+  if (type == "Metaspace") {
+    const char32_t replacement = get_char(o, "replacement", U'\u2581', "Metaspace pre_tokenizer");
+    using Prepend = MetaspacePreTokenizer::Prepend;
+    Prepend prepend = get_bool(o, "add_prefix_space", true) ? Prepend::kAlways : Prepend::kNever;
+    if (present(o, "prepend_scheme")) {
+      const std::string_view scheme = get_string(o, "prepend_scheme", "Metaspace pre_tokenizer");
+      if (scheme == "always")
+        prepend = Prepend::kAlways;
+      else if (scheme == "first")
+        prepend = Prepend::kFirst;
+      else if (scheme == "never")
+        prepend = Prepend::kNever;
+      else
+        bad(fmt::format("Metaspace pre_tokenizer: unsupported prepend_scheme \"{}\"", scheme));
+    }
+    return std::make_unique<MetaspacePreTokenizer>(replacement, prepend, get_bool(o, "split", true));
+  }
+  if (type == "Split") {
+    auto [literal, regex] = make_pattern(o, "Split pre_tokenizer");
+    return std::make_unique<SplitPreTokenizer>(std::move(literal), std::move(regex),
+                                               make_behavior(o, "Split pre_tokenizer", ""),
+                                               get_bool(o, "invert", false));
+  }
+  using CharSplit = CharSplitPreTokenizer;
+  if (type == "Punctuation") {
+    return std::make_unique<CharSplit>(CharSplit::Kind::kPunctuation,
+                                       make_behavior(o, "Punctuation pre_tokenizer", "Isolated"));
+  }
+  if (type == "Digits") {
+    return std::make_unique<CharSplit>(CharSplit::Kind::kDigits, get_bool(o, "individual_digits", false)
+                                                                     ? SplitBehavior::kIsolated
+                                                                     : SplitBehavior::kContiguous);
+  }
+  if (type == "CharDelimiterSplit") {
+    return std::make_unique<CharSplit>(CharSplit::Kind::kDelimiter, SplitBehavior::kRemoved,
+                                       get_char(o, "delimiter", 0, "CharDelimiterSplit pre_tokenizer"));
+  }
   if (type == "Sequence") {
     array parts;
     if (o["pretokenizers"].get_array().get(parts) != simdjson::SUCCESS) {
@@ -127,14 +258,88 @@ std::unique_ptr<Model> make_wordpiece(object o) {
                                      get_uint(o, "max_input_chars_per_word", 100, "WordPiece model"));
 }
 
+std::unique_ptr<Model> make_bpe(object o) {
+  object vocab_obj;
+  if (o["vocab"].get_object().get(vocab_obj) != simdjson::SUCCESS) bad("BPE model without a \"vocab\" object");
+  Vocab vocab;
+  vocab.reserve(vocab_obj.size());
+  for (auto [key, value] : vocab_obj) {
+    vocab.emplace(std::string(key), get_id(value, fmt::format("vocab entry \"{}\"", key)));
+  }
+  array merges_arr;
+  if (o["merges"].get_array().get(merges_arr) != simdjson::SUCCESS) bad("BPE model without a \"merges\" array");
+  std::vector<std::pair<std::string, std::string>> merges;
+  merges.reserve(merges_arr.size());
+  for (element m : merges_arr) {
+    std::string_view line;
+    array pair;
+    if (m.get_string().get(line) == simdjson::SUCCESS) {
+      const std::size_t space = line.find(' ');
+      if (space == std::string_view::npos) bad(fmt::format("BPE merge \"{}\" is not two tokens", line));
+      merges.emplace_back(std::string(line.substr(0, space)), std::string(line.substr(space + 1)));
+    } else if (m.get_array().get(pair) == simdjson::SUCCESS && pair.size() == 2) {
+      std::string_view a, b;
+      if (pair.at(0).get_string().get(a) != simdjson::SUCCESS || pair.at(1).get_string().get(b) != simdjson::SUCCESS) {
+        bad("a BPE merge pair is not two strings");
+      }
+      merges.emplace_back(std::string(a), std::string(b));
+    } else {
+      bad("a BPE merge is neither \"a b\" nor [\"a\", \"b\"]");
+    }
+  }
+  double dropout = 0;
+  if (present(o, "dropout") && (o["dropout"].get_double().get(dropout) != simdjson::SUCCESS || dropout != 0)) {
+    bad("BPE dropout is not supported (it makes encoding random); set \"dropout\" to null");
+  }
+  Bpe::Options opt;
+  if (present(o, "unk_token")) opt.unk_token = std::string(get_string(o, "unk_token", "BPE model"));
+  opt.continuing_subword_prefix = std::string(get_string_or(o, "continuing_subword_prefix", ""));
+  opt.end_of_word_suffix = std::string(get_string_or(o, "end_of_word_suffix", ""));
+  opt.fuse_unk = get_bool(o, "fuse_unk", false);
+  opt.byte_fallback = get_bool(o, "byte_fallback", false);
+  opt.ignore_merges = get_bool(o, "ignore_merges", false);
+  return std::make_unique<Bpe>(std::move(vocab), merges, std::move(opt));
+}
+
+std::unique_ptr<Model> make_unigram(object o) {
+  array vocab_arr;
+  if (o["vocab"].get_array().get(vocab_arr) != simdjson::SUCCESS) bad("Unigram model without a \"vocab\" array");
+  std::vector<std::pair<std::string, double>> vocab;
+  vocab.reserve(vocab_arr.size());
+  for (element v : vocab_arr) {
+    array pair;
+    std::string_view piece;
+    double score = 0;
+    if (v.get_array().get(pair) != simdjson::SUCCESS || pair.size() != 2 ||
+        pair.at(0).get_string().get(piece) != simdjson::SUCCESS ||
+        pair.at(1).get_double().get(score) != simdjson::SUCCESS) {
+      bad("a Unigram vocab entry is not [piece, score]");
+    }
+    vocab.emplace_back(std::string(piece), score);
+  }
+  std::optional<std::int32_t> unk_id;
+  if (present(o, "unk_id")) unk_id = get_id(o["unk_id"].value(), "Unigram unk_id");
+  return std::make_unique<Unigram>(std::move(vocab), unk_id, get_bool(o, "byte_fallback", false));
+}
+
 std::unique_ptr<Model> make_model(element e) {
   object o = as_object(e, "\"model\"");
   std::string_view type;
   if (o["type"].get_string().get(type) != simdjson::SUCCESS) {
     // Files from before "type" was written: a WordPiece model is known by its fields.
-    type = present(o, "continuing_subword_prefix") && present(o, "max_input_chars_per_word") ? "WordPiece" : "";
+    array ignored;
+    if (present(o, "continuing_subword_prefix") && present(o, "max_input_chars_per_word"))
+      type = "WordPiece";
+    else if (present(o, "merges"))
+      type = "BPE";
+    else if (o["vocab"].get_array().get(ignored) == simdjson::SUCCESS)
+      type = "Unigram";
+    else
+      type = "";
   }
   if (type == "WordPiece") return make_wordpiece(o);
+  if (type == "BPE") return make_bpe(o);
+  if (type == "Unigram") return make_unigram(o);
   bad(fmt::format("unsupported model type \"{}\"", type));
 }
 
@@ -144,6 +349,13 @@ std::unique_ptr<PostProcessor> make_post_processor(element e, const Model& model
   const std::string_view type = get_string(o, "type", "post_processor");
   using Piece = TemplateProcessor::Piece;
 
+  if (type == "ByteLevel") {
+    std::vector<std::unique_ptr<PostProcessor>> v;
+    if (get_bool(o, "trim_offsets", true)) {
+      v.push_back(std::make_unique<TrimOffsetsProcessor>(get_bool(o, "add_prefix_space", true)));
+    }
+    return std::make_unique<SequenceProcessor>(std::move(v));
+  }
   if (type == "BertProcessing" || type == "RobertaProcessing") {
     // {"sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}; a single sequence is cls, tokens, sep.
     auto token_id = [&](std::string_view key) {
@@ -154,7 +366,13 @@ std::unique_ptr<PostProcessor> make_post_processor(element e, const Model& model
       return get_id(a.at(1).value(), fmt::format("{} \"{}\"", type, key));
     };
     std::vector<Piece> single{{false, {token_id("cls")}, 0}, {true, {}, 0}, {false, {token_id("sep")}, 0}};
-    return std::make_unique<TemplateProcessor>(std::move(single), false);
+    auto specials = std::make_unique<TemplateProcessor>(std::move(single), false);
+    if (type == "BertProcessing" || !get_bool(o, "trim_offsets", true)) return specials;
+    // RobertaProcessing trims the offsets first, as the ByteLevel processor does.
+    std::vector<std::unique_ptr<PostProcessor>> v;
+    v.push_back(std::make_unique<TrimOffsetsProcessor>(get_bool(o, "add_prefix_space", true)));
+    v.push_back(std::move(specials));
+    return std::make_unique<SequenceProcessor>(std::move(v));
   }
   if (type == "TemplateProcessing") {
     object specials;

@@ -13,7 +13,8 @@ namespace {
 
 struct Exception {
   char32_t first, last;
-  bool control, punctuation, nonspacing_mark, mark, word, no_decomposition;
+  bool control, punctuation, nonspacing_mark, mark, word, no_decomposition, no_compat_decomposition, letter, number,
+      starter;
   std::int32_t lowercase_delta;
 };
 
@@ -71,6 +72,9 @@ std::uint16_t compute_class(char32_t c) {
   bool word = (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_ND) || cat == UTF8PROC_CATEGORY_NL ||
               cat == UTF8PROC_CATEGORY_PC || c == 0x200C || c == 0x200D;
   bool decomposes = utf8proc_decomposes(c);
+  bool letter = cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO;
+  bool number = cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO;
+  bool compat = c >= 0xA0 && utf8proc_get_property(static_cast<utf8proc_int32_t>(c))->decomp_seqindex != UINT16_MAX;
   if (const Exception* e = find_exception(c)) {
     control = e->control;
     punct = e->punctuation;
@@ -78,6 +82,9 @@ std::uint16_t compute_class(char32_t c) {
     mark = e->mark;
     word = e->word;
     decomposes = decomposes && !e->no_decomposition;
+    compat = compat && !e->no_decomposition && !e->no_compat_decomposition;
+    letter = e->letter;
+    number = e->number;
   }
   if (control) k |= kControl;
   if (punct) k |= kPunctuation;
@@ -87,7 +94,10 @@ std::uint16_t compute_class(char32_t c) {
   if (decomposes) k |= kDecomposes;
   if (in_chinese_ranges(c)) k |= kChinese;
   if (c == 0x130 || simple_lowercase(c) != c) k |= kLowercaseChanges;
-  if (c >= 0x300 && utf8proc_get_property(static_cast<utf8proc_int32_t>(c))->combining_class != 0) k |= kNonStarter;
+  if (combining_class(c) != 0) k |= kNonStarter;
+  if (letter) k |= kLetter;
+  if (number) k |= kNumber;
+  if (decomposes || compat) k |= kCompatDecomposes;
   return k;
 }
 
@@ -176,9 +186,50 @@ void append_nfd(char32_t c, std::u32string& out) {
   for (utf8proc_ssize_t i = 0; i < n; ++i) out.push_back(static_cast<char32_t>(buf[i]));
 }
 
+void append_nfkd(char32_t c, std::u32string& out) {
+  if ((char_class(c) & kCompatDecomposes) == 0) {
+    out.push_back(c);
+    return;
+  }
+  utf8proc_int32_t buf[32];
+  int last_boundclass = 0;
+  const utf8proc_ssize_t n =
+      utf8proc_decompose_char(static_cast<utf8proc_int32_t>(c), buf, 32,
+                              static_cast<utf8proc_option_t>(UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT), &last_boundclass);
+  if (n <= 0 || n > 32) {
+    out.push_back(c);
+    return;
+  }
+  for (utf8proc_ssize_t i = 0; i < n; ++i) out.push_back(static_cast<char32_t>(buf[i]));
+}
+
+char32_t compose_pair(char32_t first, char32_t second) {
+  const bool jamo = (second >= 0x1161 && second <= 0x1175) || (second >= 0x11A8 && second <= 0x11C2);
+  if (!jamo && (second < 0x300 || second > 0x10FFFF ||
+                utf8proc_get_property(static_cast<utf8proc_int32_t>(second))->comb_index == UINT16_MAX)) {
+    return 0;
+  }
+  utf8proc_int32_t buf[2] = {static_cast<utf8proc_int32_t>(first), static_cast<utf8proc_int32_t>(second)};
+  if (utf8proc_normalize_utf32(buf, 2, UTF8PROC_COMPOSE) != 1) return 0;
+  const auto composite = static_cast<char32_t>(buf[0]);
+  if (utf8proc_get_property(buf[0])->comp_exclusion) return 0;
+  // A composite that Hugging Face's (older) tables do not decompose is not formed either.
+  if (const Exception* e = find_exception(composite); e != nullptr && e->no_decomposition) return 0;
+  return composite;
+}
+
+bool grapheme_break(char32_t previous, char32_t c, std::int32_t& state) {
+  return utf8proc_grapheme_break_stateful(static_cast<utf8proc_int32_t>(previous), static_cast<utf8proc_int32_t>(c),
+                                          &state);
+}
+
 int combining_class(char32_t c) {
   if (c < 0x300) return 0;
-  return utf8proc_get_property(static_cast<utf8proc_int32_t>(c))->combining_class;
+  const int ccc = utf8proc_get_property(static_cast<utf8proc_int32_t>(c))->combining_class;
+  if (ccc != 0) {
+    if (const Exception* e = find_exception(c); e != nullptr && e->starter) return 0;
+  }
+  return ccc;
 }
 
 }  // namespace sluice::tok

@@ -36,16 +36,19 @@ void append_utf8(std::string& out, char32_t c);
 
 /// Bits of char_class().
 enum CharClass : std::uint16_t {
-  kWhitespace = 1 << 0,        ///< Rust's char::is_whitespace (White_Space): Zs, Zl, Zp, \t..\r, U+0085
-  kControl = 1 << 1,           ///< general category Cc, Cf or Co (Hugging Face's tables)
-  kPunctuation = 1 << 2,       ///< ASCII punctuation or general category P* (Hugging Face's tables)
-  kNonspacingMark = 1 << 3,    ///< general category Mn (Hugging Face's tables)
-  kChinese = 1 << 4,           ///< the CJK ideograph blocks BERT surrounds with spaces
-  kWordChar = 1 << 5,          ///< regex \w: Alphabetic, marks, decimal digits, Pc, ZWNJ, ZWJ
-  kLowercaseChanges = 1 << 6,  ///< lowercasing changes it
-  kDecomposes = 1 << 7,        ///< it has a canonical decomposition
-  kNonStarter = 1 << 8,        ///< canonical combining class is not 0
-  kMark = 1 << 9,              ///< general category M* (Mn, Mc, Me): what StripAccents removes
+  kWhitespace = 1 << 0,         ///< Rust's char::is_whitespace (White_Space): Zs, Zl, Zp, \t..\r, U+0085
+  kControl = 1 << 1,            ///< general category Cc, Cf or Co (Hugging Face's tables)
+  kPunctuation = 1 << 2,        ///< ASCII punctuation or general category P* (Hugging Face's tables)
+  kNonspacingMark = 1 << 3,     ///< general category Mn (Hugging Face's tables)
+  kChinese = 1 << 4,            ///< the CJK ideograph blocks BERT surrounds with spaces
+  kWordChar = 1 << 5,           ///< regex \w: Alphabetic, marks, decimal digits, Pc, ZWNJ, ZWJ
+  kLowercaseChanges = 1 << 6,   ///< lowercasing changes it
+  kDecomposes = 1 << 7,         ///< it has a canonical decomposition
+  kNonStarter = 1 << 8,         ///< canonical combining class is not 0
+  kMark = 1 << 9,               ///< general category M* (Mn, Mc, Me): what StripAccents removes
+  kLetter = 1 << 10,            ///< regex \p{L} (general category L*)
+  kNumber = 1 << 11,            ///< regex \p{N} (general category N*)
+  kCompatDecomposes = 1 << 12,  ///< it has a compatibility (or canonical) decomposition
 };
 
 /// The CharClass bits of `c`.
@@ -63,7 +66,17 @@ inline bool is_mark(char32_t c) { return (char_class(c) & kMark) != 0; }
 void append_lowercase(char32_t c, std::u32string& out);
 /// Canonical decomposition of one code point (Hangul included), without reordering.
 void append_nfd(char32_t c, std::u32string& out);
+/// Compatibility decomposition of one code point (NFKD of a single character, without reordering).
+void append_nfkd(char32_t c, std::u32string& out);
+/// The primary composite of the pair (canonical composition), or 0 when the pair does not compose.
+/// Only meaningful when `first` is a starter and `second` is not blocked from it.
+char32_t compose_pair(char32_t first, char32_t second);
 /// Canonical combining class.
 int combining_class(char32_t c);
+
+/// Extended grapheme cluster segmentation: call for each character after the first with the
+/// previous one; true when a cluster boundary lies between them. `state` starts at 0 for each
+/// text.
+bool grapheme_break(char32_t previous, char32_t c, std::int32_t& state);
 
 }  // namespace sluice::tok
