@@ -37,7 +37,8 @@ struct TokenBatch {
 };
 
 struct ModelOptions {
-  /// Intra-op threads for the model; 0 = every core.
+  /// Intra-op threads for the model; 0 = every core. libtorch keeps this count per calling
+  /// thread (OpenMP), so embed() applies it on the thread that calls it.
   int threads = 0;
 };
 
@@ -47,13 +48,23 @@ class Model {
 
   /// Loads the folder. Throws sluice::Error (invalid_model) naming the file and, for
   /// weights, the tensor that is missing or has the wrong shape or dtype.
+  ///
+  /// The folder holds config.json (model_type "bert"), model.safetensors (F32, F16 or BF16,
+  /// computed in F32) and optionally the sentence-transformers files: modules.json (a
+  /// Normalize module turns on normalize), the Pooling module's config.json (mean, cls, max or
+  /// lasttoken) and sentence_bert_config.json (max_seq_length). Without modules.json the model
+  /// is mean-pooled and normalised. max_tokens = min(max_seq_length, max_position_embeddings).
+  /// Thread: any.
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ModelOptions& options = {});
 
   virtual const ModelInfo& info() const = 0;
 
   /// Embeds a batch: writes batch * info().dimensions floats to `out`, row-major, pooled and
-  /// (if info().normalize) L2-normalised. Thread: one thread at a time (the inference thread).
-  /// Throws sluice::Error (model_error) on failure; never lets c10::Error escape.
+  /// (if info().normalize) L2-normalised. Only tokens with mask 1 count: padding costs nothing
+  /// and changes nothing; cls pooling takes each row's first real token. `out` may be longer
+  /// than needed. Thread: one thread at a time (the inference thread).
+  /// Throws sluice::Error (model_error) on failure, including token ids outside the
+  /// vocabulary and rows longer than the model's positions; never lets c10::Error escape.
   virtual void embed(const TokenBatch& batch, std::span<float> out) = 0;
 };
 

@@ -955,6 +955,8 @@ void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then
           Checkpointed{opt_.checkpoint, state.records_done, state.input_offset, state.input_line, state.output_offset});
     }
     done();
+    // The sync held the writers busy: the run may have become complete meanwhile.
+    check_done();
   };
   auto sync_output = [this, write_it](int status) mutable {
     if (status < 0 || !out_) {

@@ -1,0 +1,60 @@
+// Model::load: reads the folder's configuration, opens the weights and picks the encoder for
+// config.json's model_type. No libtorch here; the encoders live in their own files.
+
+#include <sluice/model.hpp>
+
+#include <system_error>
+
+#include <fmt/format.h>
+
+#include <sluice/error.hpp>
+#include <sluice/safetensors.hpp>
+
+#include "model/bert_model.hpp"
+#include "model/model_config.hpp"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool path_exists(const fs::path& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+
+SafetensorsFile open_weights(const ModelConfig& config) {
+  const fs::path weights = config.transformer_dir / "model.safetensors";
+  if (!path_exists(weights)) {
+    if (path_exists(config.transformer_dir / "model.safetensors.index.json")) {
+      throw Error(ErrorCode::invalid_model,
+                  fmt::format("{}: missing; the folder has sharded weights (model.safetensors.index.json), which "
+                              "sluice does not read yet",
+                              weights.string()));
+    }
+    if (path_exists(config.transformer_dir / "pytorch_model.bin")) {
+      throw Error(ErrorCode::invalid_model,
+                  fmt::format("{}: missing; the folder only has pytorch_model.bin: convert it to safetensors "
+                              "(e.g. with safetensors.torch.save_file)",
+                              weights.string()));
+    }
+    throw Error(ErrorCode::invalid_model, fmt::format("{}: missing (the model's weights)", weights.string()));
+  }
+  return SafetensorsFile::open(weights);
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const fs::path& dir, const ModelOptions& options) {
+  const ModelConfig config = load_model_config(dir);
+  const std::string& type = config.transformer.model_type;
+  if (is_bert_family(type)) {
+    const SafetensorsFile weights = open_weights(config);
+    return load_bert_model(config, weights, options);
+  }
+  throw Error(ErrorCode::invalid_model,
+              fmt::format("{}: model_type \"{}\" is not supported (supported: bert)",
+                          (config.transformer_dir / "config.json").string(), type));
+}
+
+}  // namespace sluice

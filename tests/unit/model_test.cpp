@@ -1,0 +1,812 @@
+// The BERT encoder against reference embeddings from transformers.js / onnxruntime
+// (tests/data/reference/, see its README.md), plus configuration and error handling.
+//
+// Needs SLUICE_TEST_MODELS (the folders tools/models/make_test_models.py writes) and
+// SLUICE_SOURCE_ROOT (for the fixtures); meson's test setup sets both.
+
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <simdjson.h>
+
+#include <sluice/error.hpp>
+#include <sluice/model.hpp>
+#include <sluice/safetensors.hpp>
+
+#include "model/model_config.hpp"
+
+using namespace sluice;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Largest difference allowed in any component of a normalised embedding vs the reference.
+constexpr double kMaxAbsDiff = 5e-6;
+
+fs::path models_root() {
+  const char* v = std::getenv("SLUICE_TEST_MODELS");
+  REQUIRE_MESSAGE(v != nullptr, "SLUICE_TEST_MODELS is not set (run through meson test)");
+  return v;
+}
+
+fs::path reference_dir() {
+  const char* v = std::getenv("SLUICE_SOURCE_ROOT");
+  return fs::path(v ? v : ".") / "tests" / "data" / "reference";
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "cannot read " << p.string());
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_text(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+/// A temporary folder removed at the end of the test.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() / ("sluice-model-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+// ---- SHA-256 (FIPS 180-4), to check the generated weights against the fixture's record ----
+
+std::string sha256_hex(const fs::path& path) {
+  static constexpr std::array<std::uint32_t, 64> k = {
+      0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+      0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+      0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+      0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+      0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+      0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+      0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+      0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+  std::array<std::uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  auto rotr = [](std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); };
+  auto block = [&](const unsigned char* p) {
+    std::uint32_t w[64];
+    for (int i = 0; i < 16; ++i) {
+      w[i] = std::uint32_t(p[4 * i]) << 24 | std::uint32_t(p[4 * i + 1]) << 16 | std::uint32_t(p[4 * i + 2]) << 8 |
+             std::uint32_t(p[4 * i + 3]);
+    }
+    for (int i = 16; i < 64; ++i) {
+      const std::uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+      const std::uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    std::uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+    for (int i = 0; i < 64; ++i) {
+      const std::uint32_t t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+      const std::uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+      hh = g;
+      g = f;
+      f = e;
+      e = d + t1;
+      d = c;
+      c = b;
+      b = a;
+      a = t1 + t2;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+  };
+  std::string data = read_file(path);
+  const std::uint64_t bits = static_cast<std::uint64_t>(data.size()) * 8;
+  data.push_back(static_cast<char>(0x80));
+  while (data.size() % 64 != 56) data.push_back('\0');
+  for (int i = 7; i >= 0; --i) data.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
+  for (std::size_t off = 0; off < data.size(); off += 64) block(reinterpret_cast<const unsigned char*>(data.data()) + off);
+  std::string hex;
+  for (auto v : h) {
+    char buf[9];
+    std::snprintf(buf, sizeof buf, "%08x", v);
+    hex += buf;
+  }
+  return hex;
+}
+
+// ---- fixtures ----
+
+struct Reference {
+  std::vector<std::vector<std::int64_t>> ids;   // token ids fed to the reference model
+  std::vector<std::int64_t> untruncated;
+  std::vector<float> embeddings;                // ids.size() x dims
+  std::size_t dims = 0;
+  std::string model_sha256;
+  std::uint32_t max_seq_length = 0;
+  std::size_t count = 0;                        // records in the reference
+};
+
+/// Reads <prefix>.json, <prefix>.f32 and the first "records" lines of the shared tokens.jsonl.
+Reference load_reference(const std::string& prefix) {
+  Reference r;
+  const fs::path dir = reference_dir();
+  simdjson::dom::parser parser;
+  {
+    simdjson::dom::element meta;
+    REQUIRE_MESSAGE(!parser.load((dir / (prefix + ".json")).string()).get(meta), "cannot read " << prefix << ".json");
+    std::string_view sha;
+    std::uint64_t dims = 0, max_seq = 0, records = 0;
+    REQUIRE(!meta["model_safetensors_sha256"].get_string().get(sha));
+    REQUIRE(!meta["records"].get_uint64().get(records));
+    REQUIRE(!meta["dimensions"].get_uint64().get(dims));
+    REQUIRE(!meta["max_seq_length"].get_uint64().get(max_seq));
+    r.model_sha256 = std::string(sha);
+    r.dims = dims;
+    r.max_seq_length = static_cast<std::uint32_t>(max_seq);
+    r.count = records;
+  }
+  std::istringstream lines(read_file(dir / "tokens.jsonl"));
+  std::string line;
+  while (r.ids.size() < r.count && std::getline(lines, line)) {
+    if (line.empty()) continue;
+    simdjson::dom::element rec;
+    REQUIRE(!parser.parse(line).get(rec));
+    std::vector<std::int64_t> ids;
+    for (auto v : rec["ids"].get_array()) ids.push_back(v.get_int64().value());
+    r.ids.push_back(std::move(ids));
+    r.untruncated.push_back(rec["untruncated"].get_int64().value());
+  }
+  REQUIRE(r.ids.size() == r.count);
+  const std::string raw = read_file(dir / (prefix + ".f32"));
+  REQUIRE(raw.size() == r.ids.size() * r.dims * sizeof(float));
+  r.embeddings.resize(r.ids.size() * r.dims);
+  std::memcpy(r.embeddings.data(), raw.data(), raw.size());  // little-endian host (as the model code requires)
+  return r;
+}
+
+TokenBatch make_batch(const std::vector<std::vector<std::int64_t>>& rows) {
+  TokenBatch tb;
+  tb.batch = static_cast<std::uint32_t>(rows.size());
+  std::size_t seq = 1;
+  for (const auto& r : rows) seq = std::max(seq, r.size());
+  tb.seq_len = static_cast<std::uint32_t>(seq);
+  tb.ids.assign(rows.size() * seq, 0);
+  tb.attention_mask.assign(rows.size() * seq, 0);
+  tb.type_ids.assign(rows.size() * seq, 0);
+  for (std::size_t b = 0; b < rows.size(); ++b) {
+    for (std::size_t c = 0; c < rows[b].size(); ++c) {
+      tb.ids[b * seq + c] = rows[b][c];
+      tb.attention_mask[b * seq + c] = 1;
+    }
+  }
+  return tb;
+}
+
+/// Embeds rows [first, first + count) of `ids` in batches of `batch_size`.
+std::vector<float> embed_all(Model& model, const std::vector<std::vector<std::int64_t>>& ids, std::size_t batch_size,
+                             std::size_t first = 0, std::size_t count = SIZE_MAX) {
+  const std::size_t dims = model.info().dimensions;
+  const std::size_t end = std::min(ids.size(), count == SIZE_MAX ? ids.size() : first + count);
+  std::vector<float> out((end - first) * dims);
+  for (std::size_t b = first; b < end; b += batch_size) {
+    const std::size_t n = std::min(batch_size, end - b);
+    std::vector<std::vector<std::int64_t>> rows(ids.begin() + static_cast<std::ptrdiff_t>(b),
+                                                ids.begin() + static_cast<std::ptrdiff_t>(b + n));
+    model.embed(make_batch(rows), std::span<float>(out.data() + (b - first) * dims, n * dims));
+  }
+  return out;
+}
+
+double cosine(const float* a, const float* b, std::size_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return ab / std::sqrt(aa * bb);
+}
+
+struct Agreement {
+  double min_cosine = 1, mean_cosine = 1, max_abs = 0;
+  std::size_t worst = 0;
+};
+
+Agreement compare(const std::vector<float>& got, const float* want, std::size_t rows, std::size_t dims) {
+  Agreement a;
+  double deviation = 0;  // sum of 1 - cosine, so the mean keeps its small digits
+  for (std::size_t r = 0; r < rows; ++r) {
+    const double c = cosine(got.data() + r * dims, want + r * dims, dims);
+    deviation += 1.0 - c;
+    if (c < a.min_cosine) {
+      a.min_cosine = c;
+      a.worst = r;
+    }
+    for (std::size_t i = 0; i < dims; ++i) {
+      a.max_abs = std::max(a.max_abs, std::abs(double(got[r * dims + i]) - want[r * dims + i]));
+    }
+  }
+  a.mean_cosine = 1.0 - deviation / static_cast<double>(rows);
+  return a;
+}
+
+/// The sluice::Error message of loading `dir`, or "" when it loads.
+std::string load_error(const fs::path& dir, ErrorCode expected = ErrorCode::invalid_model) {
+  try {
+    Model::load(dir);
+  } catch (const Error& e) {
+    CHECK(e.code() == expected);
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+/// A cosine with enough digits to see how close to 1 it is.
+std::string digits(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9f (1 - %.2e)", v, 1.0 - v);
+  return buf;
+}
+
+/// Copies a model folder; model.safetensors is linked, not copied, unless `copy_weights`.
+void copy_folder(const fs::path& from, const fs::path& to, bool copy_weights = false) {
+  fs::create_directories(to);
+  for (const auto& e : fs::recursive_directory_iterator(from)) {
+    const fs::path rel = fs::relative(e.path(), from);
+    if (e.is_directory()) {
+      fs::create_directories(to / rel);
+    } else if (rel == "model.safetensors" && !copy_weights) {
+      fs::create_symlink(e.path(), to / rel);
+    } else {
+      fs::copy_file(e.path(), to / rel);
+    }
+  }
+}
+
+/// A tensor to write into a hand-made safetensors file.
+struct Entry {
+  std::string name;
+  std::string dtype;
+  std::vector<std::int64_t> shape;
+  std::string bytes;
+};
+
+void write_safetensors(const fs::path& path, std::vector<Entry> entries) {
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
+  std::string header = "{";
+  std::size_t offset = 0;
+  for (const auto& e : entries) {
+    if (header.size() > 1) header += ",";
+    header += "\"" + e.name + "\":{\"dtype\":\"" + e.dtype + "\",\"shape\":[";
+    for (std::size_t i = 0; i < e.shape.size(); ++i) {
+      if (i > 0) header += ',';
+      header += std::to_string(e.shape[i]);
+    }
+    header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + e.bytes.size()) + "]}";
+    offset += e.bytes.size();
+  }
+  header += "}";
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  out += header;
+  for (const auto& e : entries) out += e.bytes;
+  std::ofstream(path, std::ios::binary).write(out.data(), static_cast<std::streamsize>(out.size()));
+}
+
+std::vector<Entry> read_entries(const fs::path& path) {
+  auto f = SafetensorsFile::open(path);
+  std::vector<Entry> out;
+  for (const auto& t : f.tensors()) {
+    out.push_back({t.name, std::string(dtype_name(t.dtype)), t.shape,
+                   std::string(reinterpret_cast<const char*>(t.data.data()), t.data.size())});
+  }
+  return out;
+}
+
+/// A copy of `from` whose weights are `entries` and whose config.json is `config` (or the original).
+fs::path make_folder(const fs::path& root, const std::string& name, const fs::path& from,
+                     const std::vector<Entry>& entries, const std::string& config = {}) {
+  const fs::path dir = root / name;
+  copy_folder(from, dir, true);
+  write_safetensors(dir / "model.safetensors", entries);
+  if (!config.empty()) write_text(dir / "config.json", config);
+  return dir;
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+  auto at = s.find(from);
+  REQUIRE_MESSAGE(at != std::string::npos, "\"" << from << "\" not found");
+  return s.replace(at, from.size(), to);
+}
+
+}  // namespace
+
+TEST_CASE("the generated test models are the ones the references were computed from") {
+  for (const std::string name : {"minilm", "minilm-f16"}) {
+    CAPTURE(name);
+    const Reference ref = load_reference(name);
+    const std::string sha = sha256_hex(models_root() / name / "model.safetensors");
+    CHECK_MESSAGE(sha == ref.model_sha256,
+                  "tools/models/make_test_models.py no longer writes the weights tests/data/reference/"
+                      << name << ".json was made from; see tests/data/reference/README.md");
+  }
+}
+
+TEST_CASE("minilm matches transformers.js / onnxruntime on every reference record") {
+  const Reference ref = load_reference("minilm");
+  REQUIRE(ref.ids.size() >= 1000);
+  // One thread here (OpenMP's spin-waiting makes a loaded machine crawl); the other reference
+  // tests run on two, through the parallel paths.
+  ModelOptions options;
+  options.threads = 1;
+  auto model = Model::load(models_root() / "minilm", options);
+  const ModelInfo& info = model->info();
+  CHECK(info.family == "bert");
+  CHECK(info.hidden_size == 384);
+  CHECK(info.dimensions == 384);
+  CHECK(info.layers == 6);
+  CHECK(info.max_tokens == 256);
+  CHECK(info.max_tokens == ref.max_seq_length);
+  CHECK(info.pooling == Pooling::mean);
+  CHECK(info.normalize);
+  REQUIRE(ref.dims == info.dimensions);
+
+  // The fixture exercises truncation: some records had more tokens than the model takes.
+  std::size_t truncated = 0;
+  for (std::size_t i = 0; i < ref.ids.size(); ++i) {
+    CHECK(ref.ids[i].size() <= info.max_tokens);
+    truncated += ref.untruncated[i] > static_cast<std::int64_t>(info.max_tokens);
+  }
+  CHECK(truncated >= 50);
+
+  // Batches of 16 in input order: padded rows of mixed lengths, as the engine forms them.
+  const std::vector<float> got = embed_all(*model, ref.ids, 16);
+  const Agreement a = compare(got, ref.embeddings.data(), ref.ids.size(), ref.dims);
+  MESSAGE("minilm vs transformers.js: " << ref.ids.size() << " records, cosine min " << digits(a.min_cosine) << " (record "
+                                        << a.worst << "), mean " << digits(a.mean_cosine) << ", max |diff| " << a.max_abs);
+  CHECK(a.min_cosine >= 0.99999);
+  // The sharper check: float32 rounding between onnxruntime and libtorch stays below 1e-6 here,
+  // while tanh-approximated GELU instead of erf GELU already moves a component by 2.4e-5 (and
+  // the cosine only by 2e-9).
+  CHECK(a.max_abs < kMaxAbsDiff);
+
+  // One at a time (no padding at all) gives the same answer.
+  const std::vector<float> alone = embed_all(*model, ref.ids, 1, 0, 64);
+  const Agreement b = compare(alone, ref.embeddings.data(), 64, ref.dims);
+  CHECK(b.min_cosine >= 0.99999);
+  CHECK(b.max_abs < kMaxAbsDiff);
+
+  // The embeddings are unit vectors and tell the texts apart: the references' pairwise
+  // cosines are far below the 0.99999 the test asks for.
+  double max_pair = -1;
+  for (std::size_t i = 1; i < 200; ++i) {
+    const float* v = got.data() + i * ref.dims;
+    double norm = 0;
+    for (std::size_t k = 0; k < ref.dims; ++k) norm += double(v[k]) * v[k];
+    CHECK(std::abs(norm - 1.0) < 1e-5);
+    if (ref.ids[i] != ref.ids[i - 1]) max_pair = std::max(max_pair, cosine(v, v - ref.dims, ref.dims));
+  }
+  MESSAGE("largest cosine between neighbouring different records: " << max_pair);
+  CHECK(max_pair < 0.999);
+}
+
+TEST_CASE("minilm with F16 weights matches its own reference") {
+  const Reference ref = load_reference("minilm-f16");
+  ModelOptions options;
+  options.threads = 2;
+  auto model = Model::load(models_root() / "minilm-f16", options);
+  // Every third record keeps the test quick; the F32 test covers the rest of the code.
+  std::vector<std::vector<std::int64_t>> ids;
+  std::vector<float> want;
+  for (std::size_t i = 0; i < ref.ids.size(); i += 3) {
+    ids.push_back(ref.ids[i]);
+    want.insert(want.end(), ref.embeddings.begin() + static_cast<std::ptrdiff_t>(i * ref.dims),
+                ref.embeddings.begin() + static_cast<std::ptrdiff_t>((i + 1) * ref.dims));
+  }
+  const std::vector<float> got = embed_all(*model, ids, 16);
+  const Agreement a = compare(got, want.data(), ids.size(), ref.dims);
+  MESSAGE("minilm-f16 vs transformers.js: " << ids.size() << " records, cosine min " << digits(a.min_cosine) << ", mean "
+                                            << digits(a.mean_cosine) << ", max |diff| " << a.max_abs);
+  CHECK(a.min_cosine >= 0.99999);
+  CHECK(a.max_abs < kMaxAbsDiff);
+}
+
+TEST_CASE("cls and last_token pooling match transformers.js") {
+  TempDir tmp;
+  for (const std::string prefix : {"minilm-cls", "minilm-last_token"}) {
+    CAPTURE(prefix);
+    const Reference ref = load_reference(prefix);
+    const bool cls = prefix == "minilm-cls";
+    const fs::path dir = tmp.path / prefix;
+    copy_folder(models_root() / "minilm", dir);
+    write_text(dir / "1_Pooling" / "config.json",
+               std::string("{\"word_embedding_dimension\": 384, \"pooling_mode_cls_token\": ") +
+                   (cls ? "true" : "false") + ", \"pooling_mode_mean_tokens\": false, \"pooling_mode_lasttoken\": " +
+                   (cls ? "false" : "true") + "}");
+    ModelOptions options;
+    options.threads = 2;
+    auto model = Model::load(dir, options);
+    CHECK(model->info().pooling == (cls ? Pooling::cls : Pooling::last_token));
+    CHECK(sha256_hex(dir / "model.safetensors") == ref.model_sha256);
+    // Padded batches: the last token of a short row is not the last position.
+    const std::vector<float> got = embed_all(*model, ref.ids, 8);
+    const Agreement a = compare(got, ref.embeddings.data(), ref.ids.size(), ref.dims);
+    MESSAGE(prefix << ": cosine min " << digits(a.min_cosine) << ", mean " << digits(a.mean_cosine));
+    CHECK(a.min_cosine >= 0.99999);
+    CHECK(a.max_abs < kMaxAbsDiff);
+  }
+}
+
+TEST_CASE("pooling modes agree with each other where they must") {
+  // Without normalisation: max pooling bounds mean, cls and last_token from above, component
+  // by component, and a one-token text has the same vector under every mode.
+  TempDir tmp;
+  const fs::path tiny = models_root() / "tiny";
+  auto make = [&](const std::string& name, const std::string& mode) {
+    const fs::path dir = tmp.path / name;
+    copy_folder(tiny, dir);
+    write_text(dir / "modules.json",
+               R"([{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},)"
+               R"({"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}])");
+    write_text(dir / "1_Pooling" / "config.json", "{\"" + mode + "\": true}");
+    ModelOptions options;
+    options.threads = 1;
+    return Model::load(dir, options);
+  };
+  auto mean = make("mean", "pooling_mode_mean_tokens");
+  auto max = make("max", "pooling_mode_max_tokens");
+  auto cls = make("cls", "pooling_mode_cls_token");
+  auto last = make("last", "pooling_mode_lasttoken");
+  CHECK_FALSE(mean->info().normalize);
+  CHECK(max->info().pooling == Pooling::max);
+
+  const std::vector<std::vector<std::int64_t>> rows = {
+      {101, 7592, 2088, 102}, {101, 1996, 4248, 2829, 4419, 14523, 2058, 1996, 13971, 3899, 102}, {101, 102}};
+  const std::size_t d = mean->info().dimensions;
+  auto run = [&](Model& m) {
+    std::vector<float> out(rows.size() * d);
+    m.embed(make_batch(rows), out);
+    return out;
+  };
+  const auto vmean = run(*mean), vmax = run(*max), vcls = run(*cls), vlast = run(*last);
+  for (std::size_t i = 0; i < vmean.size(); ++i) {
+    CHECK(vmax[i] >= vmean[i] - 1e-6f);
+    CHECK(vmax[i] >= vcls[i]);
+    CHECK(vmax[i] >= vlast[i]);
+  }
+  // Row 0 vs row 2 differ in cls (same [CLS] token but different context) and everywhere else.
+  CHECK(vcls[0] != vcls[2 * d]);
+  // The mean of [CLS] and [SEP] is halfway between cls and last_token.
+  for (std::size_t i = 2 * d; i < 3 * d; ++i) CHECK(vmean[i] == doctest::Approx((vcls[i] + vlast[i]) / 2).epsilon(1e-5));
+
+  std::vector<float> one_mean(d), one_max(d), one_cls(d), one_last(d);
+  const TokenBatch single = make_batch({{101}});
+  mean->embed(single, one_mean);
+  max->embed(single, one_max);
+  cls->embed(single, one_cls);
+  last->embed(single, one_last);
+  for (std::size_t i = 0; i < d; ++i) {
+    CHECK(one_mean[i] == doctest::Approx(one_max[i]).epsilon(1e-6));
+    CHECK(one_cls[i] == one_max[i]);
+    CHECK(one_last[i] == one_max[i]);
+  }
+}
+
+TEST_CASE("tiny: the bert. prefix, padding invariance and token types") {
+  ModelOptions options;
+  options.threads = 1;
+  auto model = Model::load(models_root() / "tiny", options);
+  const ModelInfo& info = model->info();
+  CHECK(info.dimensions == 32);
+  CHECK(info.layers == 2);
+  CHECK(info.max_tokens == 256);
+  const std::size_t d = info.dimensions;
+
+  const std::vector<std::int64_t> a = {101, 7592, 2088, 102};
+  const std::vector<std::int64_t> b = {101, 1996, 4248, 2829, 4419, 14523, 2058, 1996, 13971, 3899, 102};
+  std::vector<float> alone_a(d), alone_b(d), both(2 * d);
+  model->embed(make_batch({a}), alone_a);
+  model->embed(make_batch({b}), alone_b);
+  model->embed(make_batch({a, b}), both);
+  for (std::size_t i = 0; i < d; ++i) {
+    CHECK(both[i] == doctest::Approx(alone_a[i]).epsilon(1e-5));
+    CHECK(both[d + i] == doctest::Approx(alone_b[i]).epsilon(1e-5));
+  }
+  // Padding ids other than 0 change nothing: masked positions are ignored.
+  TokenBatch odd = make_batch({a, b});
+  for (std::size_t c = a.size(); c < odd.seq_len; ++c) odd.ids[c] = 999;
+  std::vector<float> odd_out(2 * d);
+  model->embed(odd, odd_out);
+  for (std::size_t i = 0; i < 2 * d; ++i) CHECK(odd_out[i] == doctest::Approx(both[i]).epsilon(1e-6));
+
+  // Token type 1 is a different embedding; empty type_ids means all 0.
+  TokenBatch typed = make_batch({a});
+  std::vector<float> zero_types(d), one_types(d), no_types(d);
+  model->embed(typed, zero_types);
+  std::fill(typed.type_ids.begin(), typed.type_ids.end(), 1);
+  model->embed(typed, one_types);
+  typed.type_ids.clear();
+  model->embed(typed, no_types);
+  CHECK(no_types == zero_types);
+  CHECK(one_types != zero_types);
+
+  // A bigger output span is fine; only batch * dims floats are written.
+  std::vector<float> big(3 * d, 7.0f);
+  model->embed(make_batch({a}), big);
+  CHECK(big[d] == 7.0f);
+}
+
+TEST_CASE("bad batches are model errors, not crashes") {
+  auto model = Model::load(models_root() / "tiny");
+  const std::size_t d = model->info().dimensions;
+  std::vector<float> out(4 * d);
+  auto error_of = [&](const TokenBatch& tb, std::span<float> o) -> std::string {
+    try {
+      model->embed(tb, o);
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::model_error);
+      return e.what();
+    }
+    return "";
+  };
+  TokenBatch tb = make_batch({{101, 30522, 102}});
+  CHECK(contains(error_of(tb, out), "token id 30522 at row 0, position 1 is outside the vocabulary"));
+  tb = make_batch({{101, -1, 102}});
+  CHECK(contains(error_of(tb, out), "token id -1"));
+  tb = make_batch({{101, 7592, 102}});
+  tb.type_ids[1] = 2;
+  CHECK(contains(error_of(tb, out), "token type 2 at row 0, position 1"));
+  tb = make_batch({{101, 7592, 102}});
+  tb.attention_mask[1] = 3;
+  CHECK(contains(error_of(tb, out), "attention mask value 3"));
+  tb = make_batch({{101, 7592, 102}});
+  tb.ids.pop_back();
+  CHECK(contains(error_of(tb, out), "the token batch is malformed"));
+  tb = make_batch({std::vector<std::int64_t>(513, 1000)});
+  CHECK(contains(error_of(tb, out), "513 tokens exceed the model's 512 positions"));
+  tb = make_batch({{101, 102}, {101, 102}});
+  CHECK(contains(error_of(tb, std::span<float>(out.data(), d)), "the output holds 32 floats, 64 are needed"));
+  // The model still works afterwards.
+  tb = make_batch({{101, 7592, 102}});
+  CHECK(error_of(tb, out).empty());
+}
+
+TEST_CASE("F32, F16 and BF16 weights holding the same values embed identically") {
+  TempDir tmp;
+  const fs::path tiny = models_root() / "tiny";
+  std::vector<Entry> f32 = read_entries(tiny / "model.safetensors");
+  // BF16 keeps a float's upper 16 bits: truncate every F32 value to what BF16 can hold.
+  std::vector<Entry> bf16 = f32, f32_rounded = f32;
+  for (std::size_t i = 0; i < f32.size(); ++i) {
+    if (f32[i].dtype != "F32") continue;
+    const std::size_t n = f32[i].bytes.size() / 4;
+    bf16[i].dtype = "BF16";
+    bf16[i].bytes.assign(n * 2, '\0');
+    for (std::size_t k = 0; k < n; ++k) {
+      std::uint32_t bits;
+      std::memcpy(&bits, f32[i].bytes.data() + 4 * k, 4);
+      bits &= 0xffff0000u;
+      std::memcpy(f32_rounded[i].bytes.data() + 4 * k, &bits, 4);
+      const std::uint16_t hi = static_cast<std::uint16_t>(bits >> 16);
+      std::memcpy(bf16[i].bytes.data() + 2 * k, &hi, 2);
+    }
+  }
+  auto m_bf16 = Model::load(make_folder(tmp.path, "bf16", tiny, bf16));
+  auto m_f32 = Model::load(make_folder(tmp.path, "f32", tiny, f32_rounded));
+  auto m_orig = Model::load(tiny);
+  const TokenBatch tb = make_batch({{101, 7592, 2088, 102}, {101, 2088, 102}});
+  const std::size_t d = m_f32->info().dimensions;
+  std::vector<float> x(2 * d), y(2 * d), z(2 * d);
+  m_bf16->embed(tb, x);
+  m_f32->embed(tb, y);
+  m_orig->embed(tb, z);
+  CHECK(x == y);
+  CHECK(x != z);  // the rounding did change the weights
+}
+
+TEST_CASE("broken weights name the tensor and what is wrong") {
+  TempDir tmp;
+  const fs::path tiny = models_root() / "tiny";
+  const std::vector<Entry> good = read_entries(tiny / "model.safetensors");
+  const std::string config = read_file(tiny / "config.json");
+
+  SUBCASE("a missing tensor") {
+    std::vector<Entry> e;
+    for (const auto& t : good) {
+      if (t.name != "bert.encoder.layer.1.output.dense.bias") e.push_back(t);
+    }
+    const fs::path dir = make_folder(tmp.path, "missing", tiny, e);
+    const std::string msg = load_error(dir);
+    CHECK(contains(msg, (dir / "model.safetensors").string() + ": tensor \"bert.encoder.layer.1.output.dense.bias\": missing"));
+  }
+  SUBCASE("a shape that does not match config.json") {
+    const fs::path dir =
+        make_folder(tmp.path, "shape", tiny, good, replace(config, "\"intermediate_size\": 64", "\"intermediate_size\": 65"));
+    CHECK(contains(load_error(dir), "tensor \"bert.encoder.layer.0.intermediate.dense.weight\": shape [64, 32] does not "
+                                    "match config.json, which implies [65, 32]"));
+  }
+  SUBCASE("a fewer layers in the file than config.json says") {
+    const fs::path dir =
+        make_folder(tmp.path, "layers", tiny, good, replace(config, "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"));
+    CHECK(contains(load_error(dir), "tensor \"bert.encoder.layer.2.attention.self.query.weight\": missing"));
+  }
+  SUBCASE("an unsupported dtype") {
+    std::vector<Entry> e = good;
+    for (auto& t : e) {
+      if (t.name == "bert.embeddings.LayerNorm.bias") t.dtype = "I32";
+    }
+    CHECK(contains(load_error(make_folder(tmp.path, "dtype", tiny, e)),
+                   "tensor \"bert.embeddings.LayerNorm.bias\": dtype I32 is not supported (expected F32, F16 or BF16)"));
+  }
+  SUBCASE("a corrupt file") {
+    const fs::path dir = tmp.path / "corrupt";
+    copy_folder(tiny, dir, true);
+    fs::resize_file(dir / "model.safetensors", fs::file_size(dir / "model.safetensors") - 4);
+    CHECK(contains(load_error(dir), "run past the end of the data area"));
+  }
+  SUBCASE("no weights") {
+    const fs::path dir = tmp.path / "none";
+    copy_folder(tiny, dir, true);
+    fs::remove(dir / "model.safetensors");
+    CHECK(contains(load_error(dir), "model.safetensors: missing"));
+    write_text(dir / "pytorch_model.bin", "x");
+    CHECK(contains(load_error(dir), "only has pytorch_model.bin"));
+  }
+}
+
+TEST_CASE("broken or unsupported configuration is refused with the file and field") {
+  TempDir tmp;
+  const fs::path tiny = models_root() / "tiny";
+  const std::string config = read_file(tiny / "config.json");
+  const fs::path dir = tmp.path / "m";
+  copy_folder(tiny, dir);
+
+  SUBCASE("not a folder") { CHECK(contains(load_error(tmp.path / "nope"), "not a folder")); }
+  SUBCASE("no config.json") {
+    fs::remove(dir / "config.json");
+    CHECK(contains(load_error(dir), (dir / "config.json").string() + ": missing"));
+  }
+  SUBCASE("config.json not JSON") {
+    write_text(dir / "config.json", "{\"model_type\": ");
+    CHECK(contains(load_error(dir), "config.json: not valid JSON"));
+  }
+  SUBCASE("an unknown model_type") {
+    write_text(dir / "config.json", replace(config, "\"model_type\": \"bert\"", "\"model_type\": \"gpt2\""));
+    CHECK(contains(load_error(dir), "model_type \"gpt2\" is not supported (supported: bert)"));
+  }
+  SUBCASE("a missing size") {
+    write_text(dir / "config.json", replace(config, "\"hidden_size\": 32,", ""));
+    CHECK(contains(load_error(dir), "config.json: field \"hidden_size\" is missing"));
+  }
+  SUBCASE("a size of the wrong type") {
+    write_text(dir / "config.json", replace(config, "\"hidden_size\": 32", "\"hidden_size\": \"32\""));
+    CHECK(contains(load_error(dir), "field \"hidden_size\" is not a non-negative integer"));
+  }
+  SUBCASE("heads that do not divide the hidden size") {
+    write_text(dir / "config.json", replace(config, "\"num_attention_heads\": 4", "\"num_attention_heads\": 5"));
+    CHECK(contains(load_error(dir), "hidden_size 32 is not a multiple of num_attention_heads 5"));
+  }
+  SUBCASE("an unsupported activation") {
+    write_text(dir / "config.json", replace(config, "\"hidden_act\": \"gelu\"", "\"hidden_act\": \"mish\""));
+    CHECK(contains(load_error(dir), "hidden_act \"mish\" is not supported"));
+  }
+  SUBCASE("relative position embeddings") {
+    write_text(dir / "config.json", replace(config, "\"position_embedding_type\": \"absolute\"",
+                                            "\"position_embedding_type\": \"relative_key\""));
+    CHECK(contains(load_error(dir), "position_embedding_type \"relative_key\" is not supported"));
+  }
+  SUBCASE("an unsupported pooling mode") {
+    write_text(dir / "1_Pooling" / "config.json", "{\"pooling_mode_mean_sqrt_len_tokens\": true}");
+    CHECK(contains(load_error(dir), "1_Pooling/config.json: pooling_mode_mean_sqrt_len_tokens is not supported"));
+  }
+  SUBCASE("two pooling modes") {
+    write_text(dir / "1_Pooling" / "config.json",
+               "{\"pooling_mode_mean_tokens\": true, \"pooling_mode_cls_token\": true}");
+    CHECK(contains(load_error(dir), "2 pooling modes are set"));
+  }
+  SUBCASE("a pooling dimension that differs from the model") {
+    write_text(dir / "1_Pooling" / "config.json",
+               "{\"word_embedding_dimension\": 384, \"pooling_mode_mean_tokens\": true}");
+    CHECK(contains(load_error(dir), "word_embedding_dimension 384 differs from the model's hidden_size 32"));
+  }
+  SUBCASE("a Dense module") {
+    write_text(dir / "modules.json",
+               R"([{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},)"
+               R"({"idx":1,"name":"1","path":"2_Dense","type":"sentence_transformers.models.Dense"}])");
+    CHECK(contains(load_error(dir), "module type \"sentence_transformers.models.Dense\" is not supported"));
+  }
+  SUBCASE("a missing pooling config") {
+    fs::remove_all(dir / "1_Pooling");
+    CHECK(contains(load_error(dir), "1_Pooling/config.json: missing"));
+  }
+}
+
+TEST_CASE("configuration defaults and limits") {
+  TempDir tmp;
+  const fs::path tiny = models_root() / "tiny";
+  const fs::path dir = tmp.path / "plain";
+  copy_folder(tiny, dir);
+
+  SUBCASE("sentence-transformers folder") {
+    const ModelConfig c = load_model_config(dir);
+    CHECK(c.sentence_transformers);
+    CHECK(c.transformer.model_type == "bert");
+    CHECK(c.transformer.hidden_size == 32);
+    CHECK(c.transformer.num_hidden_layers == 2);
+    CHECK(c.transformer.num_attention_heads == 4);
+    CHECK(c.transformer.intermediate_size == 64);
+    CHECK(c.transformer.vocab_size == 30522);
+    CHECK(c.transformer.hidden_act == "gelu");
+    CHECK(c.transformer.layer_norm_eps == 1e-12);
+    CHECK(c.transformer.max_position_embeddings == 512);
+    CHECK(c.transformer.type_vocab_size == 2);
+    CHECK(c.transformer.pad_token_id == 0);
+    CHECK(c.pooling == Pooling::mean);
+    CHECK(c.normalize);
+    CHECK(c.max_seq_length == 256u);
+    CHECK(c.max_tokens == 256);
+  }
+  SUBCASE("a plain Hugging Face folder: mean pooling, normalised, every position") {
+    fs::remove(dir / "modules.json");
+    fs::remove(dir / "sentence_bert_config.json");
+    fs::remove_all(dir / "1_Pooling");
+    const ModelConfig c = load_model_config(dir);
+    CHECK_FALSE(c.sentence_transformers);
+    CHECK(c.pooling == Pooling::mean);
+    CHECK(c.normalize);
+    CHECK_FALSE(c.max_seq_length.has_value());
+    CHECK(c.max_tokens == 512);
+    auto m = Model::load(dir);
+    CHECK(m->info().max_tokens == 512);
+    CHECK(m->info().normalize);
+  }
+  SUBCASE("max_seq_length above the positions is capped") {
+    write_text(dir / "sentence_bert_config.json", "{\"max_seq_length\": 8192}");
+    CHECK(load_model_config(dir).max_tokens == 512);
+  }
+  SUBCASE("no Normalize module: not normalised") {
+    write_text(dir / "modules.json",
+               R"([{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},)"
+               R"({"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}])");
+    CHECK_FALSE(load_model_config(dir).normalize);
+  }
+  SUBCASE("the short pooling_mode form") {
+    write_text(dir / "1_Pooling" / "config.json", "{\"pooling_mode\": \"cls\"}");
+    CHECK(load_model_config(dir).pooling == Pooling::cls);
+  }
+  SUBCASE("optional fields take BertConfig's defaults") {
+    const std::string config = R"({"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 30522})";
+    write_text(dir / "config.json", config);
+    const ModelConfig c = load_model_config(dir);
+    CHECK(c.transformer.hidden_act == "gelu");
+    CHECK(c.transformer.layer_norm_eps == 1e-12);
+    CHECK(c.transformer.max_position_embeddings == 512);
+    CHECK(c.transformer.type_vocab_size == 2);
+    CHECK(Model::load(dir)->info().dimensions == 32);
+  }
+  SUBCASE("RoBERTa-style models reserve pad_token_id + 1 positions") {
+    TransformerConfig t;
+    t.model_type = "xlm-roberta";
+    t.max_position_embeddings = 514;
+    t.pad_token_id = 1;
+    CHECK(usable_positions(t) == 512);
+    t.model_type = "bert";
+    CHECK(usable_positions(t) == 514);
+  }
+}
