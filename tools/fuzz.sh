@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (tests/fuzz) with clang, ASan and UBSan in build-fuzz/ and runs
+# each for a while. Exits non-zero if any target crashed or broke an invariant.
+#
+#   tools/fuzz.sh                      every target, 30 s each
+#   tools/fuzz.sh -t 20                20 s each (what CI runs)
+#   tools/fuzz.sh -t 3600 tokenizer    one target for an hour
+#   tools/fuzz.sh --replay             only run the seed corpora and saved crashes once
+#
+# Targets: jsonl_reader tokenizer safetensors checkpoint (docs/reliability.md says what each
+# checks). Inputs found to add coverage go to build-fuzz/corpus/<target>/ and are reused by
+# the next run; the seeds in tests/fuzz/corpus/<target>/ are only read. A crashing input is
+# saved as build-fuzz/crashes/<target>/crash-<sha1> (or leak-, timeout-, oom-); reproduce with
+#   build-fuzz/tests/fuzz/fuzz_<target> build-fuzz/crashes/<target>/crash-...
+# A summary line per target (executions, coverage, corpus size) goes to stdout and to
+# build-fuzz/fuzz-summary.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${FUZZ_SECONDS:-30}
+replay=0
+targets=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -t|--seconds) seconds="$2"; shift 2 ;;
+    --replay) replay=1; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
+    *) targets+=("$1"); shift ;;
+  esac
+done
+all_targets=(jsonl_reader tokenizer safetensors checkpoint)
+[[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
+for t in "${targets[@]}"; do
+  [[ " ${all_targets[*]} " == *" $t "* ]] || { echo "fuzz.sh: unknown target $t (known: ${all_targets[*]})" >&2; exit 2; }
+done
+
+build=build-fuzz
+CXX_FUZZ=${CXX_FUZZ:-clang++-14}
+CC_FUZZ=${CC_FUZZ:-clang-14}
+if ! command -v "$CXX_FUZZ" >/dev/null; then
+  echo "fuzz.sh: $CXX_FUZZ not found: run tools/setup.sh --dev (clang-14, libclang-rt-14-dev)" >&2
+  exit 2
+fi
+if [[ ! -f $build/build.ninja ]]; then
+  # tcmalloc would replace malloc under ASan; no target links it anyway.
+  CXX=$CXX_FUZZ CC=$CC_FUZZ meson setup "$build" -Dfuzz=enabled -Dtcmalloc=disabled \
+    -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dcpp_args=-fsanitize=fuzzer-no-link
+fi
+ninja -C "$build" -j"${FUZZ_BUILD_JOBS:-2}" $(printf "tests/fuzz/fuzz_%s " "${targets[@]}")
+
+# UBSan reports are fatal, so libFuzzer keeps the input; ASan also looks for leaks at exit.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+
+summary=$build/fuzz-summary.txt
+: >"$summary"
+failed=()
+for t in "${targets[@]}"; do
+  exe=$build/tests/fuzz/fuzz_$t
+  seeds=tests/fuzz/corpus/$t
+  crashes=$build/crashes/$t
+  work=$build/corpus/$t
+  log=$build/fuzz-$t.log
+  mkdir -p "$crashes" "$work"
+  if [[ $replay -eq 1 ]]; then
+    # Seeds and saved crashes, once each.
+    inputs=("$seeds")
+    compgen -G "$crashes/*" >/dev/null && inputs+=("$crashes"/*)
+    echo "== $t: replaying ${inputs[*]}"
+    if ! "$exe" -runs=0 "${inputs[@]}" >"$log" 2>&1; then
+      failed+=("$t")
+      tail -n 40 "$log"
+    fi
+    continue
+  fi
+  echo "== $t: fuzzing for $seconds s (log: $log)"
+  before=$(find "$crashes" -type f | wc -l)
+  set +e
+  "$exe" "$work" "$seeds" -dict=tests/fuzz/dict/json.dict -max_total_time="$seconds" \
+    -timeout=20 -rss_limit_mb=2560 -max_len=8192 -use_value_profile=1 -print_final_stats=1 \
+    -artifact_prefix="$crashes/" >"$log" 2>&1
+  status=$?
+  set -e
+  after=$(find "$crashes" -type f | wc -l)
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
+  last=$(grep -E '^#[0-9]+.*(cov|DONE)' "$log" | tail -n1 || true)
+  cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
+  ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
+  corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9A-Za-z]*\).*/\1/p' <<<"$last")
+  line="$t: ${seconds}s, ${execs:-?} executions, cov ${cov:-?} edges, ft ${ft:-?}, corpus ${corp:-?}, exit $status, $((after - before)) new crash files"
+  echo "$line" | tee -a "$summary"
+  if [[ $status -ne 0 || $after -gt $before ]]; then
+    failed+=("$t")
+    grep -E 'ERROR|invariant failed|runtime error|SUMMARY' "$log" | head -n 20 || true
+    echo "   crash inputs: $crashes/"
+  fi
+done
+
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "fuzz.sh: FAILED: ${failed[*]} (logs in $build/fuzz-<target>.log)" >&2
+  exit 1
+fi
+echo "fuzz.sh: no crash in ${targets[*]}"
