@@ -45,11 +45,22 @@ def source_chunks():
                 block.append(line)
 
 
-def make_corpus(path, records):
+def short_sentences():
+    """Yields (source, text): short prose-like records of 5 to 20 words, in a fixed order."""
+    words = ("river delta stream memory record vector model batch token queue window checkpoint "
+             "order byte field engine thread loop event source sink").split()
+    i = 0
+    while True:
+        k = 5 + i % 16
+        yield "short", " ".join(words[(i * 7 + j * 3) % len(words)] for j in range(k)) + f" {i}."
+        i += 1
+
+
+def make_corpus(path, records, kind="code"):
     n = 0
     with open(path, "w", encoding="utf-8") as out:
         while n < records:
-            for src, text in source_chunks():
+            for src, text in (source_chunks() if kind == "code" else short_sentences()):
                 out.write(json.dumps({"id": n, "path": src, "text": text}) + "\n")
                 n += 1
                 if n >= records:
@@ -121,13 +132,13 @@ def bench_throughput(args, tmp):
 
 
 def bench_rss(args, tmp):
-    print(f"model {args.model}, batch size {args.batch_size}, threads {args.threads}\n")
+    print(f"model {args.model}, corpus {args.corpus}, batch size {args.batch_size}, threads {args.threads}\n")
     print("| records | input MB | peak RSS MiB | seconds |")
     print("| --- | --- | --- | --- |")
     rows = []
     for n in args.sizes:
         corpus = os.path.join(tmp, f"corpus-{n}.jsonl")
-        size = make_corpus(corpus, n)
+        size = make_corpus(corpus, n, args.corpus)
         out = os.path.join(tmp, f"out-{n}.jsonl")
         t0 = time.monotonic()
         rss = peak_rss(pipeline_cmd(args, corpus, out))
@@ -148,6 +159,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--rss", action="store_true", help="measure peak RSS at --sizes instead")
     ap.add_argument("--sizes", type=int, nargs="+", default=[20000, 400000])
+    ap.add_argument("--corpus", choices=["code", "short"], default="code",
+                    help="code: chunks of real source files; short: sentences of 5-20 words")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
         if args.rss:
