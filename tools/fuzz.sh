@@ -36,10 +36,15 @@ for t in "${targets[@]}"; do
 done
 
 build=build-fuzz
-CXX_FUZZ=${CXX_FUZZ:-clang++-14}
-CC_FUZZ=${CC_FUZZ:-clang-14}
+CXX_FUZZ=${CXX_FUZZ:-clang++-16}
+CC_FUZZ=${CC_FUZZ:-clang-16}
 if ! command -v "$CXX_FUZZ" >/dev/null; then
-  echo "fuzz.sh: $CXX_FUZZ not found: run tools/setup.sh --dev (clang-14, libclang-rt-14-dev)" >&2
+  echo "fuzz.sh: $CXX_FUZZ not found: run tools/setup.sh (installs clang-16 and libclang-rt-16-dev)" >&2
+  exit 2
+fi
+if [[ -f $build/build.ninja ]] && ! grep -q "command = $CXX_FUZZ " "$build/build.ninja"; then
+  echo "fuzz.sh: $build was configured with another compiler than $CXX_FUZZ; remove it" \
+    "(keep $build/crashes and $build/corpus if you want them) and run again" >&2
   exit 2
 fi
 if [[ ! -f $build/build.ninja ]]; then
@@ -67,7 +72,7 @@ for t in "${targets[@]}"; do
   if [[ $replay -eq 1 ]]; then
     # Seeds and saved crashes, once each.
     inputs=("$seeds")
-    compgen -G "$crashes/*" >/dev/null && inputs+=("$crashes"/*)
+    compgen -G "$crashes/*" >/dev/null && inputs+=("$crashes")
     echo "== $t: replaying ${inputs[*]}"
     if ! "$exe" -runs=0 "${inputs[@]}" >"$log" 2>&1; then
       failed+=("$t")

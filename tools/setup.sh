@@ -14,6 +14,8 @@ packages=(
 )
 if [[ "${1:-}" == "--dev" ]]; then
   packages+=(python3-onnx nodejs npm)
+  # tools/fuzz.sh: libFuzzer (clang 16: C++20 that clang 14 refuses)
+  packages+=(clang-16 libclang-rt-16-dev)
 fi
 
 missing=()

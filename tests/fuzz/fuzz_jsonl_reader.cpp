@@ -41,12 +41,12 @@ using namespace sluice::fuzz;
 
 namespace {
 
-constexpr std::uint64_t kMaxLineBytes[16] = {0, 1, 2, 3, 4, 5, 8, 16, 31, 64, 100, 256, 1024, 65536, 1u << 20,
-                                             UINT64_MAX};
+constexpr std::uint64_t kMaxLineBytes[16] = {0,  1,  2,   3,   4,    5,     8,        16,
+                                             31, 64, 100, 256, 1024, 65536, 1u << 20, UINT64_MAX};
 
 struct FieldPair {
-  std::string_view text;       // name of the text field
-  std::string_view output;     // name of the output field
+  std::string_view text;         // name of the text field
+  std::string_view output;       // name of the output field
   std::string_view output_json;  // the output field as a JSON string literal
 };
 constexpr FieldPair kFields[4] = {
@@ -97,8 +97,10 @@ std::vector<RefLine> whole_scan(std::string_view in, std::uint64_t max, std::uin
   return out;
 }
 
+// xorshift64; a zero state would stay zero (and feed zero-length chunks forever).
 struct Rng {
   std::uint64_t s;
+  explicit Rng(std::uint64_t seed) : s(seed != 0 ? seed : 1) {}
   std::uint64_t next() {
     s ^= s << 13;
     s ^= s >> 7;
@@ -111,10 +113,18 @@ std::size_t chunk_size(Rng& rng, std::size_t left) {
   const std::uint64_t r = rng.next();
   std::size_t n;
   switch (r & 3) {
-    case 0: n = (r >> 8) % 4; break;            // 0..3, zero-length chunks too
-    case 1: n = 1 + (r >> 8) % 64; break;
-    case 2: n = 1 + (r >> 8) % 4096; break;
-    default: n = left; break;
+    case 0:
+      n = (r >> 8) % 4;
+      break;  // 0..3, zero-length chunks too
+    case 1:
+      n = 1 + (r >> 8) % 64;
+      break;
+    case 2:
+      n = 1 + (r >> 8) % 4096;
+      break;
+    default:
+      n = left;
+      break;
   }
   return n < left ? n : left;
 }
@@ -149,8 +159,8 @@ void compare_lines(const std::vector<RefLine>& got, const std::vector<RefLine>& 
                "expected number %llu offset %llu length %llu end %llu too_long %d bytes \"%s\"",
                what, i, (unsigned long long)g.number, (unsigned long long)g.offset, (unsigned long long)g.length,
                (unsigned long long)g.end_offset, g.too_long, printable(g.bytes).c_str(), (unsigned long long)w.number,
-               (unsigned long long)w.offset, (unsigned long long)w.length, (unsigned long long)w.end_offset,
-               w.too_long, printable(w.bytes).c_str());
+               (unsigned long long)w.offset, (unsigned long long)w.length, (unsigned long long)w.end_offset, w.too_long,
+               printable(w.bytes).c_str());
   }
 }
 
@@ -254,16 +264,15 @@ void check_record(RecordParser& parser, RecordParser& reparser, RecordParser& st
 
   // Accepted: the record is valid JSON whatever the outcome prediction said.
   const sluice::ParsedRecord& rec = r.value();
-  FUZZ_CHECK(doc.valid && doc.root == Kind::object, "accepted a record that is not one JSON object: %s",
-             shown.c_str());
+  FUZZ_CHECK(doc.valid && doc.root == Kind::object, "accepted a record that is not one JSON object: %s", shown.c_str());
   FUZZ_CHECK(is_utf8(rec.text), "the text is not valid UTF-8: \"%s\" from %s", printable(rec.text).c_str(),
              shown.c_str());
   FUZZ_CHECK(!rec.text.empty() && !blank_text(rec.text), "accepted an empty or blank text: %s", shown.c_str());
   if (e.decided) {
     FUZZ_CHECK(rec.text == e.text, "text \"%s\", expected \"%s\": %s", printable(rec.text).c_str(),
                printable(e.text).c_str(), shown.c_str());
-    FUZZ_CHECK(rec.empty_object == e.empty_object, "empty_object %d, expected %d: %s", rec.empty_object,
-               e.empty_object, shown.c_str());
+    FUZZ_CHECK(rec.empty_object == e.empty_object, "empty_object %d, expected %d: %s", rec.empty_object, e.empty_object,
+               shown.c_str());
   }
   FUZZ_CHECK(rec.prefix_length < line.size(), "prefix_length %zu, line size %zu", rec.prefix_length, line.size());
   FUZZ_CHECK(line[rec.prefix_length] == '}', "prefix ends before '%c', not the closing brace: %s",
@@ -330,8 +339,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const RefLine& at = want[k];
     LineSplitter resumed(max, at.end_offset, at.number + 1);
     const std::vector<RefLine> rest = feed_all(resumed, in.substr(at.end_offset), Rng{rng.s ^ 0x5555}, max);
-    compare_lines(rest, std::vector<RefLine>(want.begin() + static_cast<std::ptrdiff_t>(k) + 1, want.end()),
-                  "resumed");
+    compare_lines(rest, std::vector<RefLine>(want.begin() + static_cast<std::ptrdiff_t>(k) + 1, want.end()), "resumed");
     FUZZ_CHECK(resumed.next_line_number() == want_next, "resumed: next_line_number %llu, expected %llu",
                (unsigned long long)resumed.next_line_number(), (unsigned long long)want_next);
     FUZZ_CHECK(resumed.bytes_fed() == in.size(), "resumed: bytes_fed %llu, input %zu",

@@ -87,17 +87,16 @@ void check_file(MemFile& mem, std::string_view bytes) {
              printable(bytes.substr(8, header_len)).c_str());
   std::size_t entries = 0;
   for (const Member& m : doc.members) entries += m.key != "__metadata__";
-  FUZZ_CHECK(entries == file.tensors().size(), "%zu tensors listed, the header has %zu entries",
-             file.tensors().size(), entries);
+  FUZZ_CHECK(entries == file.tensors().size(), "%zu tensors listed, the header has %zu entries", file.tensors().size(),
+             entries);
 
   std::uint64_t expected = 0;
   std::set<std::string_view> names;
   for (const TensorView& t : file.tensors()) {
     FUZZ_CHECK(names.insert(t.name).second, "tensor \"%s\" listed twice", printable(t.name).c_str());
     FUZZ_CHECK(file.find(t.name) == &t, "find(\"%s\") does not return it", printable(t.name).c_str());
-    FUZZ_CHECK(t.offset == expected, "tensor \"%s\" at %llu, the previous one ends at %llu",
-               printable(t.name).c_str(), static_cast<unsigned long long>(t.offset),
-               static_cast<unsigned long long>(expected));
+    FUZZ_CHECK(t.offset == expected, "tensor \"%s\" at %llu, the previous one ends at %llu", printable(t.name).c_str(),
+               static_cast<unsigned long long>(t.offset), static_cast<unsigned long long>(expected));
     FUZZ_CHECK(t.offset <= data_size && t.data.size() <= data_size - t.offset, "tensor \"%s\" runs past the data",
                printable(t.name).c_str());
     if (!t.data.empty()) {
@@ -117,8 +116,8 @@ void check_file(MemFile& mem, std::string_view bytes) {
     if (zero) count = 0;
     FUZZ_CHECK(count * dtype_size(t.dtype) == t.data.size(), "tensor \"%s\": %s of %s is not %zu bytes",
                printable(t.name).c_str(), t.shape_string().c_str(), dtype_name(t.dtype).data(), t.data.size());
-    FUZZ_CHECK(static_cast<unsigned __int128>(t.numel()) == count, "numel() of %s is %lld",
-               t.shape_string().c_str(), static_cast<long long>(t.numel()));
+    FUZZ_CHECK(static_cast<unsigned __int128>(t.numel()) == count, "numel() of %s is %lld", t.shape_string().c_str(),
+               static_cast<long long>(t.numel()));
     expected = t.offset + t.data.size();
   }
   FUZZ_CHECK(expected == data_size, "tensors cover %llu of %llu data bytes", static_cast<unsigned long long>(expected),
@@ -144,7 +143,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view header = in.substr(0, nul);
   const std::string_view rest = nul == std::string_view::npos ? std::string_view() : in.substr(nul + 1);
   std::string framed(8, '\0');
-  for (int i = 0; i < 8; ++i) framed[static_cast<std::size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
+  for (int i = 0; i < 8; ++i)
+    framed[static_cast<std::size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
   framed += header;
   framed += rest;
   try_file(mem, framed);

@@ -40,7 +40,7 @@ using namespace sluice::fuzz;
 namespace {
 
 struct State {
-  std::unique_ptr<Tokenizer> full;       // the file's settings (no truncation)
+  std::unique_ptr<Tokenizer> full;        // the file's settings (no truncation)
   std::unique_ptr<Tokenizer> truncating;  // set_max_length() before each use
   std::int32_t cls = -1, sep = -1;
 };
@@ -97,8 +97,8 @@ void check_shape(const Encoding& e, std::string_view text, bool specials, bool c
   FUZZ_CHECK(e.untruncated_length >= e.ids.size(), "untruncated_length %zu < %zu ids", e.untruncated_length,
              e.ids.size());
   for (std::size_t i = 0; i < e.ids.size(); ++i) {
-    FUZZ_CHECK(e.ids[i] >= 0 && static_cast<std::size_t>(e.ids[i]) < vocab, "id %d at %zu outside [0, %zu)",
-               e.ids[i], i, vocab);
+    FUZZ_CHECK(e.ids[i] >= 0 && static_cast<std::size_t>(e.ids[i]) < vocab, "id %d at %zu outside [0, %zu)", e.ids[i],
+               i, vocab);
     FUZZ_CHECK(st.full->id_to_token(e.ids[i]).has_value(), "id %d has no token", e.ids[i]);
     FUZZ_CHECK(e.type_ids[i] == 0, "type id %d at %zu", e.type_ids[i], i);
   }
@@ -152,11 +152,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   const Encoding bare = st.full->encode(text, false);
   check_shape(bare, text, false, true);
-  FUZZ_CHECK(bare.ids.size() + 2 == full.ids.size() &&
-                 std::equal(bare.ids.begin(), bare.ids.end(), full.ids.begin() + 1) &&
-                 std::equal(bare.offsets.begin(), bare.offsets.end(), full.offsets.begin() + 1),
-             "without special tokens: %zu tokens, not the %zu between [CLS] and [SEP]", bare.ids.size(),
-             full.ids.size() - 2);
+  FUZZ_CHECK(
+      bare.ids.size() + 2 == full.ids.size() && std::equal(bare.ids.begin(), bare.ids.end(), full.ids.begin() + 1) &&
+          std::equal(bare.offsets.begin(), bare.offsets.end(), full.offsets.begin() + 1),
+      "without special tokens: %zu tokens, not the %zu between [CLS] and [SEP]", bare.ids.size(), full.ids.size() - 2);
 
   st.truncating->set_max_length(max_len);
   const Encoding cut = st.truncating->encode(text, true);

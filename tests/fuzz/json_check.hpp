@@ -7,9 +7,9 @@
 // Not for production: it is slow, recursive, and keeps only what the checks need (the root's
 // type and, for a root object, its members in order with unescaped keys and string values).
 
-#include <cstddef>
 #include <cerrno>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -21,15 +21,15 @@ namespace sluice::fuzz {
 enum class Kind : std::uint8_t { none, object, array, string, number, boolean, null };
 
 struct Member {
-  std::string key;    ///< unescaped (a lone surrogate escape is written as its 3-byte form)
+  std::string key;  ///< unescaped (a lone surrogate escape is written as its 3-byte form)
   Kind kind = Kind::none;
-  std::string value;  ///< unescaped, only for strings
+  std::string value;     ///< unescaped, only for strings
   std::string_view raw;  ///< the value's bytes in the document, for numbers, booleans, null
 };
 
 struct JsonDoc {
-  bool utf8_ok = false;         ///< the whole input is well-formed UTF-8 (RFC 3629)
-  bool valid = false;           ///< one JSON value, surrounded only by JSON whitespace
+  bool utf8_ok = false;  ///< the whole input is well-formed UTF-8 (RFC 3629)
+  bool valid = false;    ///< one JSON value, surrounded only by JSON whitespace
   Kind root = Kind::none;
   std::vector<Member> members;  ///< the root object's members, in order (duplicates kept)
   std::size_t max_depth = 0;    ///< deepest nesting of arrays/objects (root object: 1)
@@ -68,8 +68,7 @@ inline std::size_t utf8_error_at(std::string_view s) noexcept {
       if ((p[i + k] & 0xC0) != 0x80) return i;
       cp = (cp << 6) | (p[i + k] & 0x3F);
     }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
       return i;
     }
     i += len;
@@ -169,14 +168,30 @@ class Reader {
       if (i_ >= s_.size()) return false;
       const char e = s_[i_++];
       switch (e) {
-        case '"': out.push_back('"'); break;
-        case '\\': out.push_back('\\'); break;
-        case '/': out.push_back('/'); break;
-        case 'b': out.push_back('\b'); break;
-        case 'f': out.push_back('\f'); break;
-        case 'n': out.push_back('\n'); break;
-        case 'r': out.push_back('\r'); break;
-        case 't': out.push_back('\t'); break;
+        case '"':
+          out.push_back('"');
+          break;
+        case '\\':
+          out.push_back('\\');
+          break;
+        case '/':
+          out.push_back('/');
+          break;
+        case 'b':
+          out.push_back('\b');
+          break;
+        case 'f':
+          out.push_back('\f');
+          break;
+        case 'n':
+          out.push_back('\n');
+          break;
+        case 'r':
+          out.push_back('\r');
+          break;
+        case 't':
+          out.push_back('\t');
+          break;
         case 'u': {
           std::uint32_t cp;
           if (!hex4(cp)) return false;
@@ -330,8 +345,20 @@ inline JsonDoc read_json(std::string_view s) {
 /// Unicode's White_Space property (PropList.txt, Unicode 15), written out again here.
 inline bool is_unicode_white_space(std::uint32_t cp) noexcept {
   switch (cp) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20: case 0x85: case 0xA0:
-    case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+    case 0x09:
+    case 0x0A:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:
+    case 0x20:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
       return true;
     default:
       return cp >= 0x2000 && cp <= 0x200A;
