@@ -39,7 +39,7 @@ build=build-fuzz
 CXX_FUZZ=${CXX_FUZZ:-clang++-16}
 CC_FUZZ=${CC_FUZZ:-clang-16}
 if ! command -v "$CXX_FUZZ" >/dev/null; then
-  echo "fuzz.sh: $CXX_FUZZ not found: run tools/setup.sh (installs clang-16 and libclang-rt-16-dev)" >&2
+  echo "fuzz.sh: $CXX_FUZZ not found: run tools/setup.sh --dev (installs clang-16 and libclang-rt-16-dev)" >&2
   exit 2
 fi
 if [[ -f $build/build.ninja ]] && ! grep -q "command = $CXX_FUZZ " "$build/build.ninja"; then
