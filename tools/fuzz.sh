@@ -6,6 +6,7 @@
 #   tools/fuzz.sh -t 20                20 s each (what CI runs)
 #   tools/fuzz.sh -t 3600 tokenizer    one target for an hour
 #   tools/fuzz.sh --replay             only run the seed corpora and saved crashes once
+#   FUZZ_BUILD_DIR=DIR                 another build folder than build-fuzz (e.g. one per compiler)
 #
 # Targets: jsonl_reader tokenizer safetensors checkpoint (docs/reliability.md says what each
 # checks). Inputs found to add coverage go to build-fuzz/corpus/<target>/ and are reused by
@@ -24,7 +25,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     -t|--seconds) seconds="$2"; shift 2 ;;
     --replay) replay=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -35,7 +36,7 @@ for t in "${targets[@]}"; do
   [[ " ${all_targets[*]} " == *" $t "* ]] || { echo "fuzz.sh: unknown target $t (known: ${all_targets[*]})" >&2; exit 2; }
 done
 
-build=build-fuzz
+build=${FUZZ_BUILD_DIR:-build-fuzz}
 CXX_FUZZ=${CXX_FUZZ:-clang++-16}
 CC_FUZZ=${CC_FUZZ:-clang-16}
 if ! command -v "$CXX_FUZZ" >/dev/null; then
