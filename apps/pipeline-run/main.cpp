@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <fmt/format.h>
@@ -33,6 +34,8 @@ struct EmbedArgs {
   std::string on_error = "fail";
   bool no_validate = false;
   bool no_checkpoint = false;
+  bool on_error_given = false;
+  std::optional<std::uint64_t> max_errors;
 };
 
 
@@ -95,6 +98,15 @@ struct SignalState {
 
 int run_embed(EmbedArgs& args) {
   auto& opt = args.pipeline;
+  if (args.max_errors) {
+    // --max-errors means going on past bad records, up to a limit.
+    if (args.on_error_given && args.on_error == "fail") {
+      fmt::print(stderr, "error: --max-errors tolerates bad records; it cannot be used with --on-error fail\n");
+      return kExitUsage;
+    }
+    args.on_error = "skip";
+    opt.max_errors = args.max_errors;
+  }
   opt.on_error = args.on_error == "skip" ? sluice::OnError::skip : sluice::OnError::fail;
   if (args.events == "-" && opt.output == "-") {
     fmt::print(stderr,
@@ -174,7 +186,13 @@ int run_embed(EmbedArgs& args) {
 
   if (summary.status == "failed") {
     fmt::print(stderr, "error: {}\n", summary.error);
-    return summary.failed > 0 && opt.on_error == sluice::OnError::fail ? kExitInvalidInput : kExitFailure;
+    const bool bad_records = summary.failed > 0 && (opt.on_error == sluice::OnError::fail ||
+                                                    (opt.max_errors && summary.failed > *opt.max_errors));
+    if (!opt.checkpoint.empty() && std::filesystem::exists(opt.checkpoint)) {
+      fmt::print(stderr, "the work done so far is recorded in {}: fix the cause and run the same command with --resume\n",
+                 opt.checkpoint);
+    }
+    return bad_records ? kExitInvalidInput : kExitFailure;
   }
   if (summary.status == "stopped") {
     if (!opt.checkpoint.empty()) {
@@ -201,6 +219,9 @@ int run_validate(const std::string& input, const sluice::ValidationOptions& vo) 
 
 int main(int argc, char** argv) {
   sluice::reexec_with_passive_omp_wait(argv);
+  // Past a file size limit (ulimit -f) a write then fails with EFBIG, reported like any other
+  // output error with a consistent checkpoint, instead of the process being killed.
+  signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"pipeline-run: stream JSONL through a transformer embedding model in bounded memory"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "pipeline-run 0.1.0");
@@ -230,6 +251,8 @@ int main(int argc, char** argv) {
                    "fail: validate first and stop at the first bad record; skip: report bad records and go on")
       ->capture_default_str()
       ->check(CLI::IsMember({"fail", "skip"}));
+  cmd_embed->add_option("--max-errors", embed.max_errors,
+                        "Go on past bad records (--on-error skip), but stop the run when more than N have failed");
   cmd_embed->add_option("--dead-letter", po.dead_letter, "With --on-error skip: write bad records here (JSONL)");
   cmd_embed->add_option("--events", embed.events, "Write every event as a JSON line to PATH, or - for standard output");
   cmd_embed->add_option("--progress", embed.progress, "auto: live line on a terminal, plain lines otherwise")
@@ -262,6 +285,7 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+    embed.on_error_given = cmd_embed->count("--on-error") > 0;
   } catch (const CLI::ParseError& e) {
     int r = app.exit(e);
     return r == 0 ? kExitOk : kExitUsage;

@@ -184,6 +184,57 @@ class CliTest(unittest.TestCase):
         import base64
         self.assertEqual(base64.b64decode(lines[5]["record_base64"]), b'{"text":"bad utf8 \xff\xfe"}')
 
+    def test_max_errors_stops_the_run_past_the_limit(self):
+        data = b"".join(b'{"id": %d, "text": 5}\n' % i if i % 10 == 3 else b'{"id": %d, "text": "t %d"}\n' % (i, i)
+                        for i in range(100))
+        dead = self.path("dead.jsonl")
+        r, _, _ = self.embed(data, "--max-errors", "4", "--dead-letter", dead)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn(b'error: 5 records failed, more than --max-errors 4 allows; the last: ', r.stderr)
+        self.assertIn(b'in.jsonl:44: field "text" is a number, expected a string', r.stderr)
+        # Everything before the fifth bad record is written; the five are dead letters.
+        self.assertEqual(len(self.read("out.jsonl").splitlines()), 39)
+        self.assertEqual([json.loads(l)["line"] for l in self.read("dead.jsonl").splitlines()], [4, 14, 24, 34, 44])
+        # Up to the limit, the run finishes (exit 4: some records failed).
+        r, _, _ = self.embed(data, "--max-errors", "10", "--dead-letter", dead)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"90 records embedded, 10 failed", r.stderr)
+        # --max-errors goes on past bad records, so it contradicts --on-error fail.
+        r, _, _ = self.embed(data, "--max-errors", "1", "--on-error", "fail")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"cannot be used with --on-error fail", r.stderr)
+
+    def test_full_disk_is_a_clear_error(self):
+        src = self.write("in.jsonl", records(100))
+        r = run(["embed", src, "-o", "/dev/full", "--model", TINY, "--progress", "never", "--no-checkpoint"])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b"error: /dev/full: write failed: no space left on device", r.stderr)
+
+    def test_output_error_leaves_a_consistent_checkpoint_and_resume_finishes(self):
+        # A file size limit (ulimit -f) makes a write fail part way (EFBIG), as a full disk
+        # would; once the limit is lifted, --resume finishes with the uninterrupted bytes.
+        import resource
+        data = records(3000)
+        src = self.write("in.jsonl", data)
+        r = run(["embed", src, "-o", self.path("ref.jsonl"), "--model", TINY, "--progress", "never", "--no-checkpoint"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        reference = self.read("ref.jsonl")
+        out = self.path("out.jsonl")
+        cmd = [PIPELINE_RUN, "embed", src, "-o", out, "--model", TINY, "--progress", "never", "--checkpoint-every", "100"]
+        limit = len(reference) // 3
+        r = subprocess.run(cmd, capture_output=True, timeout=300,
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b"write failed: file too large", r.stderr)
+        state = json.loads(self.read("out.jsonl.checkpoint"))
+        self.assertFalse(state["finished"])
+        self.assertGreater(state["records_done"], 0)
+        self.assertLessEqual(state["output_offset"], limit)
+        self.assertEqual(self.read("out.jsonl")[:state["output_offset"]], reference[:state["output_offset"]])
+        r = subprocess.run(cmd + ["--resume"], capture_output=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.read("out.jsonl"), reference)
+
     def test_broken_model_folder_is_a_clear_error(self):
         broken = os.path.join(self.dir, "broken-model")
         os.mkdir(broken)

@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -231,8 +233,59 @@ TEST_CASE("corrupt files are refused with the path, the tensor and what is wrong
   }
   SUBCASE("shape overflowing 64 bits") {
     check(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", ok_data,
-          "tensor \"w\": shape [4294967296, 4294967296] is too large");
+          "tensor \"w\": shape [4294967296, 4294967296] is too large: its dimensions multiply past 2^63 - 1");
   }
+  SUBCASE("an element count past 2^63 before a zero dimension") {
+    check(R"({"w":{"dtype":"U8","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}})", "",
+          "tensor \"w\": shape [4294967296, 4294967296, 0] is too large");
+  }
+  SUBCASE("an element count that fits but a byte size that does not") {
+    // 2^61 F64 elements are 2^64 bytes.
+    check(R"({"w":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,8]}})", ok_data,
+          "tensor \"w\": shape [2305843009213693952] of F64 is too large: its byte size overflows 64 bits");
+  }
+  SUBCASE("a huge shape that fits 64 bits but not the data range") {
+    check(R"({"w":{"dtype":"U8","shape":[1152921504606846976],"data_offsets":[0,8]}})", ok_data,
+          "tensor \"w\": shape [1152921504606846976] of U8 needs 1152921504606846976 bytes but data_offsets "
+          "[0, 8] hold 8");
+  }
+}
+
+TEST_CASE("fuzz finding numel_overflow: a shape whose count overflows int64 is refused") {
+  // tests/fuzz/findings/safetensors/numel_overflow: a header with shape [2^62, 2, 0], U8, data
+  // [0, 0]. Its byte size is 0, but 2^62 * 2 overflowed int64 in numel() (UBSan).
+  const char* root = std::getenv("SLUICE_SOURCE_ROOT");
+  const fs::path finding = fs::path(root ? root : ".") / "tests/fuzz/findings/safetensors/numel_overflow";
+  std::ifstream in(finding, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "cannot read " << finding.string());
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(bytes.size() == 76);
+
+  // As the file is: its first 8 bytes are JSON text, read as a huge header length.
+  CHECK(contains(open_error(finding), finding.string() + ": the header length"));
+
+  // As fuzz_safetensors.cpp frames it: the bytes up to the first NUL become the header.
+  TempDir tmp;
+  const std::size_t nul = bytes.find('\0');
+  REQUIRE(nul != std::string::npos);
+  const fs::path framed = write_file(tmp.path / "numel_overflow.safetensors", bytes.substr(0, nul), bytes.substr(nul + 1));
+  const std::string msg = open_error(framed);
+  CAPTURE(msg);
+  CHECK(msg == framed.string() +
+                   ": tensor \"t\": shape [4611686018427387904, 2, 0] is too large: its dimensions multiply past "
+                   "2^63 - 1 elements");
+}
+
+TEST_CASE("numel() of a hand-made view never overflows") {
+  TensorView t;
+  t.shape = {4611686018427387904, 2, 0};
+  CHECK(t.numel() == 0);
+  t.shape = {4611686018427387904, 2};
+  CHECK(t.numel() == INT64_MAX);
+  t.shape = {3, 4};
+  CHECK(t.numel() == 12);
+  t.shape = {};
+  CHECK(t.numel() == 1);
 }
 
 TEST_CASE("a missing file is an I/O error naming it") {

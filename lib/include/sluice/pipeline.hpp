@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <sluice/event_bus.hpp>
@@ -50,6 +51,10 @@ struct PipelineOptions {
   std::size_t sort_window = 0;
   OnError on_error = OnError::fail;
   std::string dead_letter;                      ///< path for failed records (JSONL); empty: none
+  /// With OnError::skip: the run fails (status "failed") at the record that makes the failed
+  /// count exceed this, records failed before a resume included; none: no limit. That record
+  /// is still reported and dead-lettered.
+  std::optional<std::uint64_t> max_errors;
   std::size_t max_in_flight_records = 2048;     ///< records read but not yet written
   std::size_t max_in_flight_bytes = 64u << 20;  ///< their bytes (input, text and output)
   std::size_t read_chunk_bytes = 64u << 10;     ///< size of each uv_fs_read

@@ -50,7 +50,9 @@ struct TensorView {
   std::span<const std::byte> data;      ///< the raw little-endian bytes, inside the mapping
   std::uint64_t offset = 0;             ///< where `data` starts, from the start of the data area
 
-  /// Number of elements (the product of `shape`; 1 for a scalar).
+  /// Number of elements (the product of `shape`; 1 for a scalar, 0 when a dimension is 0).
+  /// Never overflows: the views SafetensorsFile hands out have counts below 2^63; for a
+  /// hand-made shape beyond that it returns INT64_MAX.
   std::int64_t numel() const noexcept;
   /// The shape as text, e.g. "[384, 1536]", for messages.
   std::string shape_string() const;
@@ -62,8 +64,9 @@ class SafetensorsFile {
  public:
   /// Maps and validates the file: the header length lies within the file, the header is a JSON
   /// object whose entries (besides an optional "__metadata__" object of strings) each have a
-  /// known "dtype", a "shape" of non-negative integers and "data_offsets" [begin, end] whose
-  /// size equals the shape's element count times the dtype size, and the tensors cover the data
+  /// known "dtype", a "shape" of non-negative integers whose product (taken over the non-zero
+  /// dimensions) stays below 2^63 and whose byte size fits 64 bits, and "data_offsets"
+  /// [begin, end] whose size equals the shape's element count times the dtype size, and the tensors cover the data
   /// area exactly, in order, without overlap or gaps.
   /// Throws sluice::Error (invalid_model): "<path>: tensor \"<name>\": <what is wrong>", or
   /// "<path>: <what is wrong>" for the file as a whole; io_error when it cannot be opened.

@@ -63,6 +63,15 @@ void AsyncFileWriter::start_write() {
   // One request in flight at a time: callbacks run from inside on_write/on_fsync may get here
   // while the request is being reused.
   if (busy_) return;
+  if (failed_) {
+    // After a failed write nothing more is written (the bytes after the failure would land at
+    // the wrong offset); waiting syncs get the error and close goes ahead.
+    writing_.clear();
+    writing_pos_ = 0;
+    pending_.clear();
+    run_barriers();
+    return;
+  }
   if (writing_pos_ >= writing_.size()) {
     writing_.clear();
     writing_pos_ = 0;

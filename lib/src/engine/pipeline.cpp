@@ -239,6 +239,7 @@ class Pipeline::Impl {
   std::unique_ptr<EmbedWorkers> workers_;
   std::uint64_t next_index_ = 0;
   std::uint64_t next_release_ = 0;
+  std::uint64_t failed_released_ = 0;  // records released as failed, those before a resume included
   std::map<std::uint64_t, WorkItem> reorder_;
   std::uint64_t in_flight_records_ = 0;
   std::uint64_t in_flight_bytes_ = 0;
@@ -415,6 +416,7 @@ bool Pipeline::Impl::load_resume_point() {
   summary_.records_read = at.records;
   summary_.completed = at.completed;
   summary_.failed = at.failed;
+  failed_released_ = at.failed;
   summary_.tokens = at.tokens;
   summary_.truncated = at.truncated;
   summary_.bytes_read = at.input_offset;
@@ -740,11 +742,15 @@ void Pipeline::Impl::release() {
         dead_letter_appended_ += line.size();
         dead_->append(line);
       }
-      if (opt_.on_error == OnError::fail) {
+      ++failed_released_;
+      const bool too_many = opt_.max_errors && failed_released_ > *opt_.max_errors;
+      if (opt_.on_error == OnError::fail || too_many) {
         p.output_end = output_appended_;
         p.dead_letter_end = dead_letter_appended_;
         pending_.push_back(p);
-        fail_run(message);
+        fail_run(too_many ? fmt::format("{} records failed, more than --max-errors {} allows; the last: {}",
+                                        failed_released_, *opt_.max_errors, message)
+                          : message);
         return;
       }
     } else if (sink_) {

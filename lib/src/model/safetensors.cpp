@@ -101,8 +101,15 @@ bool dtype_from_name(std::string_view name, DType& out) noexcept {
 }
 
 std::int64_t TensorView::numel() const noexcept {
+  // SafetensorsFile::open refuses shapes whose count overflows; a hand-made view must not
+  // reach undefined behaviour either: 0 if any dimension is 0 (or negative), else saturated.
+  for (auto d : shape) {
+    if (d <= 0) return 0;
+  }
   std::int64_t n = 1;
-  for (auto d : shape) n *= d;
+  for (auto d : shape) {
+    if (__builtin_mul_overflow(n, d, &n)) return std::numeric_limits<std::int64_t>::max();
+  }
   return n;
 }
 
@@ -265,15 +272,33 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
                   fmt::format("data_offsets [{}, {}] run past the end of the data area ({} bytes)", begin, end,
                               data_size));
     }
-    // Element count times dtype size, refusing overflow.
-    std::uint64_t bytes = dtype_size(t.dtype);
+    // Element count and byte size, refusing what does not fit: the count must fit the int64
+    // that numel() and libtorch use, even when a zero dimension makes the product 0 (the
+    // dimensions multiplied in order must not pass 2^63 - 1 first), and the byte size must fit
+    // 64 bits. Overflow would otherwise make a huge shape look as small as its data range.
+    std::uint64_t elements = 1;
+    bool empty = false;
     for (auto d : t.shape) {
       const auto ud = static_cast<std::uint64_t>(d);
-      if (ud != 0 && bytes > std::numeric_limits<std::uint64_t>::max() / ud) {
-        fail_tensor(path, key, fmt::format("shape {} is too large", t.shape_string()));
+      if (ud == 0) {
+        empty = true;
+        continue;
       }
-      bytes *= ud;
+      if (elements > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) / ud) {
+        fail_tensor(path, key,
+                    fmt::format("shape {} is too large: its dimensions multiply past 2^63 - 1 elements",
+                                t.shape_string()));
+      }
+      elements *= ud;
     }
+    if (empty) elements = 0;
+    const std::uint64_t elem_size = dtype_size(t.dtype);
+    if (elements > std::numeric_limits<std::uint64_t>::max() / elem_size) {
+      fail_tensor(path, key,
+                  fmt::format("shape {} of {} is too large: its byte size overflows 64 bits", t.shape_string(),
+                              dtype_name(t.dtype)));
+    }
+    const std::uint64_t bytes = elements * elem_size;
     if (bytes != end - begin) {
       fail_tensor(path, key,
                   fmt::format("shape {} of {} needs {} bytes but data_offsets [{}, {}] hold {}", t.shape_string(),
