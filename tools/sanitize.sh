@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Builds sluice with sanitizers and runs tests there:
-#   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer, the whole unit suite
-#   build-tsan/  ThreadSanitizer, the threaded unit tests (pipeline, bounded_queue,
-#                event_bus, tokenizer)
+#   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer): the unit
+#                suite, the fuzz targets' seed replay and the end-to-end tests (the real
+#                pipeline-run binary, instrumented)
+#   build-tsan/  ThreadSanitizer: the threaded unit tests (pipeline, bounded_queue, event_bus,
+#                tokenizer, tokenizer_bpe, tokenizer_unigram)
 #
 #   tools/sanitize.sh          both
 #   tools/sanitize.sh asan     only ASan+UBSan
 #   tools/sanitize.sh tsan     only TSan
+#   SANITIZE_E2E=0             ASan without the end-to-end tests
+#   SANITIZE_JOBS=N            build and test jobs (default 2)
 #
-# Both use the default compiler (GCC 12 on Debian 12). libtorch, libgomp and OpenBLAS are
-# Debian's, not built with sanitizers; a report from inside them would be silenced in
-# tests/sanitizers/*.supp with a comment saying why it is not ours (none is needed today).
-# Every other report fails the run. Times of each phase are printed at the end.
+# Both use the default compiler (GCC 12 on Debian 12), at -O1 -g1: a third of the compile
+# time of -O2 -g (the libtorch headers dominate), line numbers still in every report.
+# libtorch, libgomp and OpenBLAS are Debian's, not built with sanitizers; a report from
+# inside them would be silenced in tests/sanitizers/*.supp with a comment saying why it is
+# not ours. Every other report fails the run. Times of each phase are printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,8 +31,23 @@ supp=$PWD/tests/sanitizers
 timings=()
 now() { date +%s; }
 
-# tcmalloc replaces malloc, which the sanitizers must own: off in these builds.
-common_setup=(-Dbuildtype=debugoptimized -Db_lundef=false -Dtcmalloc=disabled)
+# tcmalloc replaces malloc, which the sanitizers must own: off in these builds. The fuzz
+# targets are built in their seed-replay form (GCC has no libFuzzer).
+common_setup=(-Dbuildtype=debugoptimized -Doptimization=1 -Dcpp_args=-g1 -Db_lundef=false -Dtcmalloc=disabled
+  -Dfuzz=auto)
+e2e=${SANITIZE_E2E:-1}
+
+# Sets a build folder up, or brings an existing one to these options (no rebuild when they
+# are already its options).
+configure() {  # dir, options...
+  local dir=$1
+  shift
+  if [[ -f $dir/build.ninja ]]; then
+    meson configure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@" >/dev/null
+  fi
+}
 
 # Reports are fatal; UBSan prints a stack. Leak checking covers our code and uses the LSan
 # suppressions for one-time allocations made inside libtorch's and glog's initialisers.
@@ -58,29 +78,34 @@ run_phase() {  # name, command...
 }
 
 if [[ $which == all || $which == asan ]]; then
-  [[ -f build-asan/build.ninja ]] ||
-    meson setup build-asan "${common_setup[@]}" -Db_sanitize=address,undefined
-  # Only what the unit suite needs: its test programs and the test model folders (the build
-  # files are regenerated first, so tests added since the last build are listed).
+  configure build-asan "${common_setup[@]}" -Db_sanitize=address,undefined
+  suites=(unit fuzz)
+  [[ $e2e == 1 ]] && suites+=(e2e)
+  # Only what those suites need: their programs (pipeline-run for e2e) and the test model
+  # folders. The build files are regenerated first, so tests added since are listed.
   ninja -C build-asan build.ninja >/dev/null
   asan_targets=$(meson introspect build-asan --tests | /usr/bin/python3 -c '
 import json, sys, os
 root = os.path.realpath("build-asan")
+suites = set(sys.argv[1:])
 names = set()
 for t in json.load(sys.stdin):
-    if any(s.split(":")[-1] == "unit" for s in t["suite"]):
-        names.add(os.path.relpath(t["cmd"][0], root))
-print(" ".join(sorted(names)))')
-  run_phase "asan build" ninja -C build-asan -j"$jobs" $asan_targets tests/test-models
-  run_phase "asan unit tests" meson test -C build-asan --no-rebuild --suite unit --print-errorlogs \
-    --num-processes "$jobs" --timeout-multiplier 4
+    if not any(s.split(":")[-1] in suites for s in t["suite"]):
+        continue
+    for path in [t["cmd"][0]] + t.get("depends", []):
+        path = os.path.realpath(path) if os.path.isabs(path) else None
+        if path and path.startswith(root + "/") and not path.endswith(".py"):
+            names.add(os.path.relpath(path, root))
+print(" ".join(sorted(names)))' "${suites[@]}")
+  run_phase "asan build" ninja -C build-asan -j"$jobs" $asan_targets apps/pipeline-run/pipeline-run tests/test-models
+  run_phase "asan tests (${suites[*]})" meson test -C build-asan --no-rebuild --print-errorlogs \
+    --num-processes "$jobs" --timeout-multiplier 4 $(printf -- "--suite %s " "${suites[@]}")
 fi
 
 if [[ $which == all || $which == tsan ]]; then
-  [[ -f build-tsan/build.ninja ]] ||
-    meson setup build-tsan "${common_setup[@]}" -Db_sanitize=thread
+  configure build-tsan "${common_setup[@]}" -Db_sanitize=thread
   ninja -C build-tsan build.ninja >/dev/null
-  tsan_tests=(pipeline bounded_queue event_bus tokenizer)
+  tsan_tests=(pipeline bounded_queue event_bus tokenizer tokenizer_bpe tokenizer_unigram)
   run_phase "tsan build" ninja -C build-tsan -j"$jobs" $(printf "tests/unit/%s_test " "${tsan_tests[@]}") \
     tests/test-models
   run_phase "tsan tests" meson test -C build-tsan --no-rebuild --print-errorlogs --num-processes 1 \

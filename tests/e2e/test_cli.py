@@ -184,6 +184,64 @@ class CliTest(unittest.TestCase):
         import base64
         self.assertEqual(base64.b64decode(lines[5]["record_base64"]), b'{"text":"bad utf8 \xff\xfe"}')
 
+    def test_dim_output_types_and_prompt(self):
+        import base64, math, struct
+        data = records(20)
+        r, _, _ = self.embed(data)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        full = [json.loads(l)["embedding"] for l in self.read("out.jsonl").splitlines()]
+
+        def out_values(*flags):
+            r, _, _ = self.embed(data, "--no-checkpoint", *flags)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return [json.loads(l)["embedding"] for l in self.read("out.jsonl").splitlines()]
+
+        # --dim: the leading values, back to unit length (the tiny model normalises).
+        for v, cut in zip(full, out_values("--dim", "8")):
+            n = math.sqrt(sum(x * x for x in v[:8]))
+            self.assertEqual(len(cut), 8)
+            for a, b in zip(cut, v[:8]):
+                self.assertAlmostEqual(a, b / n, places=6)
+        # float16 as numbers and as base64 of little-endian halves: the same values.
+        halves = out_values("--output-type", "float16")
+        for v, h, b in zip(full, halves, out_values("--output-type", "float16", "--output-encoding", "base64")):
+            unpacked = struct.unpack("<%de" % len(v), base64.b64decode(b))
+            f32 = lambda x: struct.unpack("<f", struct.pack("<f", x))[0]  # the JSON number is the shortest float32
+            self.assertEqual([f32(x) for x in unpacked], [f32(x) for x in h])
+            for a, x in zip(h, v):
+                self.assertLessEqual(abs(a - x), abs(x) * 2 ** -11 + 2 ** -25)
+        # float32 base64: the very floats of the JSON numbers.
+        for v, b in zip(full, out_values("--output-encoding", "base64")):
+            self.assertEqual(list(struct.unpack("<%df" % len(v), base64.b64decode(b))),
+                             [struct.unpack("<f", struct.pack("<f", x))[0] for x in v])
+        # int8: round(127 x), clamped; base64 of the same bytes.
+        for v, q, b in zip(full, out_values("--output-type", "int8"),
+                           out_values("--output-type", "int8", "--output-encoding", "base64")):
+            self.assertEqual(q, [max(-127, min(127, int(math.floor(abs(x) * 127 + 0.5)) * (1 if x >= 0 else -1)))
+                                 for x in v])
+            self.assertEqual(list(struct.unpack("<%db" % len(v), base64.b64decode(b))), q)
+        # binary: sign bits, packed high bit first.
+        for v, packed in zip(full, out_values("--output-type", "binary")):
+            bits = [1 if x > 0 else 0 for x in v] + [0] * (-len(v) % 8)
+            self.assertEqual(packed, [int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8)])
+        # --prompt: the same as the prompt written into the text.
+        prompted = b"".join(b'{"id": %d, "text": "query: record %d about rivers and deltas", "meta": {"n": %d}}\n'
+                            % (i, i, i) for i in range(20))
+        r, _, _ = self.embed(prompted, "--no-checkpoint", name="prompted.jsonl")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        expected = [json.loads(l)["embedding"] for l in self.read("out.jsonl").splitlines()]
+        self.assertEqual(out_values("--prompt", "query: "), expected)
+        # Refusals name the problem.
+        r, _, _ = self.embed(data, "--dim", "33")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"error: --dim 33 is more than the model's 32 dimensions", r.stderr)
+        r, _, _ = self.embed(data, "--prompt-name", "query")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b'error: the model has no prompt named "query"', r.stderr)
+        r, _, _ = self.embed(data, "--no-normalize", "--output-type", "int8")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"error: int8 output needs normalised embeddings", r.stderr)
+
     def test_max_errors_stops_the_run_past_the_limit(self):
         data = b"".join(b'{"id": %d, "text": 5}\n' % i if i % 10 == 3 else b'{"id": %d, "text": "t %d"}\n' % (i, i)
                         for i in range(100))
@@ -204,6 +262,22 @@ class CliTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn(b"cannot be used with --on-error fail", r.stderr)
 
+    def test_bad_records_among_many_reads_fail_alone(self):
+        # A bad record completes at once, while its read buffer is still being split: the
+        # next read must not land in that buffer (it once did, corrupting later lines).
+        lines = [b'{"id": %d, "text": 7}\n' % i if i % 7 == 3 else
+                 b'{"id": %d, "text": "record %d about rivers and deltas"}\n' % (i, i) for i in range(20000)]
+        dead = self.path("dead.jsonl")
+        for _ in range(2):
+            r, _, _ = self.embed(b"".join(lines), "--on-error", "skip", "--dead-letter", dead)
+            self.assertEqual(r.returncode, 4, r.stderr)
+            bad = [i for i in range(20000) if i % 7 == 3]
+            self.assertIn(b"%d records embedded, %d failed" % (20000 - len(bad), len(bad)), r.stderr)
+            self.assertEqual([json.loads(l)["line"] for l in self.read("dead.jsonl").splitlines()],
+                             [i + 1 for i in bad])
+            out = self.read("out.jsonl").splitlines()
+            self.assertEqual([json.loads(l)["id"] for l in out], [i for i in range(20000) if i % 7 != 3])
+
     def test_full_disk_is_a_clear_error(self):
         src = self.write("in.jsonl", records(100))
         r = run(["embed", src, "-o", "/dev/full", "--model", TINY, "--progress", "never", "--no-checkpoint"])
@@ -220,7 +294,8 @@ class CliTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         reference = self.read("ref.jsonl")
         out = self.path("out.jsonl")
-        cmd = [PIPELINE_RUN, "embed", src, "-o", out, "--model", TINY, "--progress", "never", "--checkpoint-every", "100"]
+        cmd = [PIPELINE_RUN, "embed", src, "-o", out, "--model", TINY, "--progress", "never", "--checkpoint-every", "100",
+               "--sort-window", "100"]
         limit = len(reference) // 3
         r = subprocess.run(cmd, capture_output=True, timeout=300,
                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
@@ -353,6 +428,150 @@ class CliTest(unittest.TestCase):
                     self.assertEqual(p.returncode, 4, err)
             self.assertEqual(self.read(f"out{trial}.jsonl"), reference, f"trial {trial} after {kills} kills")
             self.assertEqual(self.read(f"out{trial}.dead"), reference_dead, f"trial {trial}")
+
+class LongInputTest(unittest.TestCase):
+    """--long-input chunk and fail on the MiniLM-shaped test model. Window counts come from the
+    Hugging Face Rust tokenizer (tests/data/tokenizer/bert-base-uncased.windows-64-16.jsonl,
+    made by tools/reference/window_reference.mjs)."""
+
+    ROOT = os.environ.get("SLUICE_SOURCE_ROOT", ".")
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="sluice-long-")
+        self.src = os.path.join(self.tmp.name, "in.jsonl")
+        with open(os.path.join(self.ROOT, "tests/data/reference/texts.jsonl"), "rb") as f:
+            self.lines = f.read().splitlines()[:120]
+        with open(self.src, "wb") as f:
+            f.write(b"\n".join(self.lines) + b"\n")
+        with open(os.path.join(self.ROOT, "tests/data/tokenizer/bert-base-uncased.windows-64-16.jsonl")) as f:
+            self.windows = [json.loads(l)["windows"] for l in f][:120]
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def embed(self, *flags):
+        out = os.path.join(self.tmp.name, "out.jsonl")
+        r = run(["embed", self.src, "-o", out, "--model", os.path.join(MODELS, "minilm"), "--progress", "never",
+                 "--no-checkpoint", *flags])
+        with open(out, "rb") as f:
+            return r, f.read().splitlines()
+
+    def test_chunks_follow_hugging_face_windows_and_cover_the_text(self):
+        import math
+        r, out = self.embed("--long-input", "chunk", "--chunk-tokens", "64", "--chunk-overlap", "16",
+                            "--chunk-document")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        at = 0
+        for i, line in enumerate(self.lines):
+            record = json.loads(line)
+            text = record["text"]
+            doc = json.loads(out[at])
+            # The record itself comes first, every byte kept, with the document vector.
+            self.assertTrue(out[at].startswith(line.rstrip()[:-1] + b',"embedding":['))
+            n = len(self.windows[i])
+            chunks = [json.loads(l) for l in out[at + 1:at + 1 + n]]
+            at += 1 + n
+            self.assertEqual([c["chunk"] for c in chunks], list(range(n)))
+            for c in chunks:
+                self.assertEqual((c["parent_line"], c["parent_id"], c["chunks"]), (i + 1, record["id"], n))
+            # Windows start at the text's start, overlap, and end at its last token.
+            self.assertEqual(chunks[0]["start"], len(text) - len(text.lstrip()))
+            for a, b in zip(chunks, chunks[1:]):
+                self.assertLess(b["start"], a["end"])
+                self.assertGreater(b["end"], a["end"])
+            self.assertLessEqual(chunks[-1]["end"], len(text))
+            self.assertEqual(text[chunks[-1]["end"]:].strip(), "", i)
+            # The document vector is the token-weighted mean of the windows', renormalised.
+            weights = [len(w) for w in self.windows[i]]
+            mean = [sum(w * c["embedding"][d] for w, c in zip(weights, chunks)) for d in range(384)]
+            norm = math.sqrt(sum(x * x for x in mean))
+            for a, b in zip(doc["embedding"], mean):
+                self.assertAlmostEqual(a, b / norm, places=5)
+        self.assertEqual(at, len(out))
+        self.assertIn(b"0 truncated", r.stderr)
+
+    def test_a_short_text_is_one_window_equal_to_its_plain_embedding(self):
+        r, plain = self.embed()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r, chunked = self.embed("--long-input", "chunk")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        chunks = [json.loads(l) for l in chunked]
+        for i, line in enumerate(plain):
+            rec = json.loads(line)
+            mine = [c for c in chunks if c["parent_line"] == i + 1]
+            if len(mine) != 1:
+                continue
+            a, b = rec["embedding"], mine[0]["embedding"]
+            self.assertGreater(sum(x * y for x, y in zip(a, b)), 0.99999)
+
+    def test_fail_reports_each_long_text(self):
+        dead = os.path.join(self.tmp.name, "dead.jsonl")
+        r, out = self.embed("--long-input", "fail", "--on-error", "skip", "--dead-letter", dead)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        with open(os.path.join(self.ROOT, "tests/data/reference/tokens.jsonl")) as f:
+            lengths = [json.loads(l)["untruncated"] for l in f][:120]
+        long = [i for i, n in enumerate(lengths) if n > 256]
+        self.assertGreater(len(long), 5)
+        with open(dead) as f:
+            dl = [json.loads(l) for l in f]
+        self.assertEqual([d["line"] for d in dl], [i + 1 for i in long])
+        self.assertEqual(dl[0]["error"], "text_too_long")
+        self.assertEqual(dl[0]["message"], "the text is %d tokens, more than the model's 256 (embed it in pieces with "
+                         "--long-input chunk, or cut it with --long-input truncate)" % lengths[long[0]])
+        self.assertEqual(len(out), 120 - len(long))
+
+
+class TokenizeTest(unittest.TestCase):
+    """`pipeline-run tokenize` against ids from the Hugging Face Rust tokenizer
+    (tests/data/tokenizer/README.md says how they were made)."""
+
+    ROOT = os.environ.get("SLUICE_SOURCE_ROOT", ".")
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="sluice-tok-")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_ids_match_hugging_face_for_every_tokenizer_kind(self):
+        data = os.path.join(self.ROOT, "tests/data/tokenizer")
+        for kind in ["bert-base-uncased", "roberta", "xlm-roberta", "albert"]:
+            out = os.path.join(self.tmp.name, kind + ".jsonl")
+            r = run(["tokenize", os.path.join(data, "corpus.jsonl"), "--model", os.path.join(data, kind), "-o", out])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out, "rb") as f:
+                lines = f.read().splitlines()
+            got = [json.loads(l)["input_ids"] for l in lines]
+            if kind == "bert-base-uncased":
+                with open(os.path.join(data, kind + ".ids.jsonl")) as f:
+                    want = [json.loads(l)["ids"] for l in f]
+            else:
+                with open(os.path.join(data, kind + ".ids.txt")) as f:
+                    want = [[int(x) for x in l.split()] for l in f]
+            self.assertEqual(len(got), 8000)
+            self.assertEqual(sum(a == b for a, b in zip(got, want)), 8000, kind)
+            # Each line is the input record with the ids added.
+            with open(os.path.join(data, "corpus.jsonl"), "rb") as f:
+                first = f.readline().rstrip(b"\n")
+            self.assertTrue(lines[0].startswith(first[:-1] + b',"input_ids":['), lines[0][:100])
+
+    def test_stats_count_tokens_and_truncation(self):
+        texts = os.path.join(self.ROOT, "tests/data/reference/texts.jsonl")
+        r = run(["tokenize", texts, "--model", os.path.join(MODELS, "minilm"), "--stats"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(self.ROOT, "tests/data/reference/tokens.jsonl")) as f:
+            lengths = [json.loads(l)["untruncated"] for l in f]
+        out = r.stdout.decode()
+        self.assertIn("records       1200\n", out)
+        self.assertIn("tokens        %d (special tokens included)" % sum(lengths), out)
+        over = [n for n in lengths if n > 256]
+        self.assertIn("model limit   256 tokens: %d records longer" % len(over), out)
+        self.assertIn("truncation would drop %d tokens" % sum(n - 256 for n in over), out)
+        self.assertIn("longest %d\n" % max(lengths), out)
+        # Without -o or --stats there is nothing to do.
+        r = run(["tokenize", texts, "--model", os.path.join(MODELS, "minilm")])
+        self.assertEqual(r.returncode, 2)
+
 
 class ReferenceTest(unittest.TestCase):
     """pipeline-run against an independent implementation: transformers.js + onnxruntime on the

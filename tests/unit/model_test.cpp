@@ -18,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <simdjson.h>
@@ -39,6 +40,13 @@ constexpr double kMaxAbsDiff = 5e-6;
 fs::path models_root() {
   const char* v = std::getenv("SLUICE_TEST_MODELS");
   REQUIRE_MESSAGE(v != nullptr, "SLUICE_TEST_MODELS is not set (run through meson test)");
+  return v;
+}
+
+/// The TorchScript folder (tools/models/export_torchscript.py on minilm; meson's test setup).
+fs::path torchscript_root() {
+  const char* v = std::getenv("SLUICE_TEST_TORCHSCRIPT");
+  REQUIRE_MESSAGE(v != nullptr, "SLUICE_TEST_TORCHSCRIPT is not set (run through meson test)");
   return v;
 }
 
@@ -137,13 +145,16 @@ struct Reference {
   std::string model_sha256;
   std::uint32_t max_seq_length = 0;
   std::size_t count = 0;                        // records in the reference
+  bool normalize = true;                        // the reference vectors are L2-normalised
 };
 
-/// Reads <prefix>.json, <prefix>.f32 and the first "records" lines of the shared tokens.jsonl.
+/// Reads <prefix>.json, <prefix>.f32 and the first "records" lines of the token file the .json
+/// names ("tokens"; the BERT references share tokens.jsonl).
 Reference load_reference(const std::string& prefix) {
   Reference r;
   const fs::path dir = reference_dir();
   simdjson::dom::parser parser;
+  std::string tokens = "tokens.jsonl";
   {
     simdjson::dom::element meta;
     REQUIRE_MESSAGE(!parser.load((dir / (prefix + ".json")).string()).get(meta), "cannot read " << prefix << ".json");
@@ -157,8 +168,12 @@ Reference load_reference(const std::string& prefix) {
     r.dims = dims;
     r.max_seq_length = static_cast<std::uint32_t>(max_seq);
     r.count = records;
+    std::string_view name;
+    if (!meta["tokens"].get_string().get(name)) tokens = std::string(name);
+    bool normalize = true;
+    if (!meta["normalize"].get_bool().get(normalize)) r.normalize = normalize;
   }
-  std::istringstream lines(read_file(dir / "tokens.jsonl"));
+  std::istringstream lines(read_file(dir / tokens));
   std::string line;
   while (r.ids.size() < r.count && std::getline(lines, line)) {
     if (line.empty()) continue;
@@ -177,13 +192,13 @@ Reference load_reference(const std::string& prefix) {
   return r;
 }
 
-TokenBatch make_batch(const std::vector<std::vector<std::int64_t>>& rows) {
+TokenBatch make_batch(const std::vector<std::vector<std::int64_t>>& rows, std::int64_t pad = 0) {
   TokenBatch tb;
   tb.batch = static_cast<std::uint32_t>(rows.size());
   std::size_t seq = 1;
   for (const auto& r : rows) seq = std::max(seq, r.size());
   tb.seq_len = static_cast<std::uint32_t>(seq);
-  tb.ids.assign(rows.size() * seq, 0);
+  tb.ids.assign(rows.size() * seq, pad);
   tb.attention_mask.assign(rows.size() * seq, 0);
   tb.type_ids.assign(rows.size() * seq, 0);
   for (std::size_t b = 0; b < rows.size(); ++b) {
@@ -195,9 +210,9 @@ TokenBatch make_batch(const std::vector<std::vector<std::int64_t>>& rows) {
   return tb;
 }
 
-/// Embeds rows [first, first + count) of `ids` in batches of `batch_size`.
+/// Embeds rows [first, first + count) of `ids` in batches of `batch_size`, padded with `pad`.
 std::vector<float> embed_all(Model& model, const std::vector<std::vector<std::int64_t>>& ids, std::size_t batch_size,
-                             std::size_t first = 0, std::size_t count = SIZE_MAX) {
+                             std::size_t first = 0, std::size_t count = SIZE_MAX, std::int64_t pad = 0) {
   const std::size_t dims = model.info().dimensions;
   const std::size_t end = std::min(ids.size(), count == SIZE_MAX ? ids.size() : first + count);
   std::vector<float> out((end - first) * dims);
@@ -205,7 +220,7 @@ std::vector<float> embed_all(Model& model, const std::vector<std::vector<std::in
     const std::size_t n = std::min(batch_size, end - b);
     std::vector<std::vector<std::int64_t>> rows(ids.begin() + static_cast<std::ptrdiff_t>(b),
                                                 ids.begin() + static_cast<std::ptrdiff_t>(b + n));
-    model.embed(make_batch(rows), std::span<float>(out.data() + (b - first) * dims, n * dims));
+    model.embed(make_batch(rows, pad), std::span<float>(out.data() + (b - first) * dims, n * dims));
   }
   return out;
 }
@@ -244,9 +259,10 @@ Agreement compare(const std::vector<float>& got, const float* want, std::size_t 
 }
 
 /// The sluice::Error message of loading `dir`, or "" when it loads.
-std::string load_error(const fs::path& dir, ErrorCode expected = ErrorCode::invalid_model) {
+std::string load_error(const fs::path& dir, ErrorCode expected = ErrorCode::invalid_model,
+                       const ModelOptions& options = {}) {
   try {
-    Model::load(dir);
+    Model::load(dir, options);
   } catch (const Error& e) {
     CHECK(e.code() == expected);
     return e.what();
@@ -337,7 +353,8 @@ std::string replace(std::string s, const std::string& from, const std::string& t
 }  // namespace
 
 TEST_CASE("the generated test models are the ones the references were computed from") {
-  for (const std::string name : {"minilm", "minilm-f16"}) {
+  for (const std::string name : {"minilm", "minilm-f16", "roberta", "xlm-roberta", "jina-code", "jina-code-f16",
+                                 "jina-code-bf16", "jina-en"}) {
     CAPTURE(name);
     const Reference ref = load_reference(name);
     const std::string sha = sha256_hex(models_root() / name / "model.safetensors");
@@ -449,6 +466,412 @@ TEST_CASE("cls and last_token pooling match transformers.js") {
     MESSAGE(prefix << ": cosine min " << digits(a.min_cosine) << ", mean " << digits(a.mean_cosine));
     CHECK(a.min_cosine >= 0.99999);
     CHECK(a.max_abs < kMaxAbsDiff);
+  }
+}
+
+/// The largest component of a set of vectors, to scale kMaxAbsDiff for unnormalised ones.
+double largest(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, double(std::abs(x)));
+  return m;
+}
+
+TEST_CASE("RoBERTa, XLM-RoBERTa and JinaBERT v2 match transformers.js / onnxruntime on every reference record") {
+  struct Case {
+    const char* name;
+    const char* family;
+    std::int64_t pad;  // the tokenizer's padding id
+    Pooling pooling;
+    bool normalize;
+    std::uint32_t dims, layers, max_tokens;
+  };
+  const Case cases[] = {
+      {"roberta", "roberta", 1, Pooling::mean, true, 256, 4, 256},
+      {"xlm-roberta", "xlm-roberta", 1, Pooling::cls, true, 256, 4, 256},
+      {"jina-code", "jina_bert", 1, Pooling::mean, true, 192, 4, 512},
+      {"jina-en", "jina_bert", 0, Pooling::mean, false, 192, 2, 512},
+  };
+  for (const Case& c : cases) {
+    const std::string name = c.name;
+    CAPTURE(name);
+    const Reference ref = load_reference(name);
+    REQUIRE(ref.ids.size() >= 500);
+    ModelOptions options;
+    options.threads = 2;
+    auto model = Model::load(models_root() / c.name, options);
+    const ModelInfo& info = model->info();
+    CHECK(info.family == c.family);
+    CHECK(info.dimensions == c.dims);
+    CHECK(info.hidden_size == c.dims);
+    CHECK(info.layers == c.layers);
+    CHECK(info.max_tokens == c.max_tokens);
+    CHECK(info.max_tokens == ref.max_seq_length);
+    CHECK(info.pooling == c.pooling);
+    CHECK(info.normalize == c.normalize);
+    CHECK(info.normalize == ref.normalize);
+    REQUIRE(ref.dims == info.dimensions);
+
+    std::size_t truncated = 0, longest = 0;
+    for (std::size_t i = 0; i < ref.ids.size(); ++i) {
+      CHECK(ref.ids[i].size() <= info.max_tokens);
+      truncated += ref.untruncated[i] > static_cast<std::int64_t>(info.max_tokens);
+      longest = std::max(longest, ref.ids[i].size());
+    }
+    // The 256-token models see truncated rows; the JinaBERT ones rows of 400+ tokens, where
+    // ALiBi's far distances matter.
+    CHECK((c.max_tokens == 256 ? truncated >= 20 : longest >= 400));
+
+    // Batches of 16: padded rows of mixed lengths, padded with the tokenizer's padding id.
+    const std::vector<float> got = embed_all(*model, ref.ids, 16, 0, SIZE_MAX, c.pad);
+    const Agreement a = compare(got, ref.embeddings.data(), ref.ids.size(), ref.dims);
+    const double scale = c.normalize ? 1.0 : largest(ref.embeddings);
+    MESSAGE(name << " vs transformers.js: " << ref.ids.size() << " records, cosine min " << digits(a.min_cosine)
+                   << " (record " << a.worst << "), mean " << digits(a.mean_cosine) << ", max |diff| " << a.max_abs
+                   << " (largest component " << scale << ")");
+    CHECK(a.min_cosine >= 0.99999);
+    CHECK(a.max_abs < kMaxAbsDiff * scale);
+
+    // One at a time (no padding at all) gives the same answer.
+    const std::vector<float> alone = embed_all(*model, ref.ids, 1, 0, 24, c.pad);
+    const Agreement b = compare(alone, ref.embeddings.data(), 24, ref.dims);
+    CHECK(b.min_cosine >= 0.99999);
+    CHECK(b.max_abs < kMaxAbsDiff * scale);
+  }
+}
+
+TEST_CASE("JinaBERT v2 with F16 and BF16 stored weights matches its own references") {
+  for (const auto& [name_c, dtype] : {std::pair{"jina-code-f16", DType::f16}, std::pair{"jina-code-bf16", DType::bf16}}) {
+    const std::string name = name_c;
+    CAPTURE(name);
+    const fs::path dir = models_root() / name;
+    {
+      const auto weights = SafetensorsFile::open(dir / "model.safetensors");
+      for (const auto& t : weights.tensors()) CHECK(t.dtype == dtype);
+    }
+    const Reference ref = load_reference(name);
+    ModelOptions options;
+    options.threads = 2;
+    auto model = Model::load(dir, options);
+    // Every other record keeps the test quick; the F32 test covers the rest.
+    std::vector<std::vector<std::int64_t>> ids;
+    std::vector<float> want;
+    for (std::size_t i = 0; i < ref.ids.size(); i += 2) {
+      ids.push_back(ref.ids[i]);
+      want.insert(want.end(), ref.embeddings.begin() + static_cast<std::ptrdiff_t>(i * ref.dims),
+                  ref.embeddings.begin() + static_cast<std::ptrdiff_t>((i + 1) * ref.dims));
+    }
+    const std::vector<float> got = embed_all(*model, ids, 16, 0, SIZE_MAX, 1);
+    const Agreement a = compare(got, want.data(), ids.size(), ref.dims);
+    MESSAGE(name << " vs transformers.js: " << ids.size() << " records, cosine min " << digits(a.min_cosine)
+                 << ", max |diff| " << a.max_abs);
+    CHECK(a.min_cosine >= 0.99999);
+    CHECK(a.max_abs < kMaxAbsDiff);
+  }
+  // The rounding is real: the F32 model's embeddings differ from the BF16 one's.
+  const Reference f32 = load_reference("jina-code"), bf16 = load_reference("jina-code-bf16");
+  const Agreement d = compare(std::vector<float>(f32.embeddings.begin(), f32.embeddings.begin() + 300 * 192),
+                              bf16.embeddings.data(), 300, 192);
+  CHECK(d.max_abs > 1e-4);
+}
+
+TEST_CASE("RoBERTa positions count the non-padding ids; ALiBi sees only distances") {
+  ModelOptions options;
+  options.threads = 1;
+  const std::vector<std::int64_t> row = {0, 713, 16, 10, 1296, 9, 5, 4332, 2};  // <s> ... </s>
+  auto embed_rows = [](Model& m, const TokenBatch& tb) {
+    std::vector<float> out(tb.batch * m.info().dimensions);
+    m.embed(tb, out);
+    return out;
+  };
+  auto same = [](const std::vector<float>& a, const float* b) {
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (std::abs(a[i] - b[i]) > 1e-5f) return false;
+    }
+    return true;
+  };
+  for (const std::string name : {"roberta", "jina-code"}) {
+    CAPTURE(name);
+    auto model = Model::load(models_root() / name, options);
+    const std::size_t d = model->info().dimensions;
+    const std::vector<float> alone = embed_rows(*model, make_batch({row}, 1));
+    // Left padding with the padding id under a 0 mask: RoBERTa's positions skip padding ids
+    // and ALiBi's distances do not move, so nothing changes.
+    TokenBatch left;
+    left.batch = 2;
+    left.seq_len = static_cast<std::uint32_t>(row.size() + 3);
+    left.ids.assign(2 * left.seq_len, 1);
+    left.attention_mask.assign(2 * left.seq_len, 0);
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      left.ids[3 + c] = row[c];  // row 0: three columns of padding first
+      left.attention_mask[3 + c] = 1;
+      left.ids[left.seq_len + c] = row[c];  // row 1: right-padded
+      left.attention_mask[left.seq_len + c] = 1;
+    }
+    const std::vector<float> both = embed_rows(*model, left);
+    CHECK(same(std::vector<float>(both.begin(), both.begin() + d), alone.data()));
+    CHECK(same(std::vector<float>(both.begin() + d, both.end()), alone.data()));
+    if (name == "roberta") {
+      // A masked id that is not the padding id still counts, as in create_position_ids_from_input_ids:
+      // it moves the positions of the tokens after it.
+      left.ids[0] = 5;
+      const std::vector<float> shifted = embed_rows(*model, left);
+      CHECK_FALSE(same(std::vector<float>(shifted.begin(), shifted.begin() + d), alone.data()));
+      // After the row, it changes nothing.
+      CHECK(same(std::vector<float>(shifted.begin() + d, shifted.end()), alone.data()));
+    } else {
+      // A masked column inside the row widens the distances across it.
+      TokenBatch hole = make_batch({{row[0], row[1], row[2], 1, row[3], row[4], row[5], row[6], row[7], row[8]}}, 1);
+      hole.attention_mask[3] = 0;
+      CHECK_FALSE(same(embed_rows(*model, hole), alone.data()));
+    }
+  }
+}
+
+TEST_CASE("bf16 and int8 precision stay close to fp32 on minilm") {
+  // Measured on this fixture (docs/models.md, "Precision"): cosine to the fp32 reference about
+  // 0.9998 at worst for both; the tests ask for 0.999.
+  const Reference ref = load_reference("minilm");
+  SUBCASE("int8: dynamic quantisation of the linear layers") {
+    ModelOptions options;
+    options.threads = 2;
+    options.precision = Precision::int8;
+    auto model = Model::load(models_root() / "minilm", options);
+    CHECK(model->info().precision == Precision::int8);
+    const std::vector<float> got = embed_all(*model, ref.ids, 16, 0, 160);
+    const Agreement a = compare(got, ref.embeddings.data(), 160, ref.dims);
+    MESSAGE("int8 vs fp32 reference: 160 records, cosine min " << digits(a.min_cosine) << ", mean "
+                                                               << digits(a.mean_cosine));
+    CHECK(a.min_cosine >= 0.999);
+    CHECK(a.min_cosine < 0.9999999);  // it did quantise
+  }
+  SUBCASE("bf16: the linear layers' matmuls in bfloat16") {
+    // libtorch's bf16 matmul without AVX512-BF16 is a slow fallback: a few short records only.
+    std::vector<std::vector<std::int64_t>> ids;
+    std::vector<float> want;
+    for (std::size_t i = 0; i < ref.ids.size() && ids.size() < 16; ++i) {
+      if (ref.ids[i].size() > 48) continue;
+      ids.push_back(ref.ids[i]);
+      want.insert(want.end(), ref.embeddings.begin() + static_cast<std::ptrdiff_t>(i * ref.dims),
+                  ref.embeddings.begin() + static_cast<std::ptrdiff_t>((i + 1) * ref.dims));
+    }
+    ModelOptions options;
+    options.threads = 2;
+    options.precision = Precision::bf16;
+    auto model = Model::load(models_root() / "minilm", options);
+    CHECK(model->info().precision == Precision::bf16);
+    const std::vector<float> got = embed_all(*model, ids, 8);
+    const Agreement a = compare(got, want.data(), ids.size(), ref.dims);
+    MESSAGE("bf16 vs fp32 reference: " << ids.size() << " records, cosine min " << digits(a.min_cosine) << ", mean "
+                                       << digits(a.mean_cosine));
+    CHECK(a.min_cosine >= 0.999);
+    CHECK(a.min_cosine < 0.9999999);
+  }
+  SUBCASE("precision names") {
+    Precision p{};
+    for (Precision q : {Precision::fp32, Precision::bf16, Precision::int8}) {
+      REQUIRE(precision_from_name(precision_name(q), p));
+      CHECK(p == q);
+    }
+    CHECK(precision_name(Precision::bf16) == "bf16");
+    CHECK_FALSE(precision_from_name("fp16", p));
+  }
+}
+
+TEST_CASE("ModelOptions pooling and normalize override the folder's") {
+  ModelOptions options;
+  options.threads = 2;
+  SUBCASE("cls pooling on a mean-pooled folder matches the cls reference") {
+    const Reference ref = load_reference("minilm-cls");
+    options.pooling = Pooling::cls;
+    auto model = Model::load(models_root() / "minilm", options);
+    CHECK(model->info().pooling == Pooling::cls);
+    const std::vector<float> got = embed_all(*model, ref.ids, 8, 0, 40);
+    const Agreement a = compare(got, ref.embeddings.data(), 40, ref.dims);
+    CHECK(a.min_cosine >= 0.99999);
+    CHECK(a.max_abs < kMaxAbsDiff);
+  }
+  SUBCASE("normalize on a folder without a Normalize module, and off on one with it") {
+    const Reference ref = load_reference("jina-en");  // not normalised
+    options.normalize = true;
+    auto unit = Model::load(models_root() / "jina-en", options);
+    CHECK(unit->info().normalize);
+    const std::vector<float> got = embed_all(*unit, ref.ids, 8, 0, 16);
+    for (std::size_t r = 0; r < 16; ++r) {
+      double norm = 0;
+      for (std::size_t k = 0; k < ref.dims; ++k) norm += double(got[r * ref.dims + k]) * got[r * ref.dims + k];
+      CHECK(std::abs(norm - 1.0) < 1e-5);
+    }
+    CHECK(compare(got, ref.embeddings.data(), 16, ref.dims).min_cosine >= 0.99999);
+
+    options.normalize = false;
+    auto raw = Model::load(models_root() / "minilm", options);
+    CHECK_FALSE(raw->info().normalize);
+    const Reference mini = load_reference("minilm");
+    const std::vector<float> v = embed_all(*raw, mini.ids, 8, 0, 8);
+    double norm = 0;
+    for (std::size_t k = 0; k < mini.dims; ++k) norm += double(v[k]) * v[k];
+    CHECK(std::abs(norm - 1.0) > 1e-3);
+    CHECK(compare(v, mini.embeddings.data(), 8, mini.dims).min_cosine >= 0.99999);
+  }
+}
+
+TEST_CASE("prompts and include_prompt come from the sentence-transformers files") {
+  SUBCASE("e5-style prompts") {
+    auto model = Model::load(models_root() / "xlm-roberta");
+    const ModelInfo& info = model->info();
+    REQUIRE(info.prompts.size() == 2);
+    CHECK(info.prompts[0] == std::pair<std::string, std::string>{"query", "query: "});
+    CHECK(info.prompts[1] == std::pair<std::string, std::string>{"passage", "passage: "});
+    CHECK(info.default_prompt_name.empty());
+    CHECK(info.include_prompt);
+    CHECK(Model::load(models_root() / "tiny")->info().prompts.empty());
+  }
+  TempDir tmp;
+  const fs::path dir = tmp.path / "m";
+  copy_folder(models_root() / "tiny", dir);
+  SUBCASE("a default prompt, and broken prompt files") {
+    write_text(dir / "config_sentence_transformers.json",
+               R"({"prompts": {"classification": "Classify: ", "retrieval": "Represent this: "},
+                   "default_prompt_name": "retrieval"})");
+    auto model = Model::load(dir);
+    REQUIRE(model->info().prompts.size() == 2);
+    CHECK(model->info().prompts[0].first == "classification");
+    CHECK(model->info().default_prompt_name == "retrieval");
+    write_text(dir / "config_sentence_transformers.json", R"({"prompts": {"a": "x"}, "default_prompt_name": "b"})");
+    CHECK(contains(load_error(dir), "config_sentence_transformers.json: default_prompt_name \"b\" is not one of"));
+    write_text(dir / "config_sentence_transformers.json", R"({"prompts": {"a": 3}})");
+    CHECK(contains(load_error(dir), "config_sentence_transformers.json: prompt \"a\" is not a string"));
+    write_text(dir / "config_sentence_transformers.json", R"({"prompts": ["a"]})");
+    CHECK(contains(load_error(dir), "field \"prompts\" is not a JSON object"));
+  }
+  SUBCASE("include_prompt false leaves the prompt out of mean and max pooling") {
+    // No Normalize module, so the pooled vectors can be compared as they are.
+    write_text(dir / "modules.json",
+               R"([{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},)"
+               R"({"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}])");
+    auto load = [&](const std::string& mode, bool include) {
+      write_text(dir / "1_Pooling" / "config.json",
+                 "{\"" + mode + "\": true, \"include_prompt\": " + (include ? "true" : "false") + "}");
+      ModelOptions o;
+      o.threads = 1;
+      return Model::load(dir, o);
+    };
+    auto mean = load("pooling_mode_mean_tokens", false);
+    CHECK_FALSE(mean->info().include_prompt);
+    auto max = load("pooling_mode_max_tokens", false);
+    auto last = load("pooling_mode_lasttoken", false);
+    auto cls = load("pooling_mode_cls_token", false);
+    auto mean_all = load("pooling_mode_mean_tokens", true);
+    CHECK(mean_all->info().include_prompt);
+    const std::vector<std::int64_t> row = {101, 23032, 1024, 7592, 2088, 2003, 2307, 102};  // [CLS] query : ...
+    const std::size_t d = mean->info().dimensions;
+    auto run = [&](Model& m, std::uint32_t prompt) {
+      TokenBatch tb = make_batch({row, {101, 7592, 102}});
+      tb.prompt_tokens = {prompt, 0};
+      std::vector<float> out(2 * d);
+      m.embed(tb, out);
+      return out;
+    };
+    const auto v_last = run(*last, 0);
+    // Leaving out all but the last token: mean and max are that token's vector.
+    const auto v_mean7 = run(*mean, 7), v_max7 = run(*max, 7);
+    for (std::size_t i = 0; i < d; ++i) {
+      CHECK(v_mean7[i] == doctest::Approx(v_last[i]).epsilon(1e-5));
+      CHECK(v_max7[i] == v_last[i]);
+    }
+    // Nothing left out: as with include_prompt true, which ignores prompt_tokens.
+    const auto v_mean0 = run(*mean, 0), v_all3 = run(*mean_all, 3);
+    for (std::size_t i = 0; i < 2 * d; ++i) CHECK(v_mean0[i] == doctest::Approx(v_all3[i]).epsilon(1e-5));
+    // Three left out ([CLS] query :): different; the second row (prompt 0) is unchanged.
+    const auto v_mean3 = run(*mean, 3);
+    CHECK(std::vector<float>(v_mean3.begin(), v_mean3.begin() + d) != std::vector<float>(v_mean0.begin(), v_mean0.begin() + d));
+    for (std::size_t i = d; i < 2 * d; ++i) CHECK(v_mean3[i] == doctest::Approx(v_mean0[i]).epsilon(1e-6));
+    // cls and last_token pooling do not change (as in sentence-transformers).
+    CHECK(run(*cls, 3) == run(*cls, 0));
+    CHECK(run(*last, 3) == v_last);
+    // A prompt_tokens list of the wrong length is a malformed batch.
+    TokenBatch bad = make_batch({row});
+    bad.prompt_tokens = {1, 2};
+    std::vector<float> out(d);
+    CHECK_THROWS_AS(mean->embed(bad, out), Error);
+  }
+}
+
+TEST_CASE("a TorchScript folder runs through the same pipeline and matches the native encoder") {
+  const fs::path dir = torchscript_root();
+  REQUIRE(fs::exists(dir / "model.pt"));
+  REQUIRE_FALSE(fs::exists(dir / "model.safetensors"));
+  ModelOptions options;
+  options.threads = 2;
+  auto ts = Model::load(dir, options);
+  auto native = Model::load(models_root() / "minilm", options);
+  const ModelInfo& info = ts->info();
+  CHECK(info.family == "torchscript");
+  CHECK(info.dimensions == 384);
+  CHECK(info.max_tokens == 256);
+  CHECK(info.pooling == Pooling::mean);
+  CHECK(info.normalize);
+  CHECK(info.precision == Precision::fp32);
+
+  // Every twentieth reference record, in padded batches of 8 (the module computes the padding).
+  const Reference ref = load_reference("minilm");
+  std::vector<std::vector<std::int64_t>> ids;
+  std::vector<float> want;
+  for (std::size_t i = 0; i < ref.ids.size(); i += 20) {
+    ids.push_back(ref.ids[i]);
+    want.insert(want.end(), ref.embeddings.begin() + static_cast<std::ptrdiff_t>(i * ref.dims),
+                ref.embeddings.begin() + static_cast<std::ptrdiff_t>((i + 1) * ref.dims));
+  }
+  const std::vector<float> got = embed_all(*ts, ids, 8);
+  const std::vector<float> mine = embed_all(*native, ids, 8);
+  const Agreement a = compare(got, mine.data(), ids.size(), ref.dims);
+  const Agreement b = compare(got, want.data(), ids.size(), ref.dims);
+  MESSAGE("TorchScript vs native: " << ids.size() << " records, cosine min " << digits(a.min_cosine) << ", max |diff| "
+                                    << a.max_abs << "; vs transformers.js: cosine min " << digits(b.min_cosine));
+  CHECK(a.min_cosine >= 0.99999);
+  CHECK(a.max_abs < kMaxAbsDiff);
+  CHECK(b.min_cosine >= 0.99999);
+
+  // Pooling comes from sluice, so the options apply as for a native model.
+  options.pooling = Pooling::cls;
+  auto ts_cls = Model::load(dir, options);
+  const Reference cls = load_reference("minilm-cls");
+  CHECK(compare(embed_all(*ts_cls, cls.ids, 8, 0, 24), cls.embeddings.data(), 24, cls.dims).min_cosine >= 0.99999);
+}
+
+TEST_CASE("TorchScript folders: what is refused") {
+  TempDir tmp;
+  const fs::path dir = tmp.path / "ts";
+  copy_folder(torchscript_root(), dir);
+  SUBCASE("precisions other than fp32") {
+    ModelOptions options;
+    options.precision = Precision::int8;
+    CHECK(contains(load_error(dir, ErrorCode::invalid_argument, options),
+                   "model.pt: precision int8 is not available for a TorchScript module"));
+  }
+  SUBCASE("a file that is not a TorchScript module") {
+    fs::remove(dir / "model.pt");
+    write_text(dir / "model.pt", "not a zip archive");
+    CHECK(contains(load_error(dir), (dir / "model.pt").string() + ": cannot load the TorchScript module"));
+  }
+  SUBCASE("a hidden size that differs from the module's output") {
+    write_text(dir / "config.json", replace(read_file(dir / "config.json"), "\"hidden_size\": 384", "\"hidden_size\": 192"));
+    write_text(dir / "1_Pooling" / "config.json", "{\"pooling_mode_mean_tokens\": true}");
+    CHECK(contains(load_error(dir), "the module returned a tensor of shape [1, 2, 384] for a [1, 2] batch, expected "
+                                    "[1, 2, 192]"));
+  }
+  SUBCASE("token types, which the module does not take") {
+    auto model = Model::load(dir);
+    TokenBatch tb = make_batch({{101, 7592, 102}});
+    tb.type_ids[1] = 1;
+    std::vector<float> out(384);
+    try {
+      model->embed(tb, out);
+      FAIL("no error");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::model_error);
+      CHECK(contains(e.what(), "token type 1 at row 0, position 1 is outside 0..0"));
+    }
   }
 }
 
@@ -687,7 +1110,7 @@ TEST_CASE("broken or unsupported configuration is refused with the file and fiel
   }
   SUBCASE("an unknown model_type") {
     write_text(dir / "config.json", replace(config, "\"model_type\": \"bert\"", "\"model_type\": \"gpt2\""));
-    CHECK(contains(load_error(dir), "model_type \"gpt2\" is not supported (supported: bert)"));
+    CHECK(contains(load_error(dir), "model_type \"gpt2\" is not supported (supported: bert, roberta, xlm-roberta"));
   }
   SUBCASE("a missing size") {
     write_text(dir / "config.json", replace(config, "\"hidden_size\": 32,", ""));
@@ -709,6 +1132,12 @@ TEST_CASE("broken or unsupported configuration is refused with the file and fiel
     write_text(dir / "config.json", replace(config, "\"position_embedding_type\": \"absolute\"",
                                             "\"position_embedding_type\": \"relative_key\""));
     CHECK(contains(load_error(dir), "position_embedding_type \"relative_key\" is not supported"));
+  }
+  SUBCASE("ALiBi on weights that are not JinaBERT's") {
+    write_text(dir / "config.json", replace(config, "\"position_embedding_type\": \"absolute\"",
+                                            "\"position_embedding_type\": \"alibi\", \"feed_forward_type\": \"geglu\""));
+    CHECK(contains(load_error(dir), "neither tensor \"bert.encoder.layer.0.mlp.up_gated_layer.weight\" "
+                                    "(jina-bert-v2-qk-post-norm) nor \"bert.encoder.layer.0.mlp.gated_layers.weight\""));
   }
   SUBCASE("an unsupported pooling mode") {
     write_text(dir / "1_Pooling" / "config.json", "{\"pooling_mode_mean_sqrt_len_tokens\": true}");
@@ -733,6 +1162,28 @@ TEST_CASE("broken or unsupported configuration is refused with the file and fiel
   SUBCASE("a missing pooling config") {
     fs::remove_all(dir / "1_Pooling");
     CHECK(contains(load_error(dir), "1_Pooling/config.json: missing"));
+  }
+}
+
+TEST_CASE("JinaBERT: unsupported feed-forward types and missing tensors are named") {
+  TempDir tmp;
+  SUBCASE("feed_forward_type") {
+    const fs::path dir = tmp.path / "ff";
+    copy_folder(models_root() / "jina-en", dir);
+    write_text(dir / "config.json", replace(read_file(dir / "config.json"), "\"feed_forward_type\": \"reglu\"",
+                                            "\"feed_forward_type\": \"original\""));
+    CHECK(contains(load_error(dir), "config.json: feed_forward_type \"original\" is not supported for JinaBERT "
+                                    "(supported: geglu, reglu)"));
+  }
+  SUBCASE("a query layer norm of the qk-post-norm layout") {
+    const fs::path from = models_root() / "jina-code";
+    std::vector<Entry> e;
+    for (const auto& t : read_entries(from / "model.safetensors")) {
+      if (t.name != "encoder.layer.1.attention.self.layer_norm_q.weight") e.push_back(t);
+    }
+    const fs::path dir = make_folder(tmp.path, "qk", from, e);
+    CHECK(contains(load_error(dir), "tensor \"encoder.layer.1.attention.self.layer_norm_q.weight\": missing "
+                                    "(expected a Hugging Face JinaBERT v2 checkpoint)"));
   }
 }
 
@@ -799,6 +1250,13 @@ TEST_CASE("configuration defaults and limits") {
     CHECK(c.transformer.max_position_embeddings == 512);
     CHECK(c.transformer.type_vocab_size == 2);
     CHECK(Model::load(dir)->info().dimensions == 32);
+  }
+  SUBCASE("RoBERTa's padding index defaults to 1") {
+    write_text(dir / "config.json", R"({"model_type": "roberta", "hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 30522, "max_position_embeddings": 514})");
+    const ModelConfig c = load_model_config(dir);
+    CHECK(c.transformer.pad_token_id == 1);
+    CHECK(c.max_tokens == 256);  // max_seq_length 256 < 514 - 2
   }
   SUBCASE("RoBERTa-style models reserve pad_token_id + 1 positions") {
     TransformerConfig t;

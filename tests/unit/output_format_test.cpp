@@ -17,6 +17,12 @@
 #include "io/output_format.hpp"
 
 using sluice::ErrorCode;
+using sluice::append_vector;
+using sluice::float_to_half;
+using sluice::half_to_float;
+using sluice::VectorEncoding;
+using sluice::VectorFormat;
+using sluice::VectorType;
 
 namespace {
 
@@ -271,4 +277,50 @@ TEST_CASE("find_invalid_utf8") {
   CHECK(find_invalid_utf8("a\xE2\x82") == 1);           // truncated
   CHECK(find_invalid_utf8("\x80") == 0);                // lone continuation
   CHECK(find_invalid_utf8("ok\xC3\xA9\xC3") == 4);
+}
+
+// Expected values below come from numpy 1.24 (float16 casts, packbits, base64 of the
+// little-endian bytes), not from this code.
+TEST_CASE("float16 conversion rounds to nearest even like numpy") {
+  const std::pair<float, std::uint16_t> cases[] = {
+      {0.1f, 0x2E66},          {1.0f / 3.0f, 0x3555},     {-2.5f, 0xC100},        {65504.0f, 0x7BFF},
+      {65519.0f, 0x7BFF},      {65520.0f, 0x7C00},        {1e-7f, 0x0002},        {0x1p-25f, 0x0000},
+      {3 * 0x1p-26f, 0x0001},  {6.1e-5f, 0x03FF},         {6.109476089477539e-05f, 0x0401},
+      {-0.0f, 0x8000},         {1e30f, 0x7C00},
+  };
+  for (auto [f, h] : cases) {
+    CAPTURE(f);
+    CHECK(float_to_half(f) == h);
+  }
+  // Every half value survives the round trip, and its neighbourhood rounds to it.
+  for (std::uint32_t h = 0; h < 0x10000; ++h) {
+    const bool nan = (h & 0x7C00) == 0x7C00 && (h & 0x3FF) != 0;
+    if (nan) {
+      CHECK(std::isnan(half_to_float(static_cast<std::uint16_t>(h))));
+      continue;
+    }
+    REQUIRE(float_to_half(half_to_float(static_cast<std::uint16_t>(h))) == h);
+  }
+}
+
+TEST_CASE("vectors in every output type and encoding") {
+  const std::vector<float> v{0.5f, -0.25f, 0.0f, 0.9f, -1.5f, 0.2f, 0.3f, -0.1f, 0.7f};
+  auto spelled = [&](VectorType t, VectorEncoding e) {
+    std::string out;
+    append_vector(out, v, VectorFormat{t, e});
+    return out;
+  };
+  CHECK(spelled(VectorType::float32, VectorEncoding::json) == "[0.5,-0.25,0,0.9,-1.5,0.2,0.3,-0.1,0.7]");
+  CHECK(spelled(VectorType::float16, VectorEncoding::json) ==
+        "[0.5,-0.25,0,0.89990234,-1.5,0.19995117,0.30004883,-0.099975586,0.7001953]");
+  CHECK(spelled(VectorType::int8, VectorEncoding::json) == "[64,-32,0,114,-127,25,38,-13,89]");
+  CHECK(spelled(VectorType::binary, VectorEncoding::json) == "[150,128]");
+  CHECK(spelled(VectorType::float32, VectorEncoding::base64) == "\"AAAAPwAAgL4AAAAAZmZmPwAAwL/NzEw+mpmZPs3MzL0zMzM/\"");
+  CHECK(spelled(VectorType::float16, VectorEncoding::base64) == "\"ADgAtAAAMzsAvmYyzTRmrpo5\"");
+  CHECK(spelled(VectorType::int8, VectorEncoding::base64) == "\"QOAAcoEZJvNZ\"");
+  CHECK(spelled(VectorType::binary, VectorEncoding::base64) == "\"loA=\"");
+
+  std::string line;
+  sluice::append_output_line(line, "{\"id\":1", false, "embedding", v, VectorFormat{VectorType::binary, VectorEncoding::base64});
+  CHECK(line == "{\"id\":1,\"embedding\":\"loA=\"}\n");
 }

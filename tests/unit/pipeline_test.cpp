@@ -99,6 +99,8 @@ PipelineOptions base_options(const TempDir& dir) {
   o.input = (dir.path / "in.jsonl").string();
   o.output = (dir.path / "out.jsonl").string();
   o.batch_size = 4;
+  o.max_batch_tokens = 0;  // input-order batches of 4, windows of 4: checkpoints every 4 records
+  o.sort_window = 0;
   o.progress_interval_s = 0;
   o.pipeline_id = "test";
   return o;

@@ -337,3 +337,42 @@ TEST_CASE("a minimal file: no normalizer, pre-tokenizer or post-processor") {
   CHECK(t->vocab_size() == 4);
   CHECK_FALSE(t->max_length());
 }
+
+// Reference: tools/reference/window_reference.mjs (setTruncation(64, {stride: 16}) and
+// getOverflowing()) on the first 400 texts of tests/data/reference/texts.jsonl.
+TEST_CASE("encode_windows: the windows Hugging Face's truncation with a stride overflows into") {
+  for (const std::string kind : {"bert-base-uncased", "roberta"}) {
+    CAPTURE(kind);
+    auto t = Tokenizer::from_file(data_dir() / kind / "tokenizer.json");
+    std::ifstream texts(data_dir().parent_path() / "reference" / "texts.jsonl");
+    std::ifstream windows(data_dir() / (kind + ".windows-64-16.jsonl"));
+    simdjson::dom::parser p1, p2;
+    std::string text_line, window_line;
+    std::size_t records = 0, multi = 0, same = 0;
+    while (std::getline(windows, window_line) && std::getline(texts, text_line)) {
+      std::string_view text = p1.parse(text_line)["text"].get_string().value();
+      std::vector<std::vector<std::int32_t>> want;
+      for (simdjson::dom::element w : p2.parse(window_line)["windows"].get_array()) {
+        std::vector<std::int32_t> ids;
+        for (simdjson::dom::element id : w.get_array()) ids.push_back(static_cast<std::int32_t>(id.get_int64()));
+        want.push_back(std::move(ids));
+      }
+      std::vector<std::vector<std::int32_t>> got;
+      for (auto& e : t->encode_windows(text, 64, 16)) got.push_back(e.ids);
+      ++records;
+      multi += want.size() > 1;
+      same += got == want;
+      if (got != want) FAIL_CHECK(fmt::format("record {}: {} windows, want {}", records, got.size(), want.size()));
+    }
+    CHECK(records == 400);
+    CHECK(multi > 100);  // many texts need several windows
+    CHECK(same == records);
+  }
+  auto t = Tokenizer::from_file(data_dir() / "bert-base-uncased" / "tokenizer.json");
+  CHECK_THROWS_AS(t->encode_windows("a b c", 18, 16), std::invalid_argument);
+  // Offsets of a window point into the original text.
+  auto w = t->encode_windows("alpha beta gamma delta epsilon", 5, 1);
+  REQUIRE(w.size() == 2);
+  CHECK(w[0].ids.size() == 5);
+  CHECK(w[1].offsets[1] == std::pair<std::uint32_t, std::uint32_t>{11, 16});  // "gamma" again
+}

@@ -1,172 +1,717 @@
 #!/usr/bin/python3
-"""sluice benchmark: pipeline-run end to end against the raw model forward on the same batches.
+"""sluice benchmark: pipeline-run against the raw model, transformers.js, a measured sgemm peak.
 
-    /usr/bin/python3 tools/bench/bench.py --model build/tests/test-models/minilm --records 2000
-    /usr/bin/python3 tools/bench/bench.py --rss --model build/tests/test-models/tiny --sizes 20000 400000
+    /usr/bin/python3 tools/bench/bench.py --all      # the full benchmark (about 40 min on 2 cores)
+    /usr/bin/python3 tools/bench/bench.py --quick    # the same sections, small (a few minutes)
 
-The corpus is built from real source files on a Debian machine (C headers under /usr/include,
-Python modules under /usr/lib/python3*): heavy-tailed lengths, not synthetic sentences. Both
-runs see the same records, the same batch size and the same thread count; the ratio is taken
-from one invocation. Prints a markdown table. Standard library only.
+One command, one markdown table (tools/bench/README.md explains every column and formula).
+It builds what it needs (meson + ninja, targets only), builds two corpora from files already on
+a Debian machine (code: source files under /usr/include, /usr/lib/python3*, /usr/share cut at
+blank lines, heavy-tailed; short: prose sentences from /usr/share/doc, licences and Perl
+documentation), and measures, in one invocation:
+
+  * raw-forward: Model::embed alone on exactly the batches pipeline-run forms (the ceiling);
+  * pipeline-run embed with its default settings, the whole process timed;
+  * the same job with transformers.js + onnxruntime-node on the same model exported to ONNX
+    (tools/bench/peer_transformers.mjs), the whole process timed, same threads, same max length;
+  * gemm-peak: the float32 matrix-product speed through the same libtorch, for GFLOP/s;
+  * peak RSS of pipeline-run at two input sizes, and a 1 GB input run to completion.
+
+Standard library only. Corpora, exports and outputs live under .cache/bench/ (git-ignored); the
+large inputs are deleted after use.
 """
 
 import argparse
+import datetime
 import glob
+import gzip
 import json
+import math
 import os
+import platform
+import random
+import re
+import shlex
+import shutil
+import stat
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.path.join(ROOT, "build")
+CACHE = os.path.join(ROOT, ".cache", "bench")
+REFERENCE = os.path.join(ROOT, "tools", "reference")
+
+# ---------------------------------------------------------------------------------------------
+# Corpora
+# ---------------------------------------------------------------------------------------------
+
+CODE_ROOTS = ["/usr/include", "/usr/share"] + sorted(glob.glob("/usr/lib/python3*"))
+CODE_EXTENSIONS = {".h", ".hh", ".hpp", ".hxx", ".c", ".cc", ".cpp", ".cxx", ".inc", ".py", ".pm", ".pl",
+                   ".js", ".mjs", ".ts", ".cmake", ".el", ".pas", ".pp", ".rb", ".sh", ".java", ".lua", ".tcl",
+                   ".m4", ".go", ".rs", ".vim", ".awk", ".f90", ".php", ".scm", ".ml", ".hs"}
+PROSE_ROOTS = ["/usr/share/doc", "/usr/share/common-licenses", "/usr/share/perl", "/usr/share/perl5"]
+PROSE_PREFIXES = ("readme", "news", "changelog", "copyright", "authors", "thanks", "todo", "faq", "history",
+                  "bugs", "install", "usage", "notes")
+SEED = 20240601
 
 
-def source_chunks():
-    """Yields (path, text) chunks of real source files, in a fixed order."""
-    files = sorted(glob.glob("/usr/include/**/*.h", recursive=True))
-    files += sorted(glob.glob("/usr/lib/python3*/**/*.py", recursive=True))
+def _walk(roots, keep):
+    """Regular files under roots for which keep(path, size) holds, in a fixed shuffled order."""
+    files = []
+    for root in roots:
+        for d, dirs, names in os.walk(root):
+            dirs.sort()
+            for name in sorted(names):
+                path = os.path.join(d, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode) and keep(path, st.st_size):
+                    files.append(path)
+    files = sorted(set(files))
+    # Shuffled with a fixed seed so that a corpus of any size mixes languages and packages, yet
+    # is the same on every run on the same machine.
+    random.Random(SEED).shuffle(files)
+    return files
+
+
+def code_files():
+    return _walk(CODE_ROOTS, lambda p, size: 200 <= size <= 2_000_000 and os.path.splitext(p)[1] in CODE_EXTENSIONS)
+
+
+def code_chunks(files):
+    """(path, text): blocks of source separated by blank lines, as a code chunker would cut them.
+    Blocks of under 20 characters are dropped, longer than 8,000 cut there: heavy-tailed."""
     for path in files:
         try:
             with open(path, encoding="utf-8") as f:
                 src = f.read()
         except (UnicodeDecodeError, OSError):
             continue
-        # Blocks separated by blank lines, as a code chunker would cut them.
         block = []
-        for line in src.split("\n"):
-            if line.strip() == "" and block:
+        for line in src.split("\n") + [""]:
+            if line.strip():
+                block.append(line.rstrip())
+            elif block:
                 text = "\n".join(block)
                 block = []
                 if len(text) >= 20:
                     yield path, text[:8000]
-            elif line.strip():
-                block.append(line)
 
 
-def short_sentences():
-    """Yields (source, text): short prose-like records of 5 to 20 words, in a fixed order."""
-    words = ("river delta stream memory record vector model batch token queue window checkpoint "
-             "order byte field engine thread loop event source sink").split()
-    i = 0
-    while True:
-        k = 5 + i % 16
-        yield "short", " ".join(words[(i * 7 + j * 3) % len(words)] for j in range(k)) + f" {i}."
-        i += 1
+def prose_files():
+    def keep(path, size):
+        if size < 100:
+            return False
+        base = os.path.basename(path).lower()
+        return (path.endswith(".pod") or base.startswith(PROSE_PREFIXES) or "/common-licenses/" in path
+                or base.endswith((".txt", ".md", ".rst", ".txt.gz", ".md.gz", ".rst.gz")))
+    return _walk(PROSE_ROOTS, keep)
 
 
-def make_corpus(path, records, kind="code"):
-    n = 0
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+_NOT_PROSE = set("<>{}[]|=_*#\\$@`~^/")
+
+
+def prose_sentences(files):
+    """(path, sentence): English sentences of 5 to 40 words, mostly letters, each once."""
+    seen = set()
+    for path in files:
+        try:
+            raw = gzip.open(path).read() if path.endswith(".gz") else open(path, "rb").read()
+            text = raw.decode("utf-8")
+        except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
+            continue
+        for para in re.split(r"\n\s*\n", text):
+            para = " ".join(line.strip(" \t-*>+") for line in para.splitlines())
+            for s in _SENTENCE_END.split(para):
+                s = s.strip()
+                words = len(s.split())
+                if not 5 <= words <= 40 or len(s) > 300 or not s[0].isupper() or s[-1] not in ".!?":
+                    continue
+                if any(ch in _NOT_PROSE for ch in s):
+                    continue
+                if sum(ch.isalpha() or ch == " " for ch in s) < 0.85 * len(s):
+                    continue
+                if s in seen:
+                    continue
+                seen.add(s)
+                yield path, s
+
+
+def make_corpus(path, kind, records=None, min_bytes=None):
+    """Writes a JSONL corpus of `kind` ("code" or "short") with `records` lines, or at least
+    `min_bytes` bytes; the source files are cycled when the machine has fewer. Returns
+    (records, bytes)."""
+    files = code_files() if kind == "code" else prose_files()
+    gen = code_chunks if kind == "code" else prose_sentences
+    n = size = 0
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    first_pass = []  # short texts are kept for the next passes instead of reading every file again
     with open(path, "w", encoding="utf-8") as out:
-        while n < records:
-            for src, text in (source_chunks() if kind == "code" else short_sentences()):
-                out.write(json.dumps({"id": n, "path": src, "text": text}) + "\n")
+        while True:
+            produced = 0
+            texts = first_pass if first_pass and kind == "short" else gen(files)
+            for src, text in texts:
+                if kind == "short" and texts is not first_pass:
+                    first_pass.append((src, text))
+                line = json.dumps({"id": n, "source": src, "text": text}) + "\n"
+                out.write(line)
+                size += len(line.encode("utf-8"))
                 n += 1
-                if n >= records:
-                    break
-    return os.path.getsize(path)
+                produced += 1
+                if (records is not None and n >= records) or (min_bytes is not None and size >= min_bytes):
+                    return n, size
+            if produced == 0:
+                raise SystemExit(f"no {kind} text found on this machine under {CODE_ROOTS if kind == 'code' else PROSE_ROOTS}")
 
 
-def run_timed(cmd):
-    """Runs cmd; returns (wall seconds, peak RSS in MiB of that child, completed process)."""
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = p.communicate()
-    wall = time.monotonic() - t0
-    # wait4 already reaped it inside communicate(); RUSAGE_CHILDREN keeps the max over children,
-    # so each measurement runs in its own wrapper process (see peak_rss()).
-    if p.returncode not in (0, 4):
-        sys.stderr.write(err.decode(errors="replace"))
-        raise SystemExit(f"command failed ({p.returncode}): {' '.join(cmd)}")
-    return wall, out, err
+def head_corpus(src, dst, records):
+    with open(src, encoding="utf-8") as f, open(dst, "w", encoding="utf-8") as out:
+        for i, line in enumerate(f):
+            if i >= records:
+                break
+            out.write(line)
 
 
-def peak_rss(cmd):
-    """Peak RSS (MiB) of one command, measured in a fresh wrapper so earlier runs don't count."""
-    code = ("import resource,subprocess,sys;"
-            "r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL);"
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
-    out = subprocess.run([sys.executable, "-c", code] + cmd, capture_output=True, check=True).stdout.split()
-    if int(out[1]) not in (0, 4):
-        raise SystemExit(f"command failed ({out[1]}): {' '.join(cmd)}")
-    return int(out[0]) / 1024.0
+# ---------------------------------------------------------------------------------------------
+# Running and measuring programs
+# ---------------------------------------------------------------------------------------------
+
+class Run:
+    def __init__(self, wall, cpu, rss_mib, rc, stdout, stderr):
+        self.wall, self.cpu, self.rss_mib, self.rc, self.stdout, self.stderr = wall, cpu, rss_mib, rc, stdout, stderr
 
 
-def pipeline_cmd(args, corpus, out, events=None):
-    cmd = [os.path.join(BUILD, "apps/pipeline-run/pipeline-run"), "embed", corpus, "-o", out,
-           "--model", args.model, "--batch-size", str(args.batch_size), "--threads", str(args.threads),
-           "--progress", "never", "--no-checkpoint"]
-    if events:
-        cmd += ["--events", events]
-    return cmd
-
-
-def bench_throughput(args, tmp):
-    corpus = os.path.join(tmp, "corpus.jsonl")
-    size = make_corpus(corpus, args.records)
-    raw_cmd = [os.path.join(BUILD, "tools/bench/raw-forward"), args.model, corpus,
-               "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
-    _, raw_out, _ = run_timed(raw_cmd)
-    raw = json.loads(raw_out.decode().strip().splitlines()[-1])
-    events = os.path.join(tmp, "events.jsonl")
-    wall, _, _ = run_timed(pipeline_cmd(args, corpus, os.path.join(tmp, "out.jsonl"), events))
-    summary = None
-    with open(events) as f:
-        for line in f:
-            e = json.loads(line)
-            if e["type"] == "pipeline_finished":
-                summary = e["summary"]
-    docs_s = summary["completed"] / wall
-    tokens_s = summary["tokens"] / wall
-    print(f"corpus: {args.records} records from real source files, {size / 1e6:.1f} MB, "
-          f"model {args.model}, batch size {args.batch_size}, threads {args.threads}\n")
-    print("| measure | raw model forward | pipeline-run end to end | ratio |")
-    print("| --- | --- | --- | --- |")
-    print(f"| docs/s | {raw['docs_per_s']:.1f} | {docs_s:.1f} | {docs_s / raw['docs_per_s']:.3f} |")
-    print(f"| tokens/s (real) | {raw['tokens_per_s']:.0f} | {tokens_s:.0f} | {tokens_s / raw['tokens_per_s']:.3f} |")
-    print(f"| seconds | {raw['seconds']:.2f} (forward only) | {wall:.2f} (whole process: load, read, "
-          f"tokenise, embed, write) | |")
-    print(f"| padding efficiency | {raw['tokens'] / raw['padded_tokens']:.3f} | same batches | |")
-    print(f"| records, tokens | {raw['records']}, {raw['tokens']} | {summary['completed']}, {summary['tokens']} | |")
-
-
-def bench_rss(args, tmp):
-    print(f"model {args.model}, corpus {args.corpus}, batch size {args.batch_size}, threads {args.threads}\n")
-    print("| records | input MB | peak RSS MiB | seconds |")
-    print("| --- | --- | --- | --- |")
-    rows = []
-    for n in args.sizes:
-        corpus = os.path.join(tmp, f"corpus-{n}.jsonl")
-        size = make_corpus(corpus, n, args.corpus)
-        out = os.path.join(tmp, f"out-{n}.jsonl")
+def run(cmd, env=None, ok=(0,), cwd=None, log=None):
+    """Runs cmd to completion; wall seconds, CPU seconds (user + system) and the peak RSS of
+    that process alone (wait4: its own rusage, not its parent's or earlier children's)."""
+    if log:
+        log(f"$ {' '.join(shlex.quote(c) for c in cmd)}")
+    out_path = os.path.join(CACHE, "last-stdout.txt")
+    err_path = os.path.join(CACHE, "last-stderr.txt")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.monotonic()
-        rss = peak_rss(pipeline_cmd(args, corpus, out))
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+        _, status, usage = os.wait4(p.pid, 0)
         wall = time.monotonic() - t0
-        rows.append((n, rss))
-        print(f"| {n} | {size / 1e6:.1f} | {rss:.1f} | {wall:.1f} |")
-        os.remove(out)
-        os.remove(corpus)
-    if len(rows) >= 2:
-        print(f"\npeak RSS difference, {rows[-1][0]} vs {rows[0][0]} records: {rows[-1][1] - rows[0][1]:+.1f} MiB")
+        p.returncode = os.waitstatus_to_exitcode(status)
+    with open(out_path, "rb") as f:
+        stdout = f.read().decode(errors="replace")
+    with open(err_path, "rb") as f:
+        stderr = f.read().decode(errors="replace")
+    if p.returncode not in ok:
+        sys.stderr.write(stderr[-4000:])
+        raise SystemExit(f"command failed ({p.returncode}): {' '.join(cmd)}")
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, p.returncode, stdout, stderr)
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    raise SystemExit(f"no JSON line in output:\n{text[-2000:]}")
+
+
+def machine():
+    info = {"cpu": platform.processor() or "?", "flags": "", "cores": os.cpu_count(), "memory_gib": 0.0}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and info["cpu"] in ("?", "", platform.processor()):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    wanted = [x for x in flags if x in ("sse4_2", "avx", "avx2", "fma", "f16c") or
+                              x.startswith(("avx512", "amx", "avx_vnni"))]
+                    info["flags"] = " ".join(wanted)
+                    break
+        with open("/proc/meminfo") as f:
+            info["memory_gib"] = int(f.readline().split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    info["os"] = " ".join(platform.freedesktop_os_release().get(k, "") for k in ("NAME", "VERSION_ID")) \
+        if hasattr(platform, "freedesktop_os_release") else platform.platform()
+    info["kernel"] = platform.release()
+    try:
+        torch = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libtorch1.13"], capture_output=True, text=True)
+        info["libtorch"] = torch.stdout.strip() or "?"
+    except OSError:
+        info["libtorch"] = "?"
+    try:
+        info["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        info["node"] = "absent"
+    return info
+
+
+def loadavg():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.build = os.path.abspath(args.build_dir)
+        self.pipeline_run = os.path.join(self.build, "apps/pipeline-run/pipeline-run")
+        self.raw_forward = os.path.join(self.build, "tools/bench/raw-forward")
+        self.gemm_peak = os.path.join(self.build, "tools/bench/gemm-peak")
+        self.model = os.path.abspath(args.model or os.path.join(self.build, "tests/test-models/minilm"))
+        self.tiny = os.path.abspath(args.tiny_model or os.path.join(self.build, "tests/test-models/tiny"))
+        self.work = os.path.join(CACHE, "run")
+        self.rows = []       # (section, measure, value, note)
+        self.facts = {}      # everything measured, written as JSON next to the table
+        self.t_start = time.monotonic()
+
+    def log(self, msg):
+        elapsed = time.monotonic() - self.t_start
+        sys.stderr.write(f"[{elapsed:7.1f}s load {loadavg():.2f}] {msg}\n")
+        sys.stderr.flush()
+
+    def row(self, section, measure, value, note=""):
+        self.rows.append((section, measure, value, note))
+
+    # -- building --------------------------------------------------------------------------
+
+    def build_targets(self):
+        if self.args.no_build:
+            return
+        if not os.path.exists(os.path.join(self.build, "build.ninja")):
+            run(["meson", "setup", self.build, "-Dfuzz=disabled"], cwd=ROOT, log=self.log)
+        targets = ["apps/pipeline-run/pipeline-run", "tools/bench/raw-forward", "tools/bench/gemm-peak"]
+        if not self.args.model or not self.args.tiny_model:
+            targets.append("tests/test-models")
+        run(["ninja", "-C", self.build, "-j", str(self.args.jobs)] + targets, log=self.log)
+
+    def prepare_peer(self):
+        """Installs transformers.js (tools/reference) if absent and exports the model to ONNX in
+        .cache/bench/peer/<name>, with model_max_length set to the model's max_seq_length."""
+        if not os.path.isdir(os.path.join(REFERENCE, "node_modules", "@huggingface", "transformers")):
+            run(["npm", "ci", "--ignore-scripts"], cwd=REFERENCE, log=self.log)
+        name = os.path.basename(self.model.rstrip("/"))
+        dst = os.path.join(CACHE, "peer", name)
+        stamp = os.path.join(dst, "exported-from.json")
+        src_weights = os.path.join(self.model, "model.safetensors")
+        st = os.stat(src_weights)
+        key = {"model": self.model, "size": st.st_size, "mtime": st.st_mtime}
+        if os.path.exists(stamp) and json.load(open(stamp)) == key and os.path.exists(os.path.join(dst, "onnx/model.onnx")):
+            return os.path.dirname(dst), name
+        shutil.rmtree(dst, ignore_errors=True)
+        os.makedirs(dst)
+        for f in os.listdir(self.model):
+            p = os.path.join(self.model, f)
+            if os.path.isfile(p):
+                shutil.copy(p, dst)
+        max_len = self.max_seq_length()
+        with open(os.path.join(dst, "tokenizer_config.json")) as f:
+            tc = json.load(f)
+        tc["model_max_length"] = max_len
+        with open(os.path.join(dst, "tokenizer_config.json"), "w") as f:
+            json.dump(tc, f, indent=2)
+        run(["/usr/bin/python3", os.path.join(ROOT, "tools/models/export_onnx.py"), dst], log=self.log)
+        with open(stamp, "w") as f:
+            json.dump(key, f)
+        return os.path.dirname(dst), name
+
+    def max_seq_length(self):
+        cfg = json.load(open(os.path.join(self.model, "config.json")))
+        n = cfg.get("max_position_embeddings", 512)
+        p = os.path.join(self.model, "sentence_bert_config.json")
+        if os.path.exists(p):
+            n = min(n, json.load(open(p)).get("max_seq_length", n))
+        return n
+
+    # -- pipeline-run's effective settings ---------------------------------------------------
+
+    def pipeline_cmd(self, model, corpus, out):
+        # Defaults only: no batching, thread or queue option is given.
+        return [self.pipeline_run, "embed", corpus, "-o", out, "--model", model]
+
+    def effective_settings(self, out):
+        """batch size, max batch tokens and sort window pipeline-run ran with: from the
+        checkpoint it writes by default (its fingerprint names them), else from --help."""
+        settings = {}
+        try:
+            with open(out + ".checkpoint") as f:
+                cp = json.load(f)
+            m = re.search(r"batch size (\d+), max batch tokens (\d+), sort window (\d+)", cp.get("fingerprint", ""))
+            if m:
+                settings = {"batch_size": int(m[1]), "max_batch_tokens": int(m[2]), "sort_window": int(m[3])}
+        except (OSError, ValueError):
+            pass
+        if not settings:
+            help_text = subprocess.run([self.pipeline_run, "embed", "--help"], capture_output=True, text=True).stdout
+
+            def default(opt):
+                m = re.search(rf"--{opt}\s+\S*?=(\d+)", help_text)
+                return int(m[1]) if m else 0
+            settings = {"batch_size": default("batch-size"), "max_batch_tokens": default("max-batch-tokens"),
+                        "sort_window": default("sort-window")}
+            if settings["sort_window"] == 0:
+                settings["sort_window"] = settings["batch_size"]
+        return settings
+
+    @staticmethod
+    def pipeline_summary(r, out):
+        """records, tokens (and padded tokens when pipeline-run reports them) of a finished run."""
+        summary = {}
+        try:
+            with open(out + ".checkpoint") as f:
+                cp = json.load(f)
+            summary = {"records": cp["completed"], "tokens": cp["tokens"], "failed": cp.get("failed", 0)}
+            if "padded_tokens" in cp:
+                summary["padded_tokens"] = cp["padded_tokens"]
+        except (OSError, ValueError, KeyError):
+            pass
+        m = re.search(r"completed: (\d+) records embedded, (\d+) failed, (\d+) tokens", r.stderr)
+        if m and not summary:
+            summary = {"records": int(m[1]), "failed": int(m[2]), "tokens": int(m[3])}
+        m = re.search(r"(\d+) padded tokens", r.stderr)
+        if m and "padded_tokens" not in summary:
+            summary["padded_tokens"] = int(m[1])
+        if not summary:
+            raise SystemExit(f"pipeline-run printed no summary:\n{r.stderr[-2000:]}")
+        return summary
+
+    # -- FLOPs -------------------------------------------------------------------------------
+
+    def encoder_flops(self, tokens, sum_sq):
+        """FLOPs of the encoder on the real tokens: L * (T * (8 H^2 + 4 H I) + 4 H * sum n^2)."""
+        cfg = json.load(open(os.path.join(self.model, "config.json")))
+        L, H, I = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["intermediate_size"]
+        return L * (tokens * (8 * H * H + 4 * H * I) + 4 * H * sum_sq)
+
+    # -- sections ----------------------------------------------------------------------------
+
+    def gemm(self):
+        cfg = json.load(open(os.path.join(self.model, "config.json")))
+        H, I = cfg["hidden_size"], cfg["intermediate_size"]
+        shapes = ["1024x1024x1024", "2048x2048x2048", f"4096x{H}x{I}", f"4096x{I}x{H}"]
+        cmd = [self.gemm_peak, "--seconds", str(self.args.gemm_seconds)]
+        for s in shapes:
+            cmd += ["--shape", s]
+        r = last_json(run(cmd, log=self.log).stdout)
+        self.facts["gemm"] = r
+        self.peak = r["peak_gflops"]
+        best = {f"{s['m']}x{s['k']}x{s['n']}": s["best_gflops"] for s in r["shapes"]}
+        self.row("machine", "sgemm peak (at::mm, fp32)", f"{self.peak:.1f} GFLOP/s",
+                 f"{r['threads']} threads, best call of " + ", ".join(f"{k}: {v:.1f}" for k, v in best.items()))
+
+    def throughput(self, label, corpus, peer_root, peer_name):
+        a = self.args
+        out = os.path.join(self.work, f"{label}.pipeline.jsonl")
+        peer_out = os.path.join(self.work, f"{label}.peer.jsonl")
+        rounds = []
+        # Warm-up: page cache, libtorch and Node modules loaded once before anything is timed.
+        warm = os.path.join(self.work, f"{label}.warm.jsonl")
+        head_corpus(corpus, warm, 64)
+        run(self.pipeline_cmd(self.model, warm, warm + ".out"), ok=(0, 4), log=self.log)
+        settings = self.effective_settings(warm + ".out")
+        if not a.no_peer:
+            run(self.peer_cmd(peer_root, peer_name, warm, warm + ".peer"), log=self.log)
+        for i in range(a.repeat):
+            raw_cmd = [self.raw_forward, self.model, corpus,
+                       "--batch-size", str(settings["batch_size"]),
+                       "--max-batch-tokens", str(settings["max_batch_tokens"]),
+                       "--sort-window", str(settings["sort_window"])]
+            rr = run(raw_cmd, log=self.log)
+            raw = {**last_json(rr.stdout), "process_cpu": rr.cpu, "process_wall": rr.wall}
+            for p in (out, out + ".checkpoint"):
+                if os.path.exists(p):
+                    os.remove(p)
+            pr = run(self.pipeline_cmd(self.model, corpus, out), ok=(0, 4), log=self.log)
+            pipe = self.pipeline_summary(pr, out)
+            peer = None
+            if not a.no_peer:
+                qr = run(self.peer_cmd(peer_root, peer_name, corpus, peer_out), log=self.log)
+                peer = last_json(qr.stdout)
+                peer["wall"] = qr.wall
+                peer["rss_mib"] = qr.rss_mib
+                peer["cpu"] = qr.cpu
+            rounds.append({"raw": raw, "pipeline": {**pipe, "wall": pr.wall, "cpu": pr.cpu, "rss_mib": pr.rss_mib},
+                           "peer": peer,
+                           "settings": settings})
+            self.log(f"{label} round {i + 1}: raw {raw['tokens_per_s']:.0f} tok/s, pipeline "
+                     f"{pipe['tokens'] / pr.wall:.0f} tok/s" +
+                     (f", transformers.js {peer['wall']:.1f} s vs {pr.wall:.1f} s" if peer else ""))
+        check = self.compare_outputs(out, peer_out) if not a.no_peer else None
+        self.report_throughput(label, corpus, rounds, check)
+
+    def peer_cmd(self, root, name, corpus, out):
+        cmd = ["node", os.path.join(ROOT, "tools/bench/peer_transformers.mjs"),
+               "--batch-size", str(self.args.peer_batch_size)]
+        if self.args.peer_sort_window:
+            cmd += ["--sort-window", str(self.args.peer_sort_window)]
+        return cmd + [root, name, corpus, out]
+
+    @staticmethod
+    def compare_outputs(a_path, b_path, limit=500):
+        """Cosine similarity of the two programs' embeddings, record by record (first `limit`)."""
+        worst, n = 1.0, 0
+        with open(a_path) as fa, open(b_path) as fb:
+            for la, lb in zip(fa, fb):
+                ea, eb = json.loads(la), json.loads(lb)
+                if ea.get("id") != eb.get("id"):
+                    return {"records": n, "min_cosine": float("nan"), "error": "records out of order"}
+                x, y = ea["embedding"], eb["embedding"]
+                dot = sum(p * q for p, q in zip(x, y))
+                nx = math.sqrt(sum(p * p for p in x))
+                ny = math.sqrt(sum(q * q for q in y))
+                worst = min(worst, dot / (nx * ny))
+                n += 1
+                if n >= limit:
+                    break
+        return {"records": n, "min_cosine": worst}
+
+    def report_throughput(self, label, corpus, rounds, check):
+        def median(xs):
+            xs = sorted(xs)
+            return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
+
+        last = rounds[-1]
+        raw, pipe, settings = last["raw"], last["pipeline"], last["settings"]
+        tokens, docs = raw["tokens"], raw["records"]
+        raw_tps = median([r["raw"]["tokens_per_s"] for r in rounds])
+        pipe_tps = median([r["pipeline"]["tokens"] / r["pipeline"]["wall"] for r in rounds])
+        pipe_dps = median([r["pipeline"]["records"] / r["pipeline"]["wall"] for r in rounds])
+        ratio = median([(r["pipeline"]["tokens"] / r["pipeline"]["wall"]) / r["raw"]["tokens_per_s"] for r in rounds])
+        flops = self.encoder_flops(tokens, raw["sum_sq_tokens"])
+        size = os.path.getsize(corpus)
+        section = f"{label} corpus"
+        padded = pipe.get("padded_tokens", raw["padded_tokens"])
+        pad_src = "reported by pipeline-run" if "padded_tokens" in pipe else \
+            "raw-forward's replay of pipeline-run's plan (same records, same planner)"
+        self.row(section, "records, real tokens, input size",
+                 f"{docs:,} records, {tokens:,} tokens, {size / 1e6:.1f} MB",
+                 f"{raw['truncated']:,} truncated at {self.max_seq_length()} tokens; mean {tokens / max(docs, 1):.1f} tokens")
+        same = pipe["tokens"] == tokens and pipe["records"] == docs
+        self.row(section, "pipeline-run settings (its defaults)",
+                 f"batch size {settings['batch_size']}, max batch tokens {settings['max_batch_tokens']}, "
+                 f"sort window {settings['sort_window']}",
+                 f"{raw['batches']:,} batches; raw-forward replays them" +
+                 ("" if same else f" — MISMATCH: pipeline {pipe['records']} records / {pipe['tokens']} tokens"))
+        self.row(section, "padding efficiency (real / padded tokens)", f"{tokens / padded:.3f}",
+                 f"{tokens:,} / {padded:,}; {pad_src}")
+        self.row(section, "raw model (Model::embed only, same batches)",
+                 f"{raw_tps:,.0f} tokens/s", f"{median([r['raw']['docs_per_s'] for r in rounds]):,.1f} docs/s, "
+                 f"{median([r['raw']['seconds'] for r in rounds]):.1f} s timed; whole process "
+                 f"{raw['process_wall']:.1f} s, {raw['process_cpu']:.1f} CPU s (load, tokenise, warm-up, forward)")
+        self.row(section, "pipeline-run end to end (whole process)",
+                 f"{pipe_tps:,.0f} tokens/s", f"{pipe_dps:,.1f} docs/s, "
+                 f"{median([r['pipeline']['wall'] for r in rounds]):.1f} s, {pipe['cpu']:.1f} CPU s, peak RSS "
+                 f"{max(r['pipeline']['rss_mib'] for r in rounds):.0f} MiB")
+        each = ", ".join(f"{(r['pipeline']['tokens'] / r['pipeline']['wall']) / r['raw']['tokens_per_s']:.3f}"
+                         for r in rounds)
+        self.row(section, "**pipeline / raw model** (tokens/s)", f"**{ratio:.3f}**",
+                 f"median of {len(rounds)} round(s)" + (f": {each}" if len(rounds) > 1 else ""))
+        raw_gf = median([flops / r["raw"]["seconds"] for r in rounds]) / 1e9
+        pipe_gf = median([flops / r["pipeline"]["wall"] for r in rounds]) / 1e9
+        self.row(section, "achieved GFLOP/s (encoder FLOPs of the real tokens)",
+                 f"raw {raw_gf:.1f}, pipeline {pipe_gf:.1f}",
+                 f"{flops / 1e12:.3f} TFLOP in all; {raw_gf / self.peak:.0%} and {pipe_gf / self.peak:.0%} of the sgemm peak"
+                 if getattr(self, "peak", None) else f"{flops / 1e12:.3f} TFLOP in all")
+        if rounds[0]["peer"]:
+            peer = last["peer"]
+            speedup = median([r["peer"]["wall"] / r["pipeline"]["wall"] for r in rounds])
+            self.row(section, "transformers.js + onnxruntime-node (whole process)",
+                     f"{median([r['peer']['tokens'] / r['peer']['wall'] for r in rounds]):,.0f} tokens/s",
+                     f"{median([r['peer']['records'] / r['peer']['wall'] for r in rounds]):,.1f} docs/s, "
+                     f"{median([r['peer']['wall'] for r in rounds]):.1f} s, {peer['cpu']:.1f} CPU s, peak RSS "
+                     f"{max(r['peer']['rss_mib'] for r in rounds):.0f} MiB; its padding efficiency "
+                     f"{peer['tokens'] / max(peer['padded_tokens'], 1):.3f}; {peer['tokens']:,} tokens")
+            self.row(section, "**pipeline-run / transformers.js** (speed-up, same records)", f"**{speedup:.2f}x**",
+                     f"median of {len(rounds)} round(s); min cosine of the two outputs over the first "
+                     f"{check['records']} records: {check['min_cosine']:.5f}")
+        self.facts[label] = {"corpus_bytes": size, "rounds": rounds, "output_check": check}
+
+    def padding(self, corpora):
+        """Padding efficiency of pipeline-run's planner at its defaults and a few other settings
+        (raw-forward --plan-only: tokenise and plan, no model)."""
+        probe = os.path.join(self.work, "padding-probe.jsonl")
+        head_corpus(next(iter(corpora.values())), probe, 8)
+        out = probe + ".out"
+        run(self.pipeline_cmd(self.tiny, probe, out), ok=(0, 4), log=self.log)
+        d = self.effective_settings(out)
+        settings = [(d["batch_size"], d["max_batch_tokens"], d["sort_window"], "pipeline-run's defaults")]
+        budget = d["max_batch_tokens"] or 4096
+        for bs, mbt, win, note in ((d["batch_size"], budget, 4096, ""), (d["batch_size"], budget, 8192, ""),
+                                   (d["batch_size"], 2 * budget, 8192, ""), (64, budget, 1024, ""),
+                                   (32, 0, 32, "input order, no budget (the old default)")):
+            if (bs, mbt, win) != settings[0][:3]:
+                settings.append((bs, mbt, win, note))
+        for bs, mbt, win, note in settings:
+            values, batches = [], []
+            for label, corpus in corpora.items():
+                r = last_json(run([self.raw_forward, self.model, corpus, "--plan-only", "--batch-size", str(bs),
+                                   "--max-batch-tokens", str(mbt), "--sort-window", str(win)], log=self.log).stdout)
+                values.append(f"{label} {r['tokens'] / r['padded_tokens']:.3f}")
+                batches.append(f"{label} {r['batches']:,}")
+                self.facts.setdefault("padding", []).append({"corpus": label, **r})
+            self.row("padding", f"batch size {bs}, max batch tokens {mbt}, sort window {win}", ", ".join(values),
+                     (note + "; " if note else "") + "batches: " + ", ".join(batches))
+
+    def rss(self):
+        a = self.args
+        rows = []
+        for n in a.rss_sizes:
+            corpus = os.path.join(self.work, f"rss-short-{n}.jsonl")
+            _, size = make_corpus(corpus, "short", records=n)
+            out = os.path.join(self.work, f"rss-{n}.out.jsonl")
+            r = run(self.pipeline_cmd(self.tiny, corpus, out), ok=(0, 4), log=self.log)
+            s = self.pipeline_summary(r, out)
+            rows.append((n, size, r))
+            self.row("memory", f"peak RSS, {n:,} short records (tiny model)", f"{r.rss_mib:.1f} MiB",
+                     f"{size / 1e6:.1f} MB input, {r.wall:.1f} s, {s['records'] / r.wall:,.0f} docs/s, "
+                     f"{s['records']:,} completed")
+            self.facts.setdefault("rss", []).append({"records": n, "bytes": size, "wall": r.wall,
+                                                      "rss_mib": r.rss_mib, "summary": s})
+            for p in (corpus, out, out + ".checkpoint"):
+                if os.path.exists(p):
+                    os.remove(p)
+        if len(rows) >= 2:
+            d = rows[-1][2].rss_mib - rows[0][2].rss_mib
+            self.row("memory", f"**peak RSS growth, {rows[0][0]:,} to {rows[-1][0]:,} records**", f"**{d:+.1f} MiB**",
+                     f"{d / rows[0][2].rss_mib:+.1%}")
+
+    def gigabyte(self):
+        a = self.args
+        corpus = os.path.join(self.work, "big-code.jsonl")
+        out = os.path.join(self.work, "big-code.out.jsonl")
+        self.log(f"writing a {a.big_bytes / 1e9:.2f} GB code corpus")
+        n, size = make_corpus(corpus, "code", min_bytes=a.big_bytes)
+        try:
+            r = run(self.pipeline_cmd(self.tiny, corpus, out), ok=(0, 4), log=self.log)
+            s = self.pipeline_summary(r, out)
+            out_size = os.path.getsize(out)
+            status = "completed" if r.rc == 0 and s["records"] == n else f"exit {r.rc}, {s['records']:,} of {n:,} records"
+            self.row("scale", f"{size / 1e9:.2f} GB code input (tiny model)", status,
+                     f"{n:,} records, {s['tokens']:,} tokens, {r.wall:.0f} s ({size / 1e6 / r.wall:.1f} MB/s, "
+                     f"{s['records'] / r.wall:,.0f} docs/s), peak RSS {r.rss_mib:.0f} MiB, output {out_size / 1e9:.2f} GB")
+            self.facts["gigabyte"] = {"records": n, "bytes": size, "wall": r.wall, "rss_mib": r.rss_mib, "rc": r.rc,
+                                      "summary": s, "output_bytes": out_size}
+        finally:
+            for p in (corpus, out, out + ".checkpoint"):
+                if os.path.exists(p):
+                    os.remove(p)
+
+    # -- the whole thing ---------------------------------------------------------------------
+
+    def main(self):
+        a = self.args
+        os.makedirs(self.work, exist_ok=True)
+        info = machine()
+        self.facts["machine"] = info
+        load0 = loadavg()
+        self.build_targets()
+        peer_root = peer_name = None
+        if (a.sections & {"code", "short"} or a.input) and not a.no_peer:
+            peer_root, peer_name = self.prepare_peer()
+        if "gemm" in a.sections or a.sections & {"code", "short"} or a.input:
+            self.gemm()
+        corpora = {}
+        for label, n in (("code", a.code_records), ("short", a.short_records)):
+            if label in a.sections or "padding" in a.sections:
+                corpora[label] = os.path.join(self.work, f"{label}.jsonl")
+                self.log(f"writing the {label} corpus ({n:,} records)")
+                make_corpus(corpora[label], label, records=n)
+        for path in a.input:
+            corpora[os.path.splitext(os.path.basename(path))[0]] = os.path.abspath(path)
+        for label, corpus in corpora.items():
+            if label in a.sections or label not in ("code", "short"):
+                self.throughput(label, corpus, peer_root, peer_name)
+        if "padding" in a.sections:
+            self.padding(corpora)
+        if "rss" in a.sections:
+            self.rss()
+        if "gb" in a.sections:
+            self.gigabyte()
+        load1 = loadavg()
+        total = time.monotonic() - self.t_start
+        self.print_table(info, load0, load1, total)
+        if not a.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def print_table(self, info, load0, load1, total):
+        a = self.args
+        lines = []
+        lines.append(f"Command: `{' '.join(shlex.quote(x) for x in [sys.argv[0]] + sys.argv[1:])}`  ")
+        lines.append(f"Date: {datetime.datetime.now().isoformat(timespec='minutes')}; run took {total / 60:.1f} min; "
+                     f"load average {load0:.2f} at start, {load1:.2f} at end" +
+                     (" (**other work was running: timings unreliable**)" if max(load0, load1) > 0.5 else "") + "  ")
+        lines.append(f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']:.0f} GiB; flags {info['flags']}; "
+                     f"{info['os']}, Linux {info['kernel']}; libtorch {info['libtorch']}; Node {info['node']}  ")
+        lines.append(f"Model: {self.model} (throughput, FLOPs); {self.tiny} (memory, scale). Threads: every core "
+                     f"({os.cpu_count()}) for pipeline-run (its default), raw-forward and gemm-peak; onnxruntime "
+                     f"intra-op threads = {os.cpu_count()} for transformers.js, batch size {a.peer_batch_size}" +
+                     (f", sorted in windows of {a.peer_sort_window}" if a.peer_sort_window else ", input order") + ".")
+        lines.append("")
+        lines.append("| section | measure | value | notes |")
+        lines.append("| --- | --- | --- | --- |")
+        for section, measure, value, note in self.rows:
+            lines.append(f"| {section} | {measure} | {value} | {note} |")
+        text = "\n".join(lines) + "\n"
+        print(text)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(self.facts, f, indent=1)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--records", type=int, default=2000)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--rss", action="store_true", help="measure peak RSS at --sizes instead")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[20000, 400000])
-    ap.add_argument("--corpus", choices=["code", "short"], default="code",
-                    help="code: chunks of real source files; short: sentences of 5-20 words")
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp:
-        if args.rss:
-            bench_rss(args, tmp)
-        else:
-            bench_throughput(args, tmp)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="Sections: code, short (throughput and transformers.js), padding, gemm, rss, gb.")
+    ap.add_argument("--all", action="store_true", help="every section at full size")
+    ap.add_argument("--quick", action="store_true", help="every section, small inputs (minutes; figures indicative)")
+    ap.add_argument("--only", default="", help="comma-separated sections to run (with --all/--quick sizes)")
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--no-build", action="store_true", help="use the binaries as they are")
+    ap.add_argument("--jobs", type=int, default=2, help="ninja -j")
+    ap.add_argument("--model", help="model folder for throughput (default BUILD/tests/test-models/minilm)")
+    ap.add_argument("--tiny-model", help="model folder for memory and scale (default BUILD/tests/test-models/tiny)")
+    ap.add_argument("--code-records", type=int)
+    ap.add_argument("--short-records", type=int)
+    ap.add_argument("--input", action="append", default=[], metavar="JSONL",
+                    help="also measure throughput on this JSONL file (e.g. held-out data); repeatable")
+    ap.add_argument("--repeat", type=int, help="rounds of raw / pipeline / peer; ratios are medians")
+    ap.add_argument("--rss-sizes", type=int, nargs="+")
+    ap.add_argument("--big-bytes", type=float, help="size of the large input in bytes (default 1e9 with --all)")
+    ap.add_argument("--gemm-seconds", type=float, default=1.0)
+    ap.add_argument("--no-peer", action="store_true", help="skip transformers.js")
+    ap.add_argument("--peer-batch-size", type=int, default=32)
+    ap.add_argument("--peer-sort-window", type=int, default=0,
+                    help="let transformers.js sort windows of N records by length (default 0: input order)")
+    ap.add_argument("--keep", action="store_true", help="keep corpora and outputs in .cache/bench/run")
+    ap.add_argument("--json", help="also write every measurement to this JSON file")
+    a = ap.parse_args()
+    if not (a.all or a.quick or a.only or a.input):
+        ap.error("choose --all, --quick, --only SECTIONS or --input FILE")
+    full = {"code_records": 5000, "short_records": 20000, "repeat": 1, "rss_sizes": [10_000, 1_000_000],
+            "big_bytes": 1e9}
+    quick = {"code_records": 400, "short_records": 2000, "repeat": 1, "rss_sizes": [2_000, 20_000],
+             "big_bytes": 20e6}
+    preset = full if a.all else quick
+    for k, v in preset.items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    a.big_bytes = int(a.big_bytes)
+    a.sections = set(s for s in a.only.split(",") if s) or ({"code", "short", "padding", "gemm", "rss", "gb"}
+                                                           if (a.all or a.quick) else set())
+    unknown = a.sections - {"code", "short", "padding", "gemm", "rss", "gb"}
+    if unknown:
+        ap.error(f"unknown sections {sorted(unknown)}")
+    if a.input and not a.sections:
+        a.sections = {"gemm"}
+    Bench(a).main()
 
 
 if __name__ == "__main__":

@@ -1,85 +1,183 @@
-// raw-forward: the ceiling the pipeline can reach. Reads a JSONL file, tokenises every record
-// up front (not timed), forms the same batches the pipeline forms (batch-size records in input
-// order, padded to the longest), warms up, then times Model::embed alone.
+// raw-forward: the ceiling the pipeline can reach. Reads a JSONL file, tokenises every record up
+// front (not timed) and forms exactly the batches pipeline-run forms: windows of `sort-window`
+// valid records in input order, each planned by plan_window() (sorted by length and cut at the
+// padded-token budget when one is set, else cut every batch-size records in input order), rows
+// padded to padded_length() of the longest. Then it warms up and times Model::embed alone.
 //
-//   raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--threads N] [--text-field NAME]
+//   raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--max-batch-tokens N] [--sort-window N]
+//               [--threads N] [--text-field NAME] [--warmup N] [--plan-only]
 //
-// Prints one JSON line: records, real tokens, padded tokens, seconds, docs/s, tokens/s.
+// --plan-only tokenises and plans but runs no model: the padding figures of a setting, in
+// seconds (bench.py's padding sweep).
+//
+// Defaults are sluice::PipelineOptions' defaults; tools/bench/bench.py passes the values
+// pipeline-run actually ran with. Prints one JSON line: records, real tokens, padded tokens,
+// the sum of squared sequence lengths (for attention FLOPs), batches, seconds, rates.
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include <sluice/error.hpp>
 #include <sluice/model.hpp>
 #include <sluice/omp_wait_policy.hpp>
+#include <sluice/pipeline.hpp>
 #include <sluice/record_stream.hpp>
 #include <sluice/tokenizer.hpp>
+
+#include "engine/batch_plan.hpp"
+
+namespace {
+
+struct Options {
+  std::string model_dir;
+  std::string input;
+  std::string text_field = "text";
+  std::size_t batch_size = sluice::PipelineOptions{}.batch_size;
+  std::size_t max_batch_tokens = sluice::PipelineOptions{}.max_batch_tokens;
+  std::size_t sort_window = sluice::PipelineOptions{}.sort_window;
+  int threads = 0;
+  std::size_t warmup = 2;
+  bool plan_only = false;
+};
+
+struct Tokenised {
+  std::vector<std::int32_t> ids;
+  std::vector<std::int32_t> type_ids;
+};
+
+// The pipeline rejects empty and whitespace-only texts (record_parser.cpp); they join no window.
+bool is_blank(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
+}
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--max-batch-tokens N] [--sort-window N]\n"
+               "                   [--threads N] [--text-field NAME] [--warmup N] [--plan-only]\n");
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   sluice::reexec_with_passive_omp_wait(argv);  // the same as pipeline-run, for a fair ratio
   if (argc < 3) {
-    std::fprintf(stderr,
-                 "usage: raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--threads N] [--text-field NAME]\n");
+    usage();
     return 2;
   }
-  std::string model_dir = argv[1], input = argv[2], field = "text";
-  std::size_t batch_size = 32;
-  int threads = 0;
-  for (int i = 3; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--batch-size"))
-      batch_size = std::stoul(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads"))
-      threads = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--text-field"))
-      field = argv[i + 1];
-  }
-  sluice::ModelOptions mo;
-  mo.threads = threads;
-  auto model = sluice::Model::load(model_dir, mo);
-  auto tokenizer = sluice::Tokenizer::from_file(std::string(model_dir) + "/tokenizer.json");
-  tokenizer->set_max_length(model->info().max_tokens);
-
-  std::vector<std::vector<std::int32_t>> ids;
-  for (auto& r : sluice::RecordStream::from_jsonl(input)) {
-    auto text = sluice::string_field(r, field);
-    if (!text || text->empty()) continue;
-    ids.push_back(tokenizer->encode(*text).ids);
-  }
-  std::vector<sluice::TokenBatch> batches;
-  std::uint64_t real = 0, padded = 0;
-  for (std::size_t b = 0; b < ids.size(); b += batch_size) {
-    std::size_t n = std::min(batch_size, ids.size() - b);
-    std::size_t seq = 1;
-    for (std::size_t i = 0; i < n; ++i) seq = std::max(seq, ids[b + i].size());
-    sluice::TokenBatch tb;
-    tb.batch = static_cast<std::uint32_t>(n);
-    tb.seq_len = static_cast<std::uint32_t>(seq);
-    tb.ids.assign(n * seq, tokenizer->pad_id());
-    tb.attention_mask.assign(n * seq, 0);
-    tb.type_ids.assign(n * seq, 0);
-    for (std::size_t i = 0; i < n; ++i) {
-      for (std::size_t c = 0; c < ids[b + i].size(); ++c) {
-        tb.ids[i * seq + c] = ids[b + i][c];
-        tb.attention_mask[i * seq + c] = 1;
-      }
-      real += ids[b + i].size();
+  Options o;
+  o.model_dir = argv[1];
+  o.input = argv[2];
+  for (int i = 3; i < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--plan-only")) {
+      o.plan_only = true;
+      --i;
+      continue;
     }
-    padded += n * seq;
-    batches.push_back(std::move(tb));
+    if (i + 1 >= argc) {
+      usage();
+      return 2;
+    }
+    const std::string_view name = argv[i];
+    const char* value = argv[i + 1];
+    if (name == "--batch-size") o.batch_size = std::stoul(value);
+    else if (name == "--max-batch-tokens") o.max_batch_tokens = std::stoul(value);
+    else if (name == "--sort-window") o.sort_window = std::stoul(value);
+    else if (name == "--threads") o.threads = std::stoi(value);
+    else if (name == "--text-field") o.text_field = value;
+    else if (name == "--warmup") o.warmup = std::stoul(value);
+    else {
+      std::fprintf(stderr, "raw-forward: unknown option %s\n", argv[i]);
+      usage();
+      return 2;
+    }
   }
-  std::vector<float> out(batch_size * model->info().dimensions);
-  // Warm-up: the first calls allocate and pick kernels.
-  for (std::size_t i = 0; i < std::min<std::size_t>(2, batches.size()); ++i) model->embed(batches[i], out);
-  auto t0 = std::chrono::steady_clock::now();
-  for (const auto& tb : batches) model->embed(tb, out);
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  fmt::print(
-      "{{\"records\":{},\"tokens\":{},\"padded_tokens\":{},\"seconds\":{:.3f},\"docs_per_s\":{:.1f},"
-      "\"tokens_per_s\":{:.1f},\"padded_tokens_per_s\":{:.1f}}}\n",
-      ids.size(), real, padded, s, ids.size() / s, real / s, padded / s);
-  return 0;
+  const std::size_t window = o.sort_window > 0 ? o.sort_window : o.batch_size;
+
+  try {
+    sluice::ModelOptions mo;
+    mo.threads = o.threads;
+    auto model = sluice::Model::load(o.model_dir, mo);
+    auto tokenizer = sluice::Tokenizer::from_file(o.model_dir + "/tokenizer.json");
+    tokenizer->set_max_length(model->info().max_tokens);
+
+    std::vector<Tokenised> records;
+    std::uint64_t truncated = 0;
+    for (auto& r : sluice::RecordStream::from_jsonl(o.input)) {
+      auto text = sluice::string_field(r, o.text_field);
+      if (!text || text->empty() || is_blank(*text)) continue;
+      sluice::Encoding enc = tokenizer->encode(*text);
+      truncated += enc.truncated() ? 1 : 0;
+      records.push_back(Tokenised{std::move(enc.ids), std::move(enc.type_ids)});
+    }
+
+    // The pipeline's batches: plan_window() over each window of valid records, in input order.
+    std::vector<sluice::TokenBatch> batches;
+    std::uint64_t real = 0, padded = 0, squares = 0;
+    std::size_t widest = 1;
+    const std::int64_t pad = tokenizer->pad_id();
+    const sluice::BatchLimits limits{o.batch_size, o.max_batch_tokens};
+    for (std::size_t w = 0; w < records.size(); w += window) {
+      const std::size_t n = std::min(window, records.size() - w);
+      std::vector<std::uint32_t> lengths(n);
+      for (std::size_t i = 0; i < n; ++i) lengths[i] = static_cast<std::uint32_t>(records[w + i].ids.size());
+      const sluice::WindowPlan plan = sluice::plan_window(lengths, limits);
+      for (const sluice::PlannedBatch& pb : plan.batches) {
+        sluice::TokenBatch tb;
+        tb.batch = static_cast<std::uint32_t>(pb.rows);
+        tb.seq_len = static_cast<std::uint32_t>(pb.seq_len);
+        const std::size_t cells = pb.rows * pb.seq_len;
+        tb.ids.assign(cells, pad);
+        tb.attention_mask.assign(cells, 0);
+        tb.type_ids.assign(cells, 0);
+        for (std::size_t r = 0; r < pb.rows; ++r) {
+          const Tokenised& t = records[w + plan.order[pb.first + r]];
+          for (std::size_t c = 0; c < t.ids.size(); ++c) {
+            tb.ids[r * pb.seq_len + c] = t.ids[c];
+            tb.attention_mask[r * pb.seq_len + c] = 1;
+            tb.type_ids[r * pb.seq_len + c] = c < t.type_ids.size() ? t.type_ids[c] : 0;
+          }
+          real += t.ids.size();
+          squares += std::uint64_t{t.ids.size()} * t.ids.size();
+        }
+        padded += cells;
+        widest = std::max(widest, pb.rows);
+        batches.push_back(std::move(tb));
+      }
+    }
+    const std::uint64_t docs = records.size();
+    std::vector<Tokenised>().swap(records);
+    if (o.plan_only) {
+      fmt::print(
+          "{{\"records\":{},\"tokens\":{},\"padded_tokens\":{},\"sum_sq_tokens\":{},\"truncated\":{},"
+          "\"batches\":{},\"batch_size\":{},\"max_batch_tokens\":{},\"sort_window\":{}}}\n",
+          docs, real, padded, squares, truncated, batches.size(), o.batch_size, o.max_batch_tokens, window);
+      return 0;
+    }
+
+    std::vector<float> out(widest * model->info().dimensions);
+    // Warm-up: the first calls allocate and pick kernels.
+    for (std::size_t i = 0; i < std::min(o.warmup, batches.size()); ++i) model->embed(batches[i], out);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const auto& tb : batches) model->embed(tb, out);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    fmt::print(
+        "{{\"records\":{},\"tokens\":{},\"padded_tokens\":{},\"sum_sq_tokens\":{},\"truncated\":{},"
+        "\"batches\":{},\"batch_size\":{},\"max_batch_tokens\":{},\"sort_window\":{},\"threads\":{},"
+        "\"seconds\":{:.4f},\"docs_per_s\":{:.2f},\"tokens_per_s\":{:.1f},\"padded_tokens_per_s\":{:.1f}}}\n",
+        docs, real, padded, squares, truncated, batches.size(), o.batch_size, o.max_batch_tokens, window,
+        o.threads > 0 ? o.threads : int(std::thread::hardware_concurrency()), s, docs / s, real / s, padded / s);
+    return 0;
+  } catch (const sluice::Error& e) {
+    std::fprintf(stderr, "raw-forward: %s\n", e.what());
+    return 1;
+  }
 }

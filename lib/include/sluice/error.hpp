@@ -23,6 +23,7 @@ namespace sluice {
   X(record_too_large, "record exceeds the size limit")          \
   X(output_field_exists, "record already has the output field") \
   X(empty_text, "text is empty")                                \
+  X(text_too_long, "text is longer than the model accepts")      \
   X(tokenizer_error, "tokenizer failed")                        \
   X(model_error, "model inference failed")                      \
   X(invalid_model, "model folder is invalid")                   \

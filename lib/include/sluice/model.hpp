@@ -6,24 +6,54 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sluice {
 
 enum class Pooling : std::uint8_t { mean, cls, max, last_token };
 
+/// Numeric precision of the encoder's linear layers (where nearly all of its time goes).
+enum class Precision : std::uint8_t {
+  fp32,  ///< float32 throughout (the reference)
+  bf16,  ///< weights stored in bfloat16 and the linear layers' matmuls run in bfloat16
+         ///< (oneDNN on CPUs with AVX512-BF16/AMX; elsewhere libtorch's slow fallback);
+         ///< attention, softmax, layer norms and residuals stay float32
+  int8,  ///< dynamic int8 quantisation of the linear layers: weights int8 per output channel,
+         ///< activations quantised per call to 7 bits (libtorch's quantized::linear_dynamic
+         ///< with reduce_range, on its default quantized engine: oneDNN in Debian's build)
+};
+
+/// The stable name of a precision ("fp32", "bf16", "int8").
+std::string_view precision_name(Precision precision) noexcept;
+/// Parses a name produced by precision_name(); returns false for an unknown name.
+bool precision_from_name(std::string_view name, Precision& out) noexcept;
+
 /// What a loaded model is and how its output is pooled.
 struct ModelInfo {
-  std::string family;               ///< "bert", ...
+  /// The encoder: "bert", "roberta", "xlm-roberta", "jina_bert" (JinaBERT v2, config.json's
+  /// model_type "bert" with ALiBi), or "torchscript" (a traced model.pt).
+  std::string family;
   std::filesystem::path dir;
   std::uint32_t hidden_size = 0;
   std::uint32_t dimensions = 0;     ///< size of the returned embeddings
   std::uint32_t max_tokens = 0;     ///< longest sequence accepted, special tokens included
-  std::uint32_t layers = 0;
-  Pooling pooling = Pooling::mean;
-  bool normalize = true;            ///< L2-normalise the pooled vector
+  std::uint32_t layers = 0;         ///< encoder layers (0 for a TorchScript module: unknown)
+  Pooling pooling = Pooling::mean;  ///< the folder's, or ModelOptions::pooling
+  bool normalize = true;            ///< L2-normalise the pooled vector (the folder's, or ModelOptions::normalize)
+  Precision precision = Precision::fp32;
+  /// Named prompts from config_sentence_transformers.json's "prompts", in file order:
+  /// (name, text), e.g. ("query", "query: "). The engine prepends the text to the input.
+  std::vector<std::pair<std::string, std::string>> prompts;
+  /// config_sentence_transformers.json's "default_prompt_name"; empty when none.
+  std::string default_prompt_name;
+  /// The Pooling module's "include_prompt" (default true). When false, mean and max pooling
+  /// leave out each row's TokenBatch::prompt_tokens, as sentence-transformers does.
+  bool include_prompt = true;
 };
 
 /// A padded batch of token ids, row-major [batch, seq_len]. Rows shorter than seq_len are
@@ -34,12 +64,25 @@ struct TokenBatch {
   std::vector<std::int64_t> ids;
   std::vector<std::int64_t> attention_mask;
   std::vector<std::int64_t> type_ids;
+  /// Per row (or empty: none), how many leading real tokens are the prompt, counted as
+  /// sentence-transformers counts prompt_length: the prompt's encoding with special tokens,
+  /// less one (so a leading [CLS]/<s> is included). Only used when info().include_prompt is
+  /// false: mean and max pooling then leave these tokens out (they are still attended to).
+  std::vector<std::uint32_t> prompt_tokens;
 };
 
 struct ModelOptions {
   /// Intra-op threads for the model; 0 = every core. libtorch keeps this count per calling
   /// thread (OpenMP), so embed() applies it on the thread that calls it.
   int threads = 0;
+  /// Overrides the folder's pooling (modules.json / 1_Pooling/config.json) when set.
+  std::optional<Pooling> pooling;
+  /// Overrides the folder's normalisation (a Normalize module) when set.
+  std::optional<bool> normalize;
+  /// Precision of the linear layers. bf16 and int8 trade accuracy for speed on CPUs that
+  /// have the instructions for them (docs/models.md, "Precision", has measured figures).
+  /// Not available for TorchScript folders (load throws invalid_argument).
+  Precision precision = Precision::fp32;
 };
 
 class Model {
@@ -49,12 +92,17 @@ class Model {
   /// Loads the folder. Throws sluice::Error (invalid_model) naming the file and, for
   /// weights, the tensor that is missing or has the wrong shape or dtype.
   ///
-  /// The folder holds config.json (model_type "bert"), model.safetensors (F32, F16 or BF16,
-  /// computed in F32) and optionally the sentence-transformers files: modules.json (a
-  /// Normalize module turns on normalize), the Pooling module's config.json (mean, cls, max or
-  /// lasttoken) and sentence_bert_config.json (max_seq_length). Without modules.json the model
-  /// is mean-pooled and normalised. max_tokens = min(max_seq_length, max_position_embeddings).
-  /// Thread: any.
+  /// The folder holds config.json (model_type "bert", "roberta" or "xlm-roberta"; "bert"
+  /// with position_embedding_type "alibi" is JinaBERT v2), the weights and optionally the
+  /// sentence-transformers files: modules.json (a Normalize module turns on normalize), the
+  /// Pooling module's config.json (mean, cls, max or lasttoken; include_prompt),
+  /// sentence_bert_config.json (max_seq_length) and config_sentence_transformers.json
+  /// (prompts). Without modules.json the model is mean-pooled and normalised. max_tokens =
+  /// min(max_seq_length, the positions the model has).
+  /// The weights are model.safetensors (F32, F16 or BF16, computed in F32 or as
+  /// options.precision says); a folder without it but with model.pt loads that TorchScript
+  /// module instead (docs/models.md, "TorchScript").
+  /// Throws invalid_argument for an option the model cannot honour. Thread: any.
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ModelOptions& options = {});
 
   virtual const ModelInfo& info() const = 0;

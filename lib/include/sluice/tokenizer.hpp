@@ -59,6 +59,14 @@ class Tokenizer {
   /// (const; scratch buffers are per thread, so a warm thread allocates only the Encoding).
   virtual Encoding encode(std::string_view text, bool add_special_tokens = true) const = 0;
 
+  /// Encodes all of `text`, without truncation, as windows of at most `max_length` tokens
+  /// each, special tokens included in every window; each window after the first begins with
+  /// the last `stride` text tokens of the one before. These are the encodings Hugging Face
+  /// gives with truncation(max_length, stride) and return_overflowing_tokens: the first one
+  /// and its overflows. A text that fits gives one window. Throws std::invalid_argument when
+  /// max_length leaves no room past the special tokens and the stride. Thread: any.
+  virtual std::vector<Encoding> encode_windows(std::string_view text, std::size_t max_length,
+                                               std::size_t stride) const = 0;
   /// Caps the encoded length, special tokens included (truncation "longest_first", right side;
   /// replaces the file's truncation). Not thread-safe: call before encoding starts.
   virtual void set_max_length(std::size_t max_length) = 0;

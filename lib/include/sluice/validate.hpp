@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include <sluice/error.hpp>
 
@@ -16,6 +17,7 @@ struct ValidationOptions {
   std::string output_field = "embedding";
   std::size_t max_record_bytes = 16u << 20;
   std::size_t read_chunk_bytes = 1u << 20;
+  bool allow_empty_text = false;  ///< empty or whitespace-only texts are good records (tokenize)
 };
 
 struct ValidationSummary {
@@ -29,5 +31,22 @@ struct ValidationSummary {
 /// (io_error) when the input cannot be opened or read.
 ValidationSummary validate_jsonl(const std::string& path, const ValidationOptions& options,
                                  const std::function<bool(const InputLocation&, const ErrorInfo&)>& on_invalid);
+
+/// One line of a JSONL input as scan_jsonl() hands it over.
+struct ScannedRecord {
+  InputLocation where;
+  std::string_view line;         ///< the line's bytes, without its terminator
+  const std::string* text;       ///< the text field, unescaped; null when the record is bad
+  std::size_t prefix_length;     ///< line[0, prefix_length) comes before the closing brace
+  bool empty_object;             ///< the object has no members
+  const ErrorInfo* error;        ///< why the record is bad; null when it is good
+};
+
+/// Reads `path` ("-" = stdin) once, one line at a time, and calls `on_record` for every
+/// non-blank line, good or bad, in order; return false from it to stop. The pointers in the
+/// ScannedRecord live until the callback returns. Throws sluice::Error (io_error) when the
+/// input cannot be opened or read. validate_jsonl() is this with a callback that counts.
+ValidationSummary scan_jsonl(const std::string& path, const ValidationOptions& options,
+                             const std::function<bool(const ScannedRecord&)>& on_record);
 
 }  // namespace sluice

@@ -1,12 +1,13 @@
 #include "embed_workers.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
 #include <limits>
-#include <numeric>
 
 #include <fmt/format.h>
 
+#include "batch_plan.hpp"
 #include "io/output_format.hpp"
 
 namespace sluice {
@@ -20,7 +21,15 @@ EmbedWorkers::EmbedWorkers(std::shared_ptr<Model> model, std::shared_ptr<const T
       // The loop bounds what it pushes (max_in_flight_*), so this queue never blocks it.
       input_(std::numeric_limits<std::size_t>::max()),
       // Two batches: one being embedded, one ready, so the model never waits on tokenising.
-      batches_(2) {}
+      batches_(2) {
+  // A model that pools without the prompt is told how many leading tokens are the prompt,
+  // counted as sentence-transformers counts them: the prompt's encoding less its final
+  // special token.
+  if (!config_.prompt.empty() && !model_->info().include_prompt) {
+    const std::size_t n = tokenizer_->encode(config_.prompt).ids.size();
+    prompt_tokens_ = static_cast<std::uint32_t>(n > 0 ? n - 1 : 0);
+  }
+}
 
 EmbedWorkers::~EmbedWorkers() {
   abort();
@@ -65,41 +74,43 @@ void EmbedWorkers::tokenizer_main() {
   std::vector<WorkItem> window;
   auto flush_window = [&] {
     if (window.empty()) return;
-    std::vector<std::size_t> order(window.size());
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    if (config_.max_batch_tokens > 0) {
-      std::stable_sort(order.begin(), order.end(),
-                       [&](std::size_t a, std::size_t b) { return window[a].tokens < window[b].tokens; });
+    std::vector<std::uint32_t> lengths(window.size());
+    std::vector<std::uint32_t> rows(window.size());
+    for (std::size_t i = 0; i < window.size(); ++i) {
+      lengths[i] = window[i].longest_row();
+      rows[i] = window[i].rows();
     }
-    std::vector<WorkItem> batch;
-    std::size_t longest = 0;
-    for (std::size_t i : order) {
-      WorkItem& item = window[i];
-      const std::size_t len = padded_length(item.tokens);
-      std::size_t with_it = std::max(longest, len);
-      const bool full = !batch.empty() && (batch.size() >= config_.batch_size ||
-                                           (config_.max_batch_tokens > 0 &&
-                                            (batch.size() + 1) * with_it > config_.max_batch_tokens));
-      if (full) {
-        batches_.push(std::move(batch));  // false only after abort: the batch is dropped
-        batch = {};
-        with_it = len;
-      }
-      batch.push_back(std::move(item));
-      longest = with_it;
+    const WindowPlan plan = plan_window(lengths, BatchLimits{config_.batch_size, config_.max_batch_tokens}, rows);
+    for (const PlannedBatch& b : plan.batches) {
+      std::vector<WorkItem> batch;
+      batch.reserve(b.rows);
+      for (std::size_t i = b.first; i < b.first + b.rows; ++i) batch.push_back(std::move(window[plan.order[i]]));
+      batches_.push(std::move(batch));  // false only after abort: the batch is dropped
     }
-    if (!batch.empty()) batches_.push(std::move(batch));
     window.clear();
   };
   for (;;) {
     std::optional<WorkItem> item = input_.pop();
     if (!item) break;  // closed and drained
     try {
-      Encoding enc = tokenizer_->encode(item->text);
-      item->tokens = static_cast<std::uint32_t>(enc.ids.size());
-      item->truncated = enc.truncated();
-      item->ids = std::move(enc.ids);
-      item->type_ids = std::move(enc.type_ids);
+      if (!config_.prompt.empty()) item->text.insert(0, config_.prompt);
+      if (config_.long_input == LongInput::chunk) {
+        make_chunks(*item);
+      } else {
+        Encoding enc = tokenizer_->encode(item->text);
+        item->tokens = static_cast<std::uint32_t>(enc.ids.size());
+        item->truncated = enc.truncated();
+        item->ids = std::move(enc.ids);
+        item->type_ids = std::move(enc.type_ids);
+        if (item->truncated && config_.long_input == LongInput::fail) {
+          item->error = ErrorInfo{ErrorCode::text_too_long,
+                                  fmt::format("the text is {} tokens, more than the model's {} (embed it in pieces "
+                                              "with --long-input chunk, or cut it with --long-input truncate)",
+                                              enc.untruncated_length, model_->info().max_tokens),
+                                  config_.text_field,
+                                  {}};
+        }
+      }
     } catch (const std::exception& e) {
       item->error = ErrorInfo{ErrorCode::tokenizer_error, fmt::format("tokenizer failed: {}", e.what()), {}, {}};
     }
@@ -110,11 +121,6 @@ void EmbedWorkers::tokenizer_main() {
   }
   flush_window();
   batches_.close();
-}
-
-std::size_t EmbedWorkers::padded_length(std::size_t tokens) const {
-  const std::size_t m = std::max<std::size_t>(config_.length_multiple, 1);
-  return (std::max<std::size_t>(tokens, 1) + m - 1) / m * m;
 }
 
 void EmbedWorkers::inference_main() {
@@ -133,39 +139,112 @@ void EmbedWorkers::inference_main() {
   notify_();
 }
 
-bool EmbedWorkers::embed_items(std::vector<WorkItem*>& items, std::vector<float>& out, ErrorInfo& error) {
-  TokenBatch tb;
-  tb.batch = static_cast<std::uint32_t>(items.size());
-  std::uint32_t seq = 1;
-  for (auto* it : items) seq = std::max<std::uint32_t>(seq, it->tokens);
-  // Lengths rounded to a few shapes keep allocator and kernel caches small over a long run.
-  seq = static_cast<std::uint32_t>(padded_length(seq));
-  tb.seq_len = seq;
-  const std::size_t n = std::size_t{tb.batch} * seq;
-  const std::int64_t pad = tokenizer_->pad_id();
-  tb.ids.assign(n, pad);
-  tb.attention_mask.assign(n, 0);
-  tb.type_ids.assign(n, 0);
-  for (std::size_t r = 0; r < items.size(); ++r) {
-    const auto& it = *items[r];
-    const std::size_t base = r * seq;
-    for (std::size_t c = 0; c < it.ids.size(); ++c) {
-      tb.ids[base + c] = it.ids[c];
-      tb.attention_mask[base + c] = 1;
-      tb.type_ids[base + c] = c < it.type_ids.size() ? it.type_ids[c] : 0;
+void EmbedWorkers::make_chunks(WorkItem& item) const {
+  const std::string_view text = item.text;
+  std::vector<Encoding> windows = tokenizer_->encode_windows(text, config_.chunk_tokens, config_.chunk_overlap);
+  // Byte ranges of the text each window covers (special tokens have empty ranges), then
+  // converted to code points in one pass over the text.
+  const std::size_t prompt = config_.prompt.size();
+  std::vector<std::uint64_t> points;
+  item.chunks.resize(windows.size());
+  std::uint32_t total = 0;
+  for (std::size_t w = 0; w < windows.size(); ++w) {
+    Chunk& c = item.chunks[w];
+    std::uint64_t first = text.size(), last = prompt;
+    for (const auto& [b, e] : windows[w].offsets) {
+      if (e <= b) continue;
+      first = std::min<std::uint64_t>(first, std::max<std::uint64_t>(b, prompt));
+      last = std::max<std::uint64_t>(last, e);
     }
+    if (first > last) first = last;
+    c.char_start = first;
+    c.char_end = last;
+    points.push_back(first);
+    points.push_back(last);
+    total += static_cast<std::uint32_t>(windows[w].ids.size());
+    c.ids = std::move(windows[w].ids);
+    c.type_ids = std::move(windows[w].type_ids);
   }
+  std::sort(points.begin(), points.end());
+  points.erase(std::unique(points.begin(), points.end()), points.end());
+  std::vector<std::uint64_t> chars(points.size());
+  std::uint64_t count = 0, at = prompt;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    for (; at < points[i]; ++at) count += (static_cast<unsigned char>(text[at]) & 0xC0) != 0x80;
+    chars[i] = count;
+  }
+  auto to_chars = [&](std::uint64_t byte) {
+    return chars[static_cast<std::size_t>(std::lower_bound(points.begin(), points.end(), byte) - points.begin())];
+  };
+  for (Chunk& c : item.chunks) {
+    c.char_start = to_chars(c.char_start);
+    c.char_end = to_chars(c.char_end);
+  }
+  item.tokens = total;
+}
+
+bool EmbedWorkers::embed_rows(const std::vector<Row>& rows, std::vector<float>& out, ErrorInfo& error) {
   const std::size_t dims = model_->info().dimensions;
-  out.resize(items.size() * dims);
-  try {
-    model_->embed(tb, out);
-    return true;
-  } catch (const Error& e) {
-    error = ErrorInfo{e.code(), e.what(), {}, e.detail()};
-  } catch (const std::exception& e) {
-    error = ErrorInfo{ErrorCode::model_error, fmt::format("model inference failed: {}", e.what()), {}, {}};
+  out.resize(rows.size() * dims);
+  const std::int64_t pad = tokenizer_->pad_id();
+  // Rows go to the model in groups within the batch limits: a batch planned for the model
+  // fits in one call; the many windows of one long record take several.
+  std::size_t begin = 0;
+  while (begin < rows.size()) {
+    std::size_t end = begin;
+    std::size_t seq = 1;
+    while (end < rows.size()) {
+      const std::size_t with = std::max(seq, padded_length(rows[end].ids->size()));
+      const std::size_t n = end - begin + 1;
+      if (end > begin && (n > std::max<std::size_t>(config_.batch_size, 1) ||
+                          (config_.max_batch_tokens > 0 && n * with > config_.max_batch_tokens))) {
+        break;
+      }
+      seq = with;
+      ++end;
+    }
+    TokenBatch tb;
+    tb.batch = static_cast<std::uint32_t>(end - begin);
+    tb.seq_len = static_cast<std::uint32_t>(seq);  // a length plan_window() also plans
+    const std::size_t n = std::size_t{tb.batch} * seq;
+    tb.ids.assign(n, pad);
+    tb.attention_mask.assign(n, 0);
+    tb.type_ids.assign(n, 0);
+    if (prompt_tokens_ > 0) tb.prompt_tokens.assign(tb.batch, 0);
+    for (std::size_t r = 0; r < tb.batch; ++r) {
+      const Row& row = rows[begin + r];
+      const std::size_t base = r * seq;
+      for (std::size_t c = 0; c < row.ids->size(); ++c) {
+        tb.ids[base + c] = (*row.ids)[c];
+        tb.attention_mask[base + c] = 1;
+        tb.type_ids[base + c] = c < row.type_ids->size() ? (*row.type_ids)[c] : 0;
+      }
+      if (prompt_tokens_ > 0 && row.has_prompt) {
+        tb.prompt_tokens[r] = std::min<std::uint32_t>(prompt_tokens_, static_cast<std::uint32_t>(row.ids->size()));
+      }
+    }
+    try {
+      model_->embed(tb, std::span<float>(out.data() + begin * dims, tb.batch * dims));
+    } catch (const Error& e) {
+      error = ErrorInfo{e.code(), e.what(), {}, e.detail()};
+      return false;
+    } catch (const std::exception& e) {
+      error = ErrorInfo{ErrorCode::model_error, fmt::format("model inference failed: {}", e.what()), {}, {}};
+      return false;
+    }
+    begin = end;
   }
-  return false;
+  return true;
+}
+
+void EmbedWorkers::add_rows(WorkItem& item, std::vector<Row>& rows) {
+  if (item.chunks.empty()) {
+    rows.push_back(Row{&item.ids, &item.type_ids, true});
+    return;
+  }
+  for (std::size_t c = 0; c < item.chunks.size(); ++c) {
+    rows.push_back(Row{&item.chunks[c].ids, &item.chunks[c].type_ids, c == 0});
+  }
 }
 
 void EmbedWorkers::run_batch(std::vector<WorkItem>& batch) {
@@ -177,25 +256,84 @@ void EmbedWorkers::run_batch(std::vector<WorkItem>& batch) {
   if (good.empty()) return;
 
   const std::size_t dims = model_->info().dimensions;
+  const std::size_t keep = config_.dimensions > 0 ? std::min(config_.dimensions, dims) : dims;
   std::vector<float> out;
-  ErrorInfo error;
+  std::vector<float> cut(keep);
+  std::vector<float> doc(dims);
+  // The leading `keep` values of v, back to unit length when the model normalises (Matryoshka).
+  auto shaped = [&](std::span<const float> v) -> std::span<const float> {
+    v = v.first(keep);
+    if (keep == dims || !config_.renormalize) return v;
+    double norm = 0;
+    for (float x : v) norm += double(x) * x;
+    const float scale = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.0f;
+    for (std::size_t k = 0; k < keep; ++k) cut[k] = v[k] * scale;
+    return cut;
+  };
   auto deliver = [&](std::vector<WorkItem*>& items) {
-    for (std::size_t r = 0; r < items.size(); ++r) {
-      WorkItem& it = *items[r];
-      std::span<const float> v(out.data() + r * dims, dims);
-      if (config_.format_output) {
-        append_output_line(it.output_line, std::string_view(it.json).substr(0, it.prefix_length), it.empty_object,
-                           config_.output_field, v);
-        std::string().swap(it.json);
+    std::size_t row = 0;
+    for (WorkItem* itp : items) {
+      WorkItem& it = *itp;
+      const std::string_view prefix = std::string_view(it.json).substr(0, it.prefix_length);
+      if (it.chunks.empty()) {
+        std::span<const float> v = shaped(std::span<const float>(out.data() + row * dims, dims));
+        ++row;
+        if (config_.format_output) {
+          append_output_line(it.output_line, prefix, it.empty_object, config_.output_field, v, config_.vector_format);
+        } else {
+          it.embedding.assign(v.begin(), v.end());
+        }
       } else {
-        it.embedding.assign(v.begin(), v.end());
+        const std::size_t k = it.chunks.size();
+        if (config_.chunk_document) {
+          // One vector for the record: the windows' vectors weighted by their token counts,
+          // normalised again when the model normalises.
+          std::vector<double> acc(dims, 0.0);
+          double weight = 0;
+          for (std::size_t c = 0; c < k; ++c) {
+            const double w = static_cast<double>(it.chunks[c].ids.size());
+            weight += w;
+            for (std::size_t d = 0; d < dims; ++d) acc[d] += w * out[(row + c) * dims + d];
+          }
+          double norm = 0;
+          for (std::size_t d = 0; d < dims; ++d) {
+            acc[d] /= weight;
+            norm += acc[d] * acc[d];
+          }
+          const double scale = config_.renormalize && norm > 0 ? 1.0 / std::sqrt(norm) : 1.0;
+          for (std::size_t d = 0; d < dims; ++d) doc[d] = static_cast<float>(acc[d] * scale);
+          std::span<const float> v = shaped(doc);
+          if (config_.format_output) {
+            append_output_line(it.output_line, prefix, it.empty_object, config_.output_field, v,
+                               config_.vector_format);
+          } else {
+            it.embedding.assign(v.begin(), v.end());
+          }
+        }
+        for (std::size_t c = 0; c < k; ++c) {
+          std::span<const float> v = shaped(std::span<const float>(out.data() + (row + c) * dims, dims));
+          const Chunk& ch = it.chunks[c];
+          if (config_.format_output) {
+            std::string head = fmt::format("{{\"parent_line\":{},", it.line);
+            if (!it.id_json.empty()) head += fmt::format("\"parent_id\":{},", it.id_json);
+            head += fmt::format("\"chunk\":{},\"chunks\":{},\"start\":{},\"end\":{}", c, k, ch.char_start,
+                                ch.char_end);
+            append_output_line(it.output_line, head, false, config_.output_field, v, config_.vector_format);
+          }
+        }
+        row += k;
       }
+      if (config_.format_output) std::string().swap(it.json);  // a Sink gets the record's bytes
       std::vector<std::int32_t>().swap(it.ids);
       std::vector<std::int32_t>().swap(it.type_ids);
+      std::vector<Chunk>().swap(it.chunks);
     }
   };
 
-  if (embed_items(good, out, error)) {
+  std::vector<Row> rows;
+  for (WorkItem* item : good) add_rows(*item, rows);
+  ErrorInfo error;
+  if (embed_rows(rows, out, error)) {
     deliver(good);
     return;
   }
@@ -203,8 +341,10 @@ void EmbedWorkers::run_batch(std::vector<WorkItem>& batch) {
   // are reported, and the rest go on.
   for (WorkItem* item : good) {
     std::vector<WorkItem*> one{item};
+    std::vector<Row> its_rows;
+    add_rows(*item, its_rows);
     ErrorInfo one_error;
-    if (embed_items(one, out, one_error)) {
+    if (embed_rows(its_rows, out, one_error)) {
       deliver(one);
     } else {
       one_error.message =

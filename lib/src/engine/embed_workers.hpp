@@ -14,7 +14,9 @@
 #include <vector>
 
 #include <sluice/model.hpp>
+#include <sluice/pipeline.hpp>
 #include <sluice/tokenizer.hpp>
+#include <sluice/vector_format.hpp>
 
 #include "bounded_queue.hpp"
 #include "work_item.hpp"
@@ -26,9 +28,17 @@ class EmbedWorkers {
   struct Config {
     std::size_t batch_size = 32;        // records per batch, at most
     std::size_t max_batch_tokens = 0;   // padded tokens per batch, at most; 0: no budget, no sorting
-    std::size_t length_multiple = 8;    // sequence lengths are padded to a multiple of this
     bool format_output = true;  // format JSONL output lines on the inference thread
     std::string output_field = "embedding";
+    std::string prompt;             // prepended to each text before tokenising
+    std::size_t dimensions = 0;     // keep the first N values; 0: all
+    bool renormalize = false;       // L2-normalise again after cutting to `dimensions`
+    VectorFormat vector_format;
+    std::string text_field = "text";  // named in errors
+    LongInput long_input = LongInput::truncate;
+    std::size_t chunk_tokens = 0;     // window length with --long-input chunk
+    std::size_t chunk_overlap = 0;
+    bool chunk_document = false;      // also one vector per record from its windows
   };
 
   EmbedWorkers(std::shared_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer, Config config,
@@ -54,10 +64,18 @@ class EmbedWorkers {
   void tokenizer_main();
   void inference_main();
   void run_batch(std::vector<WorkItem>& batch);
-  std::size_t padded_length(std::size_t tokens) const;
-  bool embed_items(std::vector<WorkItem*>& items, std::vector<float>& out, ErrorInfo& error);
+  // A model row: one record's ids, or one window of a long record.
+  struct Row {
+    const std::vector<std::int32_t>* ids;
+    const std::vector<std::int32_t>* type_ids;
+    bool has_prompt;  // the row starts with the prompt (first window)
+  };
+  void make_chunks(WorkItem& item) const;
+  static void add_rows(WorkItem& item, std::vector<Row>& rows);
+  bool embed_rows(const std::vector<Row>& rows, std::vector<float>& out, ErrorInfo& error);
 
   std::shared_ptr<Model> model_;
+  std::uint32_t prompt_tokens_ = 0;  // leading tokens pooling leaves out (include_prompt false)
   std::shared_ptr<const Tokenizer> tokenizer_;
   Config config_;
   std::function<void()> notify_;

@@ -112,6 +112,46 @@ class Pipeline::Impl {
     if (opt_.read_chunk_bytes == 0) throw Error(ErrorCode::invalid_argument, "read chunk size must be at least 1");
     if (opt_.text_field.empty()) throw Error(ErrorCode::invalid_argument, "the text field name is empty");
     if (opt_.output_field.empty()) throw Error(ErrorCode::invalid_argument, "the output field name is empty");
+    const auto& info = model_->info();
+    if (opt_.dimensions > info.dimensions) {
+      throw Error(ErrorCode::invalid_argument, fmt::format("--dim {} is more than the model's {} dimensions",
+                                                           opt_.dimensions, info.dimensions));
+    }
+    if (opt_.vector_format.type == VectorType::int8 && !info.normalize) {
+      throw Error(ErrorCode::invalid_argument,
+                  "int8 output needs normalised embeddings (components in [-1, 1]); this model's are not normalised");
+    }
+    if (!opt_.prompt.empty() && !opt_.prompt_name.empty()) {
+      throw Error(ErrorCode::invalid_argument, "give a prompt or a prompt name, not both");
+    }
+    const std::string& name = opt_.prompt.empty() && opt_.prompt_name.empty() ? info.default_prompt_name
+                                                                               : opt_.prompt_name;
+    if (!name.empty()) {
+      auto it = std::find_if(info.prompts.begin(), info.prompts.end(), [&](const auto& p) { return p.first == name; });
+      if (it == info.prompts.end()) {
+        std::string known;
+        for (const auto& p : info.prompts) known += (known.empty() ? "" : ", ") + p.first;
+        throw Error(ErrorCode::invalid_argument,
+                    fmt::format("the model has no prompt named \"{}\" (config_sentence_transformers.json has: {})",
+                                name, known.empty() ? "none" : known));
+      }
+      opt_.prompt = it->second;
+    }
+    if (opt_.long_input == LongInput::chunk) {
+      chunk_tokens_ = opt_.chunk_tokens > 0 ? opt_.chunk_tokens : info.max_tokens;
+      if (info.max_tokens > 0 && chunk_tokens_ > info.max_tokens) {
+        throw Error(ErrorCode::invalid_argument, fmt::format("--chunk-tokens {} is more than the model's {} tokens",
+                                                             chunk_tokens_, info.max_tokens));
+      }
+      // Room for at least one new token per window past the special tokens and the overlap.
+      const std::size_t special = tokenizer_->encode("").ids.size();
+      if (chunk_tokens_ <= special + opt_.chunk_overlap) {
+        throw Error(ErrorCode::invalid_argument,
+                    fmt::format("--chunk-overlap {} leaves no room in windows of {} tokens ({} special)",
+                                opt_.chunk_overlap, chunk_tokens_, special));
+      }
+      parser_.set_id_field(opt_.id_field);
+    }
     const auto max_tokens = model_->info().max_tokens;
     if (max_tokens > 0 && (!tokenizer_->max_length() || *tokenizer_->max_length() > max_tokens)) {
       tokenizer_->set_max_length(max_tokens);
@@ -258,6 +298,7 @@ class Pipeline::Impl {
   Position done_;
   Position boundary_;
   std::uint64_t valid_dispatched_ = 0;  // valid records sent to the workers (for window cuts)
+  std::size_t chunk_tokens_ = 0;       // window length with --long-input chunk
   std::uint64_t window_ = 1;            // records per window: sort_window, or batch_size
   std::uint64_t finish_batch_until_ = 0;  // over the bounds: read until this many are dispatched
   std::string fingerprint_;
@@ -365,9 +406,16 @@ std::string Pipeline::Impl::compute_fingerprint() const {
   std::string model = fmt::format("model={} ({:016x})", model_->info().dir.string(), h);
   std::string options = fmt::format(
       "options=text field \"{}\", output field \"{}\", batch size {}, max batch tokens {}, sort window {}, "
-      "max record bytes {}, on error {}, dead letter {}",
+      "max record bytes {}, on error {}, dead letter {}, prompt \"{}\", dimensions {}, output {} {}, long input {}",
       opt_.text_field, opt_.output_field, opt_.batch_size, opt_.max_batch_tokens, window_, opt_.max_record_bytes,
-      opt_.on_error == OnError::skip ? "skip" : "fail", opt_.dead_letter.empty() ? "none" : opt_.dead_letter);
+      opt_.on_error == OnError::skip ? "skip" : "fail", opt_.dead_letter.empty() ? "none" : opt_.dead_letter,
+      opt_.prompt, opt_.dimensions == 0 ? model_->info().dimensions : opt_.dimensions,
+      to_string(opt_.vector_format.type), to_string(opt_.vector_format.encoding),
+      opt_.long_input == LongInput::truncate ? std::string("truncate")
+      : opt_.long_input == LongInput::fail
+          ? std::string("fail")
+          : fmt::format("chunk {} tokens, overlap {}, id field \"{}\"{}", chunk_tokens_, opt_.chunk_overlap,
+                        opt_.id_field, opt_.chunk_document ? ", document vectors" : ""));
   return input + "\n" + model + "\n" + options;
 }
 
@@ -429,6 +477,9 @@ bool Pipeline::Impl::load_resume_point() {
 }
 
 void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&)> on_finished) {
+  if (sink_ && opt_.long_input == LongInput::chunk) {
+    throw Error(ErrorCode::invalid_argument, "--long-input chunk writes JSONL output; a Sink is not supported with it");
+  }
   loop_ = loop;
   on_finished_ = std::move(on_finished);
   start_time_ = unix_time_now();
@@ -458,12 +509,22 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   wc.max_batch_tokens = opt_.max_batch_tokens;
   wc.format_output = !sink_;
   wc.output_field = opt_.output_field;
+  wc.prompt = opt_.prompt;
+  wc.dimensions = opt_.dimensions;
+  wc.renormalize = model_->info().normalize;
+  wc.vector_format = opt_.vector_format;
+  wc.text_field = opt_.text_field;
+  wc.long_input = opt_.long_input;
+  wc.chunk_tokens = chunk_tokens_;
+  wc.chunk_overlap = opt_.chunk_overlap;
+  wc.chunk_document = opt_.chunk_document;
   workers_ = std::make_unique<EmbedWorkers>(model_, tokenizer_, wc, [this] { uv_async_send(&results_async_); });
   workers_->start();
 
   const auto& info = model_->info();
   bus_.publish(PipelineStarted{source_ ? "<source>" : opt_.input, sink_ ? "<sink>" : opt_.output, info.dir.string(),
-                               input_size_, static_cast<std::uint32_t>(opt_.batch_size), info.dimensions,
+                               input_size_, static_cast<std::uint32_t>(opt_.batch_size),
+                               opt_.dimensions > 0 ? opt_.dimensions : info.dimensions,
                                info.max_tokens});
   bus_.publish(StageStateChanged{"pipeline", "created", "running",
                                  resumed ? fmt::format("resumed at record {}", done_.records) : ""});
@@ -565,15 +626,22 @@ void Pipeline::Impl::on_read(uv_fs_t* req) {
     return;
   }
   if (n == 0) {
+    self->read_in_flight_ = true;  // no read past the end while the last line is handled
     self->splitter_.finish([self](const Line& line) { self->on_line(line); });
+    self->read_in_flight_ = false;
     self->reach_end_of_input("end of input");
     return;
   }
   self->read_offset_ += static_cast<std::uint64_t>(n);
   self->summary_.bytes_read += static_cast<std::uint64_t>(n);
+  // While read_buf_ is being split, no read may be issued into it: a record that completes
+  // at once (a bad one) reaches maybe_read() from inside feed().
+  self->read_in_flight_ = true;
   self->splitter_.feed(std::string_view(self->read_buf_.data(), static_cast<std::size_t>(n)),
                        [self](const Line& line) { self->on_line(line); });
+  self->read_in_flight_ = false;
   self->maybe_read();
+  self->check_done();  // a failure during feed() waited for the read to be over
 }
 
 void Pipeline::Impl::reach_end_of_input(const char* reason) {
@@ -673,6 +741,7 @@ void Pipeline::Impl::handle_record(std::string_view json, const std::optional<st
     item.prefix_length = parsed.value().prefix_length;
     item.empty_object = parsed.value().empty_object;
     item.text = std::move(parsed.value().text);
+    item.id_json = std::move(parsed.value().id_json);
   }
   if (text) item.text = *text;
   item.json.assign(json);
@@ -1059,6 +1128,9 @@ std::shared_ptr<Model> load_model_for(const PipelineOptions& o) {
   if (o.model.empty()) throw Error(ErrorCode::invalid_argument, "no model folder given");
   ModelOptions mo;
   mo.threads = o.threads;
+  mo.pooling = o.pooling;
+  mo.normalize = o.normalize;
+  mo.precision = o.precision;
   return std::shared_ptr<Model>(Model::load(o.model, mo));
 }
 std::shared_ptr<Tokenizer> load_tokenizer_for(const PipelineOptions& o) {

@@ -15,6 +15,11 @@ namespace sluice {
 
 ValidationSummary validate_jsonl(const std::string& path, const ValidationOptions& options,
                                  const std::function<bool(const InputLocation&, const ErrorInfo&)>& on_invalid) {
+  return scan_jsonl(path, options, [&](const ScannedRecord& r) { return !r.error || on_invalid(r.where, *r.error); });
+}
+
+ValidationSummary scan_jsonl(const std::string& path, const ValidationOptions& options,
+                             const std::function<bool(const ScannedRecord&)>& on_record) {
   const std::string name = path == "-" ? "<stdin>" : path;
   uv_file fd = STDIN_FILENO;
   uv_fs_t req;
@@ -25,6 +30,7 @@ ValidationSummary validate_jsonl(const std::string& path, const ValidationOption
   }
   ValidationSummary summary;
   RecordParser parser(options.text_field, options.output_field);
+  parser.set_allow_empty_text(options.allow_empty_text);
   LineSplitter splitter(options.max_record_bytes);
   std::vector<char> buf(options.read_chunk_bytes == 0 ? 1u << 20 : options.read_chunk_bytes);
   bool keep_going = true;
@@ -34,20 +40,22 @@ ValidationSummary validate_jsonl(const std::string& path, const ValidationOption
     InputLocation where{name, line.number, line.offset};
     if (line.too_long) {
       ++summary.invalid;
-      keep_going = on_invalid(
-          where,
-          ErrorInfo{ErrorCode::record_too_large,
-                    fmt::format("record is {} bytes, more than the limit of {} (raise it with --max-record-bytes)",
-                                line.length, options.max_record_bytes),
-                    {},
-                    {}});
+      const ErrorInfo error{ErrorCode::record_too_large,
+                            fmt::format("record is {} bytes, more than the limit of {} (raise it with --max-record-bytes)",
+                                        line.length, options.max_record_bytes),
+                            {},
+                            {}};
+      keep_going = on_record(ScannedRecord{where, line.bytes, nullptr, 0, false, &error});
       return;
     }
     auto r = parser.parse(line.bytes);
     if (!r) {
       ++summary.invalid;
-      keep_going = on_invalid(where, r.error());
+      keep_going = on_record(ScannedRecord{where, line.bytes, nullptr, 0, false, &r.error()});
+      return;
     }
+    const ParsedRecord& rec = r.value();
+    keep_going = on_record(ScannedRecord{where, line.bytes, &rec.text, rec.prefix_length, rec.empty_object, nullptr});
   };
   std::uint64_t offset = 0;
   std::string read_error;

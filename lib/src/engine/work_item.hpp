@@ -2,6 +2,7 @@
 // A record on its way from the reader to the writer. Owned by one thread at a time: built on
 // the loop, moved to the tokenizer thread, then the inference thread, then back to the loop.
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -10,6 +11,14 @@
 #include <sluice/error.hpp>
 
 namespace sluice {
+
+// One window of a long text (--long-input chunk).
+struct Chunk {
+  std::vector<std::int32_t> ids;
+  std::vector<std::int32_t> type_ids;
+  std::uint64_t char_start = 0;  // code points into the record's text
+  std::uint64_t char_end = 0;
+};
 
 struct WorkItem {
   std::uint64_t index = 0;  // 0-based record index in input order
@@ -30,8 +39,19 @@ struct WorkItem {
   // Set by the tokenizer thread.
   std::vector<std::int32_t> ids;
   std::vector<std::int32_t> type_ids;
-  std::uint32_t tokens = 0;
+  std::uint32_t tokens = 0;        // tokens embedded (all windows' with chunks)
   bool truncated = false;
+  std::vector<Chunk> chunks;       // --long-input chunk: the windows, embedded as rows of their own
+  std::string id_json;             // the id field's value, for chunk records
+
+  // Model rows this record takes, and the longest of them.
+  std::uint32_t rows() const { return chunks.empty() ? 1u : static_cast<std::uint32_t>(chunks.size()); }
+  std::uint32_t longest_row() const {
+    if (chunks.empty()) return tokens;
+    std::size_t n = 0;
+    for (const Chunk& c : chunks) n = std::max(n, c.ids.size());
+    return static_cast<std::uint32_t>(n);
+  }
 
   // Set by the inference thread.
   std::vector<float> embedding;  // kept for a custom sink

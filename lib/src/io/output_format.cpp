@@ -3,6 +3,7 @@
 #include <array>
 #include <bit>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -171,8 +172,169 @@ std::size_t find_invalid_utf8(std::string_view s) noexcept {
   return s.size();
 }
 
+std::string_view to_string(VectorType type) noexcept {
+  switch (type) {
+    case VectorType::float32: return "float32";
+    case VectorType::float16: return "float16";
+    case VectorType::int8: return "int8";
+    case VectorType::binary: return "binary";
+  }
+  return "?";
+}
+
+std::string_view to_string(VectorEncoding encoding) noexcept {
+  return encoding == VectorEncoding::base64 ? "base64" : "json";
+}
+
+std::optional<VectorType> parse_vector_type(std::string_view name) noexcept {
+  for (VectorType t : {VectorType::float32, VectorType::float16, VectorType::int8, VectorType::binary}) {
+    if (name == to_string(t)) return t;
+  }
+  return std::nullopt;
+}
+
+std::optional<VectorEncoding> parse_vector_encoding(std::string_view name) noexcept {
+  if (name == "json") return VectorEncoding::json;
+  if (name == "base64") return VectorEncoding::base64;
+  return std::nullopt;
+}
+
+std::uint16_t float_to_half(float f) noexcept {
+  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
+  const std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
+  const std::uint32_t abs = x & 0x7FFFFFFFu;
+  if (abs >= 0x7F800000u) return static_cast<std::uint16_t>(sign | (abs > 0x7F800000u ? 0x7E00u : 0x7C00u));
+  if (abs >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // rounds past 65504
+  if (abs < 0x38800000u) {
+    // Subnormal half (or zero): the value in units of 2^-24, rounded to nearest even.
+    if (abs < 0x33000000u) return sign;  // below half of the smallest subnormal
+    const std::uint32_t mant = (abs & 0x7FFFFFu) | 0x800000u;
+    const int shift = 126 - static_cast<int>(abs >> 23);  // value = mant x 2^(exponent - 150); in [14, 24]
+    const std::uint32_t q = mant >> shift;
+    const std::uint32_t rem = mant & ((1u << shift) - 1);
+    const std::uint32_t halfway = 1u << (shift - 1);
+    const std::uint32_t r = q + (rem > halfway || (rem == halfway && (q & 1u)) ? 1u : 0u);
+    return static_cast<std::uint16_t>(sign | r);
+  }
+  // Normal: rebias the exponent (127 -> 15), keep 10 mantissa bits, round to nearest even;
+  // a carry out of the mantissa correctly bumps the exponent.
+  const std::uint32_t rebased = abs - (112u << 23);
+  const std::uint32_t q = rebased >> 13;
+  const std::uint32_t rem = rebased & 0x1FFFu;
+  const std::uint32_t r = q + (rem > 0x1000u || (rem == 0x1000u && (q & 1u)) ? 1u : 0u);
+  return static_cast<std::uint16_t>(sign | r);
+}
+
+float half_to_float(std::uint16_t h) noexcept {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1Fu;
+  const std::uint32_t mant = h & 0x3FFu;
+  if (exp == 0x1F) return std::bit_cast<float>(sign | 0x7F800000u | (mant << 13));
+  if (exp == 0) {
+    const float v = static_cast<float>(mant) * 0x1p-24f;
+    return sign ? -v : v;
+  }
+  return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+namespace {
+
+std::int8_t to_int8(float v) noexcept {
+  if (!(v == v)) return 0;  // NaN
+  const float c = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
+  return static_cast<std::int8_t>(std::lround(c * 127.0f));
+}
+
+void append_int(std::string& out, long v) {
+  char buf[8];
+  auto r = fmt::format_to_n(buf, sizeof buf, "{}", v);
+  out.append(buf, r.size);
+}
+
+}  // namespace
+
+void append_vector(std::string& out, std::span<const float> embedding, VectorFormat format) {
+  if (format.encoding == VectorEncoding::base64) {
+    std::string bytes;
+    switch (format.type) {
+      case VectorType::float32:
+        bytes.resize(embedding.size() * 4);
+        for (std::size_t i = 0; i < embedding.size(); ++i) {
+          const std::uint32_t b = std::bit_cast<std::uint32_t>(embedding[i]);
+          for (int k = 0; k < 4; ++k) bytes[i * 4 + k] = static_cast<char>((b >> (8 * k)) & 0xFF);
+        }
+        break;
+      case VectorType::float16:
+        bytes.resize(embedding.size() * 2);
+        for (std::size_t i = 0; i < embedding.size(); ++i) {
+          const std::uint16_t b = float_to_half(embedding[i]);
+          bytes[i * 2] = static_cast<char>(b & 0xFF);
+          bytes[i * 2 + 1] = static_cast<char>(b >> 8);
+        }
+        break;
+      case VectorType::int8:
+        bytes.resize(embedding.size());
+        for (std::size_t i = 0; i < embedding.size(); ++i) bytes[i] = static_cast<char>(to_int8(embedding[i]));
+        break;
+      case VectorType::binary:
+        bytes.assign((embedding.size() + 7) / 8, '\0');
+        for (std::size_t i = 0; i < embedding.size(); ++i) {
+          if (embedding[i] > 0) bytes[i / 8] = static_cast<char>(static_cast<unsigned char>(bytes[i / 8]) | (0x80u >> (i % 8)));
+        }
+        break;
+    }
+    out.push_back('"');
+    append_base64(out, bytes);
+    out.push_back('"');
+    return;
+  }
+  out.push_back('[');
+  switch (format.type) {
+    case VectorType::float32:
+    case VectorType::float16: {
+      const std::size_t base = out.size();
+      out.resize(base + embedding.size() * kMaxFloatChars);
+      char* const begin = out.data() + base;
+      char* p = begin;
+      for (std::size_t i = 0; i < embedding.size(); ++i) {
+        if (i != 0) *p++ = ',';
+        const float v = format.type == VectorType::float16 ? half_to_float(float_to_half(embedding[i])) : embedding[i];
+        p = write_float(p, v);
+      }
+      out.resize(base + static_cast<std::size_t>(p - begin));
+      break;
+    }
+    case VectorType::int8:
+      for (std::size_t i = 0; i < embedding.size(); ++i) {
+        if (i != 0) out.push_back(',');
+        append_int(out, to_int8(embedding[i]));
+      }
+      break;
+    case VectorType::binary:
+      for (std::size_t byte = 0; byte < (embedding.size() + 7) / 8; ++byte) {
+        unsigned v = 0;
+        for (std::size_t i = byte * 8; i < std::min(embedding.size(), byte * 8 + 8); ++i) {
+          if (embedding[i] > 0) v |= 0x80u >> (i % 8);
+        }
+        if (byte != 0) out.push_back(',');
+        append_int(out, static_cast<long>(v));
+      }
+      break;
+  }
+  out.push_back(']');
+}
+
 void append_output_line(std::string& out, std::string_view prefix, bool empty_object,
-                        std::string_view field, std::span<const float> embedding) {
+                        std::string_view field, std::span<const float> embedding, VectorFormat format) {
+  if (format.type != VectorType::float32 || format.encoding != VectorEncoding::json) {
+    out.append(prefix);
+    if (!empty_object) out.push_back(',');
+    append_json_string(out, field);
+    out.push_back(':');
+    append_vector(out, embedding, format);
+    out.append("}\n");
+    return;
+  }
   out.reserve(out.size() + prefix.size() + field.size() + 8 + embedding.size() * kMaxFloatChars);
   out.append(prefix);
   if (!empty_object) out.push_back(',');

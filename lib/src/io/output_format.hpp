@@ -2,11 +2,13 @@
 // Formatting of output and dead-letter lines. Thread: any (pure functions).
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include <sluice/error.hpp>
+#include <sluice/vector_format.hpp>
 
 namespace sluice {
 
@@ -15,8 +17,18 @@ namespace sluice {
 /// Numbers are the shortest text that reads back as the same float (fmt's "{}": `0.1`, `-0`,
 /// `1`, `1e-05`, `3.4028235e+38`, all valid JSON numbers). JSON has no NaN or infinity: such a
 /// value is written as `null` (a model never produces one; this only keeps the line valid).
+/// With a VectorFormat other than float32/json, the value is written in that format (see
+/// sluice/vector_format.hpp) instead of float32 numbers.
 void append_output_line(std::string& out, std::string_view prefix, bool empty_object,
-                        std::string_view field, std::span<const float> embedding);
+                        std::string_view field, std::span<const float> embedding, VectorFormat format = {});
+
+/// Appends the vector alone in `format`: `[...]` or a base64 string literal.
+void append_vector(std::string& out, std::span<const float> embedding, VectorFormat format);
+
+/// IEEE binary16 bits of `f`, rounded to nearest, ties to even (overflow gives infinity, NaN
+/// stays NaN), and back.
+std::uint16_t float_to_half(float f) noexcept;
+float half_to_float(std::uint16_t h) noexcept;
 
 /// Appends one dead-letter line: {"file":...,"line":N,"offset":N,"error":"<code name>",
 /// "field":...,"message":...,"record":"<the raw line as a JSON string>"} + "\n". A raw line that

@@ -156,6 +156,8 @@ struct RecordParser::Impl {
   simdjson::dom::parser parser;
   std::unique_ptr<char[]> buffer;   // the line + SIMDJSON_PADDING
   std::size_t buffer_capacity = 0;  // bytes of line it can hold
+  bool allow_empty_text = false;
+  std::string id_field;             // empty: no id is extracted
 
   char* padded_copy(std::string_view line) {
     if (line.size() > buffer_capacity) {
@@ -262,6 +264,9 @@ RecordParser::RecordParser(std::string text_field, std::string output_field)
   append_json_string(impl_->output_field_quoted, impl_->output_field);
 }
 
+void RecordParser::set_allow_empty_text(bool allow) noexcept { impl_->allow_empty_text = allow; }
+void RecordParser::set_id_field(std::string id_field) { impl_->id_field = std::move(id_field); }
+
 RecordParser::~RecordParser() = default;
 RecordParser::RecordParser(RecordParser&&) noexcept = default;
 RecordParser& RecordParser::operator=(RecordParser&&) noexcept = default;
@@ -287,6 +292,8 @@ Result<ParsedRecord> RecordParser::parse(std::string_view line) {
   bool has_text = false;
   bool has_output = false;
   simdjson::dom::element text_value;
+  simdjson::dom::element id_value;  // the first id member, if asked for
+  bool has_id = false;
   for (const simdjson::dom::key_value_pair member : object) {
     empty_object = false;
     if (!has_text && member.key == im.text_field) {
@@ -294,6 +301,10 @@ Result<ParsedRecord> RecordParser::parse(std::string_view line) {
       text_value = member.value;
     }
     if (member.key == im.output_field) has_output = true;
+    if (!has_id && !im.id_field.empty() && member.key == im.id_field) {
+      has_id = true;
+      id_value = member.value;
+    }
   }
 
   if (!has_text) {
@@ -314,12 +325,13 @@ Result<ParsedRecord> RecordParser::parse(std::string_view line) {
                                  im.output_field_quoted),
                      im.output_field, {}};
   }
-  if (text.empty()) {
+  if (im.allow_empty_text) {
+    // Tokenising an empty text is well defined (only the special tokens).
+  } else if (text.empty()) {
     return ErrorInfo{ErrorCode::empty_text,
                      fmt::format("field {} is empty: nothing to embed", im.text_field_quoted),
                      im.text_field, {}};
-  }
-  if (is_blank_text(text)) {
+  } else if (is_blank_text(text)) {
     return ErrorInfo{ErrorCode::empty_text,
                      fmt::format("field {} holds only whitespace: nothing to embed",
                                  im.text_field_quoted),
@@ -338,6 +350,18 @@ Result<ParsedRecord> RecordParser::parse(std::string_view line) {
   record.text.assign(text.data(), text.size());
   record.prefix_length = end - 1;
   record.empty_object = empty_object;
+  if (has_id) {
+    std::string_view id_text;
+    std::int64_t id_int;
+    std::uint64_t id_uint;
+    if (!id_value.get_string().get(id_text)) {
+      append_json_string(record.id_json, id_text);
+    } else if (!id_value.get_int64().get(id_int)) {
+      record.id_json = fmt::format("{}", id_int);
+    } else if (!id_value.get_uint64().get(id_uint)) {
+      record.id_json = fmt::format("{}", id_uint);
+    }
+  }
   return record;
 }
 

@@ -34,6 +34,9 @@ struct ParsedRecord {
   /// kept (it is in the prefix); whitespace after the closing brace is dropped.
   std::size_t prefix_length = 0;
   bool empty_object = false;  ///< the object has no members: no comma before the added field
+  /// The id field's value as JSON (see RecordParser::set_id_field): a string (re-escaped) or
+  /// an integer; empty when the record has no such field or it is of another type.
+  std::string id_json;
 };
 
 class RecordParser {
@@ -49,6 +52,13 @@ class RecordParser {
   /// `field "text" is missing`, `invalid JSON: ...`, and `field` set where one is concerned.
   /// Leading/trailing ASCII whitespace around the object is accepted.
   Result<ParsedRecord> parse(std::string_view line);
+
+  /// Accept empty and whitespace-only texts (no empty_text error): for tokenising, where they
+  /// are well defined. Off by default.
+  void set_allow_empty_text(bool allow) noexcept;
+
+  /// Also extract this field's value into ParsedRecord::id_json (its first occurrence).
+  void set_id_field(std::string id_field);
 
  private:
   struct Impl;

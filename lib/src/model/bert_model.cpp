@@ -1,20 +1,37 @@
-// The BERT encoder on libtorch (ATen): Hugging Face BertModel's forward pass, then pooling and
-// L2 normalisation. The only file of the model area that includes torch headers.
+// The BERT-family encoders on libtorch (ATen): the forward passes of Hugging Face's BertModel,
+// RobertaModel / XLMRobertaModel and Jina AI's JinaBERT v2 (both of its published layouts),
+// then pooling and L2 normalisation (packed_batch.cpp).
+//
+// What differs between the families:
+// - positions: BERT adds a learned embedding per column; RoBERTa per count of non-padding ids
+//   so far, offset by the padding index (create_position_ids_from_input_ids); JinaBERT has no
+//   position embeddings and adds ALiBi to the attention scores instead: -slope(head) * |i - j|,
+//   symmetric, with the slopes of the ALiBi paper (and its workaround for head counts that are
+//   not a power of two).
+// - the feed-forward: BERT's dense-activation-dense; JinaBERT's gated linear unit (one matmul to
+//   2 x intermediate, GELU or ReLU on one half times the other half, no bias).
+// - layer norms: JinaBERT's qk-post-norm layout (jina-embeddings-v2-base-code) normalises the
+//   query and key projections, and adds the layer input to the attention block's output a
+//   second time before layer_norm_1 (as its modeling code does).
 //
 // Speed notes:
 // - Q, K and V are one [3H, H] matmul (the three weights are concatenated at load), and the
-//   1/sqrt(head_dim) attention scale is folded into the query weight and bias.
+//   1/sqrt(head_dim) attention scale is folded into the query weight and bias (into the query
+//   layer norm's weight and bias where there is one).
 // - Padding is removed: every layer runs on the real tokens only ([T, H], T = tokens with
-//   mask 1), and attention runs row by row over each row's real tokens. In BertModel a padded
-//   position never influences a real one (masked keys get zero weight), so this changes
-//   nothing in the result, and a batch costs what its real tokens cost.
+//   mask 1), and attention runs row by row over each row's real tokens. In these models a
+//   padded position never influences a real one (masked keys get zero weight), so this changes
+//   nothing in the result, and a batch costs what its real tokens cost. ALiBi's bias depends
+//   only on the columns of the two tokens, so it is built per row for that row's tokens.
 // - q, k, v and the attention output are strided views: no permute copies.
 // - Everything runs under c10::InferenceMode (no autograd bookkeeping).
+// - Precision::bf16 and ::int8 change only the linear layers (Linear below).
 
 #include "model/bert_model.hpp"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
@@ -25,8 +42,11 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <sluice/error.hpp>
+
+#include "model/packed_batch.hpp"
 
 namespace sluice {
 namespace {
@@ -34,6 +54,17 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
 
 enum class Activation { gelu, gelu_tanh, relu, silu };
+
+/// How the layers are wired (see the top of this file).
+enum class Arch {
+  bert,          ///< BERT, RoBERTa, XLM-RoBERTa
+  jina,          ///< JinaBERT v2, jina-bert-implementation (gated_layers, wo, layernorm)
+  jina_qk_norm,  ///< JinaBERT v2, jina-bert-v2-qk-post-norm (layer_norm_q/k, up_gated_layer, down_layer)
+};
+
+enum class Positions { absolute, roberta, alibi };
+
+std::string config_path(const ModelConfig& config) { return (config.transformer_dir / "config.json").string(); }
 
 Activation parse_activation(const ModelConfig& config) {
   const std::string& a = config.transformer.hidden_act;
@@ -44,15 +75,112 @@ Activation parse_activation(const ModelConfig& config) {
   throw Error(ErrorCode::invalid_model,
               fmt::format("{}: hidden_act \"{}\" is not supported (supported: gelu, gelu_new, gelu_pytorch_tanh, "
                           "relu, silu)",
-                          (config.transformer_dir / "config.json").string(), a));
+                          config_path(config), a));
 }
 
-/// A dense layer, the weight stored transposed ([in, out], contiguous) for x @ W^T = addmm(b, x, Wt).
-struct Linear {
-  at::Tensor weight_t;
-  at::Tensor bias;
+void activate(at::Tensor& h, Activation activation) {
+  switch (activation) {
+    case Activation::gelu: at::gelu_(h, "none"); break;
+    case Activation::gelu_tanh: at::gelu_(h, "tanh"); break;
+    case Activation::relu: at::relu_(h); break;
+    case Activation::silu: at::silu_(h); break;
+  }
+}
 
-  at::Tensor operator()(const at::Tensor& x) const { return at::addmm(bias, x, weight_t); }
+/// The ALiBi slopes of JinaBERT (and the ALiBi paper) for `heads` heads, computed in double
+/// the way its Python does, then rounded to float.
+std::vector<float> alibi_slopes(std::int64_t heads) {
+  auto power_of_2 = [](std::int64_t n) {
+    const double start = std::pow(2.0, -std::pow(2.0, -(std::log2(static_cast<double>(n)) - 3)));
+    std::vector<double> out;
+    for (std::int64_t i = 0; i < n; ++i) out.push_back(start * std::pow(start, static_cast<double>(i)));
+    return out;
+  };
+  std::vector<double> slopes;
+  const auto closest = static_cast<std::int64_t>(std::pow(2.0, std::floor(std::log2(static_cast<double>(heads)))));
+  slopes = power_of_2(closest);
+  if (closest != heads) {
+    // The workaround for other head counts: every other slope of twice the closest power of 2.
+    const std::vector<double> extra = power_of_2(2 * closest);
+    for (std::size_t i = 0; i < extra.size() && static_cast<std::int64_t>(slopes.size()) < heads; i += 2) {
+      slopes.push_back(extra[i]);
+    }
+  }
+  return std::vector<float>(slopes.begin(), slopes.end());
+}
+
+/// int8: libtorch's dynamic quantisation ops, found through the dispatcher (their packed-weight
+/// class is not in the installed headers, so the calls are boxed).
+struct QuantizedOps {
+  c10::OperatorHandle prepack;
+  c10::OperatorHandle linear_dynamic;
+
+  static const QuantizedOps& get() {
+    static const QuantizedOps ops{
+        c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", ""),
+        c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_dynamic", ""),
+    };
+    return ops;
+  }
+};
+
+/// A dense layer y = x W^T + b in the chosen precision. x and y are float32 [T, in] / [T, out].
+class Linear {
+ public:
+  Linear() = default;
+
+  /// `weight` [out, in] and `bias` [out] (or undefined) in float32.
+  Linear(const at::Tensor& weight, const at::Tensor& bias, Precision precision) : precision_(precision) {
+    switch (precision) {
+      case Precision::fp32:
+        weight_t_ = weight.t().contiguous();
+        bias_ = bias;
+        break;
+      case Precision::bf16:
+        // The matmul in bfloat16 (oneDNN where the CPU has the instructions); the bias is
+        // added in float32 afterwards, so it keeps its precision.
+        weight_t_ = weight.t().contiguous().to(at::kBFloat16);
+        bias_ = bias;
+        break;
+      case Precision::int8: {
+        // Symmetric int8 per output channel: scale = max |w| / 127 over each row of W.
+        const at::Tensor scales = weight.abs().amax({1}).div_(127.0).clamp_min_(1e-12).to(at::kDouble);
+        const at::Tensor zeros = at::zeros({weight.size(0)}, at::TensorOptions().dtype(at::kLong));
+        const at::Tensor q = at::quantize_per_channel(weight.contiguous(), scales, zeros, 0, at::kQInt8);
+        std::vector<c10::IValue> stack{q, bias.defined() ? c10::IValue(bias) : c10::IValue()};
+        QuantizedOps::get().prepack.callBoxed(&stack);
+        packed_ = std::move(stack.at(0));
+        break;
+      }
+    }
+  }
+
+  at::Tensor operator()(const at::Tensor& x) const {
+    switch (precision_) {
+      case Precision::fp32:
+        return bias_.defined() ? at::addmm(bias_, x, weight_t_) : at::mm(x, weight_t_);
+      case Precision::bf16: {
+        at::Tensor y = at::mm(x.to(at::kBFloat16), weight_t_).to(at::kFloat);
+        return bias_.defined() ? y.add_(bias_) : y;
+      }
+      case Precision::int8: {
+        // reduce_range: 7-bit activations, as torch.ao's dynamic Linear always asks for. x86's
+        // u8 x s8 multiply-add (vpmaddubsw) saturates 16-bit sums with 8-bit activations on
+        // CPUs without VNNI: measured on minilm's layers, cosine 0.994 per output without it,
+        // 0.9998 with it. (qnnpack ignores it.)
+        std::vector<c10::IValue> stack{x.contiguous(), packed_, true};
+        QuantizedOps::get().linear_dynamic.callBoxed(&stack);
+        return stack.at(0).toTensor();
+      }
+    }
+    return {};
+  }
+
+ private:
+  Precision precision_ = Precision::fp32;
+  at::Tensor weight_t_;  // [in, out]: fp32 or bf16
+  at::Tensor bias_;      // fp32, may be undefined
+  c10::IValue packed_;   // int8: the prepacked weight and bias
 };
 
 struct Norm {
@@ -61,23 +189,28 @@ struct Norm {
 };
 
 struct Layer {
-  Linear qkv;           // fused query (pre-scaled), key, value: [H, 3H]
+  Linear qkv;             // fused query (pre-scaled unless q_norm), key, value: [H, 3H]
+  Norm q_norm, k_norm;    // jina_qk_norm: layer norms of the query (pre-scaled) and key projections
   Linear attention_out;
   Norm attention_norm;
-  Linear intermediate;
-  Linear output;
-  Norm output_norm;
+  Norm mid_norm;          // jina_qk_norm: layer_norm_1
+  Linear up;              // bert: intermediate.dense [I]; jina: the gated linear unit's [2I], no bias
+  Linear down;            // bert: output.dense; jina: mlp.wo / mlp.down_layer
+  Norm ffn_norm;          // bert: output.LayerNorm; jina: mlp.layernorm / layer_norm_2
 };
 
 /// Reads tensors from the safetensors file, checking presence, dtype and shape.
 class WeightReader {
  public:
-  WeightReader(const SafetensorsFile& file, std::string prefix) : file_(file), prefix_(std::move(prefix)) {}
+  WeightReader(const SafetensorsFile& file, std::string prefix, std::string_view expected)
+      : file_(file), prefix_(std::move(prefix)), expected_(expected) {}
+
+  bool has(const std::string& name) const { return file_.find(prefix_ + name) != nullptr; }
 
   at::Tensor get(const std::string& name, std::vector<std::int64_t> shape) const {
     const std::string full = prefix_ + name;
     const TensorView* t = file_.find(full);
-    if (t == nullptr) fail(full, "missing (expected a Hugging Face BertModel checkpoint)");
+    if (t == nullptr) fail(full, fmt::format("missing (expected a Hugging Face {} checkpoint)", expected_));
     at::ScalarType st = at::kFloat;
     switch (t->dtype) {
       case DType::f32: st = at::kFloat; break;
@@ -94,12 +227,14 @@ class WeightReader {
     return st == at::kFloat ? raw : raw.to(at::kFloat);
   }
 
-  Linear linear(const std::string& name, std::int64_t out, std::int64_t in) const {
-    return Linear{get(name + ".weight", {out, in}).t().contiguous(), get(name + ".bias", {out})};
+  Linear linear(const std::string& name, std::int64_t out, std::int64_t in, Precision precision,
+                bool bias = true) const {
+    const at::Tensor w = get(name + ".weight", {out, in});  // weight first, for the error messages
+    return Linear(w, bias ? get(name + ".bias", {out}) : at::Tensor(), precision);
   }
 
   Norm norm(const std::string& name, std::int64_t size) const {
-    return Norm{get(name + ".weight", {size}), get(name + ".bias", {size})};
+    return Norm{get(name + ".weight", {size}), get(name + ".bias", {size})};  // braces: in order
   }
 
  private:
@@ -109,19 +244,42 @@ class WeightReader {
 
   const SafetensorsFile& file_;
   std::string prefix_;
+  std::string_view expected_;
 };
+
+void check_precision(Precision precision) {
+  if (precision == Precision::int8) {
+    const at::QEngine engine = at::globalContext().qEngine();
+    if (engine == at::QEngine::NoQEngine) {
+      throw Error(ErrorCode::invalid_argument,
+                  "precision int8 needs a quantized engine (fbgemm, onednn or qnnpack); this libtorch has none");
+    }
+    try {
+      QuantizedOps::get();
+    } catch (const c10::Error& e) {
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("precision int8: this libtorch lacks quantized::linear_dynamic: {}",
+                              e.what_without_backtrace()));
+    }
+  }
+}
 
 class BertModel final : public Model {
  public:
-  BertModel(const ModelConfig& config, const SafetensorsFile& weights, const ModelOptions& options)
-      : activation_(parse_activation(config)) {
+  BertModel(const ModelConfig& config, const SafetensorsFile& weights, const ModelOptions& options) {
     const TransformerConfig& c = config.transformer;
-    if (c.position_embedding_type != "absolute") {
+    check_precision(options.precision);
+    if (c.position_embedding_type == "alibi") {
+      positions_kind_ = Positions::alibi;
+    } else if (c.position_embedding_type != "absolute") {
       throw Error(ErrorCode::invalid_model,
-                  fmt::format("{}: position_embedding_type \"{}\" is not supported (supported: absolute)",
-                              (config.transformer_dir / "config.json").string(), c.position_embedding_type));
+                  fmt::format("{}: position_embedding_type \"{}\" is not supported (supported: absolute, and alibi "
+                              "for JinaBERT)",
+                              config_path(config), c.position_embedding_type));
+    } else if (c.model_type == "roberta" || c.model_type == "xlm-roberta") {
+      positions_kind_ = Positions::roberta;
     }
-    info_.family = c.model_type;
+    info_.family = positions_kind_ == Positions::alibi ? "jina_bert" : c.model_type;
     info_.dir = config.dir;
     info_.hidden_size = c.hidden_size;
     info_.dimensions = c.hidden_size;
@@ -129,46 +287,40 @@ class BertModel final : public Model {
     info_.layers = c.num_hidden_layers;
     info_.pooling = config.pooling;
     info_.normalize = config.normalize;
+    info_.precision = options.precision;
+    info_.prompts = config.prompts;
+    info_.default_prompt_name = config.default_prompt_name;
+    info_.include_prompt = config.include_prompt;
     hidden_ = c.hidden_size;
     heads_ = c.num_attention_heads;
     head_dim_ = hidden_ / heads_;
+    intermediate_ = c.intermediate_size;
     eps_ = c.layer_norm_eps;
     vocab_ = c.vocab_size;
     type_vocab_ = c.type_vocab_size;
-    positions_ = c.max_position_embeddings;
+    pad_ = c.pad_token_id;
+    position_rows_ = c.max_position_embeddings;
+    max_columns_ = usable_positions(c);
     threads_ = options.threads > 0 ? options.threads
                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
     try {
       c10::InferenceMode guard;
-      // A BertForMaskedLM / BertForSequenceClassification checkpoint prefixes the encoder with
-      // "bert."; a BertModel (what sentence-transformers saves) does not.
-      const std::string prefix = weights.find("bert.embeddings.word_embeddings.weight") != nullptr ? "bert." : "";
-      WeightReader r(weights, prefix);
-      const std::int64_t H = hidden_, I = c.intermediate_size;
-      word_ = r.get("embeddings.word_embeddings.weight", {vocab_, H});
-      position_ = r.get("embeddings.position_embeddings.weight", {positions_, H});
-      type_ = r.get("embeddings.token_type_embeddings.weight", {type_vocab_, H});
-      embedding_norm_ = r.norm("embeddings.LayerNorm", H);
-      const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
-      layers_.reserve(c.num_hidden_layers);
-      for (std::uint32_t i = 0; i < c.num_hidden_layers; ++i) {
-        const std::string p = fmt::format("encoder.layer.{}.", i);
-        Layer l;
-        const at::Tensor qw = r.get(p + "attention.self.query.weight", {H, H}) * scale;
-        const at::Tensor qb = r.get(p + "attention.self.query.bias", {H}) * scale;
-        const at::Tensor kw = r.get(p + "attention.self.key.weight", {H, H});
-        const at::Tensor kb = r.get(p + "attention.self.key.bias", {H});
-        const at::Tensor vw = r.get(p + "attention.self.value.weight", {H, H});
-        const at::Tensor vb = r.get(p + "attention.self.value.bias", {H});
-        l.qkv = Linear{at::cat({qw, kw, vw}, 0).t().contiguous(), at::cat({qb, kb, vb}, 0)};
-        l.attention_out = r.linear(p + "attention.output.dense", H, H);
-        l.attention_norm = r.norm(p + "attention.output.LayerNorm", H);
-        l.intermediate = r.linear(p + "intermediate.dense", I, H);
-        l.output = r.linear(p + "output.dense", H, I);
-        l.output_norm = r.norm(p + "output.LayerNorm", H);
-        layers_.push_back(std::move(l));
+      // A ...ForMaskedLM / ...ForSequenceClassification checkpoint prefixes the encoder with
+      // "bert." or "roberta."; a BertModel / RobertaModel (what sentence-transformers saves) does not.
+      const std::string family_prefix = positions_kind_ == Positions::roberta ? "roberta." : "bert.";
+      const std::string prefix =
+          weights.find(family_prefix + "embeddings.word_embeddings.weight") != nullptr ? family_prefix : "";
+      const char* expected = positions_kind_ == Positions::alibi     ? "JinaBERT v2"
+                             : positions_kind_ == Positions::roberta ? "RobertaModel / XLMRobertaModel"
+                                                                     : "BertModel";
+      WeightReader r(weights, prefix, expected);
+      if (positions_kind_ == Positions::alibi) {
+        read_jina_layout(config, r, weights.path().string(), prefix);
+      } else {
+        activation_ = parse_activation(config);
       }
+      load(r, options.precision);
     } catch (const c10::Error& e) {
       throw Error(ErrorCode::invalid_model,
                   fmt::format("{}: cannot load the weights: {}", weights.path().string(), e.what_without_backtrace()));
@@ -178,114 +330,139 @@ class BertModel final : public Model {
   const ModelInfo& info() const override { return info_; }
 
   void embed(const TokenBatch& batch, std::span<float> out) override {
-    const std::int64_t B = batch.batch, S = batch.seq_len;
-    const std::size_t n = static_cast<std::size_t>(B) * static_cast<std::size_t>(S);
-    if (B == 0) return;
-    if (S == 0 || batch.ids.size() != n || batch.attention_mask.size() != n ||
-        (!batch.type_ids.empty() && batch.type_ids.size() != n)) {
-      throw Error(ErrorCode::model_error,
-                  fmt::format("model inference failed: the token batch is malformed ({} x {} but {} ids, {} mask "
-                              "values, {} type ids)",
-                              B, S, batch.ids.size(), batch.attention_mask.size(), batch.type_ids.size()));
-    }
-    if (S > positions_) {
-      throw Error(ErrorCode::model_error,
-                  fmt::format("model inference failed: {} tokens exceed the model's {} positions", S, positions_));
-    }
-    if (out.size() < static_cast<std::size_t>(B) * info_.dimensions) {
-      throw Error(ErrorCode::model_error,
-                  fmt::format("model inference failed: the output holds {} floats, {} are needed", out.size(),
-                              static_cast<std::size_t>(B) * info_.dimensions));
-    }
+    if (batch.batch == 0) return;
+    check_batch(batch, out, info_.dimensions, max_columns_);
     // at::set_num_threads sets OpenMP's count for the calling thread only (OpenBLAS reads it
     // there too), so it is checked on the thread that runs the model, at every call.
     if (at::get_num_threads() != threads_) at::set_num_threads(threads_);
     try {
       c10::InferenceMode guard;
-      forward(batch, out);
+      PackedBatch p = pack_batch(batch, vocab_, type_vocab_, !info_.include_prompt);
+      const at::Tensor x = forward(batch, p);
+      pool_into(x, p, info_.pooling, info_.normalize, out);
     } catch (const c10::Error& e) {
       throw Error(ErrorCode::model_error, fmt::format("model inference failed: {}", e.what_without_backtrace()));
     } catch (const std::bad_alloc&) {
-      throw Error(ErrorCode::model_error,
-                  fmt::format("model inference failed: out of memory for a batch of {} x {} tokens", B, S));
+      throw Error(ErrorCode::model_error, fmt::format("model inference failed: out of memory for a batch of {} x {} "
+                                                      "tokens",
+                                                      batch.batch, batch.seq_len));
     }
   }
 
  private:
-  /// The packed (padding-free) view of a batch: one entry per real token, in row order.
-  struct Packed {
-    std::vector<std::int64_t> ids, positions, types, rows;
-    std::vector<std::int64_t> flat;        // index into the padded [B * S] layout
-    std::vector<std::int64_t> first, last; // per row: packed index of its first/last token, -1 if none
-    std::vector<std::int64_t> counts;      // per row: real tokens
-    bool all_type_zero = true;
-  };
+  /// JinaBERT v2: which of the two layouts the weights are in, and its feed-forward type.
+  void read_jina_layout(const ModelConfig& config, const WeightReader& r, const std::string& file,
+                        const std::string& prefix) {
+    const TransformerConfig& c = config.transformer;
+    if (r.has("encoder.layer.0.mlp.up_gated_layer.weight")) {
+      arch_ = Arch::jina_qk_norm;
+    } else if (r.has("encoder.layer.0.mlp.gated_layers.weight")) {
+      arch_ = Arch::jina;
+    } else {
+      throw Error(ErrorCode::invalid_model,
+                  fmt::format("{}: neither tensor \"{}encoder.layer.0.mlp.up_gated_layer.weight\" "
+                              "(jina-bert-v2-qk-post-norm) nor \"{}encoder.layer.0.mlp.gated_layers.weight\" "
+                              "(jina-bert-implementation) is there: config.json's position_embedding_type \"alibi\" "
+                              "means JinaBERT v2, whose gated feed-forward layouts these are",
+                              file, prefix, prefix));
+    }
+    if (c.feed_forward_type == "geglu") {
+      activation_ = Activation::gelu;  // nn.GELU(): the erf form, whatever hidden_act says
+    } else if (c.feed_forward_type == "reglu") {
+      activation_ = Activation::relu;
+    } else {
+      throw Error(ErrorCode::invalid_model,
+                  fmt::format("{}: feed_forward_type \"{}\" is not supported for JinaBERT (supported: geglu, reglu)",
+                              config_path(config), c.feed_forward_type));
+    }
+    glu_ = true;
+  }
 
-  Packed pack(const TokenBatch& batch) const {
-    const std::int64_t B = batch.batch, S = batch.seq_len;
-    Packed p;
-    const std::size_t n = static_cast<std::size_t>(B * S);
-    for (auto* v : {&p.ids, &p.positions, &p.types, &p.rows, &p.flat}) v->reserve(n);
-    p.first.assign(B, -1);
-    p.last.assign(B, -1);
-    p.counts.assign(B, 0);
-    for (std::int64_t b = 0; b < B; ++b) {
-      for (std::int64_t s = 0; s < S; ++s) {
-        const std::size_t i = static_cast<std::size_t>(b * S + s);
-        const std::int64_t m = batch.attention_mask[i];
-        if (m == 0) continue;
-        if (m != 1) {
-          throw Error(ErrorCode::model_error,
-                      fmt::format("model inference failed: attention mask value {} at row {}, position {} (expected "
-                                  "0 or 1)",
-                                  m, b, s));
-        }
-        const std::int64_t id = batch.ids[i];
-        if (id < 0 || id >= vocab_) {
-          throw Error(ErrorCode::model_error,
-                      fmt::format("model inference failed: token id {} at row {}, position {} is outside the "
-                                  "vocabulary (0..{})",
-                                  id, b, s, vocab_ - 1));
-        }
-        const std::int64_t type = batch.type_ids.empty() ? 0 : batch.type_ids[i];
-        if (type < 0 || type >= type_vocab_) {
-          throw Error(ErrorCode::model_error,
-                      fmt::format("model inference failed: token type {} at row {}, position {} is outside 0..{}",
-                                  type, b, s, type_vocab_ - 1));
-        }
-        const auto k = static_cast<std::int64_t>(p.ids.size());
-        if (p.first[b] < 0) p.first[b] = k;
-        p.last[b] = k;
-        ++p.counts[b];
-        p.ids.push_back(id);
-        p.positions.push_back(s);  // HF BertEmbeddings: position = column, padding or not
-        p.types.push_back(type);
-        p.all_type_zero = p.all_type_zero && type == 0;
-        p.rows.push_back(b);
-        p.flat.push_back(b * S + s);
+  void load(const WeightReader& r, Precision precision) {
+    const std::int64_t H = hidden_, I = intermediate_;
+    word_ = r.get("embeddings.word_embeddings.weight", {vocab_, H});
+    if (positions_kind_ != Positions::alibi) {
+      position_ = r.get("embeddings.position_embeddings.weight", {position_rows_, H});
+    } else {
+      const std::vector<float> slopes = alibi_slopes(heads_);
+      neg_slopes_ = at::tensor(at::ArrayRef<float>(slopes)).neg_().view({heads_, 1, 1});
+    }
+    type_ = r.get("embeddings.token_type_embeddings.weight", {type_vocab_, H});
+    embedding_norm_ = r.norm("embeddings.LayerNorm", H);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+    const std::int64_t layers = info_.layers;
+    layers_.reserve(static_cast<std::size_t>(layers));
+    for (std::int64_t i = 0; i < layers; ++i) {
+      const std::string p = fmt::format("encoder.layer.{}.", i);
+      Layer l;
+      at::Tensor qw = r.get(p + "attention.self.query.weight", {H, H});
+      at::Tensor qb = r.get(p + "attention.self.query.bias", {H});
+      if (arch_ == Arch::jina_qk_norm) {
+        // The scale goes after the query's layer norm: into its weight and bias.
+        l.q_norm = r.norm(p + "attention.self.layer_norm_q", H);
+        l.q_norm.weight.mul_(scale);
+        l.q_norm.bias.mul_(scale);
+        l.k_norm = r.norm(p + "attention.self.layer_norm_k", H);
+      } else {
+        qw.mul_(scale);
+        qb.mul_(scale);
+      }
+      const at::Tensor kw = r.get(p + "attention.self.key.weight", {H, H});
+      const at::Tensor kb = r.get(p + "attention.self.key.bias", {H});
+      const at::Tensor vw = r.get(p + "attention.self.value.weight", {H, H});
+      const at::Tensor vb = r.get(p + "attention.self.value.bias", {H});
+      l.qkv = Linear(at::cat({qw, kw, vw}, 0), at::cat({qb, kb, vb}, 0), precision);
+      l.attention_out = r.linear(p + "attention.output.dense", H, H, precision);
+      l.attention_norm = r.norm(p + "attention.output.LayerNorm", H);
+      switch (arch_) {
+        case Arch::bert:
+          l.up = r.linear(p + "intermediate.dense", I, H, precision);
+          l.down = r.linear(p + "output.dense", H, I, precision);
+          l.ffn_norm = r.norm(p + "output.LayerNorm", H);
+          break;
+        case Arch::jina:
+          l.up = r.linear(p + "mlp.gated_layers", 2 * I, H, precision, false);
+          l.down = r.linear(p + "mlp.wo", H, I, precision);
+          l.ffn_norm = r.norm(p + "mlp.layernorm", H);
+          break;
+        case Arch::jina_qk_norm:
+          l.mid_norm = r.norm(p + "layer_norm_1", H);
+          l.up = r.linear(p + "mlp.up_gated_layer", 2 * I, H, precision, false);
+          l.down = r.linear(p + "mlp.down_layer", H, I, precision);
+          l.ffn_norm = r.norm(p + "layer_norm_2", H);
+          break;
+      }
+      layers_.push_back(std::move(l));
+    }
+  }
+
+  at::Tensor layer_norm(const at::Tensor& x, const Norm& n) const {
+    return at::layer_norm(x, {hidden_}, n.weight, n.bias, eps_);
+  }
+
+  /// Position ids of the packed tokens (absolute and RoBERTa positions).
+  std::vector<std::int64_t> position_ids(const TokenBatch& batch, const PackedBatch& p) const {
+    if (positions_kind_ == Positions::absolute) return p.columns;  // HF BertEmbeddings: the column
+    // RobertaEmbeddings.create_position_ids_from_input_ids: over the whole padded row,
+    // padding_idx + the running count of ids that are not padding_idx, or padding_idx for those.
+    std::vector<std::int64_t> running(static_cast<std::size_t>(p.batch * p.seq_len));
+    for (std::int64_t b = 0; b < p.batch; ++b) {
+      std::int64_t count = 0;
+      for (std::int64_t s = 0; s < p.seq_len; ++s) {
+        const auto i = static_cast<std::size_t>(b * p.seq_len + s);
+        const bool real = batch.ids[i] != pad_;
+        count += real;
+        running[i] = real ? pad_ + count : pad_;
       }
     }
-    return p;
+    std::vector<std::int64_t> out(p.flat.size());
+    for (std::size_t k = 0; k < p.flat.size(); ++k) out[k] = running[static_cast<std::size_t>(p.flat[k])];
+    return out;
   }
 
-  static at::Tensor long_tensor(std::vector<std::int64_t>& v) {
-    return at::from_blob(v.data(), {static_cast<std::int64_t>(v.size())}, at::TensorOptions().dtype(at::kLong));
-  }
-
-  void activate(at::Tensor& h) const {
-    switch (activation_) {
-      case Activation::gelu: at::gelu_(h, "none"); break;
-      case Activation::gelu_tanh: at::gelu_(h, "tanh"); break;
-      case Activation::relu: at::relu_(h); break;
-      case Activation::silu: at::silu_(h); break;
-    }
-  }
-
-  void forward(const TokenBatch& batch, std::span<float> out) {
-    const std::int64_t B = batch.batch, S = batch.seq_len, H = hidden_;
-    Packed p = pack(batch);
-    const auto T = static_cast<std::int64_t>(p.ids.size());
-    const bool padded = T != B * S;
+  at::Tensor forward(const TokenBatch& batch, PackedBatch& p) const {
+    const std::int64_t B = p.batch, S = p.seq_len, H = hidden_, I = intermediate_;
+    const std::int64_t T = p.tokens();
 
     // Embeddings: (word + token type) + position, in HF's order, then LayerNorm.
     at::Tensor x = at::index_select(word_, 0, long_tensor(p.ids));
@@ -294,48 +471,75 @@ class BertModel final : public Model {
     } else {
       x.add_(at::index_select(type_, 0, long_tensor(p.types)));
     }
-    if (padded) {
-      x.add_(at::index_select(position_, 0, long_tensor(p.positions)));
-    } else {
+    if (positions_kind_ == Positions::absolute && !p.padded()) {
       x.view({B, S, H}).add_(position_.narrow(0, 0, S));
+    } else if (positions_kind_ != Positions::alibi) {
+      std::vector<std::int64_t> ids = position_ids(batch, p);
+      x.add_(at::index_select(position_, 0, long_tensor(ids)));
     }
-    x = at::layer_norm(x, {H}, embedding_norm_.weight, embedding_norm_.bias, eps_);
+    x = layer_norm(x, embedding_norm_);
+
+    // ALiBi: |i - j| for right-padded rows, shared by every row and layer.
+    at::Tensor distance;
+    if (positions_kind_ == Positions::alibi && p.contiguous) {
+      const std::int64_t longest = *std::max_element(p.counts.begin(), p.counts.end());
+      const at::Tensor pos = at::arange(longest, at::TensorOptions().dtype(at::kFloat));
+      distance = (pos.unsqueeze(1) - pos.unsqueeze(0)).abs_();
+    }
 
     at::Tensor ctx = at::empty({T, H}, x.options());
     for (const Layer& l : layers_) {
       const at::Tensor qkv = l.qkv(x);  // [T, 3H]
-      attention(qkv, ctx, p);
+      if (arch_ == Arch::jina_qk_norm) {
+        at::Tensor q = qkv.narrow(1, 0, H), k = qkv.narrow(1, H, H);
+        q.copy_(layer_norm(q, l.q_norm));
+        k.copy_(layer_norm(k, l.k_norm));
+      }
+      attention(qkv, ctx, p, distance);
       at::Tensor a = l.attention_out(ctx);
       a.add_(x);
-      x = at::layer_norm(a, {H}, l.attention_norm.weight, l.attention_norm.bias, eps_);
-      at::Tensor h = l.intermediate(x);
-      activate(h);
-      at::Tensor o = l.output(h);
-      o.add_(x);
-      x = at::layer_norm(o, {H}, l.output_norm.weight, l.output_norm.bias, eps_);
+      at::Tensor h = layer_norm(a, l.attention_norm);
+      if (arch_ == Arch::jina_qk_norm) {
+        // JinaBertLayer: layer_norm_1(residual + attention_output), the attention block
+        // having already added the residual once.
+        h.add_(x);
+        h = layer_norm(h, l.mid_norm);
+      }
+      at::Tensor u = l.up(h);
+      at::Tensor g;
+      if (!glu_) {
+        activate(u, activation_);
+        g = std::move(u);
+      } else if (arch_ == Arch::jina) {
+        // jina-bert-implementation: act(first half) * second half
+        g = u.narrow(1, 0, I).contiguous();
+        activate(g, activation_);
+        g.mul_(u.narrow(1, I, I));
+      } else {
+        // jina-bert-v2-qk-post-norm: first half * act(second half)
+        g = u.narrow(1, I, I).contiguous();
+        activate(g, activation_);
+        g.mul_(u.narrow(1, 0, I));
+      }
+      at::Tensor o = l.down(g);
+      o.add_(h);
+      x = layer_norm(o, l.ffn_norm);
     }
-
-    at::Tensor pooled = pool(x, p, B, S);  // [B, H]
-    if (info_.normalize) {
-      // torch.nn.functional.normalize(p=2, dim=1): x / max(||x||, 1e-12)
-      pooled.div_(pooled.norm(2, {1}, true).clamp_min(1e-12));
-    }
-    pooled = pooled.contiguous();
-    std::memcpy(out.data(), pooled.data_ptr<float>(), static_cast<std::size_t>(B * H) * sizeof(float));
+    return x;
   }
 
-  /// Self-attention, row by row over each row's real tokens: softmax(q k^T) v for every head,
-  /// written into `ctx` [T, H]. Keys outside a row's mask get no weight in HF's BertModel (the
-  /// additive mask is the float minimum), so leaving them out is the same computation without
-  /// the padding. q, k and v are strided views into `qkv` and the result goes straight into
-  /// `ctx`'s rows (the gemm takes the row strides): no copies.
-  void attention(const at::Tensor& qkv, at::Tensor& ctx, const Packed& p) const {
+  /// Self-attention, row by row over each row's real tokens: softmax(q k^T + ALiBi) v for
+  /// every head, written into `ctx` [T, H]. Keys outside a row's mask get no weight in these
+  /// models (the additive mask is the float minimum), so leaving them out is the same
+  /// computation without the padding. q, k and v are strided views into `qkv` and the result
+  /// goes straight into `ctx`'s rows (the gemm takes the row strides): no copies.
+  void attention(const at::Tensor& qkv, at::Tensor& ctx, const PackedBatch& p, const at::Tensor& distance) const {
     const std::int64_t nh = heads_, hd = head_dim_;
-    const auto B = static_cast<std::int64_t>(p.counts.size());
+    const bool alibi = positions_kind_ == Positions::alibi;
     // One parallel region over the rows rather than one per small op: each row's matmuls and
     // softmax then run on one thread (ATen and OpenBLAS do not nest), which keeps OpenMP's
     // fork/join and spin-waiting out of the inner loop.
-    at::parallel_for(0, B, 1, [&](std::int64_t begin, std::int64_t end) {
+    at::parallel_for(0, p.batch, 1, [&](std::int64_t begin, std::int64_t end) {
       c10::InferenceMode guard;  // thread-local: OpenMP's worker threads do not inherit it
       for (std::int64_t b = begin; b < end; ++b) {
         const std::int64_t L = p.counts[b];
@@ -344,71 +548,51 @@ class BertModel final : public Model {
         const at::Tensor q = rows.select(1, 0).transpose(0, 1);     // [nh, L, hd]
         const at::Tensor k = rows.select(1, 1).permute({1, 2, 0});  // [nh, hd, L]
         const at::Tensor v = rows.select(1, 2).transpose(0, 1);     // [nh, L, hd]
-        // The 1/sqrt(head_dim) scale is already in the query weight and bias.
-        const at::Tensor probs = at::softmax(at::bmm(q, k), -1);   // [nh, L, L]
+        // The 1/sqrt(head_dim) scale is already in the query.
+        at::Tensor scores;
+        if (alibi) {
+          at::Tensor d;
+          if (distance.defined()) {
+            d = distance.narrow(0, 0, L).narrow(1, 0, L);
+          } else {
+            // A row with holes in its mask: the distance between the tokens' columns.
+            const at::Tensor cols =
+                at::from_blob(const_cast<std::int64_t*>(p.columns.data()) + p.first[b], {L},
+                              at::TensorOptions().dtype(at::kLong))
+                    .to(at::kFloat);
+            d = (cols.unsqueeze(1) - cols.unsqueeze(0)).abs_();
+          }
+          scores = at::mul(neg_slopes_, d);  // [nh, L, L]: -slope * |i - j|
+          scores.baddbmm_(q, k);
+        } else {
+          scores = at::bmm(q, k);  // [nh, L, L]
+        }
+        const at::Tensor probs = at::softmax(scores, -1);
         at::Tensor out = ctx.narrow(0, p.first[b], L).view({L, nh, hd}).transpose(0, 1);
         at::bmm_out(out, probs, v);
       }
     });
   }
 
-  /// sentence-transformers' Pooling over the real tokens of each row.
-  at::Tensor pool(const at::Tensor& x, Packed& p, std::int64_t B, std::int64_t S) const {
-    const std::int64_t H = hidden_;
-    const auto T = static_cast<std::int64_t>(p.ids.size());
-    const bool padded = T != B * S;
-    switch (info_.pooling) {
-      case Pooling::mean: {
-        at::Tensor sums;
-        if (!padded) {
-          sums = x.view({B, S, H}).sum(1);
-        } else {
-          sums = at::zeros({B, H}, x.options());
-          sums.index_add_(0, long_tensor(p.rows), x);
-        }
-        std::vector<float> counts(p.counts.begin(), p.counts.end());
-        const at::Tensor c = at::from_blob(counts.data(), {B, 1}, at::TensorOptions().dtype(at::kFloat));
-        return sums.div_(c.clamp_min(1e-9));  // clamp as sentence-transformers does
-      }
-      case Pooling::max: {
-        if (!padded) return std::get<0>(x.view({B, S, H}).max(1));
-        // Padding counts as -1e9, as in sentence-transformers.
-        at::Tensor full = at::full({B * S, H}, -1e9, x.options());
-        full.index_copy_(0, long_tensor(p.flat), x);
-        return std::get<0>(full.view({B, S, H}).max(1));
-      }
-      case Pooling::cls:
-      case Pooling::last_token: {
-        // cls: the first real token (position 0 of a right-padded row); last_token: the last one.
-        std::vector<std::int64_t>& pick = info_.pooling == Pooling::cls ? p.first : p.last;
-        at::Tensor rows = at::zeros({B, H}, x.options());
-        std::vector<std::int64_t> have, from;
-        for (std::int64_t b = 0; b < B; ++b) {
-          if (pick[b] >= 0) {
-            have.push_back(b);
-            from.push_back(pick[b]);
-          }
-        }
-        if (!have.empty()) rows.index_copy_(0, long_tensor(have), at::index_select(x, 0, long_tensor(from)));
-        return rows;
-      }
-    }
-    return {};
-  }
-
   ModelInfo info_;
-  Activation activation_;
-  std::int64_t hidden_ = 0, heads_ = 0, head_dim_ = 0, vocab_ = 0, type_vocab_ = 0, positions_ = 0;
+  Arch arch_ = Arch::bert;
+  Positions positions_kind_ = Positions::absolute;
+  Activation activation_ = Activation::gelu;
+  bool glu_ = false;
+  std::int64_t hidden_ = 0, heads_ = 0, head_dim_ = 0, intermediate_ = 0, vocab_ = 0, type_vocab_ = 0;
+  std::int64_t pad_ = 0, position_rows_ = 0, max_columns_ = 0;
   double eps_ = 1e-12;
   int threads_ = 1;
-  at::Tensor word_, position_, type_;
+  at::Tensor word_, position_, type_, neg_slopes_;
   Norm embedding_norm_;
   std::vector<Layer> layers_;
 };
 
 }  // namespace
 
-bool is_bert_family(std::string_view model_type) noexcept { return model_type == "bert"; }
+bool is_bert_family(const TransformerConfig& config) noexcept {
+  return config.model_type == "bert" || config.model_type == "roberta" || config.model_type == "xlm-roberta";
+}
 
 std::unique_ptr<Model> load_bert_model(const ModelConfig& config, const SafetensorsFile& weights,
                                        const ModelOptions& options) {

@@ -12,6 +12,8 @@
 
 #include "model/bert_model.hpp"
 #include "model/model_config.hpp"
+#include "model/torchscript_model.hpp"
+#include "model/use_lite_model.hpp"
 
 namespace sluice {
 namespace {
@@ -45,15 +47,46 @@ SafetensorsFile open_weights(const ModelConfig& config) {
 
 }  // namespace
 
+std::string_view precision_name(Precision precision) noexcept {
+  switch (precision) {
+    case Precision::fp32: return "fp32";
+    case Precision::bf16: return "bf16";
+    case Precision::int8: return "int8";
+  }
+  return "?";
+}
+
+bool precision_from_name(std::string_view name, Precision& out) noexcept {
+  for (Precision p : {Precision::fp32, Precision::bf16, Precision::int8}) {
+    if (precision_name(p) == name) {
+      out = p;
+      return true;
+    }
+  }
+  return false;
+}
+
 std::unique_ptr<Model> Model::load(const fs::path& dir, const ModelOptions& options) {
-  const ModelConfig config = load_model_config(dir);
+  ModelConfig config = load_model_config(dir);
+  if (options.pooling) config.pooling = *options.pooling;
+  if (options.normalize) config.normalize = *options.normalize;
+  // A traced TorchScript module stands in for the weights when there are none.
+  const fs::path module = config.transformer_dir / "model.pt";
+  if (!path_exists(config.transformer_dir / "model.safetensors") && path_exists(module)) {
+    return load_torchscript_model(config, module, options);
+  }
   const std::string& type = config.transformer.model_type;
-  if (is_bert_family(type)) {
+  if (is_bert_family(config.transformer)) {
     const SafetensorsFile weights = open_weights(config);
     return load_bert_model(config, weights, options);
   }
+  if (type == "use_lite") {  // Universal Sentence Encoder Lite (tools/models/convert_use_lite.mjs)
+    const SafetensorsFile weights = open_weights(config);
+    return load_use_lite_model(config, weights, options);
+  }
   throw Error(ErrorCode::invalid_model,
-              fmt::format("{}: model_type \"{}\" is not supported (supported: bert)",
+              fmt::format("{}: model_type \"{}\" is not supported (supported: bert, roberta, xlm-roberta; "
+                          "or a TorchScript model.pt)",
                           (config.transformer_dir / "config.json").string(), type));
 }
 

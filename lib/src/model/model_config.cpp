@@ -117,8 +117,11 @@ TransformerConfig read_transformer_config(const fs::path& path) {
   if (auto v = f.number("layer_norm_eps")) c.layer_norm_eps = *v;
   if (auto v = f.u32("max_position_embeddings")) c.max_position_embeddings = *v;
   if (auto v = f.u32("type_vocab_size")) c.type_vocab_size = *v;
+  // RobertaConfig and XLMRobertaConfig default pad_token_id to 1, BertConfig to 0.
+  if (c.model_type == "roberta" || c.model_type == "xlm-roberta") c.pad_token_id = 1;
   if (auto v = f.i64("pad_token_id")) c.pad_token_id = *v;
   if (auto v = f.string("position_embedding_type")) c.position_embedding_type = *v;
+  if (auto v = f.string("feed_forward_type")) c.feed_forward_type = *v;
   if (c.hidden_size % c.num_attention_heads != 0) {
     fail(path, fmt::format("hidden_size {} is not a multiple of num_attention_heads {}", c.hidden_size,
                            c.num_attention_heads));
@@ -202,12 +205,29 @@ Pooling read_pooling(const fs::path& path, std::uint32_t hidden_size) {
   if (!on[0]->pooling) {
     fail(path, fmt::format("{} is not supported (supported: mean, cls, max, lasttoken)", on[0]->key));
   }
-  if (on[0]->pooling == Pooling::last_token) {
-    if (auto include = f.boolean("include_prompt"); include && !*include) {
-      fail(path, "include_prompt false is not supported");
+  return *on[0]->pooling;
+}
+
+/// config_sentence_transformers.json: "prompts" {name: text} and "default_prompt_name".
+void read_prompts(const fs::path& path, ModelConfig& mc) {
+  JsonFile f(path);
+  if (auto prompts = f.field("prompts")) {
+    simdjson::dom::object obj;
+    if (prompts->get_object().get(obj)) fail(path, "field \"prompts\" is not a JSON object of name: text");
+    for (auto p : obj) {
+      std::string_view text;
+      if (p.value.get_string().get(text)) {
+        fail(path, fmt::format("prompt \"{}\" is not a string", std::string_view(p.key)));
+      }
+      mc.prompts.emplace_back(std::string(p.key), std::string(text));
     }
   }
-  return *on[0]->pooling;
+  if (auto name = f.string("default_prompt_name")) {
+    const bool known = std::any_of(mc.prompts.begin(), mc.prompts.end(),
+                                   [&](const auto& p) { return p.first == *name; });
+    if (!known) fail(path, fmt::format("default_prompt_name \"{}\" is not one of \"prompts\"", *name));
+    mc.default_prompt_name = *name;
+  }
 }
 
 }  // namespace
@@ -272,7 +292,9 @@ ModelConfig load_model_config(const fs::path& dir) {
       if (ends_with_type(m.type, "Pooling")) {
         if (have_pooling) fail(modules_path, "more than one Pooling module");
         have_pooling = true;
-        mc.pooling = read_pooling(dir / m.path / "config.json", mc.transformer.hidden_size);
+        const fs::path pooling_path = dir / m.path / "config.json";
+        mc.pooling = read_pooling(pooling_path, mc.transformer.hidden_size);
+        mc.include_prompt = JsonFile(pooling_path).boolean("include_prompt").value_or(true);
       } else if (ends_with_type(m.type, "Normalize")) {
         mc.normalize = true;
       } else {
@@ -298,6 +320,8 @@ ModelConfig load_model_config(const fs::path& dir) {
     break;
   }
   mc.max_tokens = mc.max_seq_length ? std::min(*mc.max_seq_length, positions) : positions;
+  // Prompts: next to modules.json (where sentence-transformers writes them).
+  if (const fs::path p = dir / "config_sentence_transformers.json"; file_exists(p)) read_prompts(p, mc);
   return mc;
 }
 

@@ -7,15 +7,18 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <sluice/model.hpp>
 
 namespace sluice {
 
 /// The fields of config.json that the encoders use. Optional fields take Hugging Face
-/// BertConfig's defaults; the sizes are required.
+/// BertConfig's defaults (RobertaConfig's pad_token_id 1 for "roberta" and "xlm-roberta");
+/// the sizes are required.
 struct TransformerConfig {
-  std::string model_type;                     ///< "bert", ...
+  std::string model_type;                     ///< "bert", "roberta", ...
   std::uint32_t hidden_size = 0;
   std::uint32_t num_hidden_layers = 0;
   std::uint32_t num_attention_heads = 0;
@@ -26,7 +29,8 @@ struct TransformerConfig {
   std::uint32_t max_position_embeddings = 512;
   std::uint32_t type_vocab_size = 2;
   std::int64_t pad_token_id = 0;
-  std::string position_embedding_type = "absolute";
+  std::string position_embedding_type = "absolute";  ///< "absolute", or "alibi" (JinaBERT)
+  std::string feed_forward_type;              ///< JinaBERT: "geglu", "reglu", ...; empty when absent
 };
 
 /// Everything Model::load needs to know before touching the weights.
@@ -39,6 +43,10 @@ struct ModelConfig {
   bool normalize = true;
   std::optional<std::uint32_t> max_seq_length;  ///< from sentence_bert_config.json
   std::uint32_t max_tokens = 0;               ///< min(max_seq_length, usable positions)
+  bool include_prompt = true;                 ///< the Pooling module's include_prompt
+  /// config_sentence_transformers.json's "prompts" (name, text), in file order.
+  std::vector<std::pair<std::string, std::string>> prompts;
+  std::string default_prompt_name;            ///< empty when none
 };
 
 /// Positions the model can embed: max_position_embeddings, less the offset RoBERTa-style

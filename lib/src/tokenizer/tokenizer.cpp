@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <stdexcept>
 #include <fstream>
 #include <sluice/error.hpp>
 #include <sstream>
@@ -58,8 +59,72 @@ class PipelineTokenizer : public Tokenizer {
     }
   }
 
+  std::vector<Encoding> encode_windows(std::string_view text, std::size_t max_length,
+                                       std::size_t stride) const override {
+    thread_local Scratch sc;
+    split_into_tokens(text, sc);
+    const std::vector<Token> all = sc.tokens;
+    const std::size_t added = post_processor_ ? post_processor_->added_tokens() : 0;
+    if (max_length <= added + stride) {
+      throw std::invalid_argument("window length must exceed the special tokens plus the stride");
+    }
+    const std::size_t room = max_length - added;
+    std::vector<Encoding> windows;
+    std::size_t start = 0;
+    for (;;) {
+      const std::size_t end = std::min(all.size(), start + room);
+      sc.tokens.assign(all.begin() + static_cast<std::ptrdiff_t>(start), all.begin() + static_cast<std::ptrdiff_t>(end));
+      Encoding enc = finish_encoding(text, true, sc);
+      enc.untruncated_length = enc.ids.size();
+      windows.push_back(std::move(enc));
+      if (end >= all.size()) break;
+      start = end - stride;
+    }
+    return windows;
+  }
+
   Encoding encode(std::string_view text, bool add_special_tokens) const override {
     thread_local Scratch sc;
+    split_into_tokens(text, sc);
+    std::vector<Token>& tokens = sc.tokens;
+
+    // 2. Truncation, leaving room for the special tokens the post-processor adds.
+    const std::size_t added = add_special_tokens && post_processor_ ? post_processor_->added_tokens() : 0;
+    const std::size_t untruncated = tokens.size() + added;
+    if (max_length_) {
+      const std::size_t room = *max_length_ > added ? *max_length_ - added : 0;
+      if (tokens.size() > room) {
+        if (truncate_left_) {
+          tokens.erase(tokens.begin(), tokens.end() - static_cast<std::ptrdiff_t>(room));
+        } else {
+          tokens.resize(room);
+        }
+      }
+    }
+    Encoding enc = finish_encoding(text, add_special_tokens, sc);
+    enc.untruncated_length = untruncated;
+    return enc;
+  }
+
+ private:
+  // 3. Post-processing of sc.tokens: special tokens and type ids.
+  Encoding finish_encoding(std::string_view text, bool add_special_tokens, Scratch& sc) const {
+    std::vector<Token>& tokens = sc.tokens;
+    Encoding enc;
+    sc.type_ids.assign(tokens.size(), 0);
+    if (post_processor_) post_processor_->process(tokens, sc.type_ids, add_special_tokens, token_text_, text);
+    enc.ids.resize(tokens.size());
+    enc.offsets.resize(tokens.size());
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      enc.ids[i] = tokens[i].id;
+      enc.offsets[i] = {tokens[i].start, tokens[i].end};
+    }
+    enc.type_ids = sc.type_ids;
+    return enc;
+  }
+
+  // 1. The text's tokens, into sc.tokens, before truncation and special tokens.
+  void split_into_tokens(std::string_view text, Scratch& sc) const {
     std::vector<Token>& tokens = sc.tokens;
     tokens.clear();
 
@@ -73,34 +138,9 @@ class PipelineTokenizer : public Tokenizer {
       at = m.end;
     }
     encode_piece(text.substr(at), static_cast<std::uint32_t>(at), sc);
-
-    // 2. Truncation, leaving room for the special tokens the post-processor adds.
-    Encoding enc;
-    const std::size_t added = add_special_tokens && post_processor_ ? post_processor_->added_tokens() : 0;
-    enc.untruncated_length = tokens.size() + added;
-    if (max_length_) {
-      const std::size_t room = *max_length_ > added ? *max_length_ - added : 0;
-      if (tokens.size() > room) {
-        if (truncate_left_) {
-          tokens.erase(tokens.begin(), tokens.end() - static_cast<std::ptrdiff_t>(room));
-        } else {
-          tokens.resize(room);
-        }
-      }
-    }
-
-    // 3. Post-processing: special tokens and type ids.
-    sc.type_ids.assign(tokens.size(), 0);
-    if (post_processor_) post_processor_->process(tokens, sc.type_ids, add_special_tokens, token_text_, text);
-    enc.ids.resize(tokens.size());
-    enc.offsets.resize(tokens.size());
-    for (std::size_t i = 0; i < tokens.size(); ++i) {
-      enc.ids[i] = tokens[i].id;
-      enc.offsets[i] = {tokens[i].start, tokens[i].end};
-    }
-    enc.type_ids = sc.type_ids;
-    return enc;
   }
+
+ public:
 
   void set_max_length(std::size_t max_length) override {
     max_length_ = max_length;
