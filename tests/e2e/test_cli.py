@@ -290,7 +290,10 @@ class CliTest(unittest.TestCase):
         import resource
         data = records(3000)
         src = self.write("in.jsonl", data)
-        r = run(["embed", src, "-o", self.path("ref.jsonl"), "--model", TINY, "--progress", "never", "--no-checkpoint"])
+        # Windows of 100 records, so checkpoints fall well before the limit; the same windows
+        # for the reference, so the same batches and the same bytes.
+        r = run(["embed", src, "-o", self.path("ref.jsonl"), "--model", TINY, "--progress", "never", "--no-checkpoint",
+                 "--sort-window", "100"])
         self.assertEqual(r.returncode, 0, r.stderr)
         reference = self.read("ref.jsonl")
         out = self.path("out.jsonl")
@@ -366,10 +369,11 @@ class CliTest(unittest.TestCase):
         data = records(6000)
         src = self.write("in.jsonl", data)
         ref = self.path("ref.jsonl")
-        r = run(["embed", src, "-o", ref, "--model", TINY, "--progress", "never", "--no-checkpoint"])
+        r = run(["embed", src, "-o", ref, "--model", TINY, "--progress", "never", "--no-checkpoint", "--sort-window", "64"])
         self.assertEqual(r.returncode, 0, r.stderr)
         out = self.path("out.jsonl")
-        cmd = [PIPELINE_RUN, "embed", src, "-o", out, "--model", TINY, "--progress", "never", "--checkpoint-every", "64"]
+        cmd = [PIPELINE_RUN, "embed", src, "-o", out, "--model", TINY, "--progress", "never", "--checkpoint-every", "64",
+               "--sort-window", "64"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 120
         while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) < 20000):
@@ -404,7 +408,8 @@ class CliTest(unittest.TestCase):
         rng = random.Random(int(os.environ.get("SLUICE_KILL_SEED", "1")))
         data = records(3000) + b'{"text": 7}\n' + records(3000, 3000)
         src = self.write("in.jsonl", data)
-        common = ["--model", TINY, "--progress", "never", "--on-error", "skip", "--checkpoint-every", "50"]
+        common = ["--model", TINY, "--progress", "never", "--on-error", "skip", "--checkpoint-every", "50",
+                  "--sort-window", "256"]
         t0 = time.monotonic()
         r = run(["embed", src, "-o", self.path("ref.jsonl"), "--dead-letter", self.path("ref.dead"), *common])
         whole = time.monotonic() - t0  # how long an uninterrupted run takes on this machine, now
@@ -519,6 +524,39 @@ class LongInputTest(unittest.TestCase):
         self.assertEqual(dl[0]["message"], "the text is %d tokens, more than the model's 256 (embed it in pieces with "
                          "--long-input chunk, or cut it with --long-input truncate)" % lengths[long[0]])
         self.assertEqual(len(out), 120 - len(long))
+
+
+class DefaultModelTest(unittest.TestCase):
+    """No --model: the real pretrained default, Universal Sentence Encoder Lite, which
+    tools/setup.sh installs into models/use-lite."""
+
+    def test_default_model_embeds_and_ranks_paraphrases_first(self):
+        pairs = [
+            ("A man is playing a guitar.", "Someone is strumming a guitar."),
+            ("The cat sleeps on the sofa.", "A cat is napping on the couch."),
+            ("How do I reset my password?", "I forgot my password, how can I change it?"),
+            ("The stock market fell sharply today.", "Shares dropped steeply on the exchange today."),
+            ("It is raining heavily in the city.", "There is a downpour in town."),
+            ("She bought fresh bread at the bakery.", "She purchased a new loaf from the baker."),
+        ]
+        texts = [t for p in pairs for t in p]
+        with tempfile.TemporaryDirectory(prefix="sluice-default-") as d:
+            src, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+            with open(src, "w") as f:
+                for i, t in enumerate(texts):
+                    f.write(json.dumps({"id": i, "text": t}) + "\n")
+            r = run(["embed", src, "-o", out, "--progress", "never"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out) as f:
+                v = [json.loads(l)["embedding"] for l in f]
+        self.assertEqual(len(v), len(texts))
+        self.assertEqual(len(v[0]), 512)
+        dot = lambda a, b: sum(x * y for x, y in zip(a, b))
+        for x in v:
+            self.assertAlmostEqual(dot(x, x), 1.0, places=4)
+        para = [dot(v[2 * i], v[2 * i + 1]) for i in range(len(pairs))]
+        unrelated = [dot(v[2 * i], v[2 * j + 1]) for i in range(len(pairs)) for j in range(len(pairs)) if i != j]
+        self.assertGreater(min(para), max(unrelated), (para, max(unrelated)))
 
 
 class TokenizeTest(unittest.TestCase):

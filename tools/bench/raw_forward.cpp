@@ -107,14 +107,24 @@ int main(int argc, char** argv) {
     mo.threads = o.threads;
     auto model = sluice::Model::load(o.model_dir, mo);
     auto tokenizer = sluice::Tokenizer::from_file(o.model_dir + "/tokenizer.json");
-    tokenizer->set_max_length(model->info().max_tokens);
+    // As the pipeline does: the model's limit, unless tokenizer.json truncates shorter.
+    const std::size_t max_tokens = model->info().max_tokens;
+    if (max_tokens > 0 && (!tokenizer->max_length() || *tokenizer->max_length() > max_tokens)) {
+      tokenizer->set_max_length(max_tokens);
+    }
+    // The model's default prompt (config_sentence_transformers.json), which pipeline-run
+    // prepends when no prompt is given.
+    std::string prompt;
+    for (const auto& [name, text] : model->info().prompts) {
+      if (name == model->info().default_prompt_name) prompt = text;
+    }
 
     std::vector<Tokenised> records;
     std::uint64_t truncated = 0;
     for (auto& r : sluice::RecordStream::from_jsonl(o.input)) {
       auto text = sluice::string_field(r, o.text_field);
       if (!text || text->empty() || is_blank(*text)) continue;
-      sluice::Encoding enc = tokenizer->encode(*text);
+      sluice::Encoding enc = prompt.empty() ? tokenizer->encode(*text) : tokenizer->encode(prompt + *text);
       truncated += enc.truncated() ? 1 : 0;
       records.push_back(Tokenised{std::move(enc.ids), std::move(enc.type_ids)});
     }

@@ -88,14 +88,14 @@ struct PipelineOptions {
   /// Records per window; 0: batch_size. Windows are cut at fixed record counts, so batches
   /// are the same on every run, and checkpoints fall on window boundaries. A window is held
   /// in memory until it is complete (its records count against max_in_flight_*).
-  std::size_t sort_window = 1024;
+  std::size_t sort_window = 4096;
   OnError on_error = OnError::fail;
   std::string dead_letter;                      ///< path for failed records (JSONL); empty: none
   /// With OnError::skip: the run fails (status "failed") at the record that makes the failed
   /// count exceed this, records failed before a resume included; none: no limit. That record
   /// is still reported and dead-lettered.
   std::optional<std::uint64_t> max_errors;
-  std::size_t max_in_flight_records = 2048;     ///< records read but not yet written
+  std::size_t max_in_flight_records = 8192;     ///< records read but not yet written (at least a window)
   std::size_t max_in_flight_bytes = 64u << 20;  ///< their bytes (input, text and output)
   std::size_t read_chunk_bytes = 64u << 10;     ///< size of each uv_fs_read
   std::size_t max_record_bytes = 16u << 20;     ///< longer lines fail with record_too_large

@@ -85,7 +85,7 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ModelOptions& opti
     return load_use_lite_model(config, weights, options);
   }
   throw Error(ErrorCode::invalid_model,
-              fmt::format("{}: model_type \"{}\" is not supported (supported: bert, roberta, xlm-roberta; "
+              fmt::format("{}: model_type \"{}\" is not supported (supported: bert, roberta, xlm-roberta, use_lite; "
                           "or a TorchScript model.pt)",
                           (config.transformer_dir / "config.json").string(), type));
 }

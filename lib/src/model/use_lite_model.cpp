@@ -77,10 +77,17 @@ class WeightReader {
     }
     at::ScalarType st = at::kFloat;
     switch (t->dtype) {
-      case DType::f32: st = at::kFloat; break;
-      case DType::f16: st = at::kHalf; break;
-      case DType::bf16: st = at::kBFloat16; break;
-      default: fail(name, fmt::format("dtype {} is not supported (expected F32, F16 or BF16)", dtype_name(t->dtype)));
+      case DType::f32:
+        st = at::kFloat;
+        break;
+      case DType::f16:
+        st = at::kHalf;
+        break;
+      case DType::bf16:
+        st = at::kBFloat16;
+        break;
+      default:
+        fail(name, fmt::format("dtype {} is not supported (expected F32, F16 or BF16)", dtype_name(t->dtype)));
     }
     if (t->shape != shape) {
       fail(name, fmt::format("shape {} does not match config.json, which implies [{}]", t->shape_string(),
@@ -145,8 +152,8 @@ class UseLiteModel final : public Model {
     vocab_ = c.vocab_size;
     eps_ = c.layer_norm_eps;
     max_columns_ = usable_positions(c);
-    threads_ = options.threads > 0 ? options.threads
-                                   : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    threads_ =
+        options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     info_.family = "use_lite";
     info_.dir = config.dir;
     info_.hidden_size = c.hidden_size;
@@ -236,8 +243,9 @@ class UseLiteModel final : public Model {
     const at::Tensor columns = long_tensor(p.columns).to(at::kFloat).unsqueeze(1);
     const at::Tensor angles = columns * inv_timescales_.unsqueeze(0);  // [T, 128]
     at::Tensor x = at::cat({at::sin(angles), at::cos(angles)}, 1);     // [T, 256]
-    x.add_(e);  // AddTimingSignal: e + timing
-    x.add_(e);  // Layer_0/add: the embedding once more
+    // AddTimingSignal gives e + timing; Layer_0/add adds the embedding once more.
+    x.add_(e);
+    x.add_(e);
     for (const Layer& l : layers_) {
       const at::Tensor h = layer_norm(x, l.attention_norm);
       at::Tensor qkv = l.qkv(h);  // [T, 3 * width]
