@@ -372,8 +372,9 @@ class CliTest(unittest.TestCase):
         r = run(["embed", src, "-o", ref, "--model", TINY, "--progress", "never", "--no-checkpoint", "--sort-window", "64"])
         self.assertEqual(r.returncode, 0, r.stderr)
         out = self.path("out.jsonl")
+        # A small in-flight bound keeps reading going on, so SIGINT meets unread input.
         cmd = [PIPELINE_RUN, "embed", src, "-o", out, "--model", TINY, "--progress", "never", "--checkpoint-every", "64",
-               "--sort-window", "64"]
+               "--sort-window", "64", "--max-in-flight", "256"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 120
         while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) < 20000):
