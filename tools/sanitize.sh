@@ -63,6 +63,29 @@ export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4:supp
 # One intra-op thread pool size for libtorch, so the runs are alike on any machine.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
+# The build outputs (programs, generated model folders) that the tests of a build folder in
+# the given suites or with the given names need, as ninja targets.
+test_targets() {  # dir, suite or test name...
+  local dir=$1
+  shift
+  ninja -C "$dir" build.ninja >/dev/null  # tests added since the last build are listed
+  /usr/bin/python3 - "$dir" "$@" <<'PY'
+import json, os, subprocess, sys
+root = os.path.realpath(sys.argv[1])
+wanted = set(sys.argv[2:])
+def introspect(what):
+    return json.loads(subprocess.run(["meson", "introspect", root, what], check=True,
+                                     capture_output=True, text=True).stdout)
+files = {t["id"]: t["filename"] for t in introspect("--targets")}
+names = set()
+for t in introspect("--tests"):
+    if t["name"] in wanted or any(s.split(":")[-1] in wanted for s in t["suite"]):
+        for dep in t["depends"]:
+            names.update(os.path.relpath(f, root) for f in files.get(dep, []))
+print(" ".join(sorted(names)))
+PY
+}
+
 status=0
 run_phase() {  # name, command...
   local name=$1
@@ -81,33 +104,16 @@ if [[ $which == all || $which == asan ]]; then
   configure build-asan "${common_setup[@]}" -Db_sanitize=address,undefined
   suites=(unit fuzz)
   [[ $e2e == 1 ]] && suites+=(e2e)
-  # Only what those suites need: their programs (pipeline-run for e2e) and the test model
-  # folders. The build files are regenerated first, so tests added since are listed.
-  ninja -C build-asan build.ninja >/dev/null
-  asan_targets=$(meson introspect build-asan --tests | /usr/bin/python3 -c '
-import json, sys, os
-root = os.path.realpath("build-asan")
-suites = set(sys.argv[1:])
-names = set()
-for t in json.load(sys.stdin):
-    if not any(s.split(":")[-1] in suites for s in t["suite"]):
-        continue
-    for path in [t["cmd"][0]] + t.get("depends", []):
-        path = os.path.realpath(path) if os.path.isabs(path) else None
-        if path and path.startswith(root + "/") and not path.endswith(".py"):
-            names.add(os.path.relpath(path, root))
-print(" ".join(sorted(names)))' "${suites[@]}")
-  run_phase "asan build" ninja -C build-asan -j"$jobs" $asan_targets apps/pipeline-run/pipeline-run tests/test-models
+  asan_targets=$(test_targets build-asan "${suites[@]}")
+  run_phase "asan build" ninja -C build-asan -j"$jobs" $asan_targets
   run_phase "asan tests (${suites[*]})" meson test -C build-asan --no-rebuild --print-errorlogs \
     --num-processes "$jobs" --timeout-multiplier 4 $(printf -- "--suite %s " "${suites[@]}")
 fi
 
 if [[ $which == all || $which == tsan ]]; then
   configure build-tsan "${common_setup[@]}" -Db_sanitize=thread
-  ninja -C build-tsan build.ninja >/dev/null
   tsan_tests=(pipeline bounded_queue event_bus tokenizer tokenizer_bpe tokenizer_unigram)
-  run_phase "tsan build" ninja -C build-tsan -j"$jobs" $(printf "tests/unit/%s_test " "${tsan_tests[@]}") \
-    tests/test-models
+  run_phase "tsan build" ninja -C build-tsan -j"$jobs" $(test_targets build-tsan "${tsan_tests[@]}")
   run_phase "tsan tests" meson test -C build-tsan --no-rebuild --print-errorlogs --num-processes 1 \
     --timeout-multiplier 6 "${tsan_tests[@]}"
 fi
