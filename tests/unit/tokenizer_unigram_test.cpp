@@ -86,6 +86,37 @@ TEST_CASE("Unigram: best-scoring segmentation, byte_fallback, fused unknowns, le
                        "a") == 4);
 }
 
+// Expected ids from the JavaScript tokenizer of @energetic-ai/embeddings 0.2.0 (dist/index.js,
+// class Tokenizer, which tfjs-models' Universal Sentence Encoder has too), run with node on this
+// vocabulary: its first six entries reserved, entry 0 "\uFFFD", the rest as below.
+TEST_CASE("Unigram with \"sluice_lattice\": \"tfjs\" segments as TensorFlow.js' tokenizer does") {
+  const std::string normalizer =
+      R"("normalizer":{"type":"Sequence","normalizers":[{"type":"NFKC"},)"
+      R"({"type":"Replace","pattern":{"String":" "},"content":"\u2581"},{"type":"Prepend","prepend":"\u2581"}]})";
+  const std::string vocab =
+      R"("vocab":[["<unk> ",0],["r1 ",0],["r2 ",0],["r3 ",0],["r4 ",0],["r5 ",0],["\u2581",-1],["a",-1],["aa",-2],)"
+      R"(["b",-1.5],[":",0],["\u2581:",0],["c",-4],["ab",-2.5],["\u2581a",-1.5]])";
+  auto tfjs = Tokenizer::from_json("{" + normalizer + R"(,"model":{"type":"Unigram","unk_id":0,)" + vocab +
+                                   R"(,"sluice_lattice":"tfjs"}})");
+  auto hf = Tokenizer::from_json("{" + normalizer + R"(,"model":{"type":"Unigram","unk_id":0,)" + vocab + "}}");
+  using Ids = std::vector<std::int32_t>;
+  const std::vector<std::pair<std::string, Ids>> cases = {
+      {"aaa", {14, 7, 7}},   {"aaaa", {14, 7, 7, 7}}, {"zab", {6, 0, 7, 9}},    {"z a", {6, 0, 14}},
+      {"b:", {6, 9, 10}},    {"::a", {6, 10, 10, 7}}, {":b", {6, 10, 9}},       {"a:b", {14, 10, 9}},
+      {"x", {6, 0}},         {"", {}}};
+  for (const auto& [text, ids] : cases) {
+    CAPTURE(text);
+    CHECK(tfjs->encode(text, false).ids == ids);
+  }
+  // Where the two differ: ties ("aaa": a+a after "\u2581a", or aa), and a best score of 0 ("::a").
+  CHECK(hf->encode("aaa", false).ids != Ids{14, 7, 7});
+  CHECK(hf->encode("::a", false).ids != Ids{6, 10, 10, 7});
+  CHECK_THROWS_WITH_AS(
+      Tokenizer::from_json(R"({"model":{"type":"Unigram","vocab":[["a",0.0]],"sluice_lattice":"js"}})"),
+      "tokenizer.json: Unigram \"sluice_lattice\" is \"js\"; sluice knows \"hugging_face\" and \"tfjs\"",
+      Error);
+}
+
 TEST_CASE("albert: the real model's normalization, special tokens and template") {
   // [CLS]=2 and [SEP]=3 around the pieces; "``" becomes '"' and case and accents go.
   const Encoding enc = albert().encode("``Caf\xC3\xA9''");

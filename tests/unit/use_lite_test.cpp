@@ -42,21 +42,13 @@ constexpr double kMinCosine = 0.9999;
 /// Largest difference allowed in any component of the (unit-norm) vectors.
 constexpr double kMaxAbsDiff = 1e-5;
 
-/// Records of tests/data/reference/texts.jsonl (first 600) where sluice's tokenizer, following
-/// Hugging Face's Unigram, segments differently from the package's tokenizer: both are runs of a
-/// repeated digit (as "555") whose two segmentations ("55"+"5", "5"+"55") score exactly the
-/// same; Hugging Face keeps the first candidate at a tie, the package the last (docs/models.md,
-/// "Tokenizer"). Once the tokenizer breaks ties the package's way, the test fails until this
-/// list (and the next) is emptied.
-const std::set<std::size_t> kKnownTokenizerDifferences = {486, 506};
-/// The same for the lines of tests/data/tokenizer/corpus.jsonl: ties as above, texts that start
-/// with ':' (the package takes a best score of exactly 0 for "no path yet", and "▁:" scores 0),
-/// and one line with U+10783 (Unicode 14), which the package's NFKC (Node's ICU) maps to 'æ'
-/// and Hugging Face's older tables leave alone.
-const std::set<std::size_t> kKnownCorpusDifferences = {
-    41,   758,  2616, 2629, 2841, 2999, 3252, 3418, 3432, 3677, 3707, 3883, 3893, 3912, 4001, 4140, 4156, 4433,
-    4486, 4615, 4768, 4878, 4935, 4937, 5034, 5151, 5309, 5336, 5446, 5814, 6024, 6120, 6140, 6232, 6275, 6410,
-    6578, 6778, 6785, 6930, 7036, 7050, 7147, 7303, 7309, 7355, 7375, 7423, 7443, 7738, 7859, 7883, 7896};
+/// Lines of tests/data/tokenizer/corpus.jsonl where sluice's tokenizer, which segments as the
+/// package's does ("sluice_lattice": "tfjs", unigram.hpp), still gives other ids: line 758 holds
+/// U+10783 (a modifier letter from Unicode 14), which the package's NFKC (Node's ICU, Unicode 15
+/// or later) maps to 'æ' and sluice's (utf8proc 2.6, Unicode 13, as Hugging Face's tables of
+/// the same age) leaves alone. Characters with a compatibility mapping that Unicode 14 and
+/// later added are the only known difference (docs/models.md, "Default model").
+const std::set<std::size_t> kKnownCorpusDifferences = {758};
 
 fs::path source_root() {
   const char* v = std::getenv("SLUICE_SOURCE_ROOT");
@@ -311,7 +303,7 @@ TEST_CASE("use_lite: sluice's tokenizer gives the package tokenizer's ids") {
   }
   MESSAGE((texts.size() - differ.size()) << " of " << texts.size()
                                          << " texts tokenized identically; differing:" << list);
-  CHECK(differ == kKnownTokenizerDifferences);
+  CHECK(differ.empty());
 
   const Reference pairs = load_reference("semantic_pairs");
   const auto pair_ids = tokenize(texts_of(data_dir() / "semantic_pairs.jsonl", {"a", "b"}, 32));
@@ -351,14 +343,9 @@ TEST_CASE("use_lite: text to vector through sluice's tokenizer matches the packa
   const std::vector<std::string> texts = texts_of(source_root() / "tests/data/reference/texts.jsonl", {"text"}, 600);
   auto model = load_model();
   const std::vector<float> got = embed_all(*model, tokenize(texts), 16);
-  const Agreement a = compare(got, ref.vectors, kKnownTokenizerDifferences);
-  MESSAGE("same ids: 1 - min cosine " << 1.0 - a.min_cosine << ", 1 - mean " << 1.0 - a.mean_cosine);
+  const Agreement a = compare(got, ref.vectors, {});
+  MESSAGE("text to vector: 1 - min cosine " << 1.0 - a.min_cosine << ", 1 - mean " << 1.0 - a.mean_cosine);
   CHECK(a.min_cosine >= kMinCosine);
-  for (std::size_t r : kKnownTokenizerDifferences) {
-    const double c = cosine(got.data() + r * kDims, ref.vectors.data() + r * kDims);
-    MESSAGE("record " << r << " (tokenized differently): cosine " << c);
-    CHECK(c >= 0.99);
-  }
 }
 
 TEST_CASE("use_lite: paraphrases are closer than unrelated sentences") {

@@ -199,7 +199,11 @@ if (embedDim !== layerShapes[0].width) fail(`the embeddings are ${embedDim} wide
 // segmentation over vocab[6:] (the first six entries are reserved and never matched); a
 // character no piece starts with becomes id 0, and adjacent id-0 tokens are merged. That is
 // Hugging Face's Unigram with this normalizer and no pre-tokenizer, given that (checked below)
-// every character of every piece is itself a piece. The reserved entries get names holding a
+// every character of every piece is itself a piece, except in three details of its Viterbi
+// pass, which sluice follows when the model says "sluice_lattice": "tfjs" (Hugging Face's
+// library ignores the key): of equal scores it keeps the split that starts later (`>=`), an
+// unknown character scores 0 (not the lowest score minus 10), and a best score of exactly 0 is
+// its "no path yet", replaced by any candidate. The reserved entries get names holding a
 // U+0020, which the normalized text never contains, so they never match, as in the package.
 // vocab.json has null scores for some pieces with ':' (the package adds them as 0: null + x is
 // x in JavaScript); they are written as 0.
@@ -233,6 +237,7 @@ const tokenizer = {
     unk_id: 0,
     vocab: vocab.map(([piece, score], i) => [i < kReserved ? reservedNames[i] : piece, typeof score === 'number' ? score : 0]),
     byte_fallback: false,
+    sluice_lattice: 'tfjs',
   },
 };
 if (vocabRows < vocab.length) fail(`the embeddings have ${vocabRows} rows for ${vocab.length} pieces`);

