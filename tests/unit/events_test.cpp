@@ -38,12 +38,13 @@ struct Sample<PipelineStarted> {
   static std::vector<PipelineStarted> values() {
     return {
         {},
-        {kTrickyPath, "-", "models/mini-lm \"v2\" ü", kMax64, kMax32, 384, 512},
-        {"-", "out.jsonl", "m", 1, 1, 1, 1},
+        {kTrickyPath, "-", "models/mini-lm \"v2\" ü", kMax64, kMax32, 384, 512, kMax32, kMax32},
+        {"-", "out.jsonl", "m", 1, 1, 1, 1, 4096, 1},
     };
   }
   static std::vector<std::string_view> keys(const PipelineStarted&) {
-    return {"input", "output", "model", "input_bytes", "batch_size", "dimensions", "max_tokens"};
+    return {"input",      "output",     "model",           "input_bytes", "batch_size",
+            "dimensions", "max_tokens", "max_batch_tokens", "sort_window"};
   }
 };
 
@@ -146,8 +147,8 @@ struct Sample<PipelineFinished> {
   static std::vector<PipelineFinished> values() {
     return {
         {},
-        {{"failed", kMax64, kMax64 - 1, 2, 3, 4, 5, 6, 98.765432109876, kTrickyText}},
-        {{"stopped", 10, 8, 1, 900, 0, 4096, 8192, 0.5, ""}},
+        {{"failed", kMax64, kMax64 - 1, 2, 3, 4, 5, 6, 98.765432109876, kTrickyText, kMax64, 7, 8, 0.75}},
+        {{"stopped", 10, 8, 1, 900, 0, 4096, 8192, 0.5, "", 2, 900, 1024, 0.25}},
     };
   }
   static std::vector<std::string_view> keys(const PipelineFinished&) { return {"summary"}; }
@@ -312,11 +313,12 @@ TEST_CASE("the JSON form follows docs/events.md") {
         R"("completed":1,"failed":2,"in_flight":3,"bytes_read":4,"bytes_total":0,"tokens":6,)"
         R"("docs_per_s":0.5,"tokens_per_s":100})");
 
-  e.payload = PipelineFinished{{"completed", 1, 1, 0, 9, 0, 10, 20, 0.25, ""}};
+  e.payload = PipelineFinished{{"completed", 1, 1, 0, 9, 0, 10, 20, 0.25, "", 1, 9, 16, 0.125}};
   CHECK(to_json(e) ==
         R"({"type":"pipeline_finished","v":1,"seq":17,"ts":1717171717.500000,"pipeline":"run-7",)"
         R"("summary":{"status":"completed","records_read":1,"completed":1,"failed":0,"tokens":9,)"
-        R"("truncated":0,"bytes_read":10,"bytes_written":20,"elapsed_s":0.25,"error":""}})");
+        R"("truncated":0,"bytes_read":10,"bytes_written":20,"elapsed_s":0.25,"error":"","model_calls":1,)"
+        R"("model_tokens":9,"padded_tokens":16,"model_busy_s":0.125}})");
 }
 
 TEST_CASE("event_type names every alternative by its kType") {
@@ -383,13 +385,14 @@ TEST_CASE("an absent optional field may also be written as null") {
 }
 
 TEST_CASE("unknown fields, whitespace, member order and integer-valued numbers are accepted") {
-  const Event e = sample_event(PipelineFinished{{"completed", 5, 4, 1, 100, 0, 300, 400, 2.0, ""}});
+  const Event e = sample_event(PipelineFinished{{"completed", 5, 4, 1, 100, 0, 300, 400, 2.0, "", 3, 100, 128, 1.5}});
   const std::string text = R"(
     {
       "extra_top": {"nested": [1, 2, {"x": null}]},
       "summary": {"error": "", "elapsed_s": 2, "bytes_written": 400, "bytes_read": 300,
                   "truncated": 0, "tokens": 100, "failed": 1, "completed": 4, "records_read": 5,
-                  "status": "completed", "future_counter": 12},
+                  "status": "completed", "future_counter": 12, "model_calls": 3, "model_tokens": 100,
+                  "padded_tokens": 128, "model_busy_s": 1.5},
       "pipeline": "run-1", "ts": 1717171717.123456, "seq": 1, "v": 1,
       "type": "pipeline_finished"
     }

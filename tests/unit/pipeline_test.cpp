@@ -468,12 +468,32 @@ TEST_CASE("token-budget batches sorted by length: input order kept, same vectors
   auto one = opts;  // one record per batch: no padding at all
   one.batch_size = 1;
   one.output = (dir.path / "one.jsonl").string();
-  REQUIRE(Pipeline(one, tiny().model, tiny().tokenizer).run().status == "completed");
+  const RunSummary single = Pipeline(one, tiny().model, tiny().tokenizer).run();
+  REQUIRE(single.status == "completed");
+  // What the model was given: one call per record, the real tokens, each row padded up to
+  // its planned length (exact up to 32, less than 1/16 more above).
+  CHECK(single.model_calls == 90);
+  CHECK(single.model_tokens == single.tokens);
+  CHECK(single.padded_tokens >= single.model_tokens);
+  CHECK(single.padded_tokens * 15 <= single.model_tokens * 16);
+  CHECK(single.model_busy_s > 0);
+  CHECK(single.model_busy_s <= single.elapsed_s);
 
   opts.batch_size = 64;
   opts.max_batch_tokens = 256;
   opts.sort_window = 32;
-  REQUIRE(Pipeline(opts, tiny().model, tiny().tokenizer).run().status == "completed");
+  std::vector<Event> events;
+  Pipeline sorted(opts, tiny().model, tiny().tokenizer);
+  sorted.subscribe(EventFilter::of<PipelineStarted>(), [&](const Event& e) { events.push_back(e); });
+  const RunSummary batched = sorted.run();
+  REQUIRE(batched.status == "completed");
+  REQUIRE(events.size() == 1);
+  CHECK(std::get<PipelineStarted>(events[0].payload).max_batch_tokens == 256);
+  CHECK(std::get<PipelineStarted>(events[0].payload).sort_window == 32);
+  CHECK(batched.model_tokens == single.model_tokens);
+  CHECK(batched.model_calls < 90);
+  CHECK(batched.padded_tokens >= batched.model_tokens);
+  CHECK(batched.padded_tokens <= batched.model_calls * 256);
   const auto first = read_file(opts.output);
   REQUIRE(Pipeline(opts, tiny().model, tiny().tokenizer).run().status == "completed");
   CHECK(read_file(opts.output) == first);

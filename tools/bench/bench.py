@@ -376,9 +376,12 @@ class Bench:
         m = re.search(r"completed: (\d+) records embedded, (\d+) failed, (\d+) tokens", r.stderr)
         if m and not summary:
             summary = {"records": int(m[1]), "failed": int(m[2]), "tokens": int(m[3])}
-        m = re.search(r"(\d+) padded tokens", r.stderr)
-        if m and "padded_tokens" not in summary:
-            summary["padded_tokens"] = int(m[1])
+        # pipeline-run's second summary line: "model: B batches, R of P padded tokens real (x%),
+        # busy T s of W s (y%)".
+        m = re.search(r"model: (\d+) batch(?:es)?, (\d+) of (\d+) padded tokens real .*?busy .*? \((\d+)%\)", r.stderr)
+        if m:
+            summary["padded_tokens"] = int(m[3])
+            summary["model_busy_pct"] = int(m[4])
         if not summary:
             raise SystemExit(f"pipeline-run printed no summary:\n{r.stderr[-2000:]}")
         return summary
@@ -509,7 +512,8 @@ class Bench:
         self.row(section, "pipeline-run end to end (whole process)",
                  f"{pipe_tps:,.0f} tokens/s", f"{pipe_dps:,.1f} docs/s, "
                  f"{median([r['pipeline']['wall'] for r in rounds]):.1f} s, {pipe['cpu']:.1f} CPU s, peak RSS "
-                 f"{max(r['pipeline']['rss_mib'] for r in rounds):.0f} MiB")
+                 f"{max(r['pipeline']['rss_mib'] for r in rounds):.0f} MiB" +
+                 (f"; model busy {pipe['model_busy_pct']}% of the run (its own count)" if "model_busy_pct" in pipe else ""))
         each = ", ".join(f"{(r['pipeline']['tokens'] / r['pipeline']['wall']) / r['raw']['tokens_per_s']:.3f}"
                          for r in rounds)
         self.row(section, "**pipeline / raw model** (tokens/s)", f"**{ratio:.3f}**",

@@ -35,6 +35,13 @@ struct RunSummary {
   std::uint64_t bytes_written = 0;  ///< output bytes written
   double elapsed_s = 0;             ///< wall time from start to finish
   std::string error;                ///< for status "failed": why the run stopped
+  // The model calls of this process (after --resume: of the resumed part only), retries of a
+  // failed batch record by record included. model_tokens / padded_tokens is the padding
+  // efficiency; model_busy_s / elapsed_s how busy the model was kept.
+  std::uint64_t model_calls = 0;    ///< batches given to the model
+  std::uint64_t model_tokens = 0;   ///< real tokens in those batches
+  std::uint64_t padded_tokens = 0;  ///< rows x padded length, summed over those batches
+  double model_busy_s = 0;          ///< wall time spent inside the model's embed()
 
   bool operator==(const RunSummary&) const = default;
 };
@@ -49,6 +56,8 @@ struct PipelineStarted {
   std::uint32_t batch_size = 0;
   std::uint32_t dimensions = 0;     ///< embedding size
   std::uint32_t max_tokens = 0;     ///< the model's maximum sequence length
+  std::uint32_t max_batch_tokens = 0;  ///< padded tokens per model call, at most; 0: no budget
+  std::uint32_t sort_window = 0;    ///< records sorted by length together; 0 or 1: input order
 
   bool operator==(const PipelineStarted&) const = default;
 };

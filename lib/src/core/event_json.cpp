@@ -53,6 +53,10 @@ constexpr void for_each_field(T& v, F&& f) {
   f("bytes_written", v.bytes_written);
   f("elapsed_s", v.elapsed_s);
   f("error", v.error);
+  f("model_calls", v.model_calls);
+  f("model_tokens", v.model_tokens);
+  f("padded_tokens", v.padded_tokens);
+  f("model_busy_s", v.model_busy_s);
 }
 
 template <typename T, typename F>
@@ -65,6 +69,8 @@ constexpr void for_each_field(T& v, F&& f) {
   f("batch_size", v.batch_size);
   f("dimensions", v.dimensions);
   f("max_tokens", v.max_tokens);
+  f("max_batch_tokens", v.max_batch_tokens);
+  f("sort_window", v.sort_window);
 }
 
 template <typename T, typename F>

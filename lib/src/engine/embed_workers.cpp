@@ -50,6 +50,11 @@ void EmbedWorkers::abort() {
   batches_.close_and_clear();
 }
 
+EmbedWorkers::ModelStats EmbedWorkers::model_stats() const {
+  std::lock_guard lock(stats_mu_);
+  return stats_;
+}
+
 std::vector<WorkItem> EmbedWorkers::take_results() {
   std::lock_guard lock(results_mu_);
   std::vector<WorkItem> out;
@@ -223,12 +228,26 @@ bool EmbedWorkers::embed_rows(const std::vector<Row>& rows, std::vector<float>& 
         tb.prompt_tokens[r] = std::min<std::uint32_t>(prompt_tokens_, static_cast<std::uint32_t>(row.ids->size()));
       }
     }
+    std::uint64_t real_tokens = 0;
+    for (std::size_t r = begin; r < end; ++r) real_tokens += rows[r].ids->size();
+    const auto t0 = std::chrono::steady_clock::now();
+    auto count_call = [&] {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::lock_guard lock(stats_mu_);
+      ++stats_.calls;
+      stats_.tokens += real_tokens;
+      stats_.padded_tokens += n;
+      stats_.busy_s += s;
+    };
     try {
       model_->embed(tb, std::span<float>(out.data() + begin * dims, tb.batch * dims));
+      count_call();
     } catch (const Error& e) {
+      count_call();
       error = ErrorInfo{e.code(), e.what(), {}, e.detail()};
       return false;
     } catch (const std::exception& e) {
+      count_call();
       error = ErrorInfo{ErrorCode::model_error, fmt::format("model inference failed: {}", e.what()), {}, {}};
       return false;
     }

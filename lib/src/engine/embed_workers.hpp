@@ -56,6 +56,14 @@ class EmbedWorkers {
   void abort();
   /// Results so far, in completion order (not input order).
   std::vector<WorkItem> take_results();
+  /// What the model was given so far (RunSummary's model_* fields). Any thread.
+  struct ModelStats {
+    std::uint64_t calls = 0;
+    std::uint64_t tokens = 0;         // real tokens
+    std::uint64_t padded_tokens = 0;  // rows x padded length
+    double busy_s = 0;                // inside Model::embed
+  };
+  ModelStats model_stats() const;
   /// Whether both threads have ended (all results are then in take_results()).
   bool finished() const;
   void join();
@@ -85,6 +93,8 @@ class EmbedWorkers {
   std::mutex results_mu_;
   std::vector<WorkItem> results_;
   bool finished_ = false;  // guarded by results_mu_
+  mutable std::mutex stats_mu_;
+  ModelStats stats_;       // guarded by stats_mu_
 
   std::thread tokenizer_thread_;
   std::thread inference_thread_;

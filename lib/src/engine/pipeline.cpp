@@ -525,7 +525,8 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   bus_.publish(PipelineStarted{source_ ? "<source>" : opt_.input, sink_ ? "<sink>" : opt_.output, info.dir.string(),
                                input_size_, static_cast<std::uint32_t>(opt_.batch_size),
                                opt_.dimensions > 0 ? opt_.dimensions : info.dimensions,
-                               info.max_tokens});
+                               info.max_tokens, static_cast<std::uint32_t>(opt_.max_batch_tokens),
+                               static_cast<std::uint32_t>(opt_.sort_window)});
   bus_.publish(StageStateChanged{"pipeline", "created", "running",
                                  resumed ? fmt::format("resumed at record {}", done_.records) : ""});
   set_reader_state("running", "");
@@ -1059,6 +1060,13 @@ void Pipeline::Impl::finish() {
   source_queue_.close_and_clear();
   summary_.elapsed_s = unix_time_now() - start_time_;
   summary_.bytes_written = done_.output_offset;
+  if (workers_) {
+    const EmbedWorkers::ModelStats m = workers_->model_stats();
+    summary_.model_calls = m.calls;
+    summary_.model_tokens = m.tokens;
+    summary_.padded_tokens = m.padded_tokens;
+    summary_.model_busy_s = m.busy_s;
+  }
 
   auto after_checkpoint = [this] {
     publish_progress();
