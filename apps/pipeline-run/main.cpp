@@ -17,6 +17,7 @@
 
 #include <sluice/error.hpp>
 #include <sluice/events.hpp>
+#include <sluice/model.hpp>
 #include <sluice/omp_wait_policy.hpp>
 #include <sluice/pipeline.hpp>
 #include <sluice/validate.hpp>
@@ -43,6 +44,7 @@ struct EmbedArgs {
   std::string output_encoding = "json";
   std::string pooling;
   std::string precision = "fp32";
+  std::string device = "cpu";
   bool normalize = false;
   bool no_normalize = false;
   std::optional<std::uint64_t> max_errors;
@@ -148,6 +150,7 @@ int run_embed(EmbedArgs& args) {
   if (args.normalize) opt.normalize = true;
   if (args.no_normalize) opt.normalize = false;
   sluice::precision_from_name(args.precision, opt.precision);
+  opt.device = sluice::parse_device(args.device);  // checked by CLI11
   opt.long_input = args.long_input == "chunk"  ? sluice::LongInput::chunk
                    : args.long_input == "fail" ? sluice::LongInput::fail
                                                : sluice::LongInput::truncate;
@@ -293,6 +296,19 @@ int main(int argc, char** argv) {
   cmd_embed->add_option("--precision", embed.precision, "Linear layers in fp32, bf16 or dynamic int8")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
+  cmd_embed
+      ->add_option("--device", embed.device,
+                   "Run the model on cpu, cuda or cuda:N (cuda: a build with -Dcuda=enabled; --threads then bounds "
+                   "the CPU work only)")
+      ->capture_default_str()
+      ->check([](const std::string& v) {
+        try {
+          sluice::parse_device(v);
+          return std::string();
+        } catch (const sluice::Error& e) {
+          return std::string(e.what());
+        }
+      });
   cmd_embed->add_option("--dim", po.dimensions,
                         "Keep the first N dimensions (Matryoshka), renormalised when the model normalises (0: all)")
       ->capture_default_str();

@@ -5,7 +5,7 @@
 // padded to padded_length() of the longest. Then it warms up and times Model::embed alone.
 //
 //   raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--max-batch-tokens N] [--sort-window N]
-//               [--threads N] [--text-field NAME] [--warmup N] [--plan-only]
+//               [--threads N] [--device cpu|cuda|cuda:N] [--text-field NAME] [--warmup N] [--plan-only]
 //
 // --plan-only tokenises and plans but runs no model: the padding figures of a setting, in
 // seconds (bench.py's padding sweep).
@@ -45,6 +45,7 @@ struct Options {
   std::size_t max_batch_tokens = sluice::PipelineOptions{}.max_batch_tokens;
   std::size_t sort_window = sluice::PipelineOptions{}.sort_window;
   int threads = 0;
+  std::string device = "cpu";
   std::size_t warmup = 2;
   bool plan_only = false;
 };
@@ -62,7 +63,8 @@ bool is_blank(std::string_view s) {
 void usage() {
   std::fprintf(stderr,
                "usage: raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--max-batch-tokens N] [--sort-window N]\n"
-               "                   [--threads N] [--text-field NAME] [--warmup N] [--plan-only]\n");
+               "                   [--threads N] [--device cpu|cuda|cuda:N] [--text-field NAME] [--warmup N]\n"
+               "                   [--plan-only]\n");
 }
 
 }  // namespace
@@ -92,6 +94,7 @@ int main(int argc, char** argv) {
     else if (name == "--max-batch-tokens") o.max_batch_tokens = std::stoul(value);
     else if (name == "--sort-window") o.sort_window = std::stoul(value);
     else if (name == "--threads") o.threads = std::stoi(value);
+    else if (name == "--device") o.device = value;
     else if (name == "--text-field") o.text_field = value;
     else if (name == "--warmup") o.warmup = std::stoul(value);
     else {
@@ -105,6 +108,7 @@ int main(int argc, char** argv) {
   try {
     sluice::ModelOptions mo;
     mo.threads = o.threads;
+    mo.device = sluice::parse_device(o.device);
     auto model = sluice::Model::load(o.model_dir, mo);
     auto tokenizer = sluice::Tokenizer::from_file(o.model_dir + "/tokenizer.json");
     // As the pipeline does: the model's limit, unless tokenizer.json truncates shorter.

@@ -1,7 +1,7 @@
 // raw-model: the encoder's forward speed alone, on synthetic full batches (no tokenizer, no
 // padding): BATCH rows of SEQ token ids drawn from the vocabulary with a fixed seed.
 //
-//   raw-model MODEL_DIR [--batch N] [--seq N] [--threads N] [--iterations N]
+//   raw-model MODEL_DIR [--batch N] [--seq N] [--threads N] [--iterations N] [--device cpu|cuda|cuda:N]
 //
 // Defaults: 32 x 128 tokens, every core, 10 timed batches after 2 warm-up batches.
 // Prints one JSON line: batch, seq, threads, iterations, seconds, tokens/s, ms/batch.
@@ -20,17 +20,21 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: raw-model MODEL_DIR [--batch N] [--seq N] [--threads N] [--iterations N]\n");
+    std::fprintf(stderr,
+                 "usage: raw-model MODEL_DIR [--batch N] [--seq N] [--threads N] [--iterations N] "
+                 "[--device cpu|cuda|cuda:N]\n");
     return 2;
   }
   const std::string dir = argv[1];
   std::uint32_t batch = 32, seq = 128;
   int threads = 0, iterations = 10;
+  std::string device = "cpu";
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--batch")) batch = static_cast<std::uint32_t>(std::stoul(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--seq")) seq = static_cast<std::uint32_t>(std::stoul(argv[i + 1]));
     else if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--iterations")) iterations = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
     else {
       std::fprintf(stderr, "raw-model: unknown option %s\n", argv[i]);
       return 2;
@@ -39,6 +43,7 @@ int main(int argc, char** argv) {
   try {
     sluice::ModelOptions options;
     options.threads = threads;
+    options.device = sluice::parse_device(device);
     auto model = sluice::Model::load(dir, options);
     seq = std::min(seq, model->info().max_tokens);
 

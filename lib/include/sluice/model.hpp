@@ -28,6 +28,28 @@ enum class Precision : std::uint8_t {
          ///< with reduce_range, on its default quantized engine: oneDNN in Debian's build)
 };
 
+/// What kind of processor runs a model.
+enum class DeviceKind : std::uint8_t {
+  cpu,   ///< the CPU, with libtorch's intra-op threads (ModelOptions::threads)
+  cuda,  ///< an NVIDIA GPU through a CUDA-enabled libtorch (meson -Dcuda=enabled; docs/models.md, "Devices")
+};
+
+/// Where a model runs: the CPU or one CUDA device.
+struct Device {
+  DeviceKind kind = DeviceKind::cpu;
+  /// cuda only: the device's index as libtorch counts them (after CUDA_VISIBLE_DEVICES), 0 .. 127.
+  int index = 0;
+
+  bool operator==(const Device&) const = default;
+};
+
+/// The device's name: "cpu" or "cuda:N".
+std::string device_name(const Device& device);
+/// Parses "cpu", "cuda" (which is cuda:0) or "cuda:N", N a decimal device index (0 .. 127).
+/// Says nothing of whether the device exists: Model::load checks that.
+/// Throws sluice::Error (invalid_argument) quoting the text and listing what is accepted.
+Device parse_device(std::string_view text);
+
 /// The stable name of a precision ("fp32", "bf16", "int8").
 std::string_view precision_name(Precision precision) noexcept;
 /// Parses a name produced by precision_name(); returns false for an unknown name.
@@ -46,6 +68,7 @@ struct ModelInfo {
   Pooling pooling = Pooling::mean;  ///< the folder's, or ModelOptions::pooling
   bool normalize = true;            ///< L2-normalise the pooled vector (the folder's, or ModelOptions::normalize)
   Precision precision = Precision::fp32;
+  Device device;                    ///< where it runs (ModelOptions::device)
   /// Named prompts from config_sentence_transformers.json's "prompts", in file order:
   /// (name, text), e.g. ("query", "query: "). The engine prepends the text to the input.
   std::vector<std::pair<std::string, std::string>> prompts;
@@ -81,8 +104,16 @@ struct ModelOptions {
   std::optional<bool> normalize;
   /// Precision of the linear layers. bf16 and int8 trade accuracy for speed on CPUs that
   /// have the instructions for them (docs/models.md, "Precision", has measured figures).
-  /// Not available for TorchScript folders (load throws invalid_argument).
+  /// Not available for TorchScript folders (load throws invalid_argument). int8 runs on
+  /// the CPU only.
   Precision precision = Precision::fp32;
+  /// Where the model runs. On cuda the weights are moved to the device once at load; each
+  /// batch's token ids go through a reused page-locked (pinned) host buffer and an
+  /// asynchronous copy, and only the pooled [batch, dimensions] result is copied back.
+  /// `threads` then bounds the CPU work only (packing the batch). Model::load throws
+  /// invalid_argument when the device cannot be used: a build without CUDA, no visible CUDA
+  /// device, an index out of range, or precision int8 (docs/models.md, "Devices").
+  Device device;
 };
 
 class Model {
@@ -102,7 +133,8 @@ class Model {
   /// The weights are model.safetensors (F32, F16 or BF16, computed in F32 or as
   /// options.precision says); a folder without it but with model.pt loads that TorchScript
   /// module instead (docs/models.md, "TorchScript").
-  /// Throws invalid_argument for an option the model cannot honour. Thread: any.
+  /// Throws invalid_argument for an option the model cannot honour, including a device this
+  /// build or machine does not have (checked here, once). Thread: any.
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, const ModelOptions& options = {});
 
   virtual const ModelInfo& info() const = 0;

@@ -105,6 +105,9 @@ struct PipelineOptions {
   std::optional<Pooling> pooling;
   std::optional<bool> normalize;
   Precision precision = Precision::fp32;
+  /// Where the model runs (ModelOptions::device): the CPU, or a CUDA device on a build with
+  /// -Dcuda=enabled (docs/models.md, "Devices").
+  Device device;
   double progress_interval_s = 0.5;             ///< BatchProgress period; 0 = only at the end
   /// Checkpoint file; empty: none. Written atomically after the output is durable.
   std::string checkpoint;

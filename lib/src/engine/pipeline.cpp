@@ -1139,6 +1139,7 @@ std::shared_ptr<Model> load_model_for(const PipelineOptions& o) {
   mo.pooling = o.pooling;
   mo.normalize = o.normalize;
   mo.precision = o.precision;
+  mo.device = o.device;
   return std::shared_ptr<Model>(Model::load(o.model, mo));
 }
 std::shared_ptr<Tokenizer> load_tokenizer_for(const PipelineOptions& o) {

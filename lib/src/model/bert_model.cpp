@@ -26,6 +26,11 @@
 // - q, k, v and the attention output are strided views: no permute copies.
 // - Everything runs under c10::InferenceMode (no autograd bookkeeping).
 // - Precision::bf16 and ::int8 change only the linear layers (Linear below).
+//
+// Devices (ModelOptions::device; device_staging.hpp): on CUDA the weights are moved to the
+// device as they are read, the packed index vectors go through DeviceStaging, attention runs
+// the rows one after the other (the kernels queue on the device's stream) and only the pooled
+// result comes back. On the CPU nothing of this changes what runs.
 
 #include "model/bert_model.hpp"
 
@@ -38,6 +43,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -46,6 +52,7 @@
 
 #include <sluice/error.hpp>
 
+#include "model/device_staging.hpp"
 #include "model/packed_batch.hpp"
 
 namespace sluice {
@@ -202,8 +209,8 @@ struct Layer {
 /// Reads tensors from the safetensors file, checking presence, dtype and shape.
 class WeightReader {
  public:
-  WeightReader(const SafetensorsFile& file, std::string prefix, std::string_view expected)
-      : file_(file), prefix_(std::move(prefix)), expected_(expected) {}
+  WeightReader(const SafetensorsFile& file, std::string prefix, std::string_view expected, at::Device device)
+      : file_(file), prefix_(std::move(prefix)), expected_(expected), device_(device) {}
 
   bool has(const std::string& name) const { return file_.find(prefix_ + name) != nullptr; }
 
@@ -224,7 +231,8 @@ class WeightReader {
     }
     at::Tensor raw = at::empty(shape, at::TensorOptions().dtype(st));
     std::memcpy(raw.data_ptr(), t->data.data(), t->data.size());  // the mapping need not be aligned
-    return st == at::kFloat ? raw : raw.to(at::kFloat);
+    at::Tensor f32 = st == at::kFloat ? raw : raw.to(at::kFloat);
+    return device_.is_cpu() ? f32 : f32.to(device_);  // moved once, at load
   }
 
   Linear linear(const std::string& name, std::int64_t out, std::int64_t in, Precision precision,
@@ -245,6 +253,7 @@ class WeightReader {
   const SafetensorsFile& file_;
   std::string prefix_;
   std::string_view expected_;
+  at::Device device_;
 };
 
 void check_precision(Precision precision) {
@@ -266,7 +275,8 @@ void check_precision(Precision precision) {
 
 class BertModel final : public Model {
  public:
-  BertModel(const ModelConfig& config, const SafetensorsFile& weights, const ModelOptions& options) {
+  BertModel(const ModelConfig& config, const SafetensorsFile& weights, const ModelOptions& options)
+      : staging_(torch_device(options.device)) {
     const TransformerConfig& c = config.transformer;
     check_precision(options.precision);
     if (c.position_embedding_type == "alibi") {
@@ -288,6 +298,7 @@ class BertModel final : public Model {
     info_.pooling = config.pooling;
     info_.normalize = config.normalize;
     info_.precision = options.precision;
+    info_.device = options.device;
     info_.prompts = config.prompts;
     info_.default_prompt_name = config.default_prompt_name;
     info_.include_prompt = config.include_prompt;
@@ -314,7 +325,7 @@ class BertModel final : public Model {
       const char* expected = positions_kind_ == Positions::alibi     ? "JinaBERT v2"
                              : positions_kind_ == Positions::roberta ? "RobertaModel / XLMRobertaModel"
                                                                      : "BertModel";
-      WeightReader r(weights, prefix, expected);
+      WeightReader r(weights, prefix, expected, staging_.device());
       if (positions_kind_ == Positions::alibi) {
         read_jina_layout(config, r, weights.path().string(), prefix);
       } else {
@@ -337,9 +348,10 @@ class BertModel final : public Model {
     if (at::get_num_threads() != threads_) at::set_num_threads(threads_);
     try {
       c10::InferenceMode guard;
+      staging_.begin_batch();
       PackedBatch p = pack_batch(batch, vocab_, type_vocab_, !info_.include_prompt);
       const at::Tensor x = forward(batch, p);
-      pool_into(x, p, info_.pooling, info_.normalize, out);
+      pool_into(x, p, info_.pooling, info_.normalize, staging_, out);
     } catch (const c10::Error& e) {
       throw Error(ErrorCode::model_error, fmt::format("model inference failed: {}", e.what_without_backtrace()));
     } catch (const std::bad_alloc&) {
@@ -386,6 +398,7 @@ class BertModel final : public Model {
     } else {
       const std::vector<float> slopes = alibi_slopes(heads_);
       neg_slopes_ = at::tensor(at::ArrayRef<float>(slopes)).neg_().view({heads_, 1, 1});
+      if (!staging_.on_cpu()) neg_slopes_ = neg_slopes_.to(staging_.device());
     }
     type_ = r.get("embeddings.token_type_embeddings.weight", {type_vocab_, H});
     embedding_norm_ = r.norm("embeddings.LayerNorm", H);
@@ -460,22 +473,22 @@ class BertModel final : public Model {
     return out;
   }
 
-  at::Tensor forward(const TokenBatch& batch, PackedBatch& p) const {
+  at::Tensor forward(const TokenBatch& batch, PackedBatch& p) {
     const std::int64_t B = p.batch, S = p.seq_len, H = hidden_, I = intermediate_;
     const std::int64_t T = p.tokens();
 
     // Embeddings: (word + token type) + position, in HF's order, then LayerNorm.
-    at::Tensor x = at::index_select(word_, 0, long_tensor(p.ids));
+    at::Tensor x = at::index_select(word_, 0, staging_.longs(p.ids));
     if (p.all_type_zero) {
       x.add_(type_[0]);
     } else {
-      x.add_(at::index_select(type_, 0, long_tensor(p.types)));
+      x.add_(at::index_select(type_, 0, staging_.longs(p.types)));
     }
     if (positions_kind_ == Positions::absolute && !p.padded()) {
       x.view({B, S, H}).add_(position_.narrow(0, 0, S));
     } else if (positions_kind_ != Positions::alibi) {
       std::vector<std::int64_t> ids = position_ids(batch, p);
-      x.add_(at::index_select(position_, 0, long_tensor(ids)));
+      x.add_(at::index_select(position_, 0, staging_.longs(ids)));
     }
     x = layer_norm(x, embedding_norm_);
 
@@ -483,7 +496,7 @@ class BertModel final : public Model {
     at::Tensor distance;
     if (positions_kind_ == Positions::alibi && p.contiguous) {
       const std::int64_t longest = *std::max_element(p.counts.begin(), p.counts.end());
-      const at::Tensor pos = at::arange(longest, at::TensorOptions().dtype(at::kFloat));
+      const at::Tensor pos = at::arange(longest, at::TensorOptions().dtype(at::kFloat).device(staging_.device()));
       distance = (pos.unsqueeze(1) - pos.unsqueeze(0)).abs_();
     }
 
@@ -533,13 +546,11 @@ class BertModel final : public Model {
   /// models (the additive mask is the float minimum), so leaving them out is the same
   /// computation without the padding. q, k and v are strided views into `qkv` and the result
   /// goes straight into `ctx`'s rows (the gemm takes the row strides): no copies.
-  void attention(const at::Tensor& qkv, at::Tensor& ctx, const PackedBatch& p, const at::Tensor& distance) const {
+  void attention(const at::Tensor& qkv, at::Tensor& ctx, const PackedBatch& p, const at::Tensor& distance) {
     const std::int64_t nh = heads_, hd = head_dim_;
     const bool alibi = positions_kind_ == Positions::alibi;
-    // One parallel region over the rows rather than one per small op: each row's matmuls and
-    // softmax then run on one thread (ATen and OpenBLAS do not nest), which keeps OpenMP's
-    // fork/join and spin-waiting out of the inner loop.
-    at::parallel_for(0, p.batch, 1, [&](std::int64_t begin, std::int64_t end) {
+    const bool on_cpu = staging_.on_cpu();
+    auto rows_of = [&](std::int64_t begin, std::int64_t end) {
       c10::InferenceMode guard;  // thread-local: OpenMP's worker threads do not inherit it
       for (std::int64_t b = begin; b < end; ++b) {
         const std::int64_t L = p.counts[b];
@@ -557,9 +568,12 @@ class BertModel final : public Model {
           } else {
             // A row with holes in its mask: the distance between the tokens' columns.
             const at::Tensor cols =
-                at::from_blob(const_cast<std::int64_t*>(p.columns.data()) + p.first[b], {L},
-                              at::TensorOptions().dtype(at::kLong))
-                    .to(at::kFloat);
+                on_cpu ? at::from_blob(const_cast<std::int64_t*>(p.columns.data()) + p.first[b], {L},
+                                       at::TensorOptions().dtype(at::kLong))
+                             .to(at::kFloat)
+                       : staging_.longs(std::span(p.columns).subspan(static_cast<std::size_t>(p.first[b]),
+                                                                     static_cast<std::size_t>(L)))
+                             .to(at::kFloat);
             d = (cols.unsqueeze(1) - cols.unsqueeze(0)).abs_();
           }
           scores = at::mul(neg_slopes_, d);  // [nh, L, L]: -slope * |i - j|
@@ -571,7 +585,15 @@ class BertModel final : public Model {
         at::Tensor out = ctx.narrow(0, p.first[b], L).view({L, nh, hd}).transpose(0, 1);
         at::bmm_out(out, probs, v);
       }
-    });
+    };
+    if (on_cpu) {
+      // One parallel region over the rows rather than one per small op: each row's matmuls and
+      // softmax then run on one thread (ATen and OpenBLAS do not nest), which keeps OpenMP's
+      // fork/join and spin-waiting out of the inner loop.
+      at::parallel_for(0, p.batch, 1, rows_of);
+    } else {
+      rows_of(0, p.batch);  // the kernels queue on the device's stream: one host thread issues them
+    }
   }
 
   ModelInfo info_;
@@ -586,6 +608,7 @@ class BertModel final : public Model {
   at::Tensor word_, position_, type_, neg_slopes_;
   Norm embedding_norm_;
   std::vector<Layer> layers_;
+  DeviceStaging staging_;
 };
 
 }  // namespace

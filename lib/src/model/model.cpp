@@ -3,6 +3,7 @@
 
 #include <sluice/model.hpp>
 
+#include <charconv>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -47,6 +48,33 @@ SafetensorsFile open_weights(const ModelConfig& config) {
 
 }  // namespace
 
+std::string device_name(const Device& device) {
+  return device.kind == DeviceKind::cpu ? std::string("cpu") : fmt::format("cuda:{}", device.index);
+}
+
+Device parse_device(std::string_view text) {
+  constexpr int kMaxIndex = 127;  // c10::DeviceIndex is an int8_t
+  if (text == "cpu") return Device{};
+  if (text == "cuda") return Device{DeviceKind::cuda, 0};
+  constexpr std::string_view kCudaPrefix = "cuda:";
+  if (text.starts_with(kCudaPrefix)) {
+    const std::string_view digits = text.substr(kCudaPrefix.size());
+    int index = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+    const bool all_digits =
+        !digits.empty() && digits.find_first_not_of("0123456789") == std::string_view::npos;
+    if (all_digits && (ec == std::errc::result_out_of_range || (ec == std::errc() && index > kMaxIndex))) {
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("device \"{}\": the CUDA device index is out of range (0 .. {})", text, kMaxIndex));
+    }
+    if (all_digits && ec == std::errc() && end == digits.data() + digits.size()) {
+      return Device{DeviceKind::cuda, index};
+    }
+  }
+  throw Error(ErrorCode::invalid_argument,
+              fmt::format("device \"{}\" is not cpu, cuda or cuda:N (N a CUDA device index: 0, 1, ...)", text));
+}
+
 std::string_view precision_name(Precision precision) noexcept {
   switch (precision) {
     case Precision::fp32: return "fp32";
@@ -67,6 +95,12 @@ bool precision_from_name(std::string_view name, Precision& out) noexcept {
 }
 
 std::unique_ptr<Model> Model::load(const fs::path& dir, const ModelOptions& options) {
+  if (options.device.kind != DeviceKind::cpu && options.precision == Precision::int8) {
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("precision int8 runs on the CPU only (libtorch's dynamic quantisation): with device {} "
+                            "use fp32 or bf16",
+                            device_name(options.device)));
+  }
   ModelConfig config = load_model_config(dir);
   if (options.pooling) config.pooling = *options.pooling;
   if (options.normalize) config.normalize = *options.normalize;

@@ -1,7 +1,6 @@
 #include "model/packed_batch.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -89,10 +88,6 @@ PackedBatch pack_batch(const TokenBatch& batch, std::int64_t vocab, std::int64_t
   return p;
 }
 
-at::Tensor long_tensor(std::vector<std::int64_t>& v) {
-  return at::from_blob(v.data(), {static_cast<std::int64_t>(v.size())}, at::TensorOptions().dtype(at::kLong));
-}
-
 namespace {
 
 /// The packed indices (and their rows and padded positions) of the tokens pooling counts.
@@ -113,35 +108,45 @@ Included included_tokens(const PackedBatch& p) {
   return in;
 }
 
-at::Tensor pool(const at::Tensor& x, PackedBatch& p, Pooling pooling) {
+at::Tensor pool(const at::Tensor& x, PackedBatch& p, Pooling pooling, DeviceStaging& staging) {
   const std::int64_t B = p.batch, S = p.seq_len, H = x.size(1);
   switch (pooling) {
     case Pooling::mean: {
       at::Tensor sums;
-      std::vector<float> counts(static_cast<std::size_t>(B));
-      for (std::int64_t b = 0; b < B; ++b) counts[static_cast<std::size_t>(b)] = static_cast<float>(p.counts[b] - p.skip[b]);
       if (!p.padded() && !p.any_skip) {
         sums = x.view({B, S, H}).sum(1);
       } else if (!p.any_skip) {
         sums = at::zeros({B, H}, x.options());
-        sums.index_add_(0, long_tensor(p.rows), x);
+        sums.index_add_(0, staging.longs(p.rows), x);
       } else {
         Included in = included_tokens(p);
         sums = at::zeros({B, H}, x.options());
-        if (!in.index.empty()) sums.index_add_(0, long_tensor(in.rows), at::index_select(x, 0, long_tensor(in.index)));
+        if (!in.index.empty()) sums.index_add_(0, staging.longs(in.rows), at::index_select(x, 0, staging.longs(in.index)));
       }
-      const at::Tensor c = at::from_blob(counts.data(), {B, 1}, at::TensorOptions().dtype(at::kFloat));
-      return sums.div_(c.clamp_min(1e-9));  // clamp as sentence-transformers does
+      at::Tensor c;
+      if (staging.on_cpu()) {
+        std::vector<float> counts(static_cast<std::size_t>(B));
+        for (std::int64_t b = 0; b < B; ++b) counts[static_cast<std::size_t>(b)] = static_cast<float>(p.counts[b] - p.skip[b]);
+        c = at::from_blob(counts.data(), {B, 1}, at::TensorOptions().dtype(at::kFloat)).clamp_min(1e-9);
+      } else {
+        // The same small integers, staged as int64 and converted on the device (exactly).
+        std::vector<std::int64_t> counts(static_cast<std::size_t>(B));
+        for (std::int64_t b = 0; b < B; ++b) counts[static_cast<std::size_t>(b)] = p.counts[b] - p.skip[b];
+        c = staging.longs(counts).to(at::kFloat).view({B, 1}).clamp_min(1e-9);
+      }
+      return sums.div_(c);  // clamp as sentence-transformers does
     }
     case Pooling::max: {
       if (!p.padded() && !p.any_skip) return std::get<0>(x.view({B, S, H}).max(1));
       // Padding (and a left-out prompt) counts as -1e9, as in sentence-transformers.
       at::Tensor full = at::full({B * S, H}, -1e9, x.options());
       if (!p.any_skip) {
-        full.index_copy_(0, long_tensor(p.flat), x);
+        full.index_copy_(0, staging.longs(p.flat), x);
       } else {
         Included in = included_tokens(p);
-        if (!in.index.empty()) full.index_copy_(0, long_tensor(in.flat), at::index_select(x, 0, long_tensor(in.index)));
+        if (!in.index.empty()) {
+          full.index_copy_(0, staging.longs(in.flat), at::index_select(x, 0, staging.longs(in.index)));
+        }
       }
       return std::get<0>(full.view({B, S, H}).max(1));
     }
@@ -158,7 +163,7 @@ at::Tensor pool(const at::Tensor& x, PackedBatch& p, Pooling pooling) {
           from.push_back(pick[b]);
         }
       }
-      if (!have.empty()) rows.index_copy_(0, long_tensor(have), at::index_select(x, 0, long_tensor(from)));
+      if (!have.empty()) rows.index_copy_(0, staging.longs(have), at::index_select(x, 0, staging.longs(from)));
       return rows;
     }
   }
@@ -167,14 +172,14 @@ at::Tensor pool(const at::Tensor& x, PackedBatch& p, Pooling pooling) {
 
 }  // namespace
 
-void pool_into(const at::Tensor& x, PackedBatch& p, Pooling pooling, bool normalize, std::span<float> out) {
-  at::Tensor pooled = pool(x, p, pooling);  // [B, H]
+void pool_into(const at::Tensor& x, PackedBatch& p, Pooling pooling, bool normalize, DeviceStaging& staging,
+               std::span<float> out) {
+  at::Tensor pooled = pool(x, p, pooling, staging);  // [B, H]
   if (normalize) {
     // torch.nn.functional.normalize(p=2, dim=1): x / max(||x||, 1e-12)
     pooled.div_(pooled.norm(2, {1}, true).clamp_min(1e-12));
   }
-  pooled = pooled.contiguous();
-  std::memcpy(out.data(), pooled.data_ptr<float>(), static_cast<std::size_t>(pooled.numel()) * sizeof(float));
+  staging.copy_out(pooled, out);
 }
 
 }  // namespace sluice

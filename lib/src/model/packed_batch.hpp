@@ -12,6 +12,8 @@
 
 #include <sluice/model.hpp>
 
+#include "model/device_staging.hpp"
+
 namespace sluice {
 
 /// The packed view of a batch: one entry per real token (mask 1), in row order.
@@ -42,14 +44,14 @@ void check_batch(const TokenBatch& batch, std::span<float> out, std::size_t dims
 /// left out of mean and max pooling. Throws sluice::Error (model_error) naming row and column.
 PackedBatch pack_batch(const TokenBatch& batch, std::int64_t vocab, std::int64_t type_vocab, bool skip_prompt);
 
-/// A 1-D int64 tensor viewing `v` (no copy: `v` must outlive it).
-at::Tensor long_tensor(std::vector<std::int64_t>& v);
-
 /// sentence-transformers' Pooling over the real tokens of each row of `x` [tokens, H] (packed
 /// as `p`), then, with `normalize`, torch.nn.functional.normalize; writes batch x H floats to
 /// `out`. Mean and max pooling leave out p.skip tokens; cls takes each row's first real token,
 /// last_token its last one; a row without tokens gives zeros (mean, cls, last_token) or -1e9
-/// (max), as sentence-transformers does.
-void pool_into(const at::Tensor& x, PackedBatch& p, Pooling pooling, bool normalize, std::span<float> out);
+/// (max), as sentence-transformers does. `x` is on staging's device, where the pooling runs;
+/// its index vectors go there through `staging`, and only the result comes back
+/// (staging.copy_out, which ends the batch).
+void pool_into(const at::Tensor& x, PackedBatch& p, Pooling pooling, bool normalize, DeviceStaging& staging,
+               std::span<float> out);
 
 }  // namespace sluice

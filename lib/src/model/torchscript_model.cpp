@@ -1,6 +1,8 @@
 // A traced TorchScript encoder (model.pt) behind the Model interface: libtorch's JIT runs the
 // module on the padded batch; the padding is then dropped and the rows pooled exactly as for the
-// native encoders (packed_batch.cpp), so the two paths differ only in the forward pass.
+// native encoders (packed_batch.cpp), so the two paths differ only in the forward pass. On
+// CUDA (ModelOptions::device) the module is moved to the device at load and its inputs go
+// through DeviceStaging (device_staging.hpp).
 
 #include "model/torchscript_model.hpp"
 
@@ -10,6 +12,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -18,6 +21,7 @@
 
 #include <sluice/error.hpp>
 
+#include "model/device_staging.hpp"
 #include "model/packed_batch.hpp"
 
 namespace sluice {
@@ -26,7 +30,7 @@ namespace {
 class TorchScriptModel final : public Model {
  public:
   TorchScriptModel(const ModelConfig& config, const std::filesystem::path& module_path, const ModelOptions& options)
-      : path_(module_path) {
+      : path_(module_path), staging_(torch_device(options.device)) {
     if (options.precision != Precision::fp32) {
       throw Error(ErrorCode::invalid_argument,
                   fmt::format("{}: precision {} is not available for a TorchScript module (only fp32: the module "
@@ -43,6 +47,7 @@ class TorchScriptModel final : public Model {
     info_.pooling = config.pooling;
     info_.normalize = config.normalize;
     info_.precision = Precision::fp32;
+    info_.device = options.device;
     info_.prompts = config.prompts;
     info_.default_prompt_name = config.default_prompt_name;
     info_.include_prompt = config.include_prompt;
@@ -53,6 +58,7 @@ class TorchScriptModel final : public Model {
     try {
       module_ = torch::jit::load(module_path.string());
       module_.eval();
+      if (!staging_.on_cpu()) module_.to(staging_.device());  // once, at load
     } catch (const c10::Error& e) {
       throw Error(ErrorCode::invalid_model, fmt::format("{}: cannot load the TorchScript module: {}",
                                                         module_path.string(), e.what_without_backtrace()));
@@ -60,6 +66,7 @@ class TorchScriptModel final : public Model {
     // One two-token row, to find out now whether the module takes and returns what it should.
     try {
       c10::InferenceMode guard;
+      staging_.begin_batch();
       std::vector<std::int64_t> ids{0, 0}, mask{1, 1};
       const at::Tensor out = run(ids, mask, 1, 2);
       (void)out;
@@ -80,13 +87,20 @@ class TorchScriptModel final : public Model {
     if (at::get_num_threads() != threads_) at::set_num_threads(threads_);
     try {
       c10::InferenceMode guard;
+      staging_.begin_batch();
       // Token types must be 0: the module takes none.
       PackedBatch p = pack_batch(batch, vocab_, 1, !info_.include_prompt);
-      std::vector<std::int64_t> ids = batch.ids, mask = batch.attention_mask;
-      const at::Tensor hidden = run(ids, mask, batch.batch, batch.seq_len);  // [B, S, H]
+      at::Tensor hidden;  // [B, S, H]
+      if (staging_.on_cpu()) {
+        // The CPU tensors view these copies (the batch is const).
+        std::vector<std::int64_t> ids = batch.ids, mask = batch.attention_mask;
+        hidden = run(ids, mask, batch.batch, batch.seq_len);
+      } else {
+        hidden = run(batch.ids, batch.attention_mask, batch.batch, batch.seq_len);  // staged: copied
+      }
       const at::Tensor x =
-          at::index_select(hidden.reshape({p.batch * p.seq_len, hidden.size(2)}), 0, long_tensor(p.flat));
-      pool_into(x, p, info_.pooling, info_.normalize, out);
+          at::index_select(hidden.reshape({p.batch * p.seq_len, hidden.size(2)}), 0, staging_.longs(p.flat));
+      pool_into(x, p, info_.pooling, info_.normalize, staging_, out);
     } catch (const c10::Error& e) {
       throw Error(ErrorCode::model_error, fmt::format("model inference failed: {}", e.what_without_backtrace()));
     } catch (const std::bad_alloc&) {
@@ -98,9 +112,10 @@ class TorchScriptModel final : public Model {
 
  private:
   /// forward(input_ids, attention_mask) -> [B, S, H] float32, checked.
-  at::Tensor run(std::vector<std::int64_t>& ids, std::vector<std::int64_t>& mask, std::int64_t B, std::int64_t S) {
-    const auto opts = at::TensorOptions().dtype(at::kLong);
-    std::vector<c10::IValue> inputs{at::from_blob(ids.data(), {B, S}, opts), at::from_blob(mask.data(), {B, S}, opts)};
+  /// `ids` and `mask` are [B, S] row-major; on the CPU the input tensors view them.
+  at::Tensor run(std::span<const std::int64_t> ids, std::span<const std::int64_t> mask, std::int64_t B,
+                 std::int64_t S) {
+    std::vector<c10::IValue> inputs{staging_.longs(ids).view({B, S}), staging_.longs(mask).view({B, S})};
     c10::IValue result = module_.forward(inputs);
     if (result.isTuple()) {
       const auto& elements = result.toTupleRef().elements();
@@ -120,6 +135,12 @@ class TorchScriptModel final : public Model {
                               "batch, expected [{}, {}, {}] (hidden_size from config.json)",
                               path_.string(), fmt::join(t.sizes(), ", "), B, S, B, S, info_.hidden_size));
     }
+    if (t.device() != staging_.device()) {
+      throw Error(ErrorCode::model_error,
+                  fmt::format("model inference failed: {}: the module returned a tensor on {}, expected {} (a module "
+                              "traced on another device can keep tensors there: trace it on this one)",
+                              path_.string(), t.device().str(), staging_.device().str()));
+    }
     return t.scalar_type() == at::kFloat ? t : t.to(at::kFloat);
   }
 
@@ -128,6 +149,7 @@ class TorchScriptModel final : public Model {
   torch::jit::Module module_;
   std::int64_t vocab_ = 0, max_columns_ = 0;
   int threads_ = 1;
+  DeviceStaging staging_;
 };
 
 }  // namespace

@@ -16,6 +16,10 @@
 // Padding is removed as in bert_model.cpp: layers run on the real tokens only ([T, width]) and
 // attention row by row. The graph masks padded keys with a -1e9 bias, which gives them exactly
 // zero weight, so this is the same computation.
+//
+// On CUDA (ModelOptions::device) the weights are moved to the device as they are read, the
+// packed vectors go through DeviceStaging (device_staging.hpp), attention runs the rows one
+// after the other and only the [batch, 512] result comes back.
 
 #include "model/use_lite_model.hpp"
 
@@ -35,6 +39,7 @@
 
 #include <sluice/error.hpp>
 
+#include "model/device_staging.hpp"
 #include "model/packed_batch.hpp"
 
 namespace sluice {
@@ -68,7 +73,7 @@ struct Layer {
 
 class WeightReader {
  public:
-  explicit WeightReader(const SafetensorsFile& file) : file_(file) {}
+  WeightReader(const SafetensorsFile& file, at::Device device) : file_(file), device_(device) {}
 
   at::Tensor get(const std::string& name, std::vector<std::int64_t> shape) const {
     const TensorView* t = file_.find(name);
@@ -95,7 +100,8 @@ class WeightReader {
     }
     at::Tensor raw = at::empty(shape, at::TensorOptions().dtype(st));
     std::memcpy(raw.data_ptr(), t->data.data(), t->data.size());  // the mapping need not be aligned
-    return st == at::kFloat ? raw : raw.to(at::kFloat);
+    at::Tensor f32 = st == at::kFloat ? raw : raw.to(at::kFloat);
+    return device_.is_cpu() ? f32 : f32.to(device_);  // moved once, at load
   }
 
   /// The second dimension of a 2-D tensor that must exist, for sizes config.json does not give.
@@ -123,11 +129,13 @@ class WeightReader {
   }
 
   const SafetensorsFile& file_;
+  at::Device device_;
 };
 
 class UseLiteModel final : public Model {
  public:
-  UseLiteModel(const ModelConfig& config, const SafetensorsFile& weights, const ModelOptions& options) {
+  UseLiteModel(const ModelConfig& config, const SafetensorsFile& weights, const ModelOptions& options)
+      : staging_(torch_device(options.device)) {
     const TransformerConfig& c = config.transformer;
     const std::string config_file = (config.transformer_dir / "config.json").string();
     if (options.precision != Precision::fp32) {
@@ -163,13 +171,14 @@ class UseLiteModel final : public Model {
     info_.pooling = Pooling::mean;
     info_.normalize = config.normalize;
     info_.precision = Precision::fp32;
+    info_.device = options.device;
     info_.prompts = config.prompts;
     info_.default_prompt_name = config.default_prompt_name;
     info_.include_prompt = config.include_prompt;
 
     try {
       c10::InferenceMode guard;
-      WeightReader r(weights);
+      WeightReader r(weights, staging_.device());
       // The embedding width is the first layer's width; it must hold sin and cos of every
       // timing-signal frequency.
       const std::int64_t E = r.width("embeddings.weight");
@@ -218,10 +227,9 @@ class UseLiteModel final : public Model {
     if (at::get_num_threads() != threads_) at::set_num_threads(threads_);
     try {
       c10::InferenceMode guard;
+      staging_.begin_batch();
       PackedBatch p = pack_batch(batch, vocab_, 1, false);
-      at::Tensor y = head(pool(forward(p), p));
-      y = y.contiguous();
-      std::memcpy(out.data(), y.data_ptr<float>(), static_cast<std::size_t>(y.numel()) * sizeof(float));
+      staging_.copy_out(head(pool(forward(p), p)), out);
     } catch (const c10::Error& e) {
       throw Error(ErrorCode::model_error, fmt::format("model inference failed: {}", e.what_without_backtrace()));
     } catch (const std::bad_alloc&) {
@@ -237,10 +245,10 @@ class UseLiteModel final : public Model {
   }
 
   /// The transformer on the packed tokens: [T, hidden].
-  at::Tensor forward(PackedBatch& p) const {
-    const at::Tensor e = at::index_select(embeddings_, 0, long_tensor(p.ids));  // [T, 256]
+  at::Tensor forward(PackedBatch& p) {
+    const at::Tensor e = at::index_select(embeddings_, 0, staging_.longs(p.ids));  // [T, 256]
     // Timing signal of each token's column: sin and cos of column * frequency, in float32.
-    const at::Tensor columns = long_tensor(p.columns).to(at::kFloat).unsqueeze(1);
+    const at::Tensor columns = staging_.longs(p.columns).to(at::kFloat).unsqueeze(1);
     const at::Tensor angles = columns * inv_timescales_.unsqueeze(0);  // [T, 128]
     at::Tensor x = at::cat({at::sin(angles), at::cos(angles)}, 1);     // [T, 256]
     // AddTimingSignal gives e + timing; Layer_0/add adds the embedding once more.
@@ -268,7 +276,7 @@ class UseLiteModel final : public Model {
   /// softmax(q k^T) v per row over its real tokens, every head; into `ctx` [T, width].
   void attention(const at::Tensor& qkv, at::Tensor& ctx, const PackedBatch& p, std::int64_t head_dim) const {
     const std::int64_t nh = heads_, hd = head_dim;
-    at::parallel_for(0, p.batch, 1, [&](std::int64_t begin, std::int64_t end) {
+    auto rows_of = [&](std::int64_t begin, std::int64_t end) {
       c10::InferenceMode guard;  // thread-local: OpenMP's worker threads do not inherit it
       for (std::int64_t b = begin; b < end; ++b) {
         const std::int64_t L = p.counts[b];
@@ -281,14 +289,25 @@ class UseLiteModel final : public Model {
         at::Tensor o = ctx.narrow(0, p.first[b], L).view({L, nh, hd}).transpose(0, 1);
         at::bmm_out(o, probs, v);
       }
-    });
+    };
+    if (staging_.on_cpu()) {
+      at::parallel_for(0, p.batch, 1, rows_of);
+    } else {
+      rows_of(0, p.batch);  // the kernels queue on the device's stream: one host thread issues them
+    }
   }
 
   /// The mean of each row's tokens, [B, hidden]; a row without tokens gives zeros.
-  at::Tensor pool(const at::Tensor& x, PackedBatch& p) const {
+  at::Tensor pool(const at::Tensor& x, PackedBatch& p) {
     const std::int64_t B = p.batch;
     at::Tensor sums = at::zeros({B, hidden_}, x.options());
-    sums.index_add_(0, long_tensor(p.rows), x);
+    sums.index_add_(0, staging_.longs(p.rows), x);
+    if (!staging_.on_cpu()) {
+      // The same small integers, staged as int64 and converted on the device (exactly).
+      std::vector<std::int64_t> counts(static_cast<std::size_t>(B));
+      for (std::int64_t b = 0; b < B; ++b) counts[static_cast<std::size_t>(b)] = std::max<std::int64_t>(p.counts[b], 1);
+      return sums.div_(staging_.longs(counts).to(at::kFloat).view({B, 1}));
+    }
     std::vector<float> counts(static_cast<std::size_t>(B));
     for (std::int64_t b = 0; b < B; ++b) {
       counts[static_cast<std::size_t>(b)] = static_cast<float>(std::max<std::int64_t>(p.counts[b], 1));
@@ -310,6 +329,7 @@ class UseLiteModel final : public Model {
   at::Tensor embeddings_, inv_timescales_;
   std::vector<Layer> layers_;
   Dense head_;
+  DeviceStaging staging_;
 };
 
 }  // namespace
