@@ -263,6 +263,10 @@ int run_validate(const std::string& input, const sluice::ValidationOptions& vo) 
 
 }  // namespace
 
+// OMP_WAIT_POLICY=PASSIVE before libgomp reads it (omp_wait_policy.hpp); the re-execution
+// in main() is then a no-op kept for safety.
+SLUICE_PASSIVE_OMP_WAIT_AT_LOAD();
+
 int main(int argc, char** argv) {
   sluice::reexec_with_passive_omp_wait(argv);
   // Past a file size limit (ulimit -f) a write then fails with EFBIG, reported like any other

@@ -435,6 +435,31 @@ class CliTest(unittest.TestCase):
             self.assertEqual(self.read(f"out{trial}.jsonl"), reference, f"trial {trial} after {kills} kills")
             self.assertEqual(self.read(f"out{trial}.dead"), reference_dead, f"trial {trial}")
 
+class OmpWaitPolicyTest(unittest.TestCase):
+    """libgomp reads OMP_WAIT_POLICY once, as it loads; pipeline-run sets PASSIVE before that
+    (a .preinit_array function) in one process, and leaves a user's choice alone. libgomp's
+    OMP_DISPLAY_ENV prints what it read, once per process that loads it."""
+
+    def policies(self, **env):
+        r = subprocess.run([PIPELINE_RUN, "--help"], capture_output=True, timeout=120,
+                           env={**os.environ, "OMP_DISPLAY_ENV": "true", **env})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        text = (r.stdout + r.stderr).decode()
+        return text.count("OPENMP DISPLAY ENVIRONMENT BEGIN"), [
+            line.split("=")[1].strip().strip("'") for line in text.splitlines() if "OMP_WAIT_POLICY" in line]
+
+    def test_passive_by_default_without_a_second_process(self):
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        r = subprocess.run([PIPELINE_RUN, "--help"], capture_output=True, timeout=120,
+                           env={**env, "OMP_DISPLAY_ENV": "true"})
+        text = (r.stdout + r.stderr).decode()
+        self.assertEqual(text.count("OPENMP DISPLAY ENVIRONMENT BEGIN"), 1, text[-2000:])
+        self.assertIn("OMP_WAIT_POLICY = 'PASSIVE'", text)
+
+    def test_a_users_choice_is_kept(self):
+        self.assertEqual(self.policies(OMP_WAIT_POLICY="ACTIVE"), (1, ["ACTIVE"]))
+
+
 class LongInputTest(unittest.TestCase):
     """--long-input chunk and fail on the MiniLM-shaped test model. Window counts come from the
     Hugging Face Rust tokenizer (tests/data/tokenizer/bert-base-uncased.windows-64-16.jsonl,

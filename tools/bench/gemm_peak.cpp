@@ -33,6 +33,10 @@ bool parse_shape(const char* s, Shape& out) {
 
 }  // namespace
 
+// OMP_WAIT_POLICY=PASSIVE before libgomp reads it (omp_wait_policy.hpp); the re-execution
+// in main() is then a no-op kept for safety.
+SLUICE_PASSIVE_OMP_WAIT_AT_LOAD();
+
 int main(int argc, char** argv) {
   sluice::reexec_with_passive_omp_wait(argv);
   int threads = 0;

@@ -69,6 +69,10 @@ void usage() {
 
 }  // namespace
 
+// OMP_WAIT_POLICY=PASSIVE before libgomp reads it (omp_wait_policy.hpp); the re-execution
+// in main() is then a no-op kept for safety.
+SLUICE_PASSIVE_OMP_WAIT_AT_LOAD();
+
 int main(int argc, char** argv) {
   sluice::reexec_with_passive_omp_wait(argv);  // the same as pipeline-run, for a fair ratio
   if (argc < 3) {
