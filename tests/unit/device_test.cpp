@@ -20,7 +20,11 @@
 #include <sluice/error.hpp>
 #include <sluice/model.hpp>
 
+#include "test_models.hpp"
+
 using namespace sluice;
+using sluice::test::models_root;
+using sluice::test::torchscript_root;
 namespace fs = std::filesystem;
 
 namespace {
@@ -31,17 +35,7 @@ constexpr bool kBuiltWithCuda = true;
 constexpr bool kBuiltWithCuda = false;
 #endif
 
-fs::path models_root() {
-  const char* v = std::getenv("SLUICE_TEST_MODELS");
-  REQUIRE_MESSAGE(v != nullptr, "SLUICE_TEST_MODELS is not set (run through meson test)");
-  return v;
-}
 
-fs::path torchscript_root() {
-  const char* v = std::getenv("SLUICE_TEST_TORCHSCRIPT");
-  REQUIRE_MESSAGE(v != nullptr, "SLUICE_TEST_TORCHSCRIPT is not set (run through meson test)");
-  return v;
-}
 
 /// The converted USE Lite folder, or empty when it is not installed.
 fs::path use_lite_dir() {

@@ -25,11 +25,15 @@
 
 #include <sluice/error.hpp>
 #include <sluice/model.hpp>
+
+#include "test_models.hpp"
 #include <sluice/safetensors.hpp>
 
 #include "model/model_config.hpp"
 
 using namespace sluice;
+using sluice::test::models_root;
+using sluice::test::torchscript_root;
 namespace fs = std::filesystem;
 
 namespace {
@@ -37,18 +41,7 @@ namespace {
 /// Largest difference allowed in any component of a normalised embedding vs the reference.
 constexpr double kMaxAbsDiff = 5e-6;
 
-fs::path models_root() {
-  const char* v = std::getenv("SLUICE_TEST_MODELS");
-  REQUIRE_MESSAGE(v != nullptr, "SLUICE_TEST_MODELS is not set (run through meson test)");
-  return v;
-}
 
-/// The TorchScript folder (tools/models/export_torchscript.py on minilm; meson's test setup).
-fs::path torchscript_root() {
-  const char* v = std::getenv("SLUICE_TEST_TORCHSCRIPT");
-  REQUIRE_MESSAGE(v != nullptr, "SLUICE_TEST_TORCHSCRIPT is not set (run through meson test)");
-  return v;
-}
 
 fs::path reference_dir() {
   const char* v = std::getenv("SLUICE_SOURCE_ROOT");
