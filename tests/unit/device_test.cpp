@@ -25,6 +25,7 @@
 using namespace sluice;
 using sluice::test::models_root;
 using sluice::test::torchscript_root;
+using sluice::test::cosine;
 namespace fs = std::filesystem;
 
 namespace {
@@ -116,16 +117,6 @@ TokenBatch make_batch(std::uint32_t rows, std::int64_t pad, bool hole, std::uint
 std::int64_t pad_of(const Model& model) {
   const std::string& f = model.info().family;
   return f == "roberta" || f == "xlm-roberta" ? 1 : 0;
-}
-
-double cosine(const float* a, const float* b, std::size_t n) {
-  double ab = 0, aa = 0, bb = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
 }
 
 /// The smallest cosine between corresponding rows of `a` and `b`.

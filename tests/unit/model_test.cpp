@@ -34,6 +34,7 @@
 using namespace sluice;
 using sluice::test::models_root;
 using sluice::test::torchscript_root;
+using sluice::test::cosine;
 namespace fs = std::filesystem;
 
 namespace {
@@ -216,16 +217,6 @@ std::vector<float> embed_all(Model& model, const std::vector<std::vector<std::in
     model.embed(make_batch(rows, pad), std::span<float>(out.data() + (b - first) * dims, n * dims));
   }
   return out;
-}
-
-double cosine(const float* a, const float* b, std::size_t n) {
-  double ab = 0, aa = 0, bb = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
 }
 
 struct Agreement {

@@ -1,8 +1,11 @@
 #pragma once
-// Where meson's test setup puts the generated test model folders (tests/meson.build).
+// For the model tests: where meson's test setup puts the generated test model folders
+// (tests/meson.build), and the cosine the comparisons use.
 
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <filesystem>
 
@@ -20,6 +23,17 @@ inline std::filesystem::path torchscript_root() {
   const char* v = std::getenv("SLUICE_TEST_TORCHSCRIPT");
   REQUIRE_MESSAGE(v != nullptr, "SLUICE_TEST_TORCHSCRIPT is not set (run through meson test)");
   return v;
+}
+
+/// Cosine similarity of two vectors of `n` floats, accumulated in double.
+inline double cosine(const float* a, const float* b, std::size_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return ab / std::sqrt(aa * bb);
 }
 
 }  // namespace sluice::test
