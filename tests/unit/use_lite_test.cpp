@@ -30,6 +30,8 @@
 #include <sluice/model.hpp>
 #include <sluice/tokenizer.hpp>
 
+#include "test_models.hpp"
+
 using namespace sluice;
 namespace fs = std::filesystem;
 
@@ -173,15 +175,7 @@ std::vector<float> embed_all(Model& model, const std::vector<std::vector<std::in
   return out;
 }
 
-double cosine(const float* a, const float* b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (std::size_t i = 0; i < kDims; ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
-}
+double cosine(const float* a, const float* b) { return test::cosine(a, b, kDims); }
 
 double norm(const float* a) {
   double s = 0;

@@ -28,10 +28,15 @@ namespace detail {
 inline bool omp_wait_set_at_load = false;
 }  // namespace detail
 
-/// Sets OMP_WAIT_POLICY=PASSIVE unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set. Safe before
-/// any library constructor has run (no allocation beyond libc's environment array).
+/// Whether the user chose how libgomp waits (OMP_WAIT_POLICY or GOMP_SPINCOUNT is set).
+inline bool omp_wait_chosen() {
+  return std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr;
+}
+
+/// Sets OMP_WAIT_POLICY=PASSIVE unless omp_wait_chosen(). Safe before any library constructor
+/// has run (no allocation beyond libc's environment array).
 inline void set_passive_omp_wait_unless_chosen() {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
+  if (omp_wait_chosen()) return;
   static char setting[] = "OMP_WAIT_POLICY=PASSIVE";
   ::putenv(setting);
 }
@@ -40,8 +45,7 @@ inline void set_passive_omp_wait_unless_chosen() {
 /// with OMP_WAIT_POLICY=PASSIVE. Call first thing in main(). Returns (doing nothing) when
 /// the variable is set or the re-execution fails.
 inline void reexec_with_passive_omp_wait(char** argv) {
-  if (detail::omp_wait_set_at_load) return;
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
+  if (detail::omp_wait_set_at_load || omp_wait_chosen()) return;
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   ::execv("/proc/self/exe", argv);
 }

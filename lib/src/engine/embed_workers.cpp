@@ -216,9 +216,11 @@ bool EmbedWorkers::embed_rows(const std::vector<Row>& rows, std::vector<float>& 
     tb.attention_mask.assign(n, 0);
     tb.type_ids.assign(n, 0);
     if (prompt_tokens_ > 0) tb.prompt_tokens.assign(tb.batch, 0);
+    std::uint64_t real_tokens = 0;
     for (std::size_t r = 0; r < tb.batch; ++r) {
       const Row& row = rows[begin + r];
       const std::size_t base = r * seq;
+      real_tokens += row.ids->size();
       for (std::size_t c = 0; c < row.ids->size(); ++c) {
         tb.ids[base + c] = (*row.ids)[c];
         tb.attention_mask[base + c] = 1;
@@ -228,29 +230,27 @@ bool EmbedWorkers::embed_rows(const std::vector<Row>& rows, std::vector<float>& 
         tb.prompt_tokens[r] = std::min<std::uint32_t>(prompt_tokens_, static_cast<std::uint32_t>(row.ids->size()));
       }
     }
-    std::uint64_t real_tokens = 0;
-    for (std::size_t r = begin; r < end; ++r) real_tokens += rows[r].ids->size();
     const auto t0 = std::chrono::steady_clock::now();
-    auto count_call = [&] {
+    bool ok = true;
+    try {
+      model_->embed(tb, std::span<float>(out.data() + begin * dims, tb.batch * dims));
+    } catch (const Error& e) {
+      error = ErrorInfo{e.code(), e.what(), {}, e.detail()};
+      ok = false;
+    } catch (const std::exception& e) {
+      error = ErrorInfo{ErrorCode::model_error, fmt::format("model inference failed: {}", e.what()), {}, {}};
+      ok = false;
+    }
+    {
+      // A failed call counts too: the model computed it.
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::lock_guard lock(stats_mu_);
       ++stats_.calls;
       stats_.tokens += real_tokens;
       stats_.padded_tokens += n;
       stats_.busy_s += s;
-    };
-    try {
-      model_->embed(tb, std::span<float>(out.data() + begin * dims, tb.batch * dims));
-      count_call();
-    } catch (const Error& e) {
-      count_call();
-      error = ErrorInfo{e.code(), e.what(), {}, e.detail()};
-      return false;
-    } catch (const std::exception& e) {
-      count_call();
-      error = ErrorInfo{ErrorCode::model_error, fmt::format("model inference failed: {}", e.what()), {}, {}};
-      return false;
     }
+    if (!ok) return false;
     begin = end;
   }
   return true;

@@ -549,8 +549,7 @@ class BertModel final : public Model {
   void attention(const at::Tensor& qkv, at::Tensor& ctx, const PackedBatch& p, const at::Tensor& distance) {
     const std::int64_t nh = heads_, hd = head_dim_;
     const bool alibi = positions_kind_ == Positions::alibi;
-    const bool on_cpu = staging_.on_cpu();
-    auto rows_of = [&](std::int64_t begin, std::int64_t end) {
+    staging_.for_rows(p.batch, [&](std::int64_t begin, std::int64_t end) {
       c10::InferenceMode guard;  // thread-local: OpenMP's worker threads do not inherit it
       for (std::int64_t b = begin; b < end; ++b) {
         const std::int64_t L = p.counts[b];
@@ -567,13 +566,9 @@ class BertModel final : public Model {
             d = distance.narrow(0, 0, L).narrow(1, 0, L);
           } else {
             // A row with holes in its mask: the distance between the tokens' columns.
-            const at::Tensor cols =
-                on_cpu ? at::from_blob(const_cast<std::int64_t*>(p.columns.data()) + p.first[b], {L},
-                                       at::TensorOptions().dtype(at::kLong))
-                             .to(at::kFloat)
-                       : staging_.longs(std::span(p.columns).subspan(static_cast<std::size_t>(p.first[b]),
-                                                                     static_cast<std::size_t>(L)))
-                             .to(at::kFloat);
+            const at::Tensor cols = staging_.longs(std::span(p.columns).subspan(static_cast<std::size_t>(p.first[b]),
+                                                                                static_cast<std::size_t>(L)))
+                                        .to(at::kFloat);
             d = (cols.unsqueeze(1) - cols.unsqueeze(0)).abs_();
           }
           scores = at::mul(neg_slopes_, d);  // [nh, L, L]: -slope * |i - j|
@@ -585,15 +580,7 @@ class BertModel final : public Model {
         at::Tensor out = ctx.narrow(0, p.first[b], L).view({L, nh, hd}).transpose(0, 1);
         at::bmm_out(out, probs, v);
       }
-    };
-    if (on_cpu) {
-      // One parallel region over the rows rather than one per small op: each row's matmuls and
-      // softmax then run on one thread (ATen and OpenBLAS do not nest), which keeps OpenMP's
-      // fork/join and spin-waiting out of the inner loop.
-      at::parallel_for(0, p.batch, 1, rows_of);
-    } else {
-      rows_of(0, p.batch);  // the kernels queue on the device's stream: one host thread issues them
-    }
+    });
   }
 
   ModelInfo info_;

@@ -9,6 +9,7 @@
 /// build, a CPU-only libtorch's included (docs/models.md, "Devices").
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <cstdint>
 #include <span>
@@ -46,8 +47,23 @@ class DeviceStaging {
   void begin_batch();
 
   /// A 1-D int64 tensor with the values of `v` on the device. CPU: a view of `v`, which must
-  /// outlive the tensor's use. CUDA: a copy, `v` may change as soon as this returns.
+  /// outlive the tensor's use (and nothing is touched, so any thread may call it). CUDA: a
+  /// copy, `v` may change as soon as this returns.
   at::Tensor longs(std::span<const std::int64_t> v);
+
+  /// Runs `rows_of(begin, end)` over the rows [0, rows) of a batch's per-row work (attention).
+  /// CPU: one parallel region over the rows rather than one per small op, so each row's
+  /// matmuls and softmax run on one thread (ATen and OpenBLAS do not nest), which keeps
+  /// OpenMP's fork/join and waiting out of the inner loop. CUDA: all rows on this thread, the
+  /// kernels queued on the device's stream.
+  template <typename F>
+  void for_rows(std::int64_t rows, const F& rows_of) const {
+    if (on_cpu()) {
+      at::parallel_for(0, rows, 1, rows_of);
+    } else {
+      rows_of(0, rows);
+    }
+  }
 
   /// Writes the float32 result `y` [rows, columns] row-major into the front of `out` (which
   /// check_batch made sure is long enough) and ends the batch.

@@ -123,18 +123,10 @@ at::Tensor pool(const at::Tensor& x, PackedBatch& p, Pooling pooling, DeviceStag
         sums = at::zeros({B, H}, x.options());
         if (!in.index.empty()) sums.index_add_(0, staging.longs(in.rows), at::index_select(x, 0, staging.longs(in.index)));
       }
-      at::Tensor c;
-      if (staging.on_cpu()) {
-        std::vector<float> counts(static_cast<std::size_t>(B));
-        for (std::int64_t b = 0; b < B; ++b) counts[static_cast<std::size_t>(b)] = static_cast<float>(p.counts[b] - p.skip[b]);
-        c = at::from_blob(counts.data(), {B, 1}, at::TensorOptions().dtype(at::kFloat)).clamp_min(1e-9);
-      } else {
-        // The same small integers, staged as int64 and converted on the device (exactly).
-        std::vector<std::int64_t> counts(static_cast<std::size_t>(B));
-        for (std::int64_t b = 0; b < B; ++b) counts[static_cast<std::size_t>(b)] = p.counts[b] - p.skip[b];
-        c = staging.longs(counts).to(at::kFloat).view({B, 1}).clamp_min(1e-9);
-      }
-      return sums.div_(c);  // clamp as sentence-transformers does
+      // Token counts are small integers: converted to float exactly, where the sums are.
+      std::vector<std::int64_t> counts(static_cast<std::size_t>(B));
+      for (std::int64_t b = 0; b < B; ++b) counts[static_cast<std::size_t>(b)] = p.counts[b] - p.skip[b];
+      return sums.div_(staging.longs(counts).to(at::kFloat).view({B, 1}).clamp_min(1e-9));  // as sentence-transformers
     }
     case Pooling::max: {
       if (!p.padded() && !p.any_skip) return std::get<0>(x.view({B, S, H}).max(1));

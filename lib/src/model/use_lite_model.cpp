@@ -276,7 +276,7 @@ class UseLiteModel final : public Model {
   /// softmax(q k^T) v per row over its real tokens, every head; into `ctx` [T, width].
   void attention(const at::Tensor& qkv, at::Tensor& ctx, const PackedBatch& p, std::int64_t head_dim) const {
     const std::int64_t nh = heads_, hd = head_dim;
-    auto rows_of = [&](std::int64_t begin, std::int64_t end) {
+    staging_.for_rows(p.batch, [&](std::int64_t begin, std::int64_t end) {
       c10::InferenceMode guard;  // thread-local: OpenMP's worker threads do not inherit it
       for (std::int64_t b = begin; b < end; ++b) {
         const std::int64_t L = p.counts[b];
@@ -289,12 +289,7 @@ class UseLiteModel final : public Model {
         at::Tensor o = ctx.narrow(0, p.first[b], L).view({L, nh, hd}).transpose(0, 1);
         at::bmm_out(o, probs, v);
       }
-    };
-    if (staging_.on_cpu()) {
-      at::parallel_for(0, p.batch, 1, rows_of);
-    } else {
-      rows_of(0, p.batch);  // the kernels queue on the device's stream: one host thread issues them
-    }
+    });
   }
 
   /// The mean of each row's tokens, [B, hidden]; a row without tokens gives zeros.
@@ -302,17 +297,10 @@ class UseLiteModel final : public Model {
     const std::int64_t B = p.batch;
     at::Tensor sums = at::zeros({B, hidden_}, x.options());
     sums.index_add_(0, staging_.longs(p.rows), x);
-    if (!staging_.on_cpu()) {
-      // The same small integers, staged as int64 and converted on the device (exactly).
-      std::vector<std::int64_t> counts(static_cast<std::size_t>(B));
-      for (std::int64_t b = 0; b < B; ++b) counts[static_cast<std::size_t>(b)] = std::max<std::int64_t>(p.counts[b], 1);
-      return sums.div_(staging_.longs(counts).to(at::kFloat).view({B, 1}));
-    }
-    std::vector<float> counts(static_cast<std::size_t>(B));
-    for (std::int64_t b = 0; b < B; ++b) {
-      counts[static_cast<std::size_t>(b)] = static_cast<float>(std::max<std::int64_t>(p.counts[b], 1));
-    }
-    return sums.div_(at::from_blob(counts.data(), {B, 1}, at::TensorOptions().dtype(at::kFloat)));
+    // Token counts are small integers: converted to float exactly, where the sums are.
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(B));
+    for (std::int64_t b = 0; b < B; ++b) counts[static_cast<std::size_t>(b)] = std::max<std::int64_t>(p.counts[b], 1);
+    return sums.div_(staging_.longs(counts).to(at::kFloat).view({B, 1}));
   }
 
   /// tanh(W pooled + b), then (unless normalisation is off) x * rsqrt(max(sum x^2, 1e-12)).
