@@ -355,7 +355,12 @@ int main(int argc, char** argv) {
   cmd_embed->add_option("--progress", embed.progress, "auto: live line on a terminal, plain lines otherwise")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "always", "never"}));
-  cmd_embed->add_option("--threads", po.threads, "Model threads (0 = all cores)")
+  cmd_embed->add_option("--threads", po.threads, "Cores the model uses, all its calls together (0 = all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd_embed->add_option("--model-workers", po.model_workers,
+                        "Model calls at once, each with its share of --threads (0 = one per core up to 8 cores, "
+                        "then 8); cuda: 1")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   cmd_embed->add_option("--max-record-bytes", po.max_record_bytes, "Longest record accepted; longer ones fail")

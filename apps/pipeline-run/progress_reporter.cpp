@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -102,11 +103,14 @@ void ProgressReporter::on_event(const sluice::Event& event) {
               s.status, s.completed, s.failed, s.tokens, s.truncated, format_duration(s.elapsed_s),
               s.elapsed_s > 0 ? s.completed / s.elapsed_s : 0.0, s.elapsed_s > 0 ? s.tokens / s.elapsed_s : 0.0);
           if (s.model_calls > 0 && s.padded_tokens > 0 && s.elapsed_s > 0) {
-            // What the model was given: padding efficiency and how busy it was kept.
-            fmt::print(out_, "model: {} {}, {} of {} padded tokens real ({:.1f}%), busy {:.1f} s of {:.1f} s ({:.0f}%)\n",
+            // What the model was given: padding efficiency and how busy it was kept (with
+            // several concurrent calls, busy time is summed over them: W x the run at most).
+            const unsigned workers = std::max(1u, s.model_workers);
+            fmt::print(out_, "model: {} {}, {} of {} padded tokens real ({:.1f}%), busy {:.1f} s of {}{:.1f} s ({:.0f}%)\n",
                        s.model_calls, s.model_calls == 1 ? "batch" : "batches", s.model_tokens, s.padded_tokens,
-                       100.0 * s.model_tokens / s.padded_tokens, s.model_busy_s, s.elapsed_s,
-                       100.0 * s.model_busy_s / s.elapsed_s);
+                       100.0 * s.model_tokens / s.padded_tokens, s.model_busy_s,
+                       workers > 1 ? fmt::format("{} x ", workers) : "", s.elapsed_s,
+                       100.0 * s.model_busy_s / (workers * s.elapsed_s));
           }
           std::fflush(out_);
         }

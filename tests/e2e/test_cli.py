@@ -85,6 +85,19 @@ class CliTest(unittest.TestCase):
             self.check_kept(a, b)
         self.assertIn(b"completed: 50 records embedded, 0 failed", r.stderr)
 
+    def test_concurrent_model_calls_give_the_bytes_of_one_call_at_a_time(self):
+        data = records(600)
+        src = self.write("in.jsonl", data)
+        common = ["embed", src, "--model", TINY, "--progress", "never", "--sort-window", "64", "--batch-size", "8"]
+        r1 = run(common + ["-o", self.path("one.jsonl"), "--model-workers", "1", "--threads", "1"])
+        self.assertEqual(r1.returncode, 0, r1.stderr)
+        self.assertNotIn(b" x ", r1.stderr.split(b"model: ")[1])
+        r2 = run(common + ["-o", self.path("two.jsonl"), "--model-workers", "2", "--threads", "2"])
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        # Two calls at once, one thread each: the summary compares busy time with 2 x the run.
+        self.assertRegex(r2.stderr, rb"busy [0-9.]+ s of 2 x [0-9.]+ s \([0-9]+%\)")
+        self.assertEqual(self.read("two.jsonl"), self.read("one.jsonl"))
+
     def test_hostile_layout(self):
         data = (b"\xef\xbb\xbf{\"text\":\"bom first\"}\r\n"       # BOM and CRLF
                 b"\n   \n\t\r\n"                                  # blank lines

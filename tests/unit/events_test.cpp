@@ -38,13 +38,13 @@ struct Sample<PipelineStarted> {
   static std::vector<PipelineStarted> values() {
     return {
         {},
-        {kTrickyPath, "-", "models/mini-lm \"v2\" ü", kMax64, kMax32, 384, 512, kMax32, kMax32},
-        {"-", "out.jsonl", "m", 1, 1, 1, 1, 4096, 1},
+        {kTrickyPath, "-", "models/mini-lm \"v2\" ü", kMax64, kMax32, 384, 512, kMax32, kMax32, kMax32, kMax32},
+        {"-", "out.jsonl", "m", 1, 1, 1, 1, 4096, 1, 2, 1},
     };
   }
   static std::vector<std::string_view> keys(const PipelineStarted&) {
     return {"input",      "output",     "model",           "input_bytes", "batch_size",
-            "dimensions", "max_tokens", "max_batch_tokens", "sort_window"};
+            "dimensions", "max_tokens", "max_batch_tokens", "sort_window", "model_workers", "model_threads"};
   }
 };
 
@@ -313,12 +313,12 @@ TEST_CASE("the JSON form follows docs/events.md") {
         R"("completed":1,"failed":2,"in_flight":3,"bytes_read":4,"bytes_total":0,"tokens":6,)"
         R"("docs_per_s":0.5,"tokens_per_s":100})");
 
-  e.payload = PipelineFinished{{"completed", 1, 1, 0, 9, 0, 10, 20, 0.25, "", 1, 9, 16, 0.125}};
+  e.payload = PipelineFinished{{"completed", 1, 1, 0, 9, 0, 10, 20, 0.25, "", 1, 9, 16, 0.125, 2}};
   CHECK(to_json(e) ==
         R"({"type":"pipeline_finished","v":1,"seq":17,"ts":1717171717.500000,"pipeline":"run-7",)"
         R"("summary":{"status":"completed","records_read":1,"completed":1,"failed":0,"tokens":9,)"
         R"("truncated":0,"bytes_read":10,"bytes_written":20,"elapsed_s":0.25,"error":"","model_calls":1,)"
-        R"("model_tokens":9,"padded_tokens":16,"model_busy_s":0.125}})");
+        R"("model_tokens":9,"padded_tokens":16,"model_busy_s":0.125,"model_workers":2}})");
 }
 
 TEST_CASE("event_type names every alternative by its kType") {
@@ -385,14 +385,14 @@ TEST_CASE("an absent optional field may also be written as null") {
 }
 
 TEST_CASE("unknown fields, whitespace, member order and integer-valued numbers are accepted") {
-  const Event e = sample_event(PipelineFinished{{"completed", 5, 4, 1, 100, 0, 300, 400, 2.0, "", 3, 100, 128, 1.5}});
+  const Event e = sample_event(PipelineFinished{{"completed", 5, 4, 1, 100, 0, 300, 400, 2.0, "", 3, 100, 128, 1.5, 2}});
   const std::string text = R"(
     {
       "extra_top": {"nested": [1, 2, {"x": null}]},
       "summary": {"error": "", "elapsed_s": 2, "bytes_written": 400, "bytes_read": 300,
                   "truncated": 0, "tokens": 100, "failed": 1, "completed": 4, "records_read": 5,
                   "status": "completed", "future_counter": 12, "model_calls": 3, "model_tokens": 100,
-                  "padded_tokens": 128, "model_busy_s": 1.5},
+                  "padded_tokens": 128, "model_busy_s": 1.5, "model_workers": 2},
       "pipeline": "run-1", "ts": 1717171717.123456, "seq": 1, "v": 1,
       "type": "pipeline_finished"
     }

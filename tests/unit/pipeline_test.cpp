@@ -5,11 +5,15 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -508,6 +512,101 @@ TEST_CASE("token-budget batches sorted by length: input order kept, same vectors
     double dot = 0;
     for (std::size_t k = 0; k < a.size(); ++k) dot += double(a[k]) * b[k];
     CHECK(dot > 0.99999);
+  }
+}
+
+// Forwards to a model and records how many calls were inside embed() at once. Each call waits
+// (up to 2 s) for a second one to arrive, so calls that may overlap are seen to.
+class OverlapProbe : public Model {
+ public:
+  OverlapProbe(std::shared_ptr<Model> inner, bool concurrent) : inner_(std::move(inner)), concurrent_(concurrent) {}
+  const ModelInfo& info() const override { return inner_->info(); }
+  bool concurrent_embed() const noexcept override { return concurrent_; }
+  void embed(const TokenBatch& batch, std::span<float> out) override {
+    {
+      std::unique_lock lock(mu_);
+      ++inside_;
+      most_ = std::max(most_, inside_);
+      cv_.notify_all();
+      cv_.wait_for(lock, std::chrono::seconds(2), [&] { return inside_ > 1; });
+    }
+    inner_->embed(batch, out);
+    std::lock_guard lock(mu_);
+    --inside_;
+  }
+  int most() {
+    std::lock_guard lock(mu_);
+    return most_;
+  }
+
+ private:
+  std::shared_ptr<Model> inner_;
+  bool concurrent_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int inside_ = 0, most_ = 0;
+};
+
+TEST_CASE("model_thread_layout: one single-threaded call per core up to 8, then 8 calls") {
+  auto check = [](int threads, int workers, bool concurrent, int w, int t) {
+    const ThreadLayout l = model_thread_layout(threads, workers, concurrent);
+    CHECK_MESSAGE((l.workers == w && l.threads_per_worker == t),
+                  fmt::format("{} threads, {} workers, concurrent {}: got {} x {}", threads, workers, concurrent,
+                              l.workers, l.threads_per_worker));
+  };
+  check(1, 0, true, 1, 1);
+  check(2, 0, true, 2, 1);
+  check(8, 0, true, 8, 1);
+  check(12, 0, true, 6, 2);
+  check(16, 0, true, 8, 2);
+  check(64, 0, true, 8, 8);
+  check(2, 1, true, 1, 2);   // asked for: one call with both cores
+  check(4, 3, true, 3, 1);   // the cores split evenly
+  check(2, 5, true, 2, 1);   // at most one call per core
+  check(16, 0, false, 1, 16);  // a model that takes one call at a time gets every thread
+  const ThreadLayout all = model_thread_layout(0, 0, true);
+  CHECK(all.workers * all.threads_per_worker >= 1);
+}
+
+TEST_CASE("concurrent model calls: same bytes, input order; one call at a time where the model asks") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  write_file(opts.input, make_input(90));
+  opts.batch_size = 4;
+  opts.sort_window = 16;
+  opts.max_batch_tokens = 64;
+  REQUIRE(tiny().model->concurrent_embed());  // a CPU model from Model::load
+
+  opts.model_workers = 1;
+  const RunSummary one = Pipeline(opts, tiny().model, tiny().tokenizer).run();
+  REQUIRE(one.status == "completed");
+  CHECK(one.model_workers == 1);
+  const std::string expected = read_file(opts.output);
+
+  for (const bool concurrent : {true, false}) {
+    CAPTURE(concurrent);
+    auto probe = std::make_shared<OverlapProbe>(tiny().model, concurrent);
+    opts.model_workers = 3;
+    opts.threads = 3;  // calls are at most one per core
+    opts.output = (dir.path / fmt::format("out-{}.jsonl", concurrent)).string();
+    std::vector<Event> started;
+    Pipeline p(opts, probe, tiny().tokenizer);
+    p.subscribe(EventFilter::of<PipelineStarted>(), [&](const Event& e) { started.push_back(e); });
+    const RunSummary s = p.run();
+    REQUIRE(s.status == "completed");
+    CHECK(read_file(opts.output) == expected);
+    CHECK(s.model_calls == one.model_calls);
+    REQUIRE(started.size() == 1);
+    const auto& st = std::get<PipelineStarted>(started[0].payload);
+    if (concurrent) {
+      CHECK(st.model_workers == 3);
+      CHECK(s.model_workers == 3);
+      CHECK(probe->most() >= 2);
+      CHECK(s.model_busy_s <= 3 * s.elapsed_s);
+    } else {
+      CHECK(st.model_workers == 1);
+      CHECK(probe->most() == 1);
+    }
   }
 }
 

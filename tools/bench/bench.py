@@ -377,11 +377,13 @@ class Bench:
         if m and not summary:
             summary = {"records": int(m[1]), "failed": int(m[2]), "tokens": int(m[3])}
         # pipeline-run's second summary line: "model: B batches, R of P padded tokens real (x%),
-        # busy T s of W s (y%)".
-        m = re.search(r"model: (\d+) batch(?:es)?, (\d+) of (\d+) padded tokens real .*?busy .*? \((\d+)%\)", r.stderr)
+        # busy T s of [N x ]W s (y%)", N being the model calls that run at once.
+        m = re.search(r"model: (\d+) batch(?:es)?, (\d+) of (\d+) padded tokens real .*?busy [\d.]+ s of "
+                      r"(?:(\d+) x )?[\d.]+ s \((\d+)%\)", r.stderr)
         if m:
             summary["padded_tokens"] = int(m[3])
-            summary["model_busy_pct"] = int(m[4])
+            summary["model_workers"] = int(m[4] or 1)
+            summary["model_busy_pct"] = int(m[5])
         if not summary:
             raise SystemExit(f"pipeline-run printed no summary:\n{r.stderr[-2000:]}")
         return summary
@@ -506,14 +508,17 @@ class Bench:
         self.row(section, "padding efficiency (real / padded tokens)", f"{tokens / padded:.3f}",
                  f"{tokens:,} / {padded:,}; {pad_src}")
         self.row(section, "raw model (Model::embed only, same batches)",
-                 f"{raw_tps:,.0f} tokens/s", f"{median([r['raw']['docs_per_s'] for r in rounds]):,.1f} docs/s, "
+                 f"{raw_tps:,.0f} tokens/s", f"{raw.get('workers', 1)} call(s) at once of "
+                 f"{raw['threads'] // raw.get('workers', 1)} thread(s); "
+                 f"{median([r['raw']['docs_per_s'] for r in rounds]):,.1f} docs/s, "
                  f"{median([r['raw']['seconds'] for r in rounds]):.1f} s timed; whole process "
                  f"{raw['process_wall']:.1f} s, {raw['process_cpu']:.1f} CPU s (load, tokenise, warm-up, forward)")
         self.row(section, "pipeline-run end to end (whole process)",
                  f"{pipe_tps:,.0f} tokens/s", f"{pipe_dps:,.1f} docs/s, "
                  f"{median([r['pipeline']['wall'] for r in rounds]):.1f} s, {pipe['cpu']:.1f} CPU s, peak RSS "
                  f"{max(r['pipeline']['rss_mib'] for r in rounds):.0f} MiB" +
-                 (f"; model busy {pipe['model_busy_pct']}% of the run (its own count)" if "model_busy_pct" in pipe else ""))
+                 (f"; {pipe['model_workers']} model call(s) at once, busy {pipe['model_busy_pct']}% of the run "
+                  f"(its own count)" if "model_busy_pct" in pipe else ""))
         each = ", ".join(f"{(r['pipeline']['tokens'] / r['pipeline']['wall']) / r['raw']['tokens_per_s']:.3f}"
                          for r in rounds)
         self.row(section, "**pipeline / raw model** (tokens/s)", f"**{ratio:.3f}**",
@@ -655,7 +660,8 @@ class Bench:
         lines.append(f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']:.0f} GiB; flags {info['flags']}; "
                      f"{info['os']}, Linux {info['kernel']}; libtorch {info['libtorch']}; Node {info['node']}  ")
         lines.append(f"Model: {self.model} (throughput, FLOPs); {self.tiny} (memory, scale). Threads: every core "
-                     f"({os.cpu_count()}) for pipeline-run (its default), raw-forward and gemm-peak; onnxruntime "
+                     f"({os.cpu_count()}) for pipeline-run and raw-forward (their default layout: concurrent model "
+                     f"calls and threads per call as the rows say) and gemm-peak; onnxruntime "
                      f"intra-op threads = {os.cpu_count()} for transformers.js, batch size {a.peer_batch_size}" +
                      (f", sorted in windows of {a.peer_sort_window}" if a.peer_sort_window else ", input order") + ".")
         lines.append("")

@@ -2,10 +2,13 @@
 // front (not timed) and forms exactly the batches pipeline-run forms: windows of `sort-window`
 // valid records in input order, each planned by plan_window() (sorted by length and cut at the
 // padded-token budget when one is set, else cut every batch-size records in input order), rows
-// padded to padded_length() of the longest. Then it warms up and times Model::embed alone.
+// padded to padded_length() of the longest. Then it warms up and times Model::embed alone,
+// with pipeline-run's thread layout (model_thread_layout(): --workers threads take the batches
+// in order, each call with its share of --threads intra-op threads).
 //
 //   raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--max-batch-tokens N] [--sort-window N]
-//               [--threads N] [--device cpu|cuda|cuda:N] [--text-field NAME] [--warmup N] [--plan-only]
+//               [--threads N] [--workers N] [--device cpu|cuda|cuda:N] [--text-field NAME] [--warmup N]
+//               [--plan-only]
 //
 // --plan-only tokenises and plans but runs no model: the padding figures of a setting, in
 // seconds (bench.py's padding sweep).
@@ -15,6 +18,7 @@
 // the sum of squared sequence lengths (for attention FLOPs), batches, seconds, rates.
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -45,6 +49,7 @@ struct Options {
   std::size_t max_batch_tokens = sluice::PipelineOptions{}.max_batch_tokens;
   std::size_t sort_window = sluice::PipelineOptions{}.sort_window;
   int threads = 0;
+  int workers = 0;
   std::string device = "cpu";
   std::size_t warmup = 2;
   bool plan_only = false;
@@ -63,8 +68,8 @@ bool is_blank(std::string_view s) {
 void usage() {
   std::fprintf(stderr,
                "usage: raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--max-batch-tokens N] [--sort-window N]\n"
-               "                   [--threads N] [--device cpu|cuda|cuda:N] [--text-field NAME] [--warmup N]\n"
-               "                   [--plan-only]\n");
+               "                   [--threads N] [--workers N] [--device cpu|cuda|cuda:N] [--text-field NAME]\n"
+               "                   [--warmup N] [--plan-only]\n");
 }
 
 }  // namespace
@@ -98,6 +103,7 @@ int main(int argc, char** argv) {
     else if (name == "--max-batch-tokens") o.max_batch_tokens = std::stoul(value);
     else if (name == "--sort-window") o.sort_window = std::stoul(value);
     else if (name == "--threads") o.threads = std::stoi(value);
+    else if (name == "--workers") o.workers = std::stoi(value);
     else if (name == "--device") o.device = value;
     else if (name == "--text-field") o.text_field = value;
     else if (name == "--warmup") o.warmup = std::stoul(value);
@@ -111,9 +117,13 @@ int main(int argc, char** argv) {
 
   try {
     sluice::ModelOptions mo;
-    mo.threads = o.threads;
     mo.device = sluice::parse_device(o.device);
+    // As the pipeline lays out its threads (pipeline.cpp): a CPU model allows concurrent calls.
+    const sluice::ThreadLayout layout =
+        sluice::model_thread_layout(o.threads, o.workers, mo.device.kind == sluice::DeviceKind::cpu);
+    mo.threads = layout.threads_per_worker;
     auto model = sluice::Model::load(o.model_dir, mo);
+    const int workers = model->concurrent_embed() ? layout.workers : 1;
     auto tokenizer = sluice::Tokenizer::from_file(o.model_dir + "/tokenizer.json");
     // As the pipeline does: the model's limit, unless tokenizer.json truncates shorter.
     const std::size_t max_tokens = model->info().max_tokens;
@@ -181,18 +191,32 @@ int main(int argc, char** argv) {
       return 0;
     }
 
-    std::vector<float> out(widest * model->info().dimensions);
-    // Warm-up: the first calls allocate and pick kernels.
-    for (std::size_t i = 0; i < std::min(o.warmup, batches.size()); ++i) model->embed(batches[i], out);
+    // Each worker thread warms up (the first calls allocate, pick kernels and set the thread's
+    // OpenMP count), then all take batches in order until none are left; the clock runs from
+    // the moment every worker is warm to the moment the last call returns.
+    std::atomic<std::size_t> next{0};
+    std::atomic<int> warm{0};
+    std::atomic<bool> go{false};
+    auto work = [&] {
+      std::vector<float> out(widest * model->info().dimensions);
+      for (std::size_t i = 0; i < std::min(o.warmup, batches.size()); ++i) model->embed(batches[i], out);
+      warm.fetch_add(1);
+      while (!go.load()) std::this_thread::yield();
+      for (std::size_t i; (i = next.fetch_add(1)) < batches.size();) model->embed(batches[i], out);
+    };
+    std::vector<std::thread> threads;
+    for (int w = 0; w < workers; ++w) threads.emplace_back(work);
+    while (warm.load() < workers) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const auto t0 = std::chrono::steady_clock::now();
-    for (const auto& tb : batches) model->embed(tb, out);
+    go.store(true);
+    for (auto& t : threads) t.join();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     fmt::print(
         "{{\"records\":{},\"tokens\":{},\"padded_tokens\":{},\"sum_sq_tokens\":{},\"truncated\":{},"
         "\"batches\":{},\"batch_size\":{},\"max_batch_tokens\":{},\"sort_window\":{},\"threads\":{},"
-        "\"seconds\":{:.4f},\"docs_per_s\":{:.2f},\"tokens_per_s\":{:.1f},\"padded_tokens_per_s\":{:.1f}}}\n",
+        "\"workers\":{},\"seconds\":{:.4f},\"docs_per_s\":{:.2f},\"tokens_per_s\":{:.1f},\"padded_tokens_per_s\":{:.1f}}}\n",
         docs, real, padded, squares, truncated, batches.size(), o.batch_size, o.max_batch_tokens, window,
-        o.threads > 0 ? o.threads : int(std::thread::hardware_concurrency()), s, docs / s, real / s, padded / s);
+        workers * layout.threads_per_worker, workers, s, docs / s, real / s, padded / s);
     return 0;
   } catch (const sluice::Error& e) {
     std::fprintf(stderr, "raw-forward: %s\n", e.what());

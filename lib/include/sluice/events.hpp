@@ -37,11 +37,12 @@ struct RunSummary {
   std::string error;                ///< for status "failed": why the run stopped
   // The model calls of this process (after --resume: of the resumed part only), retries of a
   // failed batch record by record included. model_tokens / padded_tokens is the padding
-  // efficiency; model_busy_s / elapsed_s how busy the model was kept.
+  // efficiency; model_busy_s / (model_workers x elapsed_s) how busy the model was kept.
   std::uint64_t model_calls = 0;    ///< batches given to the model
   std::uint64_t model_tokens = 0;   ///< real tokens in those batches
   std::uint64_t padded_tokens = 0;  ///< rows x padded length, summed over those batches
-  double model_busy_s = 0;          ///< wall time spent inside the model's embed()
+  double model_busy_s = 0;          ///< wall time spent inside the model's embed(), summed over calls
+  std::uint32_t model_workers = 0;  ///< model calls that could run at once (ThreadLayout::workers)
 
   bool operator==(const RunSummary&) const = default;
 };
@@ -58,6 +59,8 @@ struct PipelineStarted {
   std::uint32_t max_tokens = 0;     ///< the model's maximum sequence length
   std::uint32_t max_batch_tokens = 0;  ///< padded tokens per model call, at most; 0: no budget
   std::uint32_t sort_window = 0;    ///< records sorted by length together; 0 or 1: input order
+  std::uint32_t model_workers = 0;  ///< model calls at once (model_thread_layout())
+  std::uint32_t model_threads = 0;  ///< intra-op threads of each call
 
   bool operator==(const PipelineStarted&) const = default;
 };

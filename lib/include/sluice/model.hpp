@@ -142,10 +142,17 @@ class Model {
   /// Embeds a batch: writes batch * info().dimensions floats to `out`, row-major, pooled and
   /// (if info().normalize) L2-normalised. Only tokens with mask 1 count: padding costs nothing
   /// and changes nothing; cls pooling takes each row's first real token. `out` may be longer
-  /// than needed. Thread: one thread at a time (the inference thread).
+  /// than needed. Thread: one thread at a time, unless concurrent_embed() says otherwise.
   /// Throws sluice::Error (model_error) on failure, including token ids outside the
   /// vocabulary and rows longer than the model's positions; never lets c10::Error escape.
   virtual void embed(const TokenBatch& batch, std::span<float> out) = 0;
+
+  /// Whether embed() may run on several threads at once, each call with its own intra-op
+  /// threads (ModelOptions::threads). The models Model::load returns allow it on the CPU
+  /// (embed() changes nothing in the model); on a CUDA device calls are one at a time (they
+  /// share the staging buffers and the device's stream). A Model of your own: false unless
+  /// it overrides this.
+  virtual bool concurrent_embed() const noexcept { return false; }
 };
 
 }  // namespace sluice

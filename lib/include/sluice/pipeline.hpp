@@ -6,7 +6,8 @@
 ///  - the loop thread runs the libuv loop: reads input (uv_fs_read), splits and validates
 ///    records, restores input order, writes output (uv_fs_write), publishes every event;
 ///  - one tokenizer thread turns records into token ids and forms batches;
-///  - one inference thread runs the model (with its own intra-op threads) and formats output;
+///  - model_workers inference threads (model_thread_layout(); one per core up to 8 cores)
+///    each run model calls, with their own intra-op threads, and format output;
 ///  - with a custom Source, one source thread calls Source::read_batch().
 /// Records between reading and writing are bounded by max_in_flight_records and
 /// max_in_flight_bytes: when either is reached, the reader stops issuing reads.
@@ -43,6 +44,21 @@ enum class LongInput : std::uint8_t {
   chunk,     ///< embed it whole, as overlapping windows: one output record per window
   fail,      ///< the record fails (text_too_long), like any bad record
 };
+
+/// How the model's cores are shared out: `workers` model calls at once, each on its own thread
+/// with `threads_per_worker` intra-op threads.
+struct ThreadLayout {
+  int workers = 1;
+  int threads_per_worker = 1;
+};
+
+/// The layout for `threads` cores (0: every core) and `workers` concurrent calls (0: choose).
+/// Chosen: one single-threaded call per core up to 8 cores (independent calls need no
+/// OpenMP fork/join or barrier, and a core taken by another process slows one call instead
+/// of stalling all), then 8 calls of ceil(cores / 8) threads. Asked for: at most one per
+/// core, the cores split evenly. Without `concurrent` (the model's concurrent_embed()): one
+/// call with every thread.
+ThreadLayout model_thread_layout(int threads, int workers, bool concurrent);
 
 struct PipelineOptions {
   std::string input = "-";                 ///< JSONL path, "-" for stdin (unused with a Source)
@@ -99,7 +115,15 @@ struct PipelineOptions {
   std::size_t max_in_flight_bytes = 64u << 20;  ///< their bytes (input, text and output)
   std::size_t read_chunk_bytes = 64u << 10;     ///< size of each uv_fs_read
   std::size_t max_record_bytes = 16u << 20;     ///< longer lines fail with record_too_large
-  int threads = 0;                              ///< model intra-op threads; 0 = all cores
+  /// Cores the model uses, all its calls together; 0: every core. They are split between
+  /// concurrent model calls (model_workers) and each call's intra-op threads
+  /// (model_thread_layout()).
+  int threads = 0;
+  /// Model calls that run at once, each on its own thread with threads / model_workers
+  /// intra-op threads; 0: chosen by model_thread_layout() (one per core up to 8 cores). More
+  /// than one needs a model whose concurrent_embed() is true (a CPU model Model::load
+  /// returns); otherwise one. Each call in flight holds its own batch's activations.
+  int model_workers = 0;
   /// When the pipeline loads the model (the constructor taking options only): overrides of
   /// the folder's pooling and normalisation, and the precision of the linear layers.
   std::optional<Pooling> pooling;

@@ -57,6 +57,7 @@ constexpr void for_each_field(T& v, F&& f) {
   f("model_tokens", v.model_tokens);
   f("padded_tokens", v.padded_tokens);
   f("model_busy_s", v.model_busy_s);
+  f("model_workers", v.model_workers);
 }
 
 template <typename T, typename F>
@@ -71,6 +72,8 @@ constexpr void for_each_field(T& v, F&& f) {
   f("max_tokens", v.max_tokens);
   f("max_batch_tokens", v.max_batch_tokens);
   f("sort_window", v.sort_window);
+  f("model_workers", v.model_workers);
+  f("model_threads", v.model_threads);
 }
 
 template <typename T, typename F>

@@ -20,8 +20,10 @@ EmbedWorkers::EmbedWorkers(std::shared_ptr<Model> model, std::shared_ptr<const T
       notify_(std::move(notify)),
       // The loop bounds what it pushes (max_in_flight_*), so this queue never blocks it.
       input_(std::numeric_limits<std::size_t>::max()),
-      // Two batches: one being embedded, one ready, so the model never waits on tokenising.
-      batches_(2) {
+      // Batches ready beside the ones being embedded (at least two), so no inference thread
+      // waits on tokenising.
+      batches_(std::max<std::size_t>(2, config_.inference_threads)) {
+  config_.inference_threads = std::max<std::size_t>(1, config_.inference_threads);
   // A model that pools without the prompt is told how many leading tokens are the prompt,
   // counted as sentence-transformers counts them: the prompt's encoding less its final
   // special token.
@@ -37,8 +39,11 @@ EmbedWorkers::~EmbedWorkers() {
 }
 
 void EmbedWorkers::start() {
+  running_ = config_.inference_threads;
   tokenizer_thread_ = std::thread([this] { tokenizer_main(); });
-  inference_thread_ = std::thread([this] { inference_main(); });
+  for (std::size_t i = 0; i < config_.inference_threads; ++i) {
+    inference_threads_.emplace_back([this] { inference_main(); });
+  }
 }
 
 void EmbedWorkers::push(WorkItem&& item) { input_.push(std::move(item)); }
@@ -69,7 +74,9 @@ bool EmbedWorkers::finished() const {
 
 void EmbedWorkers::join() {
   if (tokenizer_thread_.joinable()) tokenizer_thread_.join();
-  if (inference_thread_.joinable()) inference_thread_.join();
+  for (std::thread& t : inference_threads_) {
+    if (t.joinable()) t.join();
+  }
 }
 
 void EmbedWorkers::tokenizer_main() {
@@ -139,7 +146,7 @@ void EmbedWorkers::inference_main() {
   }
   {
     std::lock_guard lock(results_mu_);
-    finished_ = true;
+    finished_ = --running_ == 0;
   }
   notify_();
 }

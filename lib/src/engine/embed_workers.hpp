@@ -1,9 +1,13 @@
 #pragma once
-// The tokenizer thread and the inference thread, fed from the loop through queues.
+// The tokenizer thread and the inference threads, fed from the loop through queues.
 //
 // Thread contract: push(), finish_input(), abort() and take_results() are called from the
-// loop thread; `notify` is called from the inference thread (it must be uv_async_send or
+// loop thread; `notify` is called from the inference threads (it must be uv_async_send or
 // equally thread-safe). Workers own only what was moved into them.
+//
+// With Config::inference_threads > 1 (a model whose concurrent_embed() is true), that many
+// threads take batches from one queue, in order, and run Model::embed at the same time;
+// their results arrive in completion order, which the loop puts back in input order.
 
 #include <chrono>
 #include <functional>
@@ -39,6 +43,7 @@ class EmbedWorkers {
     std::size_t chunk_tokens = 0;     // window length with --long-input chunk
     std::size_t chunk_overlap = 0;
     bool chunk_document = false;      // also one vector per record from its windows
+    std::size_t inference_threads = 1;  // concurrent model calls (ThreadLayout::workers)
   };
 
   EmbedWorkers(std::shared_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer, Config config,
@@ -64,7 +69,7 @@ class EmbedWorkers {
     double busy_s = 0;                // inside Model::embed
   };
   ModelStats model_stats() const;
-  /// Whether both threads have ended (all results are then in take_results()).
+  /// Whether every thread has ended (all results are then in take_results()).
   bool finished() const;
   void join();
 
@@ -92,12 +97,13 @@ class EmbedWorkers {
   BoundedQueue<std::vector<WorkItem>> batches_;
   std::mutex results_mu_;
   std::vector<WorkItem> results_;
-  bool finished_ = false;  // guarded by results_mu_
+  std::size_t running_ = 0;  // inference threads not yet ended; guarded by results_mu_
+  bool finished_ = false;    // guarded by results_mu_
   mutable std::mutex stats_mu_;
   ModelStats stats_;       // guarded by stats_mu_
 
   std::thread tokenizer_thread_;
-  std::thread inference_thread_;
+  std::vector<std::thread> inference_threads_;
 };
 
 }  // namespace sluice

@@ -100,7 +100,8 @@ struct SourceBatch {
 
 class Pipeline::Impl {
  public:
-  Impl(PipelineOptions options, std::shared_ptr<Model> model, std::shared_ptr<Tokenizer> tokenizer)
+  Impl(PipelineOptions options, std::shared_ptr<Model> model, std::shared_ptr<Tokenizer> tokenizer,
+       bool loaded_here)
       : opt_(std::move(options)),
         model_(std::move(model)),
         tokenizer_(std::move(tokenizer)),
@@ -109,6 +110,16 @@ class Pipeline::Impl {
         splitter_(opt_.max_record_bytes) {
     if (opt_.batch_size == 0) throw Error(ErrorCode::invalid_argument, "batch size must be at least 1");
     window_ = opt_.sort_window > 0 ? opt_.sort_window : opt_.batch_size;
+    if (opt_.threads < 0 || opt_.model_workers < 0) {
+      throw Error(ErrorCode::invalid_argument, "threads and model workers must be 0 (automatic) or more");
+    }
+    // The layout load_model_for() gave the model; a model passed in keeps its own threads, so
+    // it runs one call at a time unless model_workers asks for more.
+    if (model_->concurrent_embed() && (loaded_here || opt_.model_workers > 0)) {
+      layout_ = model_thread_layout(opt_.threads, opt_.model_workers, true);
+    } else {
+      layout_ = ThreadLayout{1, model_thread_layout(opt_.threads, 1, false).threads_per_worker};
+    }
     if (opt_.read_chunk_bytes == 0) throw Error(ErrorCode::invalid_argument, "read chunk size must be at least 1");
     if (opt_.text_field.empty()) throw Error(ErrorCode::invalid_argument, "the text field name is empty");
     if (opt_.output_field.empty()) throw Error(ErrorCode::invalid_argument, "the output field name is empty");
@@ -300,6 +311,7 @@ class Pipeline::Impl {
   std::uint64_t valid_dispatched_ = 0;  // valid records sent to the workers (for window cuts)
   std::size_t chunk_tokens_ = 0;       // window length with --long-input chunk
   std::uint64_t window_ = 1;            // records per window: sort_window, or batch_size
+  ThreadLayout layout_;                 // concurrent model calls and their threads
   std::uint64_t finish_batch_until_ = 0;  // over the bounds: read until this many are dispatched
   std::string fingerprint_;
 
@@ -518,6 +530,7 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   wc.chunk_tokens = chunk_tokens_;
   wc.chunk_overlap = opt_.chunk_overlap;
   wc.chunk_document = opt_.chunk_document;
+  wc.inference_threads = static_cast<std::size_t>(layout_.workers);
   workers_ = std::make_unique<EmbedWorkers>(model_, tokenizer_, wc, [this] { uv_async_send(&results_async_); });
   workers_->start();
 
@@ -526,7 +539,9 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
                                input_size_, static_cast<std::uint32_t>(opt_.batch_size),
                                opt_.dimensions > 0 ? opt_.dimensions : info.dimensions,
                                info.max_tokens, static_cast<std::uint32_t>(opt_.max_batch_tokens),
-                               static_cast<std::uint32_t>(opt_.sort_window)});
+                               static_cast<std::uint32_t>(opt_.sort_window),
+                               static_cast<std::uint32_t>(layout_.workers),
+                               static_cast<std::uint32_t>(layout_.threads_per_worker)});
   bus_.publish(StageStateChanged{"pipeline", "created", "running",
                                  resumed ? fmt::format("resumed at record {}", done_.records) : ""});
   set_reader_state("running", "");
@@ -1066,6 +1081,7 @@ void Pipeline::Impl::finish() {
     summary_.model_tokens = m.tokens;
     summary_.padded_tokens = m.padded_tokens;
     summary_.model_busy_s = m.busy_s;
+    summary_.model_workers = static_cast<std::uint32_t>(layout_.workers);
   }
 
   auto after_checkpoint = [this] {
@@ -1135,7 +1151,8 @@ namespace {
 std::shared_ptr<Model> load_model_for(const PipelineOptions& o) {
   if (o.model.empty()) throw Error(ErrorCode::invalid_argument, "no model folder given");
   ModelOptions mo;
-  mo.threads = o.threads;
+  // Each concurrent call gets its share of the cores (a CPU model allows concurrent calls).
+  mo.threads = model_thread_layout(o.threads, o.model_workers, o.device.kind == DeviceKind::cpu).threads_per_worker;
   mo.pooling = o.pooling;
   mo.normalize = o.normalize;
   mo.precision = o.precision;
@@ -1150,11 +1167,11 @@ std::shared_ptr<Tokenizer> load_tokenizer_for(const PipelineOptions& o) {
 Pipeline::Pipeline(PipelineOptions options) {
   auto model = load_model_for(options);
   auto tokenizer = load_tokenizer_for(options);
-  impl_ = std::make_unique<Impl>(std::move(options), std::move(model), std::move(tokenizer));
+  impl_ = std::make_unique<Impl>(std::move(options), std::move(model), std::move(tokenizer), true);
 }
 
 Pipeline::Pipeline(PipelineOptions options, std::shared_ptr<Model> model, std::shared_ptr<Tokenizer> tokenizer)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(model), std::move(tokenizer))) {}
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(model), std::move(tokenizer), false)) {}
 
 Pipeline::~Pipeline() = default;
 

@@ -218,6 +218,9 @@ class UseLiteModel final : public Model {
   }
 
   const ModelInfo& info() const override { return info_; }
+  // embed() reads the model and writes only its own tensors; DeviceStaging holds no state
+  // on the CPU (its CUDA arena is one per model, so calls there are one at a time).
+  bool concurrent_embed() const noexcept override { return staging_.on_cpu(); }
 
   void embed(const TokenBatch& batch, std::span<float> out) override {
     if (batch.batch == 0) return;
