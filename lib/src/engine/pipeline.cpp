@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -27,9 +28,24 @@
 #include "io/record_parser.hpp"
 #include "work_item.hpp"
 
+// gperftools' C API, weak: null when the process does not run on tcmalloc (-Dtcmalloc=disabled).
+extern "C" int MallocExtension_SetNumericProperty(const char* name, size_t value) __attribute__((weak));
+
 namespace sluice {
 
 namespace {
+
+/// tcmalloc's per-thread caches start small and grow on misses, up to 32 MiB in all. Records
+/// pass from thread to thread (reader, tokenizer, model calls, writer), so memory freed on one
+/// thread fills another's cache, and the caches, with the peak RSS, kept growing through a long
+/// run. 1 MiB in all bounds them (docs/performance.md, "Memory and scale"); a
+/// TCMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES of the user's is left alone. Process-wide, set again
+/// by each pipeline to the same value.
+void cap_thread_caches() {
+  if (MallocExtension_SetNumericProperty == nullptr) return;
+  if (std::getenv("TCMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES") != nullptr) return;
+  MallocExtension_SetNumericProperty("tcmalloc.max_total_thread_cache_bytes", std::size_t{1} << 20);
+}
 
 std::string random_pipeline_id() {
   std::random_device rd;
@@ -109,6 +125,7 @@ class Pipeline::Impl {
         parser_(opt_.text_field, opt_.output_field),
         splitter_(opt_.max_record_bytes) {
     if (opt_.batch_size == 0) throw Error(ErrorCode::invalid_argument, "batch size must be at least 1");
+    cap_thread_caches();
     window_ = opt_.sort_window > 0 ? opt_.sort_window : opt_.batch_size;
     if (opt_.threads < 0 || opt_.model_workers < 0) {
       throw Error(ErrorCode::invalid_argument, "threads and model workers must be 0 (automatic) or more");

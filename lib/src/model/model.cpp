@@ -12,6 +12,7 @@
 #include <sluice/safetensors.hpp>
 
 #include "model/bert_model.hpp"
+#include "model/cpu_allocator.hpp"
 #include "model/model_config.hpp"
 #include "model/torchscript_model.hpp"
 #include "model/use_lite_model.hpp"
@@ -102,6 +103,7 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ModelOptions& opti
                             device_name(options.device)));
   }
   ModelConfig config = load_model_config(dir);
+  if (options.device.kind == DeviceKind::cpu) use_size_class_cpu_allocator();
   if (options.pooling) config.pooling = *options.pooling;
   if (options.normalize) config.normalize = *options.normalize;
   // A traced TorchScript module stands in for the weights when there are none.

@@ -1,0 +1,44 @@
+#include "model/cpu_allocator.hpp"
+
+#include <bit>
+#include <cstddef>
+
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
+
+namespace sluice {
+namespace {
+
+constexpr std::size_t kRoundFrom = std::size_t{64} << 10;
+
+/// n rounded up to a multiple of 2^(floor(log2 n) - 3): 8 sizes per doubling.
+std::size_t size_class(std::size_t n) noexcept {
+  if (n < kRoundFrom) return n;
+  const std::size_t step = std::bit_floor(n) >> 3;
+  return (n + step - 1) / step * step;
+}
+
+class SizeClassCpuAllocator final : public c10::Allocator {
+ public:
+  c10::DataPtr allocate(std::size_t n) const override {
+    void* p = c10::alloc_cpu(size_class(n));
+    return {p, p, &c10::free_cpu, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &c10::free_cpu; }
+};
+
+}  // namespace
+
+void use_size_class_cpu_allocator() {
+  // Installed once (a function-local static's initialisation is thread-safe), above libtorch's
+  // default CPU allocator (priority 0).
+  static const bool installed = [] {
+    static SizeClassCpuAllocator allocator;
+    c10::SetCPUAllocator(&allocator, 1);
+    return true;
+  }();
+  (void)installed;
+}
+
+}  // namespace sluice
