@@ -12,10 +12,10 @@ namespace {
 
 constexpr std::size_t kRoundFrom = std::size_t{64} << 10;
 
-/// n rounded up to a multiple of 2^(floor(log2 n) - 3): 8 sizes per doubling.
+/// n rounded up to a multiple of 2^(floor(log2 n) - 2): 4 sizes per doubling.
 std::size_t size_class(std::size_t n) noexcept {
   if (n < kRoundFrom) return n;
-  const std::size_t step = std::bit_floor(n) >> 3;
+  const std::size_t step = std::bit_floor(n) >> 2;
   return (n + step - 1) / step * step;
 }
 

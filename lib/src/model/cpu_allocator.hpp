@@ -4,7 +4,7 @@
 namespace sluice {
 
 /// From the first call on, libtorch allocates CPU tensors of 64 KiB and more in a bounded set
-/// of sizes: rounded up to 8 steps per doubling (at most 1/8 more; the tensors themselves keep
+/// of sizes: rounded up to 4 steps per doubling (at most 1/4 more; the tensors themselves keep
 /// their shapes, so no result changes). A batch's activations are sized by its token count,
 /// which differs on nearly every batch; without this, the allocator (tcmalloc) is asked for a
 /// new size almost every time, its free blocks fit the next request less and less well, and
