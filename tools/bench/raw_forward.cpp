@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <latch>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -195,20 +196,19 @@ int main(int argc, char** argv) {
     // OpenMP count), then all take batches in order until none are left; the clock runs from
     // the moment every worker is warm to the moment the last call returns.
     std::atomic<std::size_t> next{0};
-    std::atomic<int> warm{0};
-    std::atomic<bool> go{false};
+    std::latch warm(workers), go(1);
     auto work = [&] {
       std::vector<float> out(widest * model->info().dimensions);
       for (std::size_t i = 0; i < std::min(o.warmup, batches.size()); ++i) model->embed(batches[i], out);
-      warm.fetch_add(1);
-      while (!go.load()) std::this_thread::yield();
+      warm.count_down();
+      go.wait();  // blocked, not spinning: the workers still warming up get the cores
       for (std::size_t i; (i = next.fetch_add(1)) < batches.size();) model->embed(batches[i], out);
     };
     std::vector<std::thread> threads;
     for (int w = 0; w < workers; ++w) threads.emplace_back(work);
-    while (warm.load() < workers) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    warm.wait();
     const auto t0 = std::chrono::steady_clock::now();
-    go.store(true);
+    go.count_down();
     for (auto& t : threads) t.join();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     fmt::print(

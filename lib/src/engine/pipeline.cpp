@@ -132,11 +132,8 @@ class Pipeline::Impl {
     }
     // The layout load_model_for() gave the model; a model passed in keeps its own threads, so
     // it runs one call at a time unless model_workers asks for more.
-    if (model_->concurrent_embed() && (loaded_here || opt_.model_workers > 0)) {
-      layout_ = model_thread_layout(opt_.threads, opt_.model_workers, true);
-    } else {
-      layout_ = ThreadLayout{1, model_thread_layout(opt_.threads, 1, false).threads_per_worker};
-    }
+    layout_ = model_thread_layout(opt_.threads, opt_.model_workers,
+                                  model_->concurrent_embed() && (loaded_here || opt_.model_workers > 0));
     if (opt_.read_chunk_bytes == 0) throw Error(ErrorCode::invalid_argument, "read chunk size must be at least 1");
     if (opt_.text_field.empty()) throw Error(ErrorCode::invalid_argument, "the text field name is empty");
     if (opt_.output_field.empty()) throw Error(ErrorCode::invalid_argument, "the output field name is empty");
