@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +30,7 @@
 #include "test_models.hpp"
 #include <sluice/safetensors.hpp>
 
+#include "model/cpu_allocator.hpp"
 #include "model/model_config.hpp"
 
 using namespace sluice;
@@ -911,6 +913,26 @@ TEST_CASE("pooling modes agree with each other where they must") {
     CHECK(one_mean[i] == doctest::Approx(one_max[i]).epsilon(1e-6));
     CHECK(one_cls[i] == one_max[i]);
     CHECK(one_last[i] == one_max[i]);
+  }
+}
+
+TEST_CASE("loading a model on the CPU bounds oneDNN's primitive cache") {
+  using GetCapacity = int (*)(int*);
+  auto get = reinterpret_cast<GetCapacity>(dlsym(RTLD_DEFAULT, "dnnl_get_primitive_cache_capacity"));
+  if (get == nullptr) {
+    MESSAGE("libtorch has no oneDNN here: nothing to bound");
+    return;
+  }
+  ModelOptions options;
+  options.threads = 1;
+  auto model = Model::load(models_root() / "tiny", options);
+  int capacity = -1;
+  REQUIRE(get(&capacity) == 0);
+  if (std::getenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY") != nullptr ||
+      std::getenv("DNNL_PRIMITIVE_CACHE_CAPACITY") != nullptr) {
+    MESSAGE("the environment sets the capacity: left as it is (" << capacity << ")");
+  } else {
+    CHECK(capacity == kOneDnnPrimitiveCacheCapacity);
   }
 }
 

@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include <sluice/error.hpp>
@@ -55,8 +58,54 @@ void AsyncFileWriter::open(const std::string& path, std::uint64_t start_offset) 
 
 void AsyncFileWriter::append(std::string_view bytes) {
   if (failed_ || bytes.empty()) return;
-  pending_.append(bytes);
+  queued_ += bytes.size();
+  while (!bytes.empty()) {
+    // Bytes go after those of a write in flight, never over them: a chunk is filled once, in order.
+    if (chunks_.empty() || chunks_.back().size == kChunkBytes) {
+      Chunk c;
+      if (!spare_.empty()) {
+        c.bytes = std::move(spare_.back());
+        spare_.pop_back();
+      } else {
+        c.bytes = std::make_unique_for_overwrite<char[]>(kChunkBytes);
+      }
+      chunks_.push_back(std::move(c));
+    }
+    Chunk& tail = chunks_.back();
+    const std::size_t n = std::min(bytes.size(), kChunkBytes - tail.size);
+    std::memcpy(tail.bytes.get() + tail.size, bytes.data(), n);
+    tail.size += n;
+    bytes.remove_prefix(n);
+  }
   if (!busy_) start_write();
+}
+
+void AsyncFileWriter::drop_queued() {
+  chunks_.clear();
+  spare_.clear();
+  head_ = 0;
+  queued_ = 0;
+}
+
+// Marks `bytes` from the front as written; chunks written to their end are recycled.
+void AsyncFileWriter::consume(std::size_t bytes) {
+  queued_ -= bytes;
+  while (bytes > 0) {
+    Chunk& front = chunks_.front();
+    const std::size_t n = std::min(bytes, front.size - head_);
+    head_ += n;
+    bytes -= n;
+    if (head_ < front.size) break;
+    if (chunks_.size() == 1) {
+      // The tail, written up to where it is filled: appends start it over.
+      front.size = 0;
+      head_ = 0;
+      break;
+    }
+    if (spare_.size() < kMaxSpareChunks) spare_.push_back(std::move(front.bytes));
+    chunks_.pop_front();
+    head_ = 0;
+  }
 }
 
 void AsyncFileWriter::start_write() {
@@ -66,26 +115,25 @@ void AsyncFileWriter::start_write() {
   if (failed_) {
     // After a failed write nothing more is written (the bytes after the failure would land at
     // the wrong offset); waiting syncs get the error and close goes ahead.
-    writing_.clear();
-    writing_pos_ = 0;
-    pending_.clear();
+    drop_queued();
     run_barriers();
     return;
   }
-  if (writing_pos_ >= writing_.size()) {
-    writing_.clear();
-    writing_pos_ = 0;
-    if (pending_.empty()) {
-      run_barriers();
-      return;
-    }
-    writing_.swap(pending_);
+  if (queued_ == 0) {
+    run_barriers();
+    return;
+  }
+  bufs_.clear();
+  std::size_t skip = head_;
+  for (const Chunk& c : chunks_) {
+    if (bufs_.size() == kMaxChunksPerWrite) break;
+    if (c.size > skip) bufs_.push_back(uv_buf_init(c.bytes.get() + skip, static_cast<unsigned>(c.size - skip)));
+    skip = 0;
   }
   busy_ = true;
-  uv_buf_t buf = uv_buf_init(writing_.data() + writing_pos_,
-                             static_cast<unsigned>(std::min<std::size_t>(writing_.size() - writing_pos_, 1u << 30)));
   int64_t offset = regular_file_ ? static_cast<int64_t>(written_) : -1;
-  int r = uv_fs_write(loop_, &req_, fd_, &buf, 1, offset, &AsyncFileWriter::on_write);
+  int r = uv_fs_write(loop_, &req_, fd_, bufs_.data(), static_cast<unsigned>(bufs_.size()), offset,
+                      &AsyncFileWriter::on_write);
   if (r < 0) {
     busy_ = false;
     failed_ = true;
@@ -105,7 +153,7 @@ void AsyncFileWriter::on_write(uv_fs_t* req) {
     return;
   }
   // A short write (disk nearly full, signal) continues from where it stopped.
-  self->writing_pos_ += static_cast<std::size_t>(result);
+  self->consume(static_cast<std::size_t>(result));
   self->written_ += static_cast<std::uint64_t>(result);
   self->on_written_(self->written_);
   self->start_write();

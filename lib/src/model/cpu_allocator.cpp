@@ -1,7 +1,10 @@
 #include "model/cpu_allocator.hpp"
 
+#include <dlfcn.h>
+
 #include <bit>
 #include <cstddef>
+#include <cstdlib>
 
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
@@ -39,6 +42,20 @@ void use_size_class_cpu_allocator() {
     return true;
   }();
   (void)installed;
+}
+
+void bound_onednn_primitive_cache() {
+  static const bool done = [] {
+    if (std::getenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY") != nullptr ||
+        std::getenv("DNNL_PRIMITIVE_CACHE_CAPACITY") != nullptr) {
+      return false;
+    }
+    // Looked up rather than linked: libtorch loads oneDNN (libdnnl) when it was built with it.
+    using SetCapacity = int (*)(int);
+    auto set = reinterpret_cast<SetCapacity>(dlsym(RTLD_DEFAULT, "dnnl_set_primitive_cache_capacity"));
+    return set != nullptr && set(kOneDnnPrimitiveCacheCapacity) == 0;
+  }();
+  (void)done;
 }
 
 }  // namespace sluice

@@ -1,5 +1,6 @@
 #pragma once
-// libtorch's CPU allocations, in a bounded set of sizes. Thread: any.
+// libtorch's CPU memory over a long run: allocations in a bounded set of sizes, and a bounded
+// oneDNN primitive cache. Both are process-wide. Thread: any.
 
 namespace sluice {
 
@@ -11,5 +12,16 @@ namespace sluice {
 /// its heap creeps up over a long run. With it, freed blocks are reused exactly. Model::load
 /// calls it; later calls do nothing.
 void use_size_class_cpu_allocator();
+
+/// oneDNN keeps every primitive it creates in a cache of 1024 entries by default, keyed by
+/// shape. libtorch runs GELU (and, in bfloat16, the matmuls) through oneDNN, and a batch's shape
+/// differs on nearly every batch, so over a long run the cache fills with primitives that are
+/// never used again: several MiB more, reached only after thousands of batches. This caps it at
+/// kOneDnnPrimitiveCacheCapacity, enough for every shape of one batch on each model call (a
+/// batch's layers reuse them). Creating an eltwise primitive again costs tens of microseconds
+/// against a call of tens of milliseconds. Does nothing when ONEDNN_PRIMITIVE_CACHE_CAPACITY
+/// (or DNNL_PRIMITIVE_CACHE_CAPACITY) is set or libtorch has no oneDNN. Model::load calls it.
+inline constexpr int kOneDnnPrimitiveCacheCapacity = 32;
+void bound_onednn_primitive_cache();
 
 }  // namespace sluice

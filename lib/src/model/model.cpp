@@ -103,7 +103,10 @@ std::unique_ptr<Model> Model::load(const fs::path& dir, const ModelOptions& opti
                             device_name(options.device)));
   }
   ModelConfig config = load_model_config(dir);
-  if (options.device.kind == DeviceKind::cpu) use_size_class_cpu_allocator();
+  if (options.device.kind == DeviceKind::cpu) {
+    use_size_class_cpu_allocator();
+    bound_onednn_primitive_cache();
+  }
   if (options.pooling) config.pooling = *options.pooling;
   if (options.normalize) config.normalize = *options.normalize;
   // A traced TorchScript module stands in for the weights when there are none.
