@@ -126,6 +126,20 @@ std::filesystem::path default_model_dir() {
                       "SLUICE_DEFAULT_MODEL to its folder");
 }
 
+// A finished run leaves nothing the kernel does not clean up: its files are written, synced
+// and closed, and its threads are done. Exiting at once skips the destructors of the pipeline
+// (the model's tensors) and of libtorch's shared libraries (about 290 on Debian): about 0.1 s,
+// and the pages those destructors fault in, several MiB of peak RSS. A build with
+// AddressSanitizer or ThreadSanitizer takes the normal path, so leak checks see every object.
+int finished(int code) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  return code;
+#else
+  std::fflush(nullptr);
+  _exit(code);
+#endif
+}
+
 int run_embed(EmbedArgs& args) {
   auto& opt = args.pipeline;
   if (opt.model.empty()) opt.model = default_model_dir();
@@ -238,16 +252,16 @@ int run_embed(EmbedArgs& args) {
       fmt::print(stderr, "the work done so far is recorded in {}: fix the cause and run the same command with --resume\n",
                  opt.checkpoint);
     }
-    return bad_records ? kExitInvalidInput : kExitFailure;
+    return finished(bad_records ? kExitInvalidInput : kExitFailure);
   }
   if (summary.status == "stopped") {
     if (!opt.checkpoint.empty()) {
       fmt::print(stderr, "stopped; {} records where it stopped: run the same command with --resume to finish\n",
                  opt.checkpoint);
     }
-    return kExitInterrupted;
+    return finished(kExitInterrupted);
   }
-  return summary.failed > 0 ? kExitRecordsFailed : kExitOk;
+  return finished(summary.failed > 0 ? kExitRecordsFailed : kExitOk);
 }
 
 int run_validate(const std::string& input, const sluice::ValidationOptions& vo) {

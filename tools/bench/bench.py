@@ -591,6 +591,10 @@ class Bench:
             d = rows[-1][2].rss_mib - rows[0][2].rss_mib
             self.row("memory", f"**peak RSS growth, {rows[0][0]:,} to {rows[-1][0]:,} records**", f"**{d:+.1f} MiB**",
                      f"{d / rows[0][2].rss_mib:+.1%}")
+        if len(rows) >= 3:
+            d = rows[-1][2].rss_mib - rows[-2][2].rss_mib
+            self.row("memory", f"peak RSS growth, {rows[-2][0]:,} to {rows[-1][0]:,} records", f"{d:+.1f} MiB",
+                     f"{d / rows[-2][2].rss_mib:+.1%}")
 
     def gigabyte(self):
         a = self.args
@@ -705,7 +709,7 @@ def main():
     a = ap.parse_args()
     if not (a.all or a.quick or a.only or a.input):
         ap.error("choose --all, --quick, --only SECTIONS or --input FILE")
-    full = {"code_records": 5000, "short_records": 20000, "repeat": 1, "rss_sizes": [10_000, 1_000_000],
+    full = {"code_records": 5000, "short_records": 20000, "repeat": 1, "rss_sizes": [10_000, 100_000, 1_000_000],
             "big_bytes": 1e9}
     quick = {"code_records": 400, "short_records": 2000, "repeat": 1, "rss_sizes": [2_000, 20_000],
              "big_bytes": 20e6}
