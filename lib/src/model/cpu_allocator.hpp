@@ -18,8 +18,8 @@ void use_size_class_cpu_allocator();
 /// differs on nearly every batch, so over a long run the cache fills with primitives that are
 /// never used again: several MiB more, reached only after thousands of batches. This caps it at
 /// kOneDnnPrimitiveCacheCapacity, enough for every shape of one batch on each model call (a
-/// batch's layers reuse them). Creating an eltwise primitive again costs tens of microseconds
-/// against a call of tens of milliseconds. Does nothing when ONEDNN_PRIMITIVE_CACHE_CAPACITY
+/// batch's layers reuse them). Creating an eltwise primitive again costs tens to hundreds of
+/// microseconds against a call of tens of milliseconds. Does nothing when ONEDNN_PRIMITIVE_CACHE_CAPACITY
 /// (or DNNL_PRIMITIVE_CACHE_CAPACITY) is set or libtorch has no oneDNN. Model::load calls it.
 inline constexpr int kOneDnnPrimitiveCacheCapacity = 32;
 void bound_onednn_primitive_cache();
