@@ -936,6 +936,46 @@ TEST_CASE("loading a model on the CPU bounds oneDNN's primitive cache") {
   }
 }
 
+TEST_CASE("a model call whose tokens fit the workspace allocates no large tensors") {
+  // Every [T, *] activation goes into a workspace reused from call to call; only a batch with
+  // more tokens than any before makes it grow. Memory over a long run then follows the
+  // largest batch, not the number of batches (docs/performance.md, "Memory").
+  const Reference ref = load_reference("minilm");
+  for (const int threads : {1, 2}) {
+    CAPTURE(threads);
+    ModelOptions options;
+    options.threads = threads;
+    auto model = Model::load(models_root() / "minilm", options);
+    // The largest batch first: 16 rows of the longest records (256 tokens, attention in blocks).
+    std::vector<std::size_t> by_length(ref.ids.size());
+    for (std::size_t i = 0; i < by_length.size(); ++i) by_length[i] = i;
+    std::stable_sort(by_length.begin(), by_length.end(),
+                     [&](std::size_t a, std::size_t b) { return ref.ids[a].size() > ref.ids[b].size(); });
+    auto rows_of = [&](std::size_t first, std::size_t count) {
+      std::vector<std::vector<std::int64_t>> rows;
+      for (std::size_t i = first; i < first + count; ++i) rows.push_back(ref.ids[by_length[i]]);
+      return rows;
+    };
+    const std::size_t dims = model->info().dimensions;
+    std::vector<float> out(16 * dims);
+    const unsigned long long start = large_cpu_allocations();
+    model->embed(make_batch(rows_of(0, 16)), out);
+    const unsigned long long before = large_cpu_allocations();
+    CHECK(before > start);  // the count sees the workspace being made
+    // Then smaller batches of other shapes: padded, unpadded, one row, short rows.
+    std::vector<float> want;
+    for (const auto& [first, count] : std::vector<std::pair<std::size_t, std::size_t>>{
+             {0, 16}, {16, 7}, {100, 1}, {300, 16}, {900, 12}, {1100, 3}}) {
+      model->embed(make_batch(rows_of(first, count)), std::span(out).first(count * dims));
+      if (first == 0) want.assign(out.begin(), out.end());
+    }
+    CHECK(large_cpu_allocations() == before);
+    // And the workspace's reuse changes nothing: the first batch again gives the same bytes.
+    model->embed(make_batch(rows_of(0, 16)), out);
+    CHECK(std::memcmp(out.data(), want.data(), out.size() * sizeof(float)) == 0);
+  }
+}
+
 TEST_CASE("tiny: the bert. prefix, padding invariance and token types") {
   ModelOptions options;
   options.threads = 1;

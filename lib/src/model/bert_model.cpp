@@ -40,9 +40,12 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <span>
 #include <thread>
 #include <vector>
@@ -53,6 +56,7 @@
 #include <sluice/error.hpp>
 
 #include "model/device_staging.hpp"
+#include "model/layer_norm.hpp"
 #include "model/packed_batch.hpp"
 
 namespace sluice {
@@ -162,12 +166,17 @@ class Linear {
     }
   }
 
-  at::Tensor operator()(const at::Tensor& x) const {
+  /// y = x W^T + b. `dst` ([T, out], contiguous), where given, receives y in float32 and
+  /// precisions fp32 and bf16 write it there (fp32 with no other memory); int8's operator
+  /// returns a tensor of its own. Returns y.
+  at::Tensor operator()(const at::Tensor& x, at::Tensor dst = {}) const {
     switch (precision_) {
       case Precision::fp32:
+        if (dst.defined()) return bias_.defined() ? at::addmm_out(dst, bias_, x, weight_t_) : at::mm_out(dst, x, weight_t_);
         return bias_.defined() ? at::addmm(bias_, x, weight_t_) : at::mm(x, weight_t_);
       case Precision::bf16: {
-        at::Tensor y = at::mm(x.to(at::kBFloat16), weight_t_).to(at::kFloat);
+        const at::Tensor y16 = at::mm(x.to(at::kBFloat16), weight_t_);
+        at::Tensor y = dst.defined() ? dst.copy_(y16) : y16.to(at::kFloat);
         return bias_.defined() ? y.add_(bias_) : y;
       }
       case Precision::int8: {
@@ -273,6 +282,77 @@ void check_precision(Precision precision) {
   }
 }
 
+/// One model call's activations on the CPU, reused from call to call: every [T, width]
+/// activation of the forward pass (T = the batch's real tokens) is a view at the front of one
+/// of these buffers, and attention's scores and probabilities go through a fixed scratch per
+/// thread. A batch's token count differs on nearly every call, and an allocator asked for
+/// tensors of ever new sizes fragments its heap: tcmalloc's grew by 45 MiB over 100,000
+/// records through MiniLM while the memory in use stayed flat. Here the buffers grow only when a
+/// batch has more tokens than any before (to the next multiple of kRowStep, and every page is
+/// touched then), so memory follows the largest batch (bounded by --max-batch-tokens) and is
+/// reached with it. One per concurrent call (BertModel keeps a pool); not used on CUDA, whose
+/// caching allocator reuses blocks.
+class Workspace {
+ public:
+  /// A layer's activations, by buffer (two share one where their lives do not overlap):
+  /// kX the layer's input and output; kWide its q|k|v projection, then the feed-forward's up
+  /// projection; kNarrow the attention's output, then its layer norm (and at the start, the
+  /// position embeddings); kDense the outputs of the attention's and the feed-forward's dense
+  /// layers (and at the start, the embeddings' sum); kGate a gated unit's activated half.
+  enum Slot : std::size_t { kX, kWide, kNarrow, kDense, kGate, kSlots };
+  static constexpr std::int64_t kRowStep = 256;
+  /// Floats in one attention scratch buffer, at most (4 MiB): query rows go through in blocks
+  /// that fit, so a model with long rows does not need heads x L x L at once.
+  static constexpr std::int64_t kMaxScratch = std::int64_t{1} << 20;
+  /// Query rows per block, at most, when the rows are long.
+  static constexpr std::int64_t kQueryBlock = 64;
+
+  struct Scratch {
+    at::Tensor scores, probs;  // scratch_floats() each
+  };
+
+  /// `widths`: the columns of each slot (0: unused). `heads` and `max_columns` size the
+  /// attention scratch: heads x min(64, max_columns) x max_columns floats, at most kMaxScratch.
+  Workspace(std::array<std::int64_t, kSlots> widths, std::int64_t heads, std::int64_t max_columns)
+      : widths_(widths) {
+    const std::int64_t columns = std::max<std::int64_t>(1, max_columns);
+    scratch_floats_ = std::min(kMaxScratch, heads * std::min(kQueryBlock, columns) * columns);
+  }
+
+  /// Makes room for `tokens` rows in every slot.
+  void reserve(std::int64_t tokens) {
+    if (tokens <= rows_ && rows_ > 0) return;
+    rows_ = std::max<std::int64_t>(1, (tokens + kRowStep - 1) / kRowStep) * kRowStep;
+    for (std::size_t s = 0; s < kSlots; ++s) {
+      buffers_[s] = at::Tensor();  // the old buffer goes before the new one is allocated
+      if (widths_[s] > 0) buffers_[s] = at::zeros({rows_ * widths_[s]}, at::TensorOptions().dtype(at::kFloat));
+    }
+  }
+
+  /// The front of a slot as a contiguous [tokens, columns] tensor (tokens within reserve(),
+  /// columns within the slot's width).
+  at::Tensor rows(Slot s, std::int64_t tokens, std::int64_t columns) const {
+    TORCH_INTERNAL_ASSERT(tokens <= rows_ && columns <= widths_[s]);
+    return buffers_[s].narrow(0, 0, tokens * columns).view({tokens, columns});
+  }
+
+  /// Attention scratch for `threads` threads (at::get_thread_num() picks one).
+  void reserve_scratch(int threads) {
+    while (scratch_.size() < static_cast<std::size_t>(threads)) {
+      const auto options = at::TensorOptions().dtype(at::kFloat);
+      scratch_.push_back(Scratch{at::zeros({scratch_floats_}, options), at::zeros({scratch_floats_}, options)});
+    }
+  }
+  Scratch& scratch(int thread) { return scratch_.at(static_cast<std::size_t>(thread)); }
+  std::int64_t scratch_floats() const noexcept { return scratch_floats_; }
+
+ private:
+  std::array<std::int64_t, kSlots> widths_{};
+  std::array<at::Tensor, kSlots> buffers_;
+  std::vector<Scratch> scratch_;
+  std::int64_t rows_ = 0, scratch_floats_ = 0;
+};
+
 class BertModel final : public Model {
  public:
   BertModel(const ModelConfig& config, const SafetensorsFile& weights, const ModelOptions& options)
@@ -353,7 +433,8 @@ class BertModel final : public Model {
       c10::InferenceMode guard;
       staging_.begin_batch();
       PackedBatch p = pack_batch(batch, vocab_, type_vocab_, !info_.include_prompt);
-      const at::Tensor x = forward(batch, p);
+      WorkspaceLease ws(*this);
+      const at::Tensor x = forward(batch, p, ws.get());
       pool_into(x, p, info_.pooling, info_.normalize, staging_, out);
     } catch (const c10::Error& e) {
       throw Error(ErrorCode::model_error, fmt::format("model inference failed: {}", e.what_without_backtrace()));
@@ -365,6 +446,47 @@ class BertModel final : public Model {
   }
 
  private:
+  /// A workspace from the pool for the length of one call (none on CUDA), returned to the
+  /// pool afterwards, also when the call throws. The pool grows to the number of calls that
+  /// ever ran at once.
+  class WorkspaceLease {
+   public:
+    explicit WorkspaceLease(BertModel& model) : model_(model) {
+      if (!model.staging_.on_cpu()) return;
+      {
+        const std::lock_guard lock(model.workspaces_mutex_);
+        if (!model.workspaces_.empty()) {
+          ws_ = std::move(model.workspaces_.back());
+          model.workspaces_.pop_back();
+        }
+      }
+      if (!ws_) ws_ = model.make_workspace();
+    }
+    ~WorkspaceLease() {
+      if (!ws_) return;
+      const std::lock_guard lock(model_.workspaces_mutex_);
+      model_.workspaces_.push_back(std::move(ws_));
+    }
+    WorkspaceLease(const WorkspaceLease&) = delete;
+    WorkspaceLease& operator=(const WorkspaceLease&) = delete;
+    Workspace* get() const noexcept { return ws_.get(); }
+
+   private:
+    BertModel& model_;
+    std::unique_ptr<Workspace> ws_;
+  };
+
+  std::unique_ptr<Workspace> make_workspace() const {
+    const std::int64_t H = hidden_, I = intermediate_;
+    std::array<std::int64_t, Workspace::kSlots> widths{};
+    widths[Workspace::kX] = H;
+    widths[Workspace::kWide] = std::max(3 * H, glu_ ? 2 * I : I);
+    widths[Workspace::kNarrow] = H;
+    widths[Workspace::kDense] = H;
+    widths[Workspace::kGate] = glu_ ? I : 0;
+    return std::make_unique<Workspace>(widths, heads_, max_columns_);
+  }
+
   /// JinaBERT v2: which of the two layouts the weights are in, and its feed-forward type.
   void read_jina_layout(const ModelConfig& config, const WeightReader& r, const std::string& file,
                         const std::string& prefix) {
@@ -452,8 +574,23 @@ class BertModel final : public Model {
     }
   }
 
-  at::Tensor layer_norm(const at::Tensor& x, const Norm& n) const {
-    return at::layer_norm(x, {hidden_}, n.weight, n.bias, eps_);
+  /// LayerNorm over the last dimension of x [T, hidden]. `dst` (CPU, rows of stride-1
+  /// columns, may be x itself), where given, receives the result; otherwise it is a new
+  /// tensor. Returns it.
+  at::Tensor layer_norm(const at::Tensor& x, const Norm& n, at::Tensor dst = {}) const {
+    if (!dst.defined()) return at::layer_norm(x, {hidden_}, n.weight, n.bias, eps_);
+    const std::int64_t T = x.size(0), H = hidden_;
+    TORCH_INTERNAL_ASSERT(x.stride(1) == 1 && dst.stride(1) == 1 && dst.size(0) == T && x.size(1) == H);
+    const float* in = x.data_ptr<float>();
+    float* out = dst.data_ptr<float>();
+    const std::int64_t in_stride = x.stride(0), out_stride = dst.stride(0);
+    const float* w = n.weight.data_ptr<float>();
+    const float* b = n.bias.data_ptr<float>();
+    const auto eps = static_cast<float>(eps_);
+    at::parallel_for(0, T, 256, [&](std::int64_t begin, std::int64_t end) {
+      layer_norm_rows(in + begin * in_stride, in_stride, out + begin * out_stride, out_stride, end - begin, H, w, b, eps);
+    });
+    return dst;
   }
 
   /// Position ids of the packed tokens (absolute and RoBERTa positions).
@@ -476,12 +613,22 @@ class BertModel final : public Model {
     return out;
   }
 
-  at::Tensor forward(const TokenBatch& batch, PackedBatch& p) {
+  /// The encoder's output [T, H] for the real tokens of a batch. With a workspace (CPU) every
+  /// [T, *] activation is written into its buffers, so the call allocates only small tensors
+  /// (index vectors, per-row statistics); the result is a view into it.
+  at::Tensor forward(const TokenBatch& batch, PackedBatch& p, Workspace* ws) {
     const std::int64_t B = p.batch, S = p.seq_len, H = hidden_, I = intermediate_;
     const std::int64_t T = p.tokens();
+    if (ws != nullptr) ws->reserve(T);
+    // The rows of a workspace slot, or an undefined tensor (the op allocates) without one.
+    auto slot = [&](Workspace::Slot s, std::int64_t columns) {
+      return ws != nullptr ? ws->rows(s, T, columns) : at::Tensor();
+    };
 
     // Embeddings: (word + token type) + position, in HF's order, then LayerNorm.
-    at::Tensor x = at::index_select(word_, 0, staging_.longs(p.ids));
+    at::Tensor x = slot(Workspace::kDense, H);
+    const at::Tensor ids = staging_.longs(p.ids);
+    x = x.defined() ? at::index_select_out(x, word_, 0, ids) : at::index_select(word_, 0, ids);
     if (p.all_type_zero) {
       x.add_(type_[0]);
     } else {
@@ -490,10 +637,13 @@ class BertModel final : public Model {
     if (positions_kind_ == Positions::absolute && !p.padded()) {
       x.view({B, S, H}).add_(position_.narrow(0, 0, S));
     } else if (positions_kind_ != Positions::alibi) {
-      std::vector<std::int64_t> ids = position_ids(batch, p);
-      x.add_(at::index_select(position_, 0, staging_.longs(ids)));
+      std::vector<std::int64_t> position = position_ids(batch, p);
+      const at::Tensor at_positions = staging_.longs(position);
+      at::Tensor rows = slot(Workspace::kNarrow, H);
+      x.add_(rows.defined() ? at::index_select_out(rows, position_, 0, at_positions)
+                            : at::index_select(position_, 0, at_positions));
     }
-    x = layer_norm(x, embedding_norm_);
+    x = layer_norm(x, embedding_norm_, slot(Workspace::kX, H));
 
     // ALiBi: |i - j| for right-padded rows, shared by every row and layer.
     at::Tensor distance;
@@ -503,43 +653,47 @@ class BertModel final : public Model {
       distance = (pos.unsqueeze(1) - pos.unsqueeze(0)).abs_();
     }
 
-    at::Tensor ctx = at::empty({T, H}, x.options());
+    at::Tensor ctx = slot(Workspace::kNarrow, H);
+    if (!ctx.defined()) ctx = at::empty({T, H}, x.options());
     for (const Layer& l : layers_) {
-      const at::Tensor qkv = l.qkv(x);  // [T, 3H]
+      const at::Tensor qkv = l.qkv(x, slot(Workspace::kWide, 3 * H));  // [T, 3H]
       if (arch_ == Arch::jina_qk_norm) {
         at::Tensor q = qkv.narrow(1, 0, H), k = qkv.narrow(1, H, H);
-        q.copy_(layer_norm(q, l.q_norm));
-        k.copy_(layer_norm(k, l.k_norm));
+        if (ws != nullptr) {
+          layer_norm(q, l.q_norm, q);  // in place
+          layer_norm(k, l.k_norm, k);
+        } else {
+          q.copy_(layer_norm(q, l.q_norm));
+          k.copy_(layer_norm(k, l.k_norm));
+        }
       }
-      attention(qkv, ctx, p, distance);
-      at::Tensor a = l.attention_out(ctx);
+      attention(qkv, ctx, p, distance, ws);
+      at::Tensor a = l.attention_out(ctx, slot(Workspace::kDense, H));
       a.add_(x);
-      at::Tensor h = layer_norm(a, l.attention_norm);
+      at::Tensor h = layer_norm(a, l.attention_norm, slot(Workspace::kNarrow, H));
       if (arch_ == Arch::jina_qk_norm) {
         // JinaBertLayer: layer_norm_1(residual + attention_output), the attention block
         // having already added the residual once.
         h.add_(x);
-        h = layer_norm(h, l.mid_norm);
+        h = layer_norm(h, l.mid_norm, ws != nullptr ? h : at::Tensor());
       }
-      at::Tensor u = l.up(h);
+      at::Tensor u = l.up(h, slot(Workspace::kWide, glu_ ? 2 * I : I));
       at::Tensor g;
       if (!glu_) {
         activate(u, activation_);
         g = std::move(u);
-      } else if (arch_ == Arch::jina) {
-        // jina-bert-implementation: act(first half) * second half
-        g = u.narrow(1, 0, I).contiguous();
-        activate(g, activation_);
-        g.mul_(u.narrow(1, I, I));
       } else {
+        // jina-bert-implementation: act(first half) * second half;
         // jina-bert-v2-qk-post-norm: first half * act(second half)
-        g = u.narrow(1, I, I).contiguous();
+        const std::int64_t act_half = arch_ == Arch::jina ? 0 : I, other = I - act_half;
+        g = slot(Workspace::kGate, I);
+        g = g.defined() ? g.copy_(u.narrow(1, act_half, I)) : u.narrow(1, act_half, I).contiguous();
         activate(g, activation_);
-        g.mul_(u.narrow(1, 0, I));
+        g.mul_(u.narrow(1, other, I));
       }
-      at::Tensor o = l.down(g);
+      at::Tensor o = l.down(g, slot(Workspace::kDense, H));  // a is no longer needed
       o.add_(h);
-      x = layer_norm(o, l.ffn_norm);
+      x = layer_norm(o, l.ffn_norm, slot(Workspace::kX, H));  // the layer's input is no longer needed
     }
     return x;
   }
@@ -548,12 +702,18 @@ class BertModel final : public Model {
   /// every head, written into `ctx` [T, H]. Keys outside a row's mask get no weight in these
   /// models (the additive mask is the float minimum), so leaving them out is the same
   /// computation without the padding. q, k and v are strided views into `qkv` and the result
-  /// goes straight into `ctx`'s rows (the gemm takes the row strides): no copies.
-  void attention(const at::Tensor& qkv, at::Tensor& ctx, const PackedBatch& p, const at::Tensor& distance) {
+  /// goes straight into `ctx`'s rows (the gemm takes the row strides): no copies. With a
+  /// workspace, the scores and probabilities go into the thread's scratch, a block of query
+  /// rows at a time when a row is too long for it (softmax runs along the keys, so blocks of
+  /// queries change nothing); without one, a row at once into new tensors.
+  void attention(const at::Tensor& qkv, at::Tensor& ctx, const PackedBatch& p, const at::Tensor& distance,
+                 Workspace* ws) {
     const std::int64_t nh = heads_, hd = head_dim_;
     const bool alibi = positions_kind_ == Positions::alibi;
+    if (ws != nullptr) ws->reserve_scratch(at::get_num_threads());
     staging_.for_rows(p.batch, [&](std::int64_t begin, std::int64_t end) {
       c10::InferenceMode guard;  // thread-local: OpenMP's worker threads do not inherit it
+      Workspace::Scratch* scratch = ws != nullptr ? &ws->scratch(at::get_thread_num()) : nullptr;
       for (std::int64_t b = begin; b < end; ++b) {
         const std::int64_t L = p.counts[b];
         if (L == 0) continue;
@@ -561,27 +721,38 @@ class BertModel final : public Model {
         const at::Tensor q = rows.select(1, 0).transpose(0, 1);     // [nh, L, hd]
         const at::Tensor k = rows.select(1, 1).permute({1, 2, 0});  // [nh, hd, L]
         const at::Tensor v = rows.select(1, 2).transpose(0, 1);     // [nh, L, hd]
-        // The 1/sqrt(head_dim) scale is already in the query.
-        at::Tensor scores;
-        if (alibi) {
-          at::Tensor d;
-          if (distance.defined()) {
-            d = distance.narrow(0, 0, L).narrow(1, 0, L);
-          } else {
-            // A row with holes in its mask: the distance between the tokens' columns.
-            const at::Tensor cols = staging_.longs(std::span(p.columns).subspan(static_cast<std::size_t>(p.first[b]),
-                                                                                static_cast<std::size_t>(L)))
-                                        .to(at::kFloat);
-            d = (cols.unsqueeze(1) - cols.unsqueeze(0)).abs_();
-          }
-          scores = at::mul(neg_slopes_, d);  // [nh, L, L]: -slope * |i - j|
-          scores.baddbmm_(q, k);
-        } else {
-          scores = at::bmm(q, k);  // [nh, L, L]
+        const at::Tensor out = ctx.narrow(0, p.first[b], L).view({L, nh, hd}).transpose(0, 1);
+        at::Tensor columns;  // ALiBi with holes in the mask: the tokens' columns
+        if (alibi && !distance.defined()) {
+          columns = staging_.longs(std::span(p.columns).subspan(static_cast<std::size_t>(p.first[b]),
+                                                                static_cast<std::size_t>(L)))
+                        .to(at::kFloat);
         }
-        const at::Tensor probs = at::softmax(scores, -1);
-        at::Tensor out = ctx.narrow(0, p.first[b], L).view({L, nh, hd}).transpose(0, 1);
-        at::bmm_out(out, probs, v);
+        const std::int64_t block =
+            scratch != nullptr ? std::clamp<std::int64_t>(ws->scratch_floats() / (nh * L), 1, L) : L;
+        for (std::int64_t r0 = 0; r0 < L; r0 += block) {
+          const std::int64_t n = std::min(block, L - r0);
+          const at::Tensor qb = q.narrow(1, r0, n);  // [nh, n, hd]
+          // The 1/sqrt(head_dim) scale is already in the query.
+          at::Tensor scores, probs;
+          if (scratch != nullptr) {
+            scores = scratch->scores.narrow(0, 0, nh * n * L).view({nh, n, L});
+            probs = scratch->probs.narrow(0, 0, nh * n * L).view({nh, n, L});
+          }
+          if (alibi) {
+            const at::Tensor d =
+                distance.defined()
+                    ? distance.narrow(0, r0, n).narrow(1, 0, L)
+                    : (columns.narrow(0, r0, n).unsqueeze(1) - columns.unsqueeze(0)).abs_();  // [n, L]
+            scores = scores.defined() ? at::mul_out(scores, neg_slopes_, d) : at::mul(neg_slopes_, d);  // -slope |i - j|
+            scores.baddbmm_(qb, k);
+          } else {
+            scores = scores.defined() ? at::bmm_out(scores, qb, k) : at::bmm(qb, k);  // [nh, n, L]
+          }
+          probs = probs.defined() ? at::_softmax_out(probs, scores, -1, false) : at::softmax(scores, -1);
+          at::Tensor o = out.narrow(1, r0, n);
+          at::bmm_out(o, probs, v);
+        }
       }
     });
   }
@@ -599,6 +770,8 @@ class BertModel final : public Model {
   Norm embedding_norm_;
   std::vector<Layer> layers_;
   DeviceStaging staging_;
+  std::mutex workspaces_mutex_;
+  std::vector<std::unique_ptr<Workspace>> workspaces_;  // CPU: idle workspaces, one per call that ran at once
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdlib>
@@ -15,6 +16,8 @@ namespace {
 
 constexpr std::size_t kRoundFrom = std::size_t{64} << 10;
 
+std::atomic<unsigned long long> large_allocations{0};
+
 /// n rounded up to a multiple of 2^(floor(log2 n) - 2): 4 sizes per doubling.
 std::size_t size_class(std::size_t n) noexcept {
   if (n < kRoundFrom) return n;
@@ -25,6 +28,7 @@ std::size_t size_class(std::size_t n) noexcept {
 class SizeClassCpuAllocator final : public c10::Allocator {
  public:
   c10::DataPtr allocate(std::size_t n) const override {
+    if (n >= kRoundFrom) large_allocations.fetch_add(1, std::memory_order_relaxed);
     void* p = c10::alloc_cpu(size_class(n));
     return {p, p, &c10::free_cpu, c10::Device(c10::DeviceType::CPU)};
   }
@@ -43,6 +47,8 @@ void use_size_class_cpu_allocator() {
   }();
   (void)installed;
 }
+
+unsigned long long large_cpu_allocations() noexcept { return large_allocations.load(std::memory_order_relaxed); }
 
 void bound_onednn_primitive_cache() {
   static const bool done = [] {

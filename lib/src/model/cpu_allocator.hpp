@@ -13,6 +13,11 @@ namespace sluice {
 /// calls it; later calls do nothing.
 void use_size_class_cpu_allocator();
 
+/// How many CPU tensors of 64 KiB or more libtorch has allocated since
+/// use_size_class_cpu_allocator() (a relaxed count). Tests use it to show that a model call
+/// whose activations fit its workspace allocates none.
+unsigned long long large_cpu_allocations() noexcept;
+
 /// oneDNN keeps every primitive it creates in a cache of 1024 entries by default, keyed by
 /// shape. libtorch runs GELU (and, in bfloat16, the matmuls) through oneDNN, and a batch's shape
 /// differs on nearly every batch, so over a long run the cache fills with primitives that are
