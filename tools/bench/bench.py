@@ -268,6 +268,7 @@ class Bench:
         self.gemm_peak = os.path.join(self.build, "tools/bench/gemm-peak")
         self.model = os.path.abspath(args.model or os.path.join(self.build, "tests/test-models/minilm"))
         self.tiny = os.path.abspath(args.tiny_model or os.path.join(self.build, "tests/test-models/tiny"))
+        self.rss_model = os.path.abspath(args.rss_model) if args.rss_model else self.tiny
         self.work = os.path.join(CACHE, "run")
         self.rows = []       # (section, measure, value, note)
         self.facts = {}      # everything measured, written as JSON next to the table
@@ -576,13 +577,14 @@ class Bench:
             corpus = os.path.join(self.work, f"rss-short-{n}.jsonl")
             _, size = make_corpus(corpus, "short", records=n)
             out = os.path.join(self.work, f"rss-{n}.out.jsonl")
-            r = run(self.pipeline_cmd(self.tiny, corpus, out), ok=(0, 4), log=self.log)
+            r = run(self.pipeline_cmd(self.rss_model, corpus, out), ok=(0, 4), log=self.log)
             s = self.pipeline_summary(r, out)
             rows.append((n, size, r))
-            self.row("memory", f"peak RSS, {n:,} short records (tiny model)", f"{r.rss_mib:.1f} MiB",
+            model = os.path.basename(self.rss_model.rstrip("/"))
+            self.row("memory", f"peak RSS, {n:,} short records ({model} model)", f"{r.rss_mib:.1f} MiB",
                      f"{size / 1e6:.1f} MB input, {r.wall:.1f} s, {s['records'] / r.wall:,.0f} docs/s, "
                      f"{s['records']:,} completed")
-            self.facts.setdefault("rss", []).append({"records": n, "bytes": size, "wall": r.wall,
+            self.facts.setdefault("rss", []).append({"model": self.rss_model, "records": n, "bytes": size, "wall": r.wall,
                                                       "rss_mib": r.rss_mib, "summary": s})
             for p in (corpus, out, out + ".checkpoint"):
                 if os.path.exists(p):
@@ -663,7 +665,9 @@ class Bench:
                      (" (**other work was running: timings unreliable**)" if max(load0, load1) > 0.5 else "") + "  ")
         lines.append(f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']:.0f} GiB; flags {info['flags']}; "
                      f"{info['os']}, Linux {info['kernel']}; libtorch {info['libtorch']}; Node {info['node']}  ")
-        lines.append(f"Model: {self.model} (throughput, FLOPs); {self.tiny} (memory, scale). Threads: every core "
+        lines.append(f"Model: {self.model} (throughput, FLOPs); " +
+                     (f"{self.tiny} (memory, scale)" if self.rss_model == self.tiny else
+                      f"{self.rss_model} (memory); {self.tiny} (scale)") + ". Threads: every core "
                      f"({os.cpu_count()}) for pipeline-run and raw-forward (their default layout: concurrent model "
                      f"calls and threads per call as the rows say) and gemm-peak; onnxruntime "
                      f"intra-op threads = {os.cpu_count()} for transformers.js, batch size {a.peer_batch_size}" +
@@ -698,6 +702,8 @@ def main():
                     help="also measure throughput on this JSONL file (e.g. held-out data); repeatable")
     ap.add_argument("--repeat", type=int, help="rounds of raw / pipeline / peer; ratios are medians")
     ap.add_argument("--rss-sizes", type=int, nargs="+")
+    ap.add_argument("--rss-model", help="model folder for the peak-RSS rows (default: the tiny model); e.g. "
+                                        "BUILD/tests/test-models/minilm with --rss-sizes 10000 100000")
     ap.add_argument("--big-bytes", type=float, help="size of the large input in bytes (default 1e9 with --all)")
     ap.add_argument("--gemm-seconds", type=float, default=1.0)
     ap.add_argument("--no-peer", action="store_true", help="skip transformers.js")
