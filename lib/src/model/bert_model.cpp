@@ -728,14 +728,16 @@ class BertModel final : public Model {
                                                                 static_cast<std::size_t>(L)))
                         .to(at::kFloat);
         }
-        const std::int64_t block =
-            scratch != nullptr ? std::clamp<std::int64_t>(ws->scratch_floats() / (nh * L), 1, L) : L;
+        // Query rows per block: as many as the scratch holds (a row too long for even one
+        // query row of it, beyond any BERT's positions, takes new tensors).
+        const bool in_scratch = scratch != nullptr && nh * L <= ws->scratch_floats();
+        const std::int64_t block = in_scratch ? std::min(ws->scratch_floats() / (nh * L), L) : L;
         for (std::int64_t r0 = 0; r0 < L; r0 += block) {
           const std::int64_t n = std::min(block, L - r0);
           const at::Tensor qb = q.narrow(1, r0, n);  // [nh, n, hd]
           // The 1/sqrt(head_dim) scale is already in the query.
           at::Tensor scores, probs;
-          if (scratch != nullptr) {
+          if (in_scratch) {
             scores = scratch->scores.narrow(0, 0, nh * n * L).view({nh, n, L});
             probs = scratch->probs.narrow(0, 0, nh * n * L).view({nh, n, L});
           }
