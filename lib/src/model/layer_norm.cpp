@@ -50,12 +50,15 @@ SLUICE_ALWAYS_INLINE void normalise_row(const float* x, float* y, std::int64_t n
 using RowsFn = void (*)(const float*, std::int64_t, float*, std::int64_t, std::int64_t, std::int64_t, const float*,
                         const float*, float);
 
-#define SLUICE_ROWS_BODY                                                                                 \
-  for (std::int64_t r = 0; r < rows; ++r) normalise_row(in + r * in_stride, out + r * out_stride, n, weight, bias, eps)
+SLUICE_ALWAYS_INLINE void normalise_rows(const float* in, std::int64_t in_stride, float* out, std::int64_t out_stride,
+                                         std::int64_t rows, std::int64_t n, const float* weight, const float* bias,
+                                         float eps) {
+  for (std::int64_t r = 0; r < rows; ++r) normalise_row(in + r * in_stride, out + r * out_stride, n, weight, bias, eps);
+}
 
 void rows_baseline(const float* in, std::int64_t in_stride, float* out, std::int64_t out_stride, std::int64_t rows,
                    std::int64_t n, const float* weight, const float* bias, float eps) {
-  SLUICE_ROWS_BODY;
+  normalise_rows(in, in_stride, out, out_stride, rows, n, weight, bias, eps);
 }
 
 // Copies for AVX-512 and AVX2 on x86-64, picked once at run time. Not GCC's target_clones: its
@@ -66,12 +69,12 @@ void rows_baseline(const float* in, std::int64_t in_stride, float* out, std::int
 __attribute__((target("avx512f"))) void rows_avx512(const float* in, std::int64_t in_stride, float* out,
                                                     std::int64_t out_stride, std::int64_t rows, std::int64_t n,
                                                     const float* weight, const float* bias, float eps) {
-  SLUICE_ROWS_BODY;
+  normalise_rows(in, in_stride, out, out_stride, rows, n, weight, bias, eps);
 }
 __attribute__((target("avx2"))) void rows_avx2(const float* in, std::int64_t in_stride, float* out,
                                                std::int64_t out_stride, std::int64_t rows, std::int64_t n,
                                                const float* weight, const float* bias, float eps) {
-  SLUICE_ROWS_BODY;
+  normalise_rows(in, in_stride, out, out_stride, rows, n, weight, bias, eps);
 }
 #endif
 
