@@ -141,6 +141,61 @@ class CliTest(unittest.TestCase):
         for a, b in zip(data.splitlines(), out_lines):
             self.check_kept(a, b)
 
+    def test_stdout_keeps_what_the_descriptor_held_and_moves_its_position(self):
+        """Standard output as every kind of file: a new file, one with content (the shell's own
+        writes before and after the run), an append, a pipe and a terminal. The records are
+        the bytes of `-o FILE`, written where the descriptor stood, and what follows lands
+        after them."""
+        data = records(300)
+        src = self.write("in.jsonl", data)
+        common = [PIPELINE_RUN, "embed", src, "--model", TINY, "--progress", "never"]
+        r = run(common[1:] + ["-o", self.path("ref.jsonl")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ref = self.read("ref.jsonl")
+        self.assertEqual(len(ref.splitlines()), 300)
+        cmd = " ".join("'%s'" % a for a in common)
+
+        def shell(script):
+            r = subprocess.run(["bash", "-c", script], capture_output=True, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return r
+
+        out = self.path("stdout.jsonl")
+        shell("%s > '%s'" % (cmd, out))  # a new, empty file
+        self.assertEqual(self.read("stdout.jsonl"), ref)
+        shell("{ echo HEADER; %s; echo FOOTER; } > '%s'" % (cmd, out))  # the shell writes around the run
+        self.assertEqual(self.read("stdout.jsonl"), b"HEADER\n" + ref + b"FOOTER\n")
+        self.write("stdout.jsonl", b"already there\n")
+        shell("%s >> '%s'; echo FOOTER >> '%s'" % (cmd, out, out))  # an append
+        self.assertEqual(self.read("stdout.jsonl"), b"already there\n" + ref + b"FOOTER\n")
+        # A file opened without truncating (the shell's 1<>) whose position was moved: the bytes
+        # before the position stay, the run writes from there on as any write would.
+        self.write("stdout.jsonl", b"x" * 10)
+        shell("exec 1<> '%s'; printf ABCD; %s" % (out, cmd))
+        self.assertEqual(self.read("stdout.jsonl")[:4], b"ABCD")
+        self.assertEqual(self.read("stdout.jsonl")[4:], ref)
+        r = shell("%s | cat" % cmd)  # a pipe
+        self.assertEqual(r.stdout, ref)
+
+        # A terminal: the run's output through a pseudo-terminal, after a line of the shell's.
+        import pty
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execvp("bash", ["bash", "-c", "stty -onlcr; echo HEADER; %s 2>/dev/null; echo FOOTER" % cmd])
+        got = b""
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertEqual(got, b"HEADER\n" + ref + b"FOOTER\n")
+
     # --- validation and errors ----------------------------------------------------------
 
     BAD = (b'{"text":"ok"}\n'

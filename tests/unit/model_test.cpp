@@ -13,6 +13,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -27,8 +28,10 @@
 #include <sluice/error.hpp>
 #include <sluice/model.hpp>
 
-#include "test_models.hpp"
 #include <sluice/safetensors.hpp>
+
+#include "cpu_profile.hpp"
+#include "test_models.hpp"
 
 #include "model/cpu_allocator.hpp"
 #include "model/model_config.hpp"
@@ -613,6 +616,28 @@ TEST_CASE("RoBERTa positions count the non-padding ids; ALiBi sees only distance
   }
 }
 
+TEST_CASE("the CPU profile the model tests run under") {
+  if (!sluice::test::cpu_profile_runs_here()) return;
+  // Any model call initialises libtorch's dispatch and oneDNN before they are read.
+  ModelOptions options;
+  options.threads = 1;
+  auto model = Model::load(models_root() / "minilm", options);
+  (void)embed_all(*model, {{101, 7592, 2088, 102}}, 1);
+  const std::string profile = sluice::test::cpu_profile();
+  const int isa = sluice::test::onednn_isa();
+  const char* aten = std::getenv("ATEN_CPU_CAPABILITY");
+  char isa_hex[16];
+  std::snprintf(isa_hex, sizeof isa_hex, "0x%x", static_cast<unsigned>(isa));
+  MESSAGE("CPU profile \"" << profile << "\": ATEN_CPU_CAPABILITY " << std::string(aten != nullptr ? aten : "unset")
+                           << ", oneDNN ISA " << std::string(isa_hex));
+  // oneDNN's dnnl_cpu_isa_t: avx2 0x7, avx512_core 0x27 (0x67 with VNNI, 0xe7 with bf16).
+  if (profile == "avx2") {
+    CHECK(isa == 0x7);
+  } else if (profile == "avx512_core") {
+    CHECK(isa == 0x27);
+  }
+}
+
 TEST_CASE("bf16 and int8 precision stay close to fp32 on minilm") {
   // Measured on this fixture (docs/models.md, "Precision"): cosine to the fp32 reference about
   // 0.9998 at worst for both; the tests ask for 0.999.
@@ -631,6 +656,11 @@ TEST_CASE("bf16 and int8 precision stay close to fp32 on minilm") {
     CHECK(a.min_cosine < 0.9999999);  // it did quantise
   }
   SUBCASE("bf16: the linear layers' matmuls in bfloat16") {
+    if (!sluice::test::bf16_path_is_real()) {
+      MESSAGE("bf16 not run under the avx2 profile on an AVX-512 host: libtorch would still send it to oneDNN "
+              "(tests/unit/cpu_profile.hpp)");
+      return;
+    }
     // libtorch's bf16 matmul without AVX512-BF16 is a slow fallback: a few short records only.
     std::vector<std::vector<std::int64_t>> ids;
     std::vector<float> want;

@@ -53,7 +53,8 @@ void AsyncFileWriter::open(const std::string& path, std::uint64_t start_offset) 
   }
   struct stat st {};
   regular_file_ = fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
-  written_ = regular_file_ ? start_offset : 0;
+  // written_ counts this run's bytes; for a file of our own it is also the offset of the next.
+  written_ = regular_file_ && owns_fd_ ? start_offset : 0;
 }
 
 void AsyncFileWriter::append(std::string_view bytes) {
@@ -131,7 +132,11 @@ void AsyncFileWriter::start_write() {
     skip = 0;
   }
   busy_ = true;
-  int64_t offset = regular_file_ ? static_cast<int64_t>(written_) : -1;
+  // Standard output is written at the descriptor's own position, which each write moves on, as
+  // any program's output: what the shell or the program wrote to it before stays, and what
+  // is written after lands after ours (`{ echo a; pipeline-run ...; echo b; } > f`). A file of
+  // our own is written at explicit offsets from the start.
+  int64_t offset = regular_file_ && owns_fd_ ? static_cast<int64_t>(written_) : -1;
   int r = uv_fs_write(loop_, &req_, fd_, bufs_.data(), static_cast<unsigned>(bufs_.size()), offset,
                       &AsyncFileWriter::on_write);
   if (r < 0) {

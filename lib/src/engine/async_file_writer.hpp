@@ -28,8 +28,11 @@ class AsyncFileWriter {
                   std::function<void(const std::string&)> on_error);
   ~AsyncFileWriter();
 
-  /// Opens `path` ("-" = standard output) for writing, truncated to `start_offset` bytes.
-  /// Synchronous; throws sluice::Error(io_error) naming the path.
+  /// Opens `path` for writing, truncated to `start_offset` bytes, and writes at explicit
+  /// offsets from there. "-" is standard output, written at the descriptor's current position
+  /// (what it already holds is kept, and the position moves on as with any write), never
+  /// truncated; `start_offset` must be 0 for it. Synchronous; throws sluice::Error(io_error)
+  /// naming the path.
   void open(const std::string& path, std::uint64_t start_offset = 0);
 
   /// Queues bytes; starts a write when none is in flight.

@@ -1,7 +1,17 @@
 #include "model/layer_norm.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+
+// Every copy below must give the same bits on every instruction set, so no multiply and add may
+// be fused: this file is compiled with -ffp-contract=off (lib/src/model/meson.build). Under
+// target("avx512f") GCC otherwise contracts `x * rstd + shift` into one FMA, and on a row whose
+// variance is 0 (rstd = 1 / sqrt(eps), 1e6 for eps 1e-12) the exact product minus the rounded
+// `rstd * mean` leaves the product's rounding error, up to a few units, where the unfused form
+// gives exactly 0. The cost is nothing measurable: the kernel is bound by memory, not by
+// arithmetic. tests/unit/layer_norm_test.cpp runs every copy the host can run and checks that
+// they agree bit for bit.
 
 namespace sluice {
 namespace {
@@ -47,9 +57,6 @@ SLUICE_ALWAYS_INLINE void normalise_row(const float* x, float* y, std::int64_t n
   for (j = 0; j < n; ++j) y[j] = (x[j] * rstd + shift) * weight[j] + bias[j];
 }
 
-using RowsFn = void (*)(const float*, std::int64_t, float*, std::int64_t, std::int64_t, std::int64_t, const float*,
-                        const float*, float);
-
 SLUICE_ALWAYS_INLINE void normalise_rows(const float* in, std::int64_t in_stride, float* out, std::int64_t out_stride,
                                          std::int64_t rows, std::int64_t n, const float* weight, const float* bias,
                                          float eps) {
@@ -78,20 +85,43 @@ __attribute__((target("avx2"))) void rows_avx2(const float* in, std::int64_t in_
 }
 #endif
 
-RowsFn pick_rows() noexcept {
+// The copies, best first. `runs` is filled in at first use, after __builtin_cpu_init.
+std::array<LayerNormCopy, 3> make_copies() noexcept {
 #ifdef SLUICE_X86_COPIES
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return rows_avx512;
-  if (__builtin_cpu_supports("avx2")) return rows_avx2;
+  return {{
+      {"avx512", "avx512f", __builtin_cpu_supports("avx512f") != 0, rows_avx512},
+      {"avx2", "avx2", __builtin_cpu_supports("avx2") != 0, rows_avx2},
+      {"baseline", "", true, rows_baseline},
+  }};
+#else
+  return {{
+      {"avx512", "avx512f", false, nullptr},
+      {"avx2", "avx2", false, nullptr},
+      {"baseline", "", true, rows_baseline},
+  }};
 #endif
+}
+
+const std::array<LayerNormCopy, 3>& copies() noexcept {
+  static const std::array<LayerNormCopy, 3> all = make_copies();
+  return all;
+}
+
+LayerNormRowsFn pick_rows() noexcept {
+  for (const LayerNormCopy& c : copies()) {
+    if (c.runs) return c.fn;
+  }
   return rows_baseline;
 }
 
 }  // namespace
 
+std::span<const LayerNormCopy> layer_norm_copies() noexcept { return copies(); }
+
 void layer_norm_rows(const float* in, std::int64_t in_stride, float* out, std::int64_t out_stride,
                      std::int64_t rows, std::int64_t n, const float* weight, const float* bias, float eps) {
-  static const RowsFn rows_fn = pick_rows();
+  static const LayerNormRowsFn rows_fn = pick_rows();
   rows_fn(in, in_stride, out, out_stride, rows, n, weight, bias, eps);
 }
 
