@@ -4,7 +4,7 @@
 //   1. As checkpoint text: checkpoint_from_json() returns a state or an invalid_argument error
 //      with a message, never anything else. Its answer is compared with an independent JSON
 //      reader (json_check.hpp): accepted exactly when the text is one JSON object whose first
-//      occurrence of every field has the right type ("version" 1, counters plain non-negative
+//      occurrence of every field has the right type ("version" 2, counters plain non-negative
 //      integers, names strings, "finished" a boolean), and then with the same values. Texts
 //      where simdjson's own limits decide (depth, lone surrogate escapes, numbers out of range)
 //      are only checked in the accepting direction.
@@ -103,11 +103,12 @@ Prediction predict(const JsonDoc& doc) {
             u64("records_done", s.records_done) && str("output", s.output) && u64("output_offset", s.output_offset) &&
             str("dead_letter", s.dead_letter) && u64("dead_letter_offset", s.dead_letter_offset) &&
             u64("completed", s.completed) && u64("failed", s.failed) && u64("tokens", s.tokens) &&
-            u64("truncated", s.truncated) && str("fingerprint", s.fingerprint);
+            u64("truncated", s.truncated) && str("input_hash", s.input_hash) && str("output_hash", s.output_hash) &&
+            str("dead_letter_hash", s.dead_letter_hash) && str("fingerprint", s.fingerprint);
   const Member* fin = first(doc, "finished");
   ok = ok && fin != nullptr && fin->kind == Kind::boolean;
   if (ok) s.finished = fin->raw == "true";
-  p.ok = ok && version == 1;
+  p.ok = ok && version == CheckpointState::kVersion;
   return p;
 }
 
@@ -126,6 +127,9 @@ void check_round_trip(const CheckpointState& s, const char* what) {
   // Strings that are not valid UTF-8 are written with U+FFFD in place of ill-formed bytes.
   for (auto [field, in, out] : {std::tuple{"input", &s.input, &got.input}, std::tuple{"output", &s.output, &got.output},
                                 std::tuple{"dead_letter", &s.dead_letter, &got.dead_letter},
+                                std::tuple{"input_hash", &s.input_hash, &got.input_hash},
+                                std::tuple{"output_hash", &s.output_hash, &got.output_hash},
+                                std::tuple{"dead_letter_hash", &s.dead_letter_hash, &got.dead_letter_hash},
                                 std::tuple{"fingerprint", &s.fingerprint, &got.fingerprint}}) {
     FUZZ_CHECK(is_utf8(*out), "%s: %s read back is not valid UTF-8", what, field);
     if (is_utf8(*in)) {
@@ -136,6 +140,9 @@ void check_round_trip(const CheckpointState& s, const char* what) {
   want.input = got.input;
   want.output = got.output;
   want.dead_letter = got.dead_letter;
+  want.input_hash = got.input_hash;
+  want.output_hash = got.output_hash;
+  want.dead_letter_hash = got.dead_letter_hash;
   want.fingerprint = got.fingerprint;
   FUZZ_CHECK(got == want, "%s: the state read back differs from the one written: %s", what,
              printable(text, 600).c_str());
@@ -153,7 +160,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (r.ok()) {
     FUZZ_CHECK(p.ok || !p.decided, "accepted a text that is not a valid checkpoint: %s", printable(in).c_str());
     const CheckpointState& s = r.value();
-    FUZZ_CHECK(s.version == 1, "version %d", s.version);
+    FUZZ_CHECK(s.version == CheckpointState::kVersion, "version %d", s.version);
     if (p.decided) {
       FUZZ_CHECK(s == p.state, "fields read differ from the text's: %s", printable(in).c_str());
     }
@@ -182,6 +189,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   s.input = b.str();
   s.output = b.str();
   s.dead_letter = b.str();
+  s.input_hash = b.str();
+  s.output_hash = b.str();
+  s.dead_letter_hash = b.str();
   s.fingerprint = std::string(b.rest);
   check_round_trip(s, "state from bytes");
   return 0;

@@ -24,6 +24,9 @@ TEST_CASE("checkpoint JSON round-trips") {
   s.failed = 9;
   s.tokens = 18446744073709551615ull;
   s.truncated = 3;
+  s.input_hash = "0123456789abcdef";
+  s.output_hash = "fedcba9876543210";
+  s.dead_letter_hash = "";
   s.fingerprint = "abc";
   s.finished = true;
   auto r = checkpoint_from_json(checkpoint_to_json(s));
@@ -49,5 +52,11 @@ TEST_CASE("checkpoint files are written whole and replace the old one") {
         std::string::npos);
   { std::ofstream(path) << "{\"version\":2}"; }
   CHECK_THROWS_AS(read_checkpoint_file(path), Error);
+  // A checkpoint of another version is refused with a message that says so.
+  std::string text = checkpoint_to_json(a);
+  text.replace(text.find("\"version\":2"), 11, "\"version\":1");
+  auto old = checkpoint_from_json(text);
+  REQUIRE_FALSE(old.ok());
+  CHECK(old.error().message.find("version 1 is not supported") != std::string::npos);
   std::filesystem::remove_all(dir);
 }

@@ -449,13 +449,32 @@ TEST_CASE("resume refuses a changed input or option, saying what changed") {
     CHECK(std::string(e.what()).find("text field \"body\"") != std::string::npos);
     CHECK(std::string(e.what()).find("text field \"text\"") != std::string::npos);
   }
+  // A byte changed before the point the run had reached: refused, whatever the size and time.
+  std::string edited = make_input(10);
+  edited[edited.find("record") + 1] = 'E';
+  write_file(opts.input, edited);
+  try {
+    Pipeline p(opts, tiny().model, tiny().tokenizer);
+    p.run();
+    FAIL("expected a refusal");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::invalid_argument);
+    CHECK(std::string(e.what()).find("are not those the checkpoint's run read") != std::string::npos);
+  }
+  // Records appended after a finished run: refused (one run over the whole file would batch
+  // them otherwise); trailing blank lines are not records.
   write_file(opts.input, make_input(11));
   try {
     Pipeline p(opts, tiny().model, tiny().tokenizer);
     p.run();
     FAIL("expected a refusal");
   } catch (const Error& e) {
-    CHECK(std::string(e.what()).find("input=") != std::string::npos);
+    CHECK(std::string(e.what()).find("it grew since") != std::string::npos);
+  }
+  write_file(opts.input, make_input(10) + "\n  \r\n");
+  {
+    Pipeline p(opts, tiny().model, tiny().tokenizer);
+    CHECK(p.run().status == "completed");
   }
 }
 

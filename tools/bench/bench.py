@@ -598,6 +598,67 @@ class Bench:
             self.row("memory", f"peak RSS growth, {rows[-2][0]:,} to {rows[-1][0]:,} records", f"{d:+.1f} MiB",
                      f"{d / rows[-2][2].rss_mib:+.1%}")
 
+    def precision(self, corpus):
+        """fp32, bf16 and int8 on the same corpus in the same run: raw-forward (Model::embed on
+        pipeline-run's batches) and pipeline-run end to end, rounds interleaved so that a change
+        of machine speed hits every precision alike; each output's cosine to fp32's."""
+        a = self.args
+        precisions = ("fp32", "bf16", "int8")
+        warm = os.path.join(self.work, "precision.warm.jsonl")
+        head_corpus(corpus, warm, 64)
+        for p in precisions:
+            run(self.pipeline_cmd(self.model, warm, warm + ".out") + ["--precision", p], ok=(0, 4), log=self.log)
+        settings = self.effective_settings(warm + ".out")
+        rounds = []
+        outs = {p: os.path.join(self.work, f"precision.{p}.jsonl") for p in precisions}
+        for i in range(a.repeat):
+            rnd = {}
+            for p in precisions:
+                rr = run([self.raw_forward, self.model, corpus, "--precision", p,
+                          "--batch-size", str(settings["batch_size"]),
+                          "--max-batch-tokens", str(settings["max_batch_tokens"]),
+                          "--sort-window", str(settings["sort_window"])], log=self.log)
+                raw = last_json(rr.stdout)
+                for path in (outs[p], outs[p] + ".checkpoint"):
+                    if os.path.exists(path):
+                        os.remove(path)
+                pr = run(self.pipeline_cmd(self.model, corpus, outs[p]) + ["--precision", p], ok=(0, 4), log=self.log)
+                pipe = self.pipeline_summary(pr, outs[p])
+                rnd[p] = {"raw_tps": raw["tokens_per_s"], "pipe_tps": pipe["tokens"] / pr.wall, "wall": pr.wall,
+                          "tokens": pipe["tokens"], "records": pipe["records"], "rss_mib": pr.rss_mib}
+                self.log(f"precision {p} round {i + 1}: raw {raw['tokens_per_s']:.0f} tok/s, pipeline "
+                         f"{rnd[p]['pipe_tps']:.0f} tok/s")
+            rounds.append(rnd)
+
+        def median(xs):
+            xs = sorted(xs)
+            return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
+
+        flags = machine()["flags"].split()
+        native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+        section = "precision (code corpus)"
+        last = rounds[-1]["fp32"]
+        self.row(section, "corpus, bf16 hardware",
+                 f"{last['records']:,} records, {last['tokens']:,} tokens",
+                 "this CPU has " + (" and ".join(native) if native else "no native bf16 (AVX512_BF16 or AMX)") +
+                 f"; pipeline-run's default batching (batch size {settings['batch_size']}, max batch tokens "
+                 f"{settings['max_batch_tokens']}, sort window {settings['sort_window']}); {a.repeat} round(s), medians")
+        for p in precisions:
+            raw = median([r[p]["raw_tps"] for r in rounds])
+            pipe = median([r[p]["pipe_tps"] for r in rounds])
+            raw_x = median([r[p]["raw_tps"] / r["fp32"]["raw_tps"] for r in rounds])
+            pipe_x = median([r[p]["pipe_tps"] / r["fp32"]["pipe_tps"] for r in rounds])
+            note = (f"raw model {raw:,.0f} tokens/s ({raw_x:.2f}x fp32); pipeline-run {pipe:,.0f} tokens/s "
+                    f"(**{pipe_x:.2f}x** fp32; rounds " +
+                    ", ".join(f"{r[p]['pipe_tps'] / r['fp32']['pipe_tps']:.2f}" for r in rounds) +
+                    f"); peak RSS {max(r[p]['rss_mib'] for r in rounds):.0f} MiB")
+            if p != "fp32":
+                check = self.compare_outputs(outs[p], outs["fp32"])
+                note += f"; cosine to fp32 at least {check['min_cosine']:.6f} over {check['records']} records"
+            self.row(section, f"--precision {p}", f"{pipe:,.0f} tokens/s", note)
+            self.facts.setdefault("precision", {})[p] = {"raw_tps": raw, "pipe_tps": pipe, "raw_x": raw_x,
+                                                         "pipe_x": pipe_x, "rounds": [r[p] for r in rounds]}
+
     def gigabyte(self):
         a = self.args
         corpus = os.path.join(self.work, "big-code.jsonl")
@@ -635,7 +696,7 @@ class Bench:
             self.gemm()
         corpora = {}
         for label, n in (("code", a.code_records), ("short", a.short_records)):
-            if label in a.sections or "padding" in a.sections:
+            if label in a.sections or "padding" in a.sections or (label == "code" and "precision" in a.sections):
                 corpora[label] = os.path.join(self.work, f"{label}.jsonl")
                 self.log(f"writing the {label} corpus ({n:,} records)")
                 make_corpus(corpora[label], label, records=n)
@@ -646,6 +707,8 @@ class Bench:
                 self.throughput(label, corpus, peer_root, peer_name)
         if "padding" in a.sections:
             self.padding(corpora)
+        if "precision" in a.sections:
+            self.precision(corpora["code"])
         if "rss" in a.sections:
             self.rss()
         if "gb" in a.sections:
@@ -687,7 +750,8 @@ class Bench:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="Sections: code, short (throughput and transformers.js), padding, gemm, rss, gb.")
+                                 epilog="Sections: code, short (throughput and transformers.js), padding, gemm, rss, gb, "
+                                        "precision (fp32, bf16, int8 on the code corpus).")
     ap.add_argument("--all", action="store_true", help="every section at full size")
     ap.add_argument("--quick", action="store_true", help="every section, small inputs (minutes; figures indicative)")
     ap.add_argument("--only", default="", help="comma-separated sections to run (with --all/--quick sizes)")
@@ -724,9 +788,9 @@ def main():
         if getattr(a, k) is None:
             setattr(a, k, v)
     a.big_bytes = int(a.big_bytes)
-    a.sections = set(s for s in a.only.split(",") if s) or ({"code", "short", "padding", "gemm", "rss", "gb"}
+    a.sections = set(s for s in a.only.split(",") if s) or ({"code", "short", "padding", "gemm", "rss", "gb", "precision"}
                                                            if (a.all or a.quick) else set())
-    unknown = a.sections - {"code", "short", "padding", "gemm", "rss", "gb"}
+    unknown = a.sections - {"code", "short", "padding", "gemm", "rss", "gb", "precision"}
     if unknown:
         ap.error(f"unknown sections {sorted(unknown)}")
     if a.input and not a.sections:

@@ -52,6 +52,7 @@ struct Options {
   int threads = 0;
   int workers = 0;
   std::string device = "cpu";
+  std::string precision = "fp32";
   std::size_t warmup = 2;
   bool plan_only = false;
 };
@@ -69,7 +70,8 @@ bool is_blank(std::string_view s) {
 void usage() {
   std::fprintf(stderr,
                "usage: raw-forward MODEL_DIR INPUT.jsonl [--batch-size N] [--max-batch-tokens N] [--sort-window N]\n"
-               "                   [--threads N] [--workers N] [--device cpu|cuda|cuda:N] [--text-field NAME]\n"
+               "                   [--threads N] [--workers N] [--device cpu|cuda|cuda:N] [--precision fp32|bf16|int8]\n"
+               "                   [--text-field NAME]\n"
                "                   [--warmup N] [--plan-only]\n");
 }
 
@@ -106,6 +108,7 @@ int main(int argc, char** argv) {
     else if (name == "--threads") o.threads = std::stoi(value);
     else if (name == "--workers") o.workers = std::stoi(value);
     else if (name == "--device") o.device = value;
+    else if (name == "--precision") o.precision = value;
     else if (name == "--text-field") o.text_field = value;
     else if (name == "--warmup") o.warmup = std::stoul(value);
     else {
@@ -119,6 +122,10 @@ int main(int argc, char** argv) {
   try {
     sluice::ModelOptions mo;
     mo.device = sluice::parse_device(o.device);
+    if (!sluice::precision_from_name(o.precision, mo.precision)) {
+      std::fprintf(stderr, "raw-forward: unknown precision %s (fp32, bf16, int8)\n", o.precision.c_str());
+      return 2;
+    }
     // As the pipeline lays out its threads (pipeline.cpp): a CPU model allows concurrent calls.
     const sluice::ThreadLayout layout =
         sluice::model_thread_layout(o.threads, o.workers, mo.device.kind == sluice::DeviceKind::cpu);

@@ -19,9 +19,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <sluice/event_bus.hpp>
 #include <sluice/events.hpp>
+#include <sluice/file_roles.hpp>
 #include <sluice/model.hpp>
 #include <sluice/sink.hpp>
 #include <sluice/source.hpp>
@@ -138,6 +140,10 @@ struct PipelineOptions {
   std::uint64_t checkpoint_every_records = 10000;
   double checkpoint_every_s = 30;
   std::string pipeline_id;  ///< empty: a random one
+  /// Other files the program writes while the run goes (pipeline-run: its event log). The run
+  /// refuses to start when any two of these, the input, the output, the dead-letter file and
+  /// the checkpoint are one file (check_distinct_files).
+  std::vector<FileRole> other_files;
   /// Continue the run recorded in `checkpoint`: the output (and dead-letter file) is cut back
   /// to the checkpoint's offsets and reading starts at its input offset. Refused (throws
   /// sluice::Error, invalid_argument) when the input, model or options differ from the

@@ -1,10 +1,12 @@
 #include "async_file_writer.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -34,15 +36,31 @@ void AsyncFileWriter::open(const std::string& path, std::uint64_t start_offset) 
     owns_fd_ = false;
   } else {
     uv_fs_t req;
-    int flags = O_WRONLY | O_CREAT | (start_offset == 0 ? O_TRUNC : 0);
-    int r = uv_fs_open(nullptr, &req, path.c_str(), flags, 0644, nullptr);
+    // Not truncated at open: a file another run is writing is refused before anything in it
+    // is touched.
+    int r = uv_fs_open(nullptr, &req, path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644, nullptr);
     uv_fs_req_cleanup(&req);
     if (r < 0) {
       throw Error(ErrorCode::io_error, fmt::format("{}: cannot open for writing: {}", path, uv_strerror(r)));
     }
     fd_ = r;
     owns_fd_ = true;
-    if (start_offset > 0) {
+    // A regular file is locked until it is closed (or the process ends, however it ends), and
+    // only then cut to its start: a device such as /dev/null is shared by nature.
+    struct stat st {};
+    if (fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) {
+      if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        if (e == EWOULDBLOCK) {
+          throw Error(ErrorCode::io_error,
+                      fmt::format("{}: another run is writing this file (it holds its lock): wait for it to end, or "
+                                  "give this run another file",
+                                  path));
+        }
+        if (e != ENOLCK && e != EOPNOTSUPP && e != EINVAL) {  // file systems without locks: go on
+          throw Error(ErrorCode::io_error, fmt::format("{}: cannot lock: {}", path, std::strerror(e)));
+        }
+      }
       r = uv_fs_ftruncate(nullptr, &req, fd_, static_cast<int64_t>(start_offset), nullptr);
       uv_fs_req_cleanup(&req);
       if (r < 0) {

@@ -28,8 +28,14 @@ std::string checkpoint_to_json(const CheckpointState& s) {
   append_json_string(out, s.dead_letter);
   fmt::format_to(
       std::back_inserter(out),
-      ",\"dead_letter_offset\":{},\"completed\":{},\"failed\":{},\"tokens\":{},\"truncated\":{},\"fingerprint\":",
+      ",\"dead_letter_offset\":{},\"completed\":{},\"failed\":{},\"tokens\":{},\"truncated\":{},\"input_hash\":",
       s.dead_letter_offset, s.completed, s.failed, s.tokens, s.truncated);
+  append_json_string(out, s.input_hash);
+  out += ",\"output_hash\":";
+  append_json_string(out, s.output_hash);
+  out += ",\"dead_letter_hash\":";
+  append_json_string(out, s.dead_letter_hash);
+  out += ",\"fingerprint\":";
   append_json_string(out, s.fingerprint);
   fmt::format_to(std::back_inserter(out), ",\"finished\":{}}}\n", s.finished);
   return out;
@@ -54,19 +60,27 @@ Result<CheckpointState> checkpoint_from_json(std::string_view json) {
     return true;
   };
   std::uint64_t version = 0;
-  bool ok = u64("version", version) && str("input", s.input) && u64("input_size", s.input_size) &&
+  if (!u64("version", version)) {
+    return ErrorInfo{ErrorCode::invalid_argument, "checkpoint is missing a field or has a wrong type", {}, {}};
+  }
+  if (version != CheckpointState::kVersion) {
+    return ErrorInfo{ErrorCode::invalid_argument,
+                     fmt::format("checkpoint version {} is not supported (this sluice writes version {}): it was "
+                                 "written by another version; run without --resume to start again",
+                                 version, CheckpointState::kVersion),
+                     {},
+                     {}};
+  }
+  bool ok = str("input", s.input) && u64("input_size", s.input_size) &&
             u64("input_offset", s.input_offset) && u64("input_line", s.input_line) &&
             u64("records_done", s.records_done) && str("output", s.output) && u64("output_offset", s.output_offset) &&
             str("dead_letter", s.dead_letter) && u64("dead_letter_offset", s.dead_letter_offset) &&
             u64("completed", s.completed) && u64("failed", s.failed) && u64("tokens", s.tokens) &&
-            u64("truncated", s.truncated) && str("fingerprint", s.fingerprint) &&
+            u64("truncated", s.truncated) && str("input_hash", s.input_hash) && str("output_hash", s.output_hash) &&
+            str("dead_letter_hash", s.dead_letter_hash) && str("fingerprint", s.fingerprint) &&
             doc["finished"].get_bool().get(s.finished) == simdjson::SUCCESS;
   if (!ok) return ErrorInfo{ErrorCode::invalid_argument, "checkpoint is missing a field or has a wrong type", {}, {}};
-  if (version != 1) {
-    return ErrorInfo{
-        ErrorCode::invalid_argument, fmt::format("checkpoint version {} is not supported", version), {}, {}};
-  }
-  s.version = 1;
+  s.version = CheckpointState::kVersion;
   return s;
 }
 

@@ -9,7 +9,8 @@
 namespace sluice {
 
 struct CheckpointState {
-  int version = 1;
+  static constexpr int kVersion = 2;
+  int version = kVersion;
   std::string input;               // input path
   std::uint64_t input_size = 0;    // input size when the run began (0: unknown)
   std::uint64_t input_offset = 0;  // resume reading here
@@ -23,7 +24,12 @@ struct CheckpointState {
   std::uint64_t failed = 0;
   std::uint64_t tokens = 0;
   std::uint64_t truncated = 0;
-  std::string fingerprint;  // hash of model, options and input identity
+  // ContentHash (io/content_hash.hpp) of the bytes before each offset, 16 hex digits; empty
+  // where there is no file to read back (a program's own source or sink, standard output).
+  std::string input_hash;
+  std::string output_hash;
+  std::string dead_letter_hash;
+  std::string fingerprint;  // model (by content), options
   bool finished = false;    // the run reached the end of its input
 
   bool operator==(const CheckpointState&) const = default;

@@ -23,6 +23,7 @@
 #include "bounded_queue.hpp"
 #include "checkpoint.hpp"
 #include "embed_workers.hpp"
+#include "io/content_hash.hpp"
 #include "io/line_splitter.hpp"
 #include "io/output_format.hpp"
 #include "io/record_parser.hpp"
@@ -216,6 +217,15 @@ class Pipeline::Impl {
   void open_input();
   void open_outputs();
   std::string compute_fingerprint() const;
+  void check_files_are_distinct() const;
+  // Carries the content hashes forward to `state`'s offsets and writes them into it. Returns
+  // an empty string, or what could not be read.
+  std::string hash_up_to(CheckpointState& state);
+  // On resume: the bytes before each of the checkpoint's offsets must be those its run saw.
+  void verify_files_against(const CheckpointState& state);
+  bool input_rereadable() const { return !source_ && opt_.input != "-" && seekable_input_; }
+  bool output_rereadable() const { return !sink_ && opt_.output != "-"; }
+  bool dead_letter_rereadable() const { return !opt_.dead_letter.empty() && opt_.dead_letter != "-"; }
   // Restores positions and counters from the checkpoint when resuming; returns whether the
   // checkpointed run had finished. Throws sluice::Error when the run differs from it.
   bool load_resume_point();
@@ -331,6 +341,10 @@ class Pipeline::Impl {
 
   // Checkpoints.
   bool checkpoint_busy_ = false;
+  std::function<void()> final_checkpoint_waiting_;  // the final one, asked for while one was busy
+  // Hashes of the bytes before the last checkpoint's positions (io/content_hash.hpp), carried
+  // forward at each checkpoint by reading the new bytes back from the files.
+  ContentHash input_hash_, output_hash_, dead_letter_hash_;
   std::uint64_t last_checkpoint_records_ = 0;
   double last_checkpoint_time_ = 0;
 
@@ -397,44 +411,76 @@ void Pipeline::Impl::open_outputs() {
   }
 }
 
-std::string Pipeline::Impl::compute_fingerprint() const {
-  // Each part is compared on its own, so a refused resume can say what changed.
-  std::string input = "input=";
-  if (source_) {
-    input += "<source>";
-  } else {
-    struct stat st {};
-    if (opt_.input != "-" && ::stat(opt_.input.c_str(), &st) == 0) {
-      input += fmt::format("{} bytes, modified {}.{:09}", st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-    } else {
-      input += opt_.input;
-    }
+void Pipeline::Impl::check_files_are_distinct() const {
+  std::vector<FileRole> roles;
+  if (!source_) roles.push_back({"input", opt_.input, STDIN_FILENO});
+  if (!sink_) roles.push_back({"output", opt_.output, STDOUT_FILENO});
+  roles.push_back({"dead-letter file", opt_.dead_letter, STDOUT_FILENO});
+  if (!opt_.checkpoint.empty()) {
+    roles.push_back({"checkpoint", opt_.checkpoint});
+    roles.push_back({"checkpoint's temporary file", opt_.checkpoint + ".tmp"});
   }
-  std::uint64_t h = 1469598103934665603ull;  // FNV-1a over the model's small files
-  auto mix = [&h](std::string_view bytes) {
-    for (unsigned char c : bytes) {
-      h ^= c;
-      h *= 1099511628211ull;
-    }
-  };
-  for (const char* name : {"config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json",
-                           "sentence_bert_config.json"}) {
-    std::ifstream f(model_->info().dir / name, std::ios::binary);
-    if (!f) continue;
-    std::stringstream ss;
-    ss << f.rdbuf();
-    mix(name);
-    mix(ss.str());
-  }
+  roles.insert(roles.end(), opt_.other_files.begin(), opt_.other_files.end());
+  check_distinct_files(roles);
+}
+
+namespace {
+
+/// The files of a model folder that can change its vectors, by content: configuration,
+/// tokenizer and weights (every .json, .txt, .model, .safetensors and .pt file, in every
+/// module folder), in path order. Not the folder's own path: an identical copy elsewhere is
+/// the same model.
+std::string model_content_hash(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  if (dir.empty()) return "none";
+  std::vector<fs::path> files;
   std::error_code ec;
-  auto weights = std::filesystem::file_size(model_->info().dir / "model.safetensors", ec);
-  mix(fmt::format("{}", ec ? 0 : weights));
-  std::string model = fmt::format("model={} ({:016x})", model_->info().dir.string(), h);
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string ext = p.extension().string();
+    if (ext != ".json" && ext != ".txt" && ext != ".model" && ext != ".safetensors" && ext != ".pt") continue;
+    if (!it->is_regular_file(ec)) continue;  // through links, as the loaders open them
+    files.push_back(p);
+  }
+  std::sort(files.begin(), files.end());
+  ContentHash all;
+  for (const fs::path& p : files) {
+    ContentHash one;
+    const std::uint64_t size = fs::file_size(p, ec);
+    std::string err = ec ? "cannot read its size" : hash_file_to(p.string(), size, one);
+    const std::string rel = p.lexically_relative(dir).generic_string();
+    all.update(rel);
+    all.update(err.empty() ? one.hex() : "unreadable");
+  }
+  return fmt::format("{} files, {}", files.size(), all.hex());
+}
+
+std::string_view pooling_name(Pooling p) {
+  switch (p) {
+    case Pooling::mean: return "mean";
+    case Pooling::cls: return "cls";
+    case Pooling::max: return "max";
+    case Pooling::last_token: return "last_token";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string Pipeline::Impl::compute_fingerprint() const {
+  // Everything that can change an output byte, one part per line so that a refused resume can
+  // say what changed. The input is checked by content instead (verify_files_against).
+  const ModelInfo& info = model_->info();
+  std::string model = fmt::format("model={} ({}), pooling {}, {}normalized, precision {}, device {}",
+                                  info.family, model_content_hash(info.dir), pooling_name(info.pooling),
+                                  info.normalize ? "" : "not ", precision_name(info.precision),
+                                  device_name(info.device));
   std::string options = fmt::format(
       "options=text field \"{}\", output field \"{}\", batch size {}, max batch tokens {}, sort window {}, "
       "max record bytes {}, on error {}, dead letter {}, prompt \"{}\", dimensions {}, output {} {}, long input {}",
       opt_.text_field, opt_.output_field, opt_.batch_size, opt_.max_batch_tokens, window_, opt_.max_record_bytes,
-      opt_.on_error == OnError::skip ? "skip" : "fail", opt_.dead_letter.empty() ? "none" : opt_.dead_letter,
+      opt_.on_error == OnError::skip ? "skip" : "fail", opt_.dead_letter.empty() ? "none" : "a file",
       opt_.prompt, opt_.dimensions == 0 ? model_->info().dimensions : opt_.dimensions,
       to_string(opt_.vector_format.type), to_string(opt_.vector_format.encoding),
       opt_.long_input == LongInput::truncate ? std::string("truncate")
@@ -442,7 +488,116 @@ std::string Pipeline::Impl::compute_fingerprint() const {
           ? std::string("fail")
           : fmt::format("chunk {} tokens, overlap {}, id field \"{}\"{}", chunk_tokens_, opt_.chunk_overlap,
                         opt_.id_field, opt_.chunk_document ? ", document vectors" : ""));
-  return input + "\n" + model + "\n" + options;
+  return model + "\n" + options;
+}
+
+std::string Pipeline::Impl::hash_up_to(CheckpointState& state) {
+  if (input_rereadable()) {
+    if (std::string err = hash_fd_to(in_fd_, input_name_, state.input_offset, input_hash_); !err.empty()) return err;
+    state.input_hash = input_hash_.hex();
+  }
+  if (output_rereadable()) {
+    if (std::string err = hash_file_to(opt_.output, state.output_offset, output_hash_); !err.empty()) return err;
+    state.output_hash = output_hash_.hex();
+  }
+  if (dead_letter_rereadable()) {
+    if (std::string err = hash_file_to(opt_.dead_letter, state.dead_letter_offset, dead_letter_hash_); !err.empty()) {
+      return err;
+    }
+    state.dead_letter_hash = dead_letter_hash_.hex();
+  }
+  return {};
+}
+
+void Pipeline::Impl::verify_files_against(const CheckpointState& state) {
+  const std::string again = "; run without --resume to start again";
+  auto refuse = [&](const std::string& what) {
+    throw Error(ErrorCode::invalid_argument, fmt::format("{}: cannot resume: {}{}", opt_.checkpoint, what, again));
+  };
+  // The counters agree with each other.
+  if (state.completed + state.failed != state.records_done || state.truncated > state.completed ||
+      state.records_done > state.input_line || state.input_offset < state.input_line) {
+    refuse(fmt::format("its counters disagree ({} records done, {} embedded, {} failed, {} truncated, {} lines, "
+                       "offset {}): it was edited or damaged",
+                       state.records_done, state.completed, state.failed, state.truncated, state.input_line,
+                       state.input_offset));
+  }
+  // The input, up to where the run had read: the same bytes, the same lines.
+  if (state.input_offset > input_size_) {
+    refuse(fmt::format("it records input offset {}, past the end of {} ({} bytes)", state.input_offset, input_name_,
+                       input_size_));
+  }
+  if (std::string err = hash_fd_to(in_fd_, input_name_, state.input_offset, input_hash_); !err.empty()) refuse(err);
+  if (input_hash_.hex() != state.input_hash) {
+    refuse(fmt::format("the first {} bytes of {} are not those the checkpoint's run read: the input was changed "
+                       "before the point the run had reached (changes after it are fine)",
+                       state.input_offset, input_name_));
+  }
+  const bool ends_unterminated = state.input_offset == input_size_ && input_hash_.last_byte() != '\n';
+  if (input_hash_.newlines() != state.input_line &&
+      !(ends_unterminated && input_hash_.newlines() + 1 == state.input_line)) {
+    refuse(fmt::format("it records {} lines before input offset {}, and {} has {} there", state.input_line,
+                       state.input_offset, input_name_, input_hash_.newlines()));
+  }
+  if (state.input_offset > 0 && input_hash_.last_byte() != '\n' && !ends_unterminated) {
+    refuse(fmt::format("input offset {} is not at the end of a line of {}", state.input_offset, input_name_));
+  }
+  // After a finished run, the input holds nothing more than blank lines past its offset. A run
+  // over records appended since would batch them otherwise than one run over the whole file,
+  // so its bytes would not be those of an uninterrupted run.
+  if (state.finished) {
+    std::vector<char> buf(64u << 10);
+    for (std::uint64_t at = state.input_offset; at < input_size_;) {
+      const ssize_t got = ::pread(in_fd_, buf.data(), buf.size(), static_cast<off_t>(at));
+      if (got <= 0) break;
+      for (ssize_t i = 0; i < got; ++i) {
+        const char c = buf[static_cast<std::size_t>(i)];
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+          refuse(fmt::format("it records a finished run that read {} up to byte {}, and the file has records "
+                             "after that point now ({} bytes): it grew since",
+                             input_name_, state.input_offset, input_size_));
+        }
+      }
+      at += static_cast<std::uint64_t>(got);
+    }
+  }
+  // The output and dead letters, up to the checkpoint's offsets; after a finished run, nothing
+  // may follow them.
+  auto verify = [&](const std::string& path, const char* what, std::uint64_t offset, const std::string& want,
+                    ContentHash& hash, std::uint64_t lines) {
+    std::error_code ec;
+    const std::uint64_t size = std::filesystem::exists(path, ec) ? std::filesystem::file_size(path, ec) : 0;
+    if (size < offset) {
+      refuse(fmt::format("{} has {} bytes, fewer than the {} the checkpoint records: it was changed since", path, size,
+                         offset));
+    }
+    if (std::string err = hash_file_to(path, offset, hash); !err.empty()) refuse(err);
+    if (hash.hex() != want) {
+      refuse(fmt::format("the first {} bytes of the {} {} are not those the checkpoint's run wrote: it was changed "
+                         "since",
+                         offset, what, path));
+    }
+    if (offset > 0 && hash.last_byte() != '\n') {
+      refuse(fmt::format("{} offset {} is not at the end of a line of {}", what, offset, path));
+    }
+    if (lines != UINT64_MAX && hash.newlines() != lines) {
+      refuse(fmt::format("the {} {} has {} lines before offset {}, and the checkpoint counts {} records there", what,
+                         path, hash.newlines(), offset, lines));
+    }
+    if (state.finished && size > offset) {
+      refuse(fmt::format("{} bytes were added to the {} {} after its run finished", size - offset, what, path));
+    }
+  };
+  // One output line per embedded record, except with windows of a long text as lines of their own.
+  const bool line_per_record = opt_.long_input != LongInput::chunk || opt_.chunk_document;
+  if (output_rereadable()) {
+    verify(opt_.output, "output", state.output_offset, state.output_hash, output_hash_,
+           line_per_record ? state.completed : UINT64_MAX);
+  }
+  if (dead_letter_rereadable()) {
+    verify(opt_.dead_letter, "dead-letter file", state.dead_letter_offset, state.dead_letter_hash, dead_letter_hash_,
+           state.failed);
+  }
 }
 
 bool Pipeline::Impl::load_resume_point() {
@@ -475,6 +630,7 @@ bool Pipeline::Impl::load_resume_point() {
                             "start again.",
                             opt_.checkpoint, what));
   }
+  verify_files_against(state);
   Position at;
   at.records = state.records_done;
   at.input_offset = state.input_offset;
@@ -510,6 +666,7 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   on_finished_ = std::move(on_finished);
   start_time_ = unix_time_now();
   last_checkpoint_time_ = start_time_;
+  check_files_are_distinct();
   open_input();
   fingerprint_ = compute_fingerprint();
   const bool resumed = opt_.resume && std::filesystem::exists(opt_.checkpoint);
@@ -517,9 +674,10 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   if (!already_finished) open_outputs();
   if (!opt_.checkpoint.empty() && !resumed) {
     // A checkpoint from the start, so a run killed before its first periodic one resumes too.
-    if (std::string err = write_checkpoint_file(opt_.checkpoint, checkpoint_state()); !err.empty()) {
-      throw Error(ErrorCode::io_error, err);
-    }
+    CheckpointState state = checkpoint_state();
+    std::string err = hash_up_to(state);
+    if (err.empty()) err = write_checkpoint_file(opt_.checkpoint, state);
+    if (!err.empty()) throw Error(ErrorCode::io_error, err);
   }
 
   results_async_.data = control_async_.data = source_async_.data = progress_timer_.data = this;
@@ -1024,8 +1182,17 @@ void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then
   auto done = [then = std::move(then)] {
     if (then) then();
   };
-  if (opt_.checkpoint.empty() || checkpoint_busy_) {
+  if (opt_.checkpoint.empty()) {
     done();
+    return;
+  }
+  if (checkpoint_busy_) {
+    // The final checkpoint must not be lost to a periodic one still syncing: it follows it.
+    if (final_one) {
+      final_checkpoint_waiting_ = std::move(done);
+    } else {
+      done();
+    }
     return;
   }
   if (!final_one) {
@@ -1042,12 +1209,23 @@ void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then
   // The checkpoint names positions only once the bytes before them are on disk.
   auto write_it = [this, state, done](int status) mutable {
     checkpoint_busy_ = false;
+    // A final checkpoint asked for meanwhile runs once this one is over (after done()).
+    struct FinalAfter {
+      Impl* self;
+      ~FinalAfter() {
+        if (auto then = std::move(self->final_checkpoint_waiting_)) {
+          self->final_checkpoint_waiting_ = nullptr;
+          self->maybe_checkpoint(true, std::move(then));
+        }
+      }
+    } final_after{this};
     if (status < 0) {
       fail_run(fmt::format("{}: cannot sync output: {}", opt_.output, uv_strerror(status)));
       done();
       return;
     }
-    std::string err = write_checkpoint_file(opt_.checkpoint, state);
+    std::string err = hash_up_to(state);
+    if (err.empty()) err = write_checkpoint_file(opt_.checkpoint, state);
     if (!err.empty()) {
       fail_run(err);
       done();
