@@ -2,14 +2,21 @@
 // codes live here; everything else is in libsluice.
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include <fmt/format.h>
 #include <uv.h>
@@ -17,6 +24,7 @@
 
 #include <sluice/error.hpp>
 #include <sluice/events.hpp>
+#include <sluice/file_roles.hpp>
 #include <sluice/model.hpp>
 #include <sluice/omp_wait_policy.hpp>
 #include <sluice/pipeline.hpp>
@@ -68,39 +76,61 @@ std::uint64_t run_validation(const std::string& input, const sluice::ValidationO
   return summary.invalid;
 }
 
-// The event stream as JSON lines. Thread: loop.
+// The event stream as JSON lines. Thread: loop. The user asked for this file: a write that
+// fails (a full disk, /dev/full, a closed pipe) stops the run, which then fails naming it.
 class EventWriter {
  public:
-  explicit EventWriter(const std::string& path) {
+  EventWriter(const std::string& path, std::function<void()> on_failure)
+      : path_(path == "-" ? "standard output" : path), on_failure_(std::move(on_failure)) {
     if (path == "-") {
       file_ = stdout;
     } else {
       file_ = std::fopen(path.c_str(), "wb");
-      if (!file_) throw sluice::Error(sluice::ErrorCode::io_error, fmt::format("{}: cannot open for writing", path));
+      if (!file_) {
+        throw sluice::Error(sluice::ErrorCode::io_error,
+                            fmt::format("{}: cannot open for writing: {}", path, std::strerror(errno)));
+      }
       owned_ = true;
     }
     std::setvbuf(file_, nullptr, _IOFBF, 1 << 16);
   }
-  ~EventWriter() {
-    std::fflush(file_);
-    if (owned_) std::fclose(file_);
-  }
+  ~EventWriter() { close(); }
   void on_event(const sluice::Event& e) {
+    if (!error_.empty() || file_ == nullptr) return;
     line_.clear();
     line_ = sluice::to_json(e);
     line_.push_back('\n');
-    std::fwrite(line_.data(), 1, line_.size(), file_);
+    bool ok = std::fwrite(line_.data(), 1, line_.size(), file_) == line_.size();
     // Progress-level events are flushed at once so a reader sees them live.
-    if (!std::holds_alternative<sluice::DocumentStarted>(e.payload) &&
+    if (ok && !std::holds_alternative<sluice::DocumentStarted>(e.payload) &&
         !std::holds_alternative<sluice::DocumentCompleted>(e.payload)) {
-      std::fflush(file_);
+      ok = std::fflush(file_) == 0;
     }
+    if (!ok) fail();
   }
+  /// Flushes and closes; false (with error()) when anything could not be written.
+  bool close() {
+    if (file_ != nullptr) {
+      if (error_.empty() && std::fflush(file_) != 0) fail();
+      if (owned_ && std::fclose(file_) != 0 && error_.empty()) fail();
+      file_ = nullptr;
+    }
+    return error_.empty();
+  }
+  const std::string& error() const { return error_; }
 
  private:
+  void fail() {
+    error_ = fmt::format("{}: cannot write the event log: {}", path_, std::strerror(errno != 0 ? errno : EIO));
+    if (on_failure_) on_failure_();
+  }
+
+  std::string path_;
+  std::function<void()> on_failure_;
   std::FILE* file_ = nullptr;
   bool owned_ = false;
   std::string line_;
+  std::string error_;
 };
 
 struct SignalState {
@@ -177,15 +207,42 @@ int run_embed(EmbedArgs& args) {
   if (!opt.dead_letter.empty() && opt.on_error == sluice::OnError::fail) {
     fmt::print(stderr, "note: --dead-letter is used only with --on-error skip\n");
   }
-  if (opt.checkpoint.empty() && !args.no_checkpoint && opt.output != "-") opt.checkpoint = opt.output + ".checkpoint";
+  // No checkpoint beside a device or a pipe (-o /dev/null would put one in /dev): only an
+  // output that is, or will be, a regular file has one by default.
+  struct stat out_st {};
+  const bool output_is_special = opt.output != "-" && ::stat(opt.output.c_str(), &out_st) == 0 && !S_ISREG(out_st.st_mode);
+  if (opt.checkpoint.empty() && !args.no_checkpoint && opt.output != "-" && !output_is_special) {
+    opt.checkpoint = opt.output + ".checkpoint";
+  }
   if (args.no_checkpoint) opt.checkpoint.clear();
   if (opt.resume && opt.checkpoint.empty()) {
     fmt::print(stderr, "error: --resume needs a checkpoint: give -o a file (or --checkpoint PATH)\n");
     return kExitUsage;
   }
 
+  // No file may play two roles (the input as output, the checkpoint as event log...): checked
+  // before anything is opened, the event log included.
+  if (!args.events.empty()) opt.other_files.push_back({"event log", args.events, STDOUT_FILENO});
+  sluice::check_distinct_files(sluice::run_files(opt));
+
+  // More threads than cores only slow the run down (each waits for a core): capped, with a note.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (opt.threads > cores) {
+    fmt::print(stderr, "note: --threads {} is more than this machine's {} cores: using {}\n", opt.threads, cores, cores);
+    opt.threads = cores;
+  }
+  if (opt.model_workers > cores) {
+    fmt::print(stderr, "note: --model-workers {} is more than this machine's {} cores: using {}\n", opt.model_workers,
+               cores, cores);
+    opt.model_workers = cores;
+  }
+
   // Validation first: bad input is reported before the model is loaded.
-  if (opt.on_error == sluice::OnError::fail && !args.no_validate && opt.input != "-") {
+  // Only a regular file can be read twice: a pipe, FIFO, /dev/stdin or process substitution
+  // is read once, by the run itself (which still stops at the first bad record).
+  struct stat in_st {};
+  const bool input_rereadable = opt.input != "-" && ::stat(opt.input.c_str(), &in_st) == 0 && S_ISREG(in_st.st_mode);
+  if (opt.on_error == sluice::OnError::fail && !args.no_validate && input_rereadable) {
     sluice::ValidationOptions vo{opt.text_field, opt.output_field, opt.max_record_bytes, opt.read_chunk_bytes};
     std::uint64_t records = 0;
     std::uint64_t bad = run_validation(opt.input, vo, 50, records);
@@ -201,7 +258,7 @@ int run_embed(EmbedArgs& args) {
   sluice::Pipeline pipeline(opt);
   std::unique_ptr<EventWriter> events;
   if (!args.events.empty()) {
-    events = std::make_unique<EventWriter>(args.events);
+    events = std::make_unique<EventWriter>(args.events, [&pipeline] { pipeline.stop(); });
     pipeline.subscribe(sluice::EventFilter::all(), [w = events.get()](const sluice::Event& e) { w->on_event(e); });
   }
   ProgressMode mode = args.progress == "always"  ? ProgressMode::always
@@ -242,7 +299,19 @@ int run_embed(EmbedArgs& args) {
   });
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
-  events.reset();
+  const bool events_ok = !events || events->close();
+
+  if (!events_ok) {
+    // The run stopped (or finished) with its output and checkpoint consistent; the event log is
+    // what failed.
+    if (summary.status == "failed") fmt::print(stderr, "error: {}\n", summary.error);
+    fmt::print(stderr, "error: {}\n", events->error());
+    if (!opt.checkpoint.empty() && std::filesystem::exists(opt.checkpoint) && summary.status != "completed") {
+      fmt::print(stderr, "the work done so far is recorded in {}: fix the cause and run the same command with --resume\n",
+                 opt.checkpoint);
+    }
+    return finished(kExitFailure);
+  }
 
   if (summary.status == "failed") {
     fmt::print(stderr, "error: {}\n", summary.error);
@@ -329,7 +398,8 @@ int main(int argc, char** argv) {
       });
   cmd_embed->add_option("--dim", po.dimensions,
                         "Keep the first N dimensions (Matryoshka), renormalised when the model normalises (0: all)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 65536u));
   cmd_embed->add_option("--output-type", embed.output_type, "Embedding values as float32, float16, int8 or binary")
       ->capture_default_str()
       ->check(CLI::IsMember({"float32", "float16", "int8", "binary"}));
@@ -342,18 +412,22 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"truncate", "chunk", "fail"}));
   cmd_embed->add_option("--chunk-tokens", po.chunk_tokens, "With chunk: window length (0: the model's limit)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20));
   cmd_embed->add_option("--chunk-overlap", po.chunk_overlap, "With chunk: tokens a window repeats from the one before")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20));
   cmd_embed->add_flag("--chunk-document", po.chunk_document,
                       "With chunk: also write each record with the token-weighted mean of its windows");
   cmd_embed->add_option("--id-field", po.id_field, "With chunk: field copied into each window's record as parent_id")
       ->capture_default_str();
   cmd_embed->add_option("--max-batch-tokens", po.max_batch_tokens,
                         "Padded tokens per model call, at most; records are sorted by length within a window (0: off)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 24));
   cmd_embed->add_option("--sort-window", po.sort_window, "Records sorted together (0: the batch size)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20));
   cmd_embed->add_option("--batch-size", po.batch_size, "Records per model call, at most")
       ->capture_default_str()
       ->check(CLI::Range(1, 65536));
@@ -363,7 +437,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"fail", "skip"}));
   cmd_embed->add_option("--max-errors", embed.max_errors,
-                        "Go on past bad records (--on-error skip), but stop the run when more than N have failed");
+                        "Go on past bad records (--on-error skip), but stop the run when more than N have failed")
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 62));
   cmd_embed->add_option("--dead-letter", po.dead_letter, "With --on-error skip: write bad records here (JSONL)");
   cmd_embed->add_option("--events", embed.events, "Write every event as a JSON line to PATH, or - for standard output");
   cmd_embed->add_option("--progress", embed.progress, "auto: live line on a terminal, plain lines otherwise")
@@ -378,16 +453,22 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   cmd_embed->add_option("--max-record-bytes", po.max_record_bytes, "Longest record accepted; longer ones fail")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
   cmd_embed->add_option("--max-in-flight", po.max_in_flight_records, "Records between reading and writing")
-      ->capture_default_str();
-  cmd_embed->add_option("--max-in-flight-bytes", po.max_in_flight_bytes, "Their bytes")->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
+  cmd_embed->add_option("--max-in-flight-bytes", po.max_in_flight_bytes, "Their bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40));
   cmd_embed->add_option("--checkpoint", po.checkpoint, "Checkpoint file (default: OUTPUT.checkpoint)");
   cmd_embed->add_flag("--no-checkpoint", embed.no_checkpoint, "Write no checkpoint");
   cmd_embed->add_flag("--resume", po.resume,
                       "Continue from the checkpoint: cut the output back to it and read on from its input offset");
-  cmd_embed->add_option("--checkpoint-every", po.checkpoint_every_records, "Records between checkpoints")
-      ->capture_default_str();
+  cmd_embed->add_option("--checkpoint-every", po.checkpoint_every_records,
+                        "Records between checkpoints (0: at every window)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 40));
   cmd_embed->add_flag("--no-validate", embed.no_validate, "Skip the validation pass before the model loads");
 
   std::string validate_input;
@@ -397,7 +478,9 @@ int main(int argc, char** argv) {
   cmd_validate->add_option("input", validate_input, "Input JSONL file, or - for standard input")->required();
   cmd_validate->add_option("--text-field", vo.text_field, "String field to embed")->capture_default_str();
   cmd_validate->add_option("--output-field", vo.output_field, "Field the output would add")->capture_default_str();
-  cmd_validate->add_option("--max-record-bytes", vo.max_record_bytes, "Longest record accepted")->capture_default_str();
+  cmd_validate->add_option("--max-record-bytes", vo.max_record_bytes, "Longest record accepted")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
 
   TokenizeArgs tok;
   auto* cmd_tokenize = app.add_subcommand(
@@ -410,7 +493,9 @@ int main(int argc, char** argv) {
   cmd_tokenize->add_option("--text-field", tok.text_field, "String field to tokenise")->capture_default_str();
   cmd_tokenize->add_option("--output-field", tok.output_field, "Field added to each output record")
       ->capture_default_str();
-  cmd_tokenize->add_option("--max-record-bytes", tok.max_record_bytes, "Longest record accepted")->capture_default_str();
+  cmd_tokenize->add_option("--max-record-bytes", tok.max_record_bytes, "Longest record accepted")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
   cmd_tokenize->add_flag("--stats", tok.stats,
                          "Print token counts, how many records the model would truncate, and a length histogram");
   cmd_tokenize->add_flag("--no-special-tokens", tok.no_special_tokens, "Encode without the special tokens");

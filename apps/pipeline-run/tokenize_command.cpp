@@ -1,5 +1,7 @@
 #include "tokenize_command.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -10,6 +12,7 @@
 #include <fmt/ranges.h>
 
 #include <sluice/error.hpp>
+#include <sluice/file_roles.hpp>
 #include <sluice/model.hpp>
 #include <sluice/tokenizer.hpp>
 #include <sluice/validate.hpp>
@@ -102,6 +105,8 @@ int run_tokenize(const TokenizeArgs& args) {
   if (args.stats) limit = sluice::Model::load(args.model)->info().max_tokens;
   const bool special = !args.no_special_tokens;
 
+  // The output must not be the input (opening it would empty what is to be read).
+  sluice::check_distinct_files({{"input", args.input, STDIN_FILENO}, {"output", args.output, STDOUT_FILENO}});
   std::FILE* out = nullptr;
   bool owned = false;
   if (!args.output.empty()) {

@@ -555,23 +555,26 @@ class HostileInputTest(unittest.TestCase):
 
     # --- duplicate keys -------------------------------------------------------------------
 
-    def test_duplicate_keys_first_text_wins_and_every_byte_is_kept(self):
+    def test_duplicate_keys_last_text_wins_and_every_byte_is_kept(self):
+        # The text a user's JSON reader shows (Python's json, JavaScript's JSON.parse: the last).
         records = [
             b'{"text":"first","text":"second","id":1,"id":2}',
             b'{"text":"first"}',
             b'{"text":"second"}',
             b'{"t\\u0065xt":"first","text":"second"}',   # the same key, escaped
-            b'{"text":5,"text":"second"}',               # the first one decides
+            b'{"text":"second","text":5}',               # the last one decides
         ]
+        for r in records[:4]:
+            self.assertIn(json.loads(r)["text"], ("first", "second"))
         data = b"\n".join(records) + b"\n"
         # One record per batch, so equal texts give equal vectors bit for bit.
         r, src, out, dead = self.skip_run(data, "--batch-size", "1")
         self.assertEqual(r.returncode, 4, r.stderr)
         self.assert_embedded_all(records[:4], out)
         vectors = [json.loads(line)["embedding"] for line in out]
-        self.assertEqual(vectors[0], vectors[1])
-        self.assertEqual(vectors[3], vectors[1])
-        self.assertNotEqual(vectors[0], vectors[2])
+        self.assertEqual(vectors[0], vectors[2])
+        self.assertEqual(vectors[3], vectors[2])
+        self.assertNotEqual(vectors[1], vectors[2])
         self.assertEqual(dead, [self.dead_letter(src, 5, len(data) - len(records[4]) - 1, records[4],
                                                  "field_not_string", NOT_STRING, "text")])
 

@@ -208,7 +208,7 @@ Expected expect(const JsonDoc& doc, const FieldPair& f) {
   const Member* text = nullptr;
   bool has_output = false;
   for (const Member& m : doc.members) {
-    if (text == nullptr && m.key == f.text) text = &m;
+    if (m.key == f.text) text = &m;  // the last one, as Python and JavaScript read it
     if (m.key == f.output) has_output = true;
   }
   if (text == nullptr) {

@@ -152,6 +152,12 @@ struct PipelineOptions {
   bool resume = false;
 };
 
+/// The files a run with these options reads and writes, with their roles: the input (or
+/// standard input), the output (or standard output), the dead-letter file, the checkpoint and
+/// its temporary file, and `other_files`. A Pipeline refuses to start when two are one file
+/// (check_distinct_files); a program can check the same before it opens files of its own.
+std::vector<FileRole> run_files(const PipelineOptions& options);
+
 class Pipeline {
  public:
   /// Loads the model folder named in options.model. Throws sluice::Error (invalid_model,
@@ -182,8 +188,11 @@ class Pipeline {
   /// every handle of the pipeline is closed. Throws sluice::Error for setup errors.
   void start(uv_loop_s* loop, std::function<void(const RunSummary&)> on_finished);
 
-  /// Stops reading, drains what is in flight, writes it and a final checkpoint, then ends
-  /// with status "stopped". Thread: any; async-signal-safe.
+  /// Stops reading and drops the work not yet in the model; the model calls under way finish
+  /// (their results dropped), what was already released is written, then a final checkpoint at
+  /// the last window boundary before the first record not done, and the run ends with status
+  /// "stopped" ("completed" if every record was already done). It takes at most one model call
+  /// per worker plus the writes (docs/architecture.md). Thread: any; async-signal-safe.
   void stop() noexcept;
   /// Ends as soon as possible without draining: work in flight is dropped (its output not
   /// written). Thread: any; async-signal-safe.

@@ -31,6 +31,8 @@ EmbedWorkers::EmbedWorkers(std::shared_ptr<Model> model, std::shared_ptr<const T
     const std::size_t n = tokenizer_->encode(config_.prompt).ids.size();
     prompt_tokens_ = static_cast<std::uint32_t>(n > 0 ? n - 1 : 0);
   }
+  // What a text that normalises to nothing encodes to: the prompt (if any) and special tokens.
+  no_text_tokens_ = tokenizer_->encode(config_.prompt).ids.size();
 }
 
 EmbedWorkers::~EmbedWorkers() {
@@ -110,6 +112,15 @@ void EmbedWorkers::tokenizer_main() {
         make_chunks(*item);
       } else {
         Encoding enc = tokenizer_->encode(item->text);
+        if (enc.ids.size() <= no_text_tokens_ && !enc.truncated()) {
+          // Only zero-width or control characters, say: the vector would be that of an empty text.
+          item->error = ErrorInfo{ErrorCode::empty_text,
+                                  fmt::format("field \"{}\" has no token to embed once normalised (only characters "
+                                              "the tokenizer removes, such as zero-width spaces)",
+                                              config_.text_field),
+                                  config_.text_field,
+                                  {}};
+        }
         item->tokens = static_cast<std::uint32_t>(enc.ids.size());
         item->truncated = enc.truncated();
         item->ids = std::move(enc.ids);

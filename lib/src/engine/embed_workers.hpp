@@ -89,6 +89,7 @@ class EmbedWorkers {
 
   std::shared_ptr<Model> model_;
   std::uint32_t prompt_tokens_ = 0;  // leading tokens pooling leaves out (include_prompt false)
+  std::size_t no_text_tokens_ = 0;   // tokens of an empty text (the prompt and special tokens)
   std::shared_ptr<const Tokenizer> tokenizer_;
   Config config_;
   std::function<void()> notify_;

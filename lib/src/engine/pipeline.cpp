@@ -182,6 +182,18 @@ class Pipeline::Impl {
     if (max_tokens > 0 && (!tokenizer_->max_length() || *tokenizer_->max_length() > max_tokens)) {
       tokenizer_->set_max_length(max_tokens);
     }
+    // A prompt that fills the model's limit would leave every text cut to nothing: every vector
+    // the same.
+    if (!opt_.prompt.empty() && max_tokens > 0 && opt_.long_input != LongInput::chunk) {
+      const Encoding with_prompt = tokenizer_->encode(opt_.prompt);
+      const std::size_t prompt_tokens = with_prompt.truncated() ? with_prompt.untruncated_length : with_prompt.ids.size();
+      if (prompt_tokens >= max_tokens) {
+        throw Error(ErrorCode::invalid_argument,
+                    fmt::format("the prompt is {} tokens with the special tokens, and the model takes {}: no room is "
+                                "left for the text",
+                                prompt_tokens, max_tokens));
+      }
+    }
   }
 
   ~Impl() {
@@ -264,6 +276,8 @@ class Pipeline::Impl {
   void release();
   void fail_item(WorkItem&& item, ErrorInfo error);
   void on_output_written();
+  // Completes, in order, the released records whose bytes are all written.
+  void complete_written();
   void complete(const Pending& p);
   void check_done();
   void fail_run(const std::string& message);
@@ -411,16 +425,25 @@ void Pipeline::Impl::open_outputs() {
   }
 }
 
-void Pipeline::Impl::check_files_are_distinct() const {
+std::vector<FileRole> run_files(const PipelineOptions& o) {
   std::vector<FileRole> roles;
-  if (!source_) roles.push_back({"input", opt_.input, STDIN_FILENO});
-  if (!sink_) roles.push_back({"output", opt_.output, STDOUT_FILENO});
-  roles.push_back({"dead-letter file", opt_.dead_letter, STDOUT_FILENO});
-  if (!opt_.checkpoint.empty()) {
-    roles.push_back({"checkpoint", opt_.checkpoint});
-    roles.push_back({"checkpoint's temporary file", opt_.checkpoint + ".tmp"});
+  roles.push_back({"input", o.input, STDIN_FILENO});
+  roles.push_back({"output", o.output, STDOUT_FILENO});
+  roles.push_back({"dead-letter file", o.dead_letter, STDOUT_FILENO});
+  if (!o.checkpoint.empty()) {
+    roles.push_back({"checkpoint", o.checkpoint});
+    roles.push_back({"checkpoint's temporary file", o.checkpoint + ".tmp"});
   }
-  roles.insert(roles.end(), opt_.other_files.begin(), opt_.other_files.end());
+  roles.insert(roles.end(), o.other_files.begin(), o.other_files.end());
+  return roles;
+}
+
+void Pipeline::Impl::check_files_are_distinct() const {
+  std::vector<FileRole> roles = run_files(opt_);
+  // A program's own source or sink takes the place of the input or output file.
+  std::erase_if(roles, [&](const FileRole& r) {
+    return (source_ && r.role == "input") || (sink_ && r.role == "output");
+  });
   check_distinct_files(roles);
 }
 
@@ -472,10 +495,12 @@ std::string Pipeline::Impl::compute_fingerprint() const {
   // Everything that can change an output byte, one part per line so that a refused resume can
   // say what changed. The input is checked by content instead (verify_files_against).
   const ModelInfo& info = model_->info();
-  std::string model = fmt::format("model={} ({}), pooling {}, {}normalized, precision {}, device {}",
+  // The threads of one model call can change a vector's last bits (how work is split inside
+  // a product); how many calls run at once cannot.
+  std::string model = fmt::format("model={} ({}), pooling {}, {}normalized, precision {}, device {}, {} thread(s) a call",
                                   info.family, model_content_hash(info.dir), pooling_name(info.pooling),
                                   info.normalize ? "" : "not ", precision_name(info.precision),
-                                  device_name(info.device));
+                                  device_name(info.device), layout_.threads_per_worker);
   std::string options = fmt::format(
       "options=text field \"{}\", output field \"{}\", batch size {}, max batch tokens {}, sort window {}, "
       "max record bytes {}, on error {}, dead letter {}, prompt \"{}\", dimensions {}, output {} {}, long input {}",
@@ -605,6 +630,11 @@ bool Pipeline::Impl::load_resume_point() {
   if (opt_.checkpoint.empty()) throw Error(ErrorCode::invalid_argument, "resuming needs a checkpoint file");
   if (source_ || opt_.input == "-") {
     throw Error(ErrorCode::invalid_argument, "cannot resume reading standard input or a custom source");
+  }
+  if (!seekable_input_) {
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("cannot resume reading {}: it is not a regular file (a pipe or device is read once)",
+                            input_name_));
   }
   if (sink_ || opt_.output == "-") {
     throw Error(ErrorCode::invalid_argument, "cannot resume writing to standard output or a custom sink");
@@ -1002,9 +1032,9 @@ void Pipeline::Impl::release() {
       ++failed_released_;
       const bool too_many = opt_.max_errors && failed_released_ > *opt_.max_errors;
       if (opt_.on_error == OnError::fail || too_many) {
-        p.output_end = output_appended_;
-        p.dead_letter_end = dead_letter_appended_;
-        pending_.push_back(p);
+        // Counted now, as its document_failed was published: the run ends here, and this record
+        // stays out of every position (a resume reads it again, fixed or not).
+        ++summary_.failed;
         fail_run(too_many ? fmt::format("{} records failed, more than --max-errors {} allows; the last: {}",
                                         failed_released_, *opt_.max_errors, message)
                           : message);
@@ -1040,7 +1070,7 @@ void Pipeline::Impl::release() {
   on_output_written();
 }
 
-void Pipeline::Impl::on_output_written() {
+void Pipeline::Impl::complete_written() {
   const std::uint64_t out_written = out_ ? out_->written() : output_appended_;
   const std::uint64_t dead_written = dead_ ? dead_->written() : dead_letter_appended_;
   while (!pending_.empty() && pending_.front().output_end <= out_written &&
@@ -1049,6 +1079,10 @@ void Pipeline::Impl::on_output_written() {
     pending_.pop_front();
     complete(p);
   }
+}
+
+void Pipeline::Impl::on_output_written() {
+  complete_written();
   if (!finishing_) {
     maybe_checkpoint(false, nullptr);
     maybe_read();
@@ -1059,22 +1093,26 @@ void Pipeline::Impl::on_output_written() {
 void Pipeline::Impl::complete(const Pending& p) {
   --in_flight_records_;
   in_flight_bytes_ -= p.weight;
+  // The summary counts this run's outcome, the done position what is durable in order: a
+  // record that failed the run is in the first and never in the second.
   if (p.failed) {
     ++summary_.failed;
+    ++done_.failed;
   } else {
     ++summary_.completed;
+    ++done_.completed;
     summary_.tokens += p.tokens;
-    if (p.truncated) ++summary_.truncated;
+    done_.tokens += p.tokens;
+    if (p.truncated) {
+      ++summary_.truncated;
+      ++done_.truncated;
+    }
   }
   done_.records = p.index + 1;
   done_.input_offset = p.end_offset;
   done_.input_line = p.line;
   done_.output_offset = p.output_end;
   done_.dead_letter_offset = p.dead_letter_end;
-  done_.completed = summary_.completed;
-  done_.failed = summary_.failed;
-  done_.tokens = summary_.tokens;
-  done_.truncated = summary_.truncated;
   if (p.closes_window) boundary_ = done_;
   if (!p.failed && bus_.wants<DocumentCompleted>()) {
     bus_.publish(DocumentCompleted{p.index, location(p.line, p.offset), p.tokens, p.truncated,
@@ -1114,8 +1152,13 @@ void Pipeline::Impl::check_done() {
   if (finishing_) return;
   const bool input_over = eof_ || failed_ || stop_requested_.load();
   if (!input_over || read_in_flight_) return;
-  if (failed_) {
-    // Stop at once: what is in flight is dropped, what was written stays.
+  // A failure, or a stop before everything read is done: only the model calls under way run
+  // to their end (their results are dropped); what was released is written, and the final
+  // checkpoint names the last window boundary before the first record not done. So a stop
+  // takes at most as long as one model call, not the whole in-flight window.
+  const bool all_done = eof_ && in_flight_records_ == 0;
+  if (failed_ || (stop_requested_.load() && !all_done)) {
+    if (!failed_) summary_.status = "stopped";
     workers_->abort();
     finish();
     return;
@@ -1123,9 +1166,6 @@ void Pipeline::Impl::check_done() {
   if (in_flight_records_ > 0) return;
   if (out_ && !out_->idle()) return;
   if (dead_ && !dead_->idle()) return;
-  if (stop_requested_.load() && !eof_) {
-    summary_.status = "stopped";
-  }
   finish();
 }
 
@@ -1207,7 +1247,7 @@ void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then
   checkpoint_busy_ = true;
   CheckpointState state = checkpoint_state();
   // The checkpoint names positions only once the bytes before them are on disk.
-  auto write_it = [this, state, done](int status) mutable {
+  auto write_it = [this, state, done, final_one](int status) mutable {
     checkpoint_busy_ = false;
     // A final checkpoint asked for meanwhile runs once this one is over (after done()).
     struct FinalAfter {
@@ -1223,6 +1263,13 @@ void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then
       fail_run(fmt::format("{}: cannot sync output: {}", opt_.output, uv_strerror(status)));
       done();
       return;
+    }
+    if (final_one) {
+      // The run is finishing and nothing more is released: every byte appended before is now
+      // written and synced, so the records still waiting for their writes are done too (a run
+      // that failed at record 20 records the window before it, not the last checkpoint).
+      complete_written();
+      state = checkpoint_state();
     }
     std::string err = hash_up_to(state);
     if (err.empty()) err = write_checkpoint_file(opt_.checkpoint, state);

@@ -1,6 +1,7 @@
 #include <sluice/validate.hpp>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <vector>
@@ -28,6 +29,9 @@ ValidationSummary scan_jsonl(const std::string& path, const ValidationOptions& o
     uv_fs_req_cleanup(&req);
     if (fd < 0) throw Error(ErrorCode::io_error, fmt::format("{}: cannot open input: {}", path, uv_strerror(fd)));
   }
+  // A pipe, a FIFO, /dev/stdin or a process substitution is read in sequence, as "-" is.
+  struct stat st {};
+  const bool seekable = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
   ValidationSummary summary;
   RecordParser parser(options.text_field, options.output_field);
   parser.set_allow_empty_text(options.allow_empty_text);
@@ -61,7 +65,7 @@ ValidationSummary scan_jsonl(const std::string& path, const ValidationOptions& o
   std::string read_error;
   while (keep_going) {
     uv_buf_t b = uv_buf_init(buf.data(), static_cast<unsigned>(buf.size()));
-    int n = uv_fs_read(nullptr, &req, fd, &b, 1, path == "-" ? -1 : static_cast<int64_t>(offset), nullptr);
+    int n = uv_fs_read(nullptr, &req, fd, &b, 1, seekable ? static_cast<int64_t>(offset) : -1, nullptr);
     uv_fs_req_cleanup(&req);
     if (n < 0) {
       read_error = fmt::format("{}: cannot read input: {}", name, uv_strerror(n));

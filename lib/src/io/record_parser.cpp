@@ -296,7 +296,9 @@ Result<ParsedRecord> RecordParser::parse(std::string_view line) {
   bool has_id = false;
   for (const simdjson::dom::key_value_pair member : object) {
     empty_object = false;
-    if (!has_text && member.key == im.text_field) {
+    // A field given twice: the last one, as Python's, JavaScript's and most JSON readers show
+    // the record (every byte is still kept in the output).
+    if (member.key == im.text_field) {
       has_text = true;
       text_value = member.value;
     }
