@@ -428,6 +428,11 @@ int main(int argc, char** argv) {
   cmd_embed->add_option("--sort-window", po.sort_window, "Records sorted together (0: the batch size)")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20));
+  cmd_embed
+      ->add_option("--sort-window-bytes", po.sort_window_bytes,
+                   "A window also closes once its records weigh this many bytes (large records, short windows)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40));
   cmd_embed->add_option("--batch-size", po.batch_size, "Records per model call, at most")
       ->capture_default_str()
       ->check(CLI::Range(1, 65536));

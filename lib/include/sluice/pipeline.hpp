@@ -103,10 +103,16 @@ struct PipelineOptions {
   /// little (padding efficiency above 0.9 on source code and on short sentences), and a
   /// model call's memory is bounded whatever the lengths.
   std::size_t max_batch_tokens = 4096;
-  /// Records per window; 0: batch_size. Windows are cut at fixed record counts, so batches
-  /// are the same on every run, and checkpoints fall on window boundaries. A window is held
-  /// in memory until it is complete (its records count against max_in_flight_*).
+  /// Records per window; 0: batch_size. Windows are cut at fixed record counts (or earlier,
+  /// below), so batches are the same on every run, and checkpoints fall on window boundaries.
+  /// A window is held in memory until it is complete (its records count against
+  /// max_in_flight_*, and reading finishes the open window even past those bounds).
   std::size_t sort_window = 4096;
+  /// A window also closes at the record that brings its weight (counted as
+  /// max_in_flight_bytes counts records) to this many bytes: large records make short
+  /// windows, decided from the input alone, so memory stays bounded and batches are the same
+  /// on every run (docs/architecture.md, "Memory bound").
+  std::size_t sort_window_bytes = 16u << 20;
   OnError on_error = OnError::fail;
   std::string dead_letter;                      ///< path for failed records (JSONL); empty: none
   /// With OnError::skip: the run fails (status "failed") at the record that makes the failed

@@ -126,6 +126,10 @@ class Pipeline::Impl {
         parser_(opt_.text_field, opt_.output_field),
         splitter_(opt_.max_record_bytes) {
     if (opt_.batch_size == 0) throw Error(ErrorCode::invalid_argument, "batch size must be at least 1");
+    if (opt_.sort_window_bytes == 0) throw Error(ErrorCode::invalid_argument, "sort window bytes must be at least 1");
+    if (opt_.max_in_flight_records == 0 || opt_.max_in_flight_bytes == 0) {
+      throw Error(ErrorCode::invalid_argument, "the in-flight bounds must be at least 1 record and 1 byte");
+    }
     cap_thread_caches();
     window_ = opt_.sort_window > 0 ? opt_.sort_window : opt_.batch_size;
     if (opt_.threads < 0 || opt_.model_workers < 0) {
@@ -248,16 +252,13 @@ class Pipeline::Impl {
   // Under the in-flight bounds, or finishing the batch that was open when they were reached:
   // it is always completed, so batch composition never depends on memory pressure (the bound
   // grows by at most one batch).
-  bool has_budget() {
+  // Under the in-flight bounds, or finishing the window that was open when they were reached:
+  // it is always completed, so batch composition never depends on memory pressure. A window
+  // is at most sort_window records and sort_window_bytes of weight (and one record), so the
+  // bound grows by at most that.
+  bool has_budget() const {
     const bool under = in_flight_records_ < opt_.max_in_flight_records && in_flight_bytes_ < opt_.max_in_flight_bytes;
-    if (under) {
-      finish_batch_until_ = 0;
-      return true;
-    }
-    if (finish_batch_until_ == 0) {
-      finish_batch_until_ = (valid_dispatched_ + window_ - 1) / window_ * window_;
-    }
-    return valid_dispatched_ < finish_batch_until_;
+    return under || window_records_ > 0;
   }
   void maybe_read();
   void read_file_chunk();
@@ -350,7 +351,8 @@ class Pipeline::Impl {
   std::size_t chunk_tokens_ = 0;       // window length with --long-input chunk
   std::uint64_t window_ = 1;            // records per window: sort_window, or batch_size
   ThreadLayout layout_;                 // concurrent model calls and their threads
-  std::uint64_t finish_batch_until_ = 0;  // over the bounds: read until this many are dispatched
+  std::uint64_t window_records_ = 0;  // valid records in the open window
+  std::uint64_t window_weight_ = 0;   // and their weight
   std::string fingerprint_;
 
   // Checkpoints.
@@ -503,8 +505,10 @@ std::string Pipeline::Impl::compute_fingerprint() const {
                                   device_name(info.device), layout_.threads_per_worker);
   std::string options = fmt::format(
       "options=text field \"{}\", output field \"{}\", batch size {}, max batch tokens {}, sort window {}, "
-      "max record bytes {}, on error {}, dead letter {}, prompt \"{}\", dimensions {}, output {} {}, long input {}",
-      opt_.text_field, opt_.output_field, opt_.batch_size, opt_.max_batch_tokens, window_, opt_.max_record_bytes,
+      "sort window bytes {}, max record bytes {}, on error {}, dead letter {}, prompt \"{}\", dimensions {}, output {} {}, "
+      "long input {}",
+      opt_.text_field, opt_.output_field, opt_.batch_size, opt_.max_batch_tokens, window_, opt_.sort_window_bytes,
+      opt_.max_record_bytes,
       opt_.on_error == OnError::skip ? "skip" : "fail", opt_.dead_letter.empty() ? "none" : "a file",
       opt_.prompt, opt_.dimensions == 0 ? model_->info().dimensions : opt_.dimensions,
       to_string(opt_.vector_format.type), to_string(opt_.vector_format.encoding),
@@ -966,7 +970,11 @@ void Pipeline::Impl::handle_record(std::string_view json, const std::optional<st
   const std::size_t dims = model_->info().dimensions;
   item.weight = item.json.size() * 2 + item.text.size() + dims * 16 + sizeof(WorkItem);
   item.started_at = unix_time_now();
-  item.closes_window = ++valid_dispatched_ % window_ == 0;
+  ++valid_dispatched_;
+  ++window_records_;
+  window_weight_ += item.weight;
+  item.closes_window = window_records_ >= window_ || window_weight_ >= opt_.sort_window_bytes;
+  if (item.closes_window) window_records_ = window_weight_ = 0;
   if (bus_.wants<DocumentStarted>()) bus_.publish(DocumentStarted{item.index, location(item.line, item.offset)});
   ++in_flight_records_;
   in_flight_bytes_ += item.weight;
