@@ -24,9 +24,10 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import unittest
+
+from e2e_files import TempDirTest
 
 PIPELINE_RUN = os.environ.get("PIPELINE_RUN", "build/apps/pipeline-run/pipeline-run")
 MODELS = os.environ.get("SLUICE_TEST_MODELS", "build/tests/test-models")
@@ -48,25 +49,8 @@ def records(n, bad=()):
     return b"".join(lines)
 
 
-class Base(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="sluice-adv-")
-        self.dir = self.tmp.name
-
-    def tearDown(self):
-        self.tmp.cleanup()
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def write(self, name, data):
-        with open(self.path(name), "wb") as f:
-            f.write(data)
-        return self.path(name)
-
-    def read(self, name):
-        with open(self.path(name), "rb") as f:
-            return f.read()
+class Base(TempDirTest):
+    prefix = "sluice-adv-"
 
 
 class SameFileTest(Base):

@@ -13,6 +13,8 @@ import tempfile
 import time
 import unittest
 
+from e2e_files import TempDirTest
+
 PIPELINE_RUN = os.environ.get("PIPELINE_RUN", "build/apps/pipeline-run/pipeline-run")
 MODELS = os.environ.get("SLUICE_TEST_MODELS", "build/tests/test-models")
 TINY = os.path.join(MODELS, "tiny")
@@ -33,25 +35,7 @@ def records(n, start=0):
         for i in range(start, start + n))
 
 
-class CliTest(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="sluice-e2e-")
-        self.dir = self.tmp.name
-
-    def tearDown(self):
-        self.tmp.cleanup()
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def write(self, name, data):
-        with open(self.path(name), "wb") as f:
-            f.write(data)
-        return self.path(name)
-
-    def read(self, name):
-        with open(self.path(name), "rb") as f:
-            return f.read()
+class CliTest(TempDirTest):
 
     def embed(self, input_bytes, *extra, name="in.jsonl"):
         src = self.write(name, input_bytes)

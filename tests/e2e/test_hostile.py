@@ -22,9 +22,10 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import unittest
+
+from e2e_files import TempDirTest
 
 PIPELINE_RUN = os.environ.get("PIPELINE_RUN", "build/apps/pipeline-run/pipeline-run")
 MODELS = os.environ.get("SLUICE_TEST_MODELS", "build/tests/test-models")
@@ -124,25 +125,8 @@ def run_measured(args, stdin_path=None, timeout=300):
     return p.returncode, b"".join(out_chunks), b"".join(err_chunks), usage.ru_maxrss * 1024
 
 
-class HostileInputTest(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="sluice-hostile-")
-        self.dir = self.tmp.name
-
-    def tearDown(self):
-        self.tmp.cleanup()
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def write(self, name, data):
-        with open(self.path(name), "wb") as f:
-            f.write(data)
-        return self.path(name)
-
-    def read(self, name):
-        with open(self.path(name), "rb") as f:
-            return f.read()
+class HostileInputTest(TempDirTest):
+    prefix = "sluice-hostile-"
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -373,7 +373,7 @@ TEST_CASE("hostile input file through the splitter and the parser") {
       {5, ErrorCode::invalid_json, ""},
       {6, ErrorCode::invalid_utf8, ""},
       {7, {}, "big numbers"},
-      {8, {}, "first"},
+      {8, {}, "second"},
       {9, ErrorCode::output_field_exists, ""},
       {10, ErrorCode::missing_field, ""},
       {11, {}, "spaced"},

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <random>
 #include <thread>
@@ -256,9 +257,17 @@ class Pipeline::Impl {
   // it is always completed, so batch composition never depends on memory pressure. A window
   // is at most sort_window records and sort_window_bytes of weight (and one record), so the
   // bound grows by at most that.
-  bool has_budget() const {
+  bool has_budget() {
     const bool under = in_flight_records_ < opt_.max_in_flight_records && in_flight_bytes_ < opt_.max_in_flight_bytes;
-    return under || window_records_ > 0;
+    if (under) {
+      finishing_window_.reset();
+      return true;
+    }
+    if (window_records_ == 0) return false;
+    // Only the window open when the bounds were reached: a read that finishes it may start
+    // the next one, which waits for room like any other.
+    if (!finishing_window_) finishing_window_ = windows_closed_;
+    return windows_closed_ == *finishing_window_;
   }
   void maybe_read();
   void read_file_chunk();
@@ -353,6 +362,8 @@ class Pipeline::Impl {
   ThreadLayout layout_;                 // concurrent model calls and their threads
   std::uint64_t window_records_ = 0;  // valid records in the open window
   std::uint64_t window_weight_ = 0;   // and their weight
+  std::uint64_t windows_closed_ = 0;  // windows closed so far
+  std::optional<std::uint64_t> finishing_window_;  // over the bounds: windows_closed_ then
   std::string fingerprint_;
 
   // Checkpoints.
@@ -974,7 +985,10 @@ void Pipeline::Impl::handle_record(std::string_view json, const std::optional<st
   ++window_records_;
   window_weight_ += item.weight;
   item.closes_window = window_records_ >= window_ || window_weight_ >= opt_.sort_window_bytes;
-  if (item.closes_window) window_records_ = window_weight_ = 0;
+  if (item.closes_window) {
+    window_records_ = window_weight_ = 0;
+    ++windows_closed_;
+  }
   if (bus_.wants<DocumentStarted>()) bus_.publish(DocumentStarted{item.index, location(item.line, item.offset)});
   ++in_flight_records_;
   in_flight_bytes_ += item.weight;
