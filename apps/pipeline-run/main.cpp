@@ -292,11 +292,20 @@ int run_embed(EmbedArgs& args) {
   uv_signal_start(&sigterm, on_signal, SIGTERM);
 
   sluice::RunSummary summary;
-  pipeline.start(&loop, [&](const sluice::RunSummary& s) {
-    summary = s;
+  try {
+    pipeline.start(&loop, [&](const sluice::RunSummary& s) {
+      summary = s;
+      uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+    });
+  } catch (...) {
+    // Refused before it ran (a resume that does not match, say): the loop is closed all the same.
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-  });
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    throw;
+  }
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   const bool events_ok = !events || events->close();
