@@ -317,7 +317,10 @@ TEST_CASE("a lazy record stream as source and a custom sink; collect()") {
                     .limit(10);
   Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
   pipeline.set_source(std::move(stream).into_source());
-  auto records = collect(pipeline);
+  const Collected collected = collect(pipeline);
+  const auto& records = collected.records;
+  CHECK(collected.failed.empty());
+  CHECK(collected.summary.completed == 10);
   REQUIRE(records.size() == 10);
   for (std::size_t i = 0; i < records.size(); ++i) {
     CHECK(records[i].index == i);
@@ -342,6 +345,62 @@ TEST_CASE("record stream operators are lazy and batch") {
   for (auto& b : batches) sizes.push_back(b.size());
   CHECK(sizes == std::vector<std::size_t>{10, 10, 5});
   CHECK(pulled == 25);  // nothing beyond the limit was read
+}
+
+TEST_CASE("collect() says what failed, refuses a pipeline with a sink, and throws a failure's own code") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  std::string input = make_input(6) + "{\"id\": 99}\n" + make_input(3);
+  write_file(opts.input, input);
+  {
+    auto skip = opts;
+    skip.on_error = OnError::skip;
+    Pipeline pipeline(skip, tiny().model, tiny().tokenizer);
+    const Collected c = collect(pipeline);
+    CHECK(c.records.size() == 9);
+    REQUIRE(c.failed.size() == 1);
+    CHECK(c.failed[0].code == ErrorCode::missing_field);
+    CHECK(c.failed[0].location.line == 7);
+    CHECK(c.summary.failed == 1);
+  }
+  {
+    Pipeline pipeline(opts, tiny().model, tiny().tokenizer);  // OnError::fail
+    try {
+      collect(pipeline);
+      FAIL("expected the run to fail");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::missing_field);
+      CHECK(std::string(e.what()).find(":7: ") != std::string::npos);
+    }
+  }
+  {
+    struct Ignore : Sink {
+      void write(std::span<const EmbeddedRecord>) override {}
+    };
+    Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+    pipeline.set_sink(std::make_unique<Ignore>());
+    try {
+      collect(pipeline);
+      FAIL("expected a refusal");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::invalid_argument);
+    }
+  }
+}
+
+TEST_CASE("an EventStream whose run cannot start throws its error from next(), with no invented event") {
+  TempDir dir;
+  auto opts = base_options(dir);  // no input file
+  auto pipeline = std::make_unique<Pipeline>(opts, tiny().model, tiny().tokenizer);
+  EventStream events(std::move(pipeline));
+  try {
+    auto e = events.next();
+    FAIL("expected the setup error, got an event");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::io_error);
+    CHECK(std::string(e.what()).find("cannot open input") != std::string::npos);
+  }
+  CHECK_FALSE(events.next().has_value());
 }
 
 TEST_CASE("events can be pulled; the stream ends with PipelineFinished") {

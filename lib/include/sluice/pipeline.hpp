@@ -180,6 +180,8 @@ class Pipeline {
   void set_source(std::unique_ptr<Source> source);
   /// Sends embedded records to `sink` instead of writing options.output. Thread: before run().
   void set_sink(std::unique_ptr<Sink> sink);
+  /// Whether a sink was set.
+  bool has_sink() const noexcept;
 
   /// Subscribes to events. Thread: before run()/start(), or the loop thread during the run.
   SubscriptionId subscribe(EventFilter filter, EventCallback callback);

@@ -1,6 +1,8 @@
 #include <sluice/event_stream.hpp>
 
 #include <atomic>
+#include <exception>
+#include <utility>
 
 #include "bounded_queue.hpp"
 
@@ -12,7 +14,7 @@ struct EventStream::State {
   BoundedQueue<Event> queue;
   std::thread thread;
   bool finished_returned = false;
-  std::string setup_error;
+  std::exception_ptr setup_error;  // the run could not start: next() throws it
 };
 
 EventStream::EventStream(std::unique_ptr<Pipeline> pipeline, EventFilter filter, std::size_t capacity)
@@ -26,14 +28,11 @@ EventStream::EventStream(std::unique_ptr<Pipeline> pipeline, EventFilter filter,
   s->thread = std::thread([s] {
     try {
       s->pipeline->run();
-    } catch (const std::exception& e) {
-      // A setup error: the stream ends with a synthetic PipelineFinished carrying it.
-      RunSummary summary;
-      summary.status = "failed";
-      summary.error = e.what();
-      s->queue.push(Event{1, unix_time_now(), s->pipeline->pipeline_id(), PipelineFinished{summary}});
+    } catch (...) {
+      // A setup error: no event was published; the consumer's next() throws it.
+      s->setup_error = std::current_exception();
     }
-    s->queue.close();
+    s->queue.close();  // after setup_error is set: the consumer reads it once the queue is over
   });
 }
 
@@ -48,7 +47,12 @@ EventStream::~EventStream() {
 std::optional<Event> EventStream::next() {
   if (state_->finished_returned) return std::nullopt;
   auto e = state_->queue.pop();
-  if (!e) return std::nullopt;
+  if (!e) {
+    if (state_->thread.joinable()) state_->thread.join();
+    state_->finished_returned = true;
+    if (state_->setup_error) std::rethrow_exception(std::exchange(state_->setup_error, nullptr));
+    return std::nullopt;
+  }
   if (std::holds_alternative<PipelineFinished>(e->payload)) {
     state_->finished_returned = true;
     if (state_->thread.joinable()) state_->thread.join();
@@ -75,11 +79,27 @@ class CollectingSink : public Sink {
 };
 }  // namespace
 
-std::vector<EmbeddedRecord> collect(Pipeline& pipeline) {
-  std::vector<EmbeddedRecord> out;
-  pipeline.set_sink(std::make_unique<CollectingSink>(out));
-  RunSummary s = pipeline.run();
-  if (s.status == "failed") throw Error(ErrorCode::internal, s.error);
+Collected collect(Pipeline& pipeline) {
+  if (pipeline.has_sink()) {
+    throw Error(ErrorCode::invalid_argument, "collect() sets a sink of its own, and this pipeline already has one");
+  }
+  Collected out;
+  pipeline.set_sink(std::make_unique<CollectingSink>(out.records));
+  const SubscriptionId id = pipeline.subscribe(EventFilter::of<DocumentFailed>(), [&out](const Event& e) {
+    out.failed.push_back(std::get<DocumentFailed>(e.payload));
+  });
+  try {
+    out.summary = pipeline.run();
+  } catch (...) {
+    pipeline.unsubscribe(id);
+    throw;
+  }
+  pipeline.unsubscribe(id);
+  if (out.summary.status == "failed") {
+    // The record that failed the run is the last one reported (OnError::fail or max_errors).
+    const bool by_record = !out.failed.empty() && out.summary.error.find(out.failed.back().message) != std::string::npos;
+    throw Error(by_record ? out.failed.back().code : ErrorCode::io_error, out.summary.error);
+  }
   return out;
 }
 

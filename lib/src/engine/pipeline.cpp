@@ -1438,6 +1438,7 @@ Pipeline::~Pipeline() = default;
 
 void Pipeline::set_source(std::unique_ptr<Source> source) { impl_->source_ = std::move(source); }
 void Pipeline::set_sink(std::unique_ptr<Sink> sink) { impl_->sink_ = std::move(sink); }
+bool Pipeline::has_sink() const noexcept { return impl_->sink_ != nullptr; }
 SubscriptionId Pipeline::subscribe(EventFilter filter, EventCallback callback) {
   return impl_->bus_.subscribe(filter, std::move(callback));
 }
