@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     pipeline.set_sink(std::make_unique<NearestNeighbourSink>());
 
     pipeline.subscribe(sluice::EventFilter::of<sluice::DocumentFailed, sluice::PipelineFinished>(),
-                       [](const sluice::Event& e) {
+                       [](const sluice::PipelineEvent& e) {
                          if (auto* f = std::get_if<sluice::DocumentFailed>(&e.payload)) {
                            fmt::print(stderr, "failed: {}\n", f->message);
                          } else if (auto* d = std::get_if<sluice::PipelineFinished>(&e.payload)) {

@@ -95,7 +95,7 @@ class EventWriter {
     std::setvbuf(file_, nullptr, _IOFBF, 1 << 16);
   }
   ~EventWriter() { close(); }
-  void on_event(const sluice::Event& e) {
+  void on_event(const sluice::PipelineEvent& e) {
     if (!error_.empty() || file_ == nullptr) return;
     line_.clear();
     line_ = sluice::to_json(e);
@@ -259,13 +259,13 @@ int run_embed(EmbedArgs& args) {
   std::unique_ptr<EventWriter> events;
   if (!args.events.empty()) {
     events = std::make_unique<EventWriter>(args.events, [&pipeline] { pipeline.stop(); });
-    pipeline.subscribe(sluice::EventFilter::all(), [w = events.get()](const sluice::Event& e) { w->on_event(e); });
+    pipeline.subscribe(sluice::EventFilter::all(), [w = events.get()](const sluice::PipelineEvent& e) { w->on_event(e); });
   }
   ProgressMode mode = args.progress == "always"  ? ProgressMode::always
                       : args.progress == "never" ? ProgressMode::never
                                                  : ProgressMode::automatic;
   ProgressReporter reporter(stderr, mode);
-  pipeline.subscribe(ProgressReporter::filter(), [&](const sluice::Event& e) { reporter.on_event(e); });
+  pipeline.subscribe(ProgressReporter::filter(), [&](const sluice::PipelineEvent& e) { reporter.on_event(e); });
 
   uv_loop_t loop;
   uv_loop_init(&loop);

@@ -67,7 +67,7 @@ void ProgressReporter::print_progress(const sluice::BatchProgress& p, double ts)
   }
 }
 
-void ProgressReporter::on_event(const sluice::Event& event) {
+void ProgressReporter::on_event(const sluice::PipelineEvent& event) {
   // --progress never still reports failed records and the final summary.
   if (!enabled_ && !std::holds_alternative<sluice::DocumentFailed>(event.payload) &&
       !std::holds_alternative<sluice::PipelineFinished>(event.payload)) {

@@ -19,7 +19,7 @@ class ProgressReporter {
 
   /// The kinds this reporter needs (never the per-document ones).
   static sluice::EventFilter filter();
-  void on_event(const sluice::Event& event);
+  void on_event(const sluice::PipelineEvent& event);
 
  private:
   void print_progress(const sluice::BatchProgress& p, double ts);

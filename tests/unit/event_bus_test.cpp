@@ -6,10 +6,10 @@ using namespace sluice;
 
 TEST_CASE("EventBus stamps envelopes and delivers only wanted kinds") {
   EventBus bus("p1");
-  std::vector<Event> all, failures;
-  bus.subscribe(EventFilter::all(), [&](const Event& e) { all.push_back(e); });
+  std::vector<PipelineEvent> all, failures;
+  bus.subscribe(EventFilter::all(), [&](const PipelineEvent& e) { all.push_back(e); });
   CHECK(bus.wants<DocumentFailed>());
-  bus.subscribe(EventFilter::of<DocumentFailed>(), [&](const Event& e) { failures.push_back(e); });
+  bus.subscribe(EventFilter::of<DocumentFailed>(), [&](const PipelineEvent& e) { failures.push_back(e); });
   bus.publish(DocumentStarted{0, {"f", 1, 0}});
   bus.publish(DocumentFailed{0, {"f", 1, 0}, ErrorCode::invalid_json, "f:1: invalid JSON", "", false, 1});
   REQUIRE(all.size() == 2);
@@ -24,7 +24,7 @@ TEST_CASE("EventBus stamps envelopes and delivers only wanted kinds") {
 TEST_CASE("a bus nobody wants documents from reports that, so payloads are not built") {
   EventBus bus("p");
   CHECK_FALSE(bus.wants<DocumentCompleted>());
-  auto id = bus.subscribe(EventFilter::without_documents(), [](const Event&) {});
+  auto id = bus.subscribe(EventFilter::without_documents(), [](const PipelineEvent&) {});
   CHECK_FALSE(bus.wants<DocumentCompleted>());
   CHECK(bus.wants<BatchProgress>());
   bus.unsubscribe(id);
@@ -35,10 +35,10 @@ TEST_CASE("subscribing and unsubscribing from inside a callback is safe") {
   EventBus bus("p");
   int late = 0, self_calls = 0;
   SubscriptionId self = 0;
-  self = bus.subscribe(EventFilter::all(), [&](const Event&) {
+  self = bus.subscribe(EventFilter::all(), [&](const PipelineEvent&) {
     ++self_calls;
     bus.unsubscribe(self);
-    for (int i = 0; i < 100; ++i) bus.subscribe(EventFilter::all(), [&](const Event&) { ++late; });
+    for (int i = 0; i < 100; ++i) bus.subscribe(EventFilter::all(), [&](const PipelineEvent&) { ++late; });
   });
   bus.publish(PipelineFinished{});
   CHECK(self_calls == 1);

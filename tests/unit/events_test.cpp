@@ -156,7 +156,7 @@ struct Sample<PipelineFinished> {
 
 // Envelopes to combine with the payloads. Timestamps are whole microseconds, which is what
 // "ts" keeps.
-std::vector<Event> envelopes() {
+std::vector<PipelineEvent> envelopes() {
   return {
       {1, 1717171717.123456, "run-1", {}},
       {kMax64, 0.0, kTrickyText, {}},
@@ -230,8 +230,8 @@ std::vector<std::string> member_paths(const std::string& json) {
   return paths;
 }
 
-Event sample_event(EventPayload payload) {
-  Event e = envelopes().front();
+PipelineEvent sample_event(EventPayload payload) {
+  PipelineEvent e = envelopes().front();
   e.payload = std::move(payload);
   return e;
 }
@@ -246,9 +246,9 @@ TEST_CASE_TEMPLATE_DEFINE("every payload round-trips through JSON", P, round_tri
   CHECK(values.front() == P{});  // the defaults (zeros, empty strings) are covered too
   simdjson::dom::parser parser;
   std::string reused = "previous line\n";
-  for (const Event& envelope : envelopes()) {
+  for (const PipelineEvent& envelope : envelopes()) {
     for (const P& value : values) {
-      Event event = envelope;
+      PipelineEvent event = envelope;
       event.payload = value;
       CHECK(event_type(event.payload) == P::kType);
 
@@ -274,7 +274,7 @@ TEST_CASE_TEMPLATE_DEFINE("every payload round-trips through JSON", P, round_tri
       CHECK(root["seq"].get_uint64().value() == event.seq);
       CHECK(root["pipeline"].get_string().value() == event.pipeline_id);
 
-      const Result<Event> back = event_from_json(json);
+      const Result<PipelineEvent> back = event_from_json(json);
       REQUIRE_MESSAGE(back.ok(), back.error().message);
       CHECK(back.value() == event);
       REQUIRE(std::holds_alternative<P>(back.value().payload));
@@ -286,7 +286,7 @@ TEST_CASE_TEMPLATE_APPLY(round_trip, AsTuple<EventPayload>::type);
 TEST_CASE("the JSON form follows docs/events.md") {
   // Written by hand from the specification: envelope first, "ts" with six decimals, the
   // location nested, doubles in their shortest form.
-  Event e{17, 1717171717.5, "run-7",
+  PipelineEvent e{17, 1717171717.5, "run-7",
           DocumentCompleted{3, {"in.jsonl", 4, 120}, 12, true, 2.5}};
   CHECK(to_json(e) ==
         R"({"type":"document_completed","v":1,"seq":17,"ts":1717171717.500000,"pipeline":"run-7",)"
@@ -342,20 +342,20 @@ TEST_CASE("event_type names every alternative by its kType") {
 }
 
 TEST_CASE("timestamps keep microseconds") {
-  Event e = sample_event(Checkpointed{});
+  PipelineEvent e = sample_event(Checkpointed{});
   e.timestamp = 1717171717.1234567;  // finer than a microsecond: rounded
   const std::string json = to_json(e);
   CHECK(json.find(R"("ts":1717171717.123457,)") != std::string::npos);
-  const Result<Event> back = event_from_json(json);
+  const Result<PipelineEvent> back = event_from_json(json);
   REQUIRE(back.ok());
   CHECK(std::abs(back.value().timestamp - 1717171717.1234567) < 1e-6);
 }
 
 TEST_CASE("NaN and infinities are written as null and read back as NaN or absent") {
-  Event e = sample_event(DocumentCompleted{1, {"f", 2, 3}, 4, false, std::nan("")});
+  PipelineEvent e = sample_event(DocumentCompleted{1, {"f", 2, 3}, 4, false, std::nan("")});
   std::string json = to_json(e);
   CHECK(json.find(R"("duration_ms":null)") != std::string::npos);
-  Result<Event> back = event_from_json(json);
+  Result<PipelineEvent> back = event_from_json(json);
   REQUIRE_MESSAGE(back.ok(), back.error().message);
   CHECK(std::isnan(std::get<DocumentCompleted>(back.value().payload).duration_ms));
 
@@ -374,18 +374,18 @@ TEST_CASE("NaN and infinities are written as null and read back as NaN or absent
 // ---- what the parser accepts ----------------------------------------------------------------
 
 TEST_CASE("an absent optional field may also be written as null") {
-  const Event e = sample_event(BatchProgress{1, 2, 3, 4, 5, 6, 7.5, 8.5, std::nullopt});
+  const PipelineEvent e = sample_event(BatchProgress{1, 2, 3, 4, 5, 6, 7.5, 8.5, std::nullopt});
   const std::string json = to_json(e);
   CHECK(json.find("eta_s") == std::string::npos);
   std::string with_null = json;
   with_null.insert(with_null.size() - 1, R"(,"eta_s":null)");
-  const Result<Event> back = event_from_json(with_null);
+  const Result<PipelineEvent> back = event_from_json(with_null);
   REQUIRE_MESSAGE(back.ok(), back.error().message);
   CHECK(back.value() == e);
 }
 
 TEST_CASE("unknown fields, whitespace, member order and integer-valued numbers are accepted") {
-  const Event e = sample_event(PipelineFinished{{"completed", 5, 4, 1, 100, 0, 300, 400, 2.0, "", 3, 100, 128, 1.5, 2}});
+  const PipelineEvent e = sample_event(PipelineFinished{{"completed", 5, 4, 1, 100, 0, 300, 400, 2.0, "", 3, 100, 128, 1.5, 2}});
   const std::string text = R"(
     {
       "extra_top": {"nested": [1, 2, {"x": null}]},
@@ -397,19 +397,19 @@ TEST_CASE("unknown fields, whitespace, member order and integer-valued numbers a
       "type": "pipeline_finished"
     }
   )";
-  const Result<Event> back = event_from_json(text);
+  const Result<PipelineEvent> back = event_from_json(text);
   REQUIRE_MESSAGE(back.ok(), back.error().message);
   CHECK(back.value() == e);
 
   // A line as read from a JSONL file, newline included.
-  const Result<Event> line = event_from_json(to_json(e) + "\n");
+  const Result<PipelineEvent> line = event_from_json(to_json(e) + "\n");
   REQUIRE(line.ok());
   CHECK(line.value() == e);
 
   // Unknown members inside "location" too.
-  const Event d = sample_event(DocumentStarted{3, {"f.jsonl", 4, 5}});
+  const PipelineEvent d = sample_event(DocumentStarted{3, {"f.jsonl", 4, 5}});
   const std::string nested = rewrite(to_json(d), "location.line", R"(4,"column":9)");
-  const Result<Event> nested_back = event_from_json(nested);
+  const Result<PipelineEvent> nested_back = event_from_json(nested);
   REQUIRE_MESSAGE(nested_back.ok(), nested_back.error().message);
   CHECK(nested_back.value() == d);
 }
@@ -425,7 +425,7 @@ struct Rejection {
 };
 
 Rejection rejection(const std::string& json) {
-  const Result<Event> r = event_from_json(json);
+  const Result<PipelineEvent> r = event_from_json(json);
   INFO("json: ", json);
   REQUIRE_FALSE(r.ok());
   return {r.error().code, r.error().field, r.error().message};
@@ -470,7 +470,7 @@ TEST_CASE("each mistyped field is named") {
       for (std::string_view wrong : {"[]", "{}", "\"1\"", "true"}) {
         const std::string mistyped = rewrite(json, path, wrong);
         INFO(path, " = ", wrong, ": ", mistyped);
-        const Result<Event> r = event_from_json(mistyped);
+        const Result<PipelineEvent> r = event_from_json(mistyped);
         // "{}" is a valid (empty) object for nested objects, "true" a valid bool, a string a
         // valid string: those must fail on the first member missing inside, or not at all.
         if (r.ok()) {
@@ -553,7 +553,7 @@ TEST_CASE("a newer schema version is rejected before anything else is looked at"
 TEST_CASE("large unsigned values: up to 2^64-1, nothing beyond") {
   const std::string json = to_json(sample_event(Checkpointed{"p", kMax64, kMax64, kMax64, kMax64}));
   CHECK(json.find("\"records_done\":18446744073709551615,") != std::string::npos);
-  const Result<Event> back = event_from_json(json);
+  const Result<PipelineEvent> back = event_from_json(json);
   REQUIRE(back.ok());
   CHECK(std::get<Checkpointed>(back.value().payload).records_done == kMax64);
   // 2^64 does not fit: rejected (simdjson refuses the number itself).
@@ -584,10 +584,10 @@ TEST_CASE("text that is not one JSON object is rejected") {
 }
 
 TEST_CASE("to_json writes ill-formed UTF-8 in strings as U+FFFD, so the line stays valid") {
-  const Event e = sample_event(StageStateChanged{"model", "running", "failed", "bad byte \xFF here"});
+  const PipelineEvent e = sample_event(StageStateChanged{"model", "running", "failed", "bad byte \xFF here"});
   const std::string json = to_json(e);
   CHECK(simdjson::validate_utf8(json.data(), json.size()));
-  const Result<Event> back = event_from_json(json);
+  const Result<PipelineEvent> back = event_from_json(json);
   REQUIRE(back.ok());
   CHECK(std::get<StageStateChanged>(back.value().payload).reason == "bad byte \xEF\xBF\xBD here");
 }

@@ -133,8 +133,8 @@ TEST_CASE("embeds every record in input order, keeping every input byte") {
   opts.checkpoint = (dir.path / "out.checkpoint").string();
 
   Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
-  std::vector<Event> events;
-  pipeline.subscribe(EventFilter::all(), [&](const Event& e) { events.push_back(e); });
+  std::vector<PipelineEvent> events;
+  pipeline.subscribe(EventFilter::all(), [&](const PipelineEvent& e) { events.push_back(e); });
   RunSummary s = pipeline.run();
 
   CHECK(s.status == "completed");
@@ -237,7 +237,7 @@ TEST_CASE("bad records are reported with file:line and field, counted, and dead-
   Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
   std::vector<DocumentFailed> failures;
   pipeline.subscribe(EventFilter::of<DocumentFailed>(),
-                     [&](const Event& e) { failures.push_back(std::get<DocumentFailed>(e.payload)); });
+                     [&](const PipelineEvent& e) { failures.push_back(std::get<DocumentFailed>(e.payload)); });
   RunSummary s = pipeline.run();
   CHECK(s.status == "completed");
   CHECK(s.completed == 2);
@@ -290,7 +290,7 @@ TEST_CASE("memory bound: the reader pauses when the in-flight limit is reached")
   std::uint64_t paused = 0;
   std::uint64_t max_in_flight = 0;
   std::uint64_t started = 0, done = 0;
-  pipeline.subscribe(EventFilter::all(), [&](const Event& e) {
+  pipeline.subscribe(EventFilter::all(), [&](const PipelineEvent& e) {
     if (auto* c = std::get_if<StageStateChanged>(&e.payload); c && c->stage == "reader" && c->to == "paused") ++paused;
     if (std::holds_alternative<DocumentStarted>(e.payload)) ++started;
     if (std::holds_alternative<DocumentCompleted>(e.payload)) ++done;
@@ -409,8 +409,8 @@ TEST_CASE("events can be pulled; the stream ends with PipelineFinished") {
   write_file(opts.input, make_input(20));
   auto pipeline = std::make_unique<Pipeline>(opts, tiny().model, tiny().tokenizer);
   EventStream events(std::move(pipeline), EventFilter::without_documents(), 2);
-  std::vector<Event> got;
-  for (const Event& e : events) got.push_back(e);
+  std::vector<PipelineEvent> got;
+  for (const PipelineEvent& e : events) got.push_back(e);
   REQUIRE(!got.empty());
   CHECK(std::holds_alternative<PipelineStarted>(got.front().payload));
   REQUIRE(std::holds_alternative<PipelineFinished>(got.back().payload));
@@ -436,7 +436,7 @@ TEST_CASE("stop() drains and checkpoints at a batch boundary; resume gives the u
   }
 
   Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
-  pipeline.subscribe(EventFilter::of<DocumentCompleted>(), [&](const Event& e) {
+  pipeline.subscribe(EventFilter::of<DocumentCompleted>(), [&](const PipelineEvent& e) {
     if (std::get<DocumentCompleted>(e.payload).index == 21) pipeline.stop();
   });
   uv_loop_t loop;
@@ -564,9 +564,9 @@ TEST_CASE("token-budget batches sorted by length: input order kept, same vectors
   opts.batch_size = 64;
   opts.max_batch_tokens = 256;
   opts.sort_window = 32;
-  std::vector<Event> events;
+  std::vector<PipelineEvent> events;
   Pipeline sorted(opts, tiny().model, tiny().tokenizer);
-  sorted.subscribe(EventFilter::of<PipelineStarted>(), [&](const Event& e) { events.push_back(e); });
+  sorted.subscribe(EventFilter::of<PipelineStarted>(), [&](const PipelineEvent& e) { events.push_back(e); });
   const RunSummary batched = sorted.run();
   REQUIRE(batched.status == "completed");
   REQUIRE(events.size() == 1);
@@ -667,9 +667,9 @@ TEST_CASE("concurrent model calls: same bytes, input order; one call at a time w
     opts.model_workers = 3;
     opts.threads = 3;  // calls are at most one per core
     opts.output = (dir.path / fmt::format("out-{}.jsonl", concurrent)).string();
-    std::vector<Event> started;
+    std::vector<PipelineEvent> started;
     Pipeline p(opts, probe, tiny().tokenizer);
-    p.subscribe(EventFilter::of<PipelineStarted>(), [&](const Event& e) { started.push_back(e); });
+    p.subscribe(EventFilter::of<PipelineStarted>(), [&](const PipelineEvent& e) { started.push_back(e); });
     const RunSummary s = p.run();
     REQUIRE(s.status == "completed");
     CHECK(read_file(opts.output) == expected);
@@ -694,7 +694,7 @@ TEST_CASE("a subscriber without per-document events never receives them") {
   write_file(opts.input, make_input(5));
   Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
   int docs = 0, total = 0;
-  pipeline.subscribe(EventFilter::without_documents(), [&](const Event& e) {
+  pipeline.subscribe(EventFilter::without_documents(), [&](const PipelineEvent& e) {
     ++total;
     if (std::holds_alternative<DocumentStarted>(e.payload) || std::holds_alternative<DocumentCompleted>(e.payload))
       ++docs;

@@ -11,7 +11,7 @@
 namespace sluice {
 
 using SubscriptionId = std::uint64_t;
-using EventCallback = std::function<void(const Event&)>;
+using EventCallback = std::function<void(const PipelineEvent&)>;
 
 /// Thread: loop. Every method, and every callback, runs on the thread that owns the
 /// pipeline's loop. A callback may subscribe or unsubscribe (it takes effect for the next

@@ -2,7 +2,7 @@
 /// EventStream: pull iteration over a pipeline's events.
 ///
 ///   sluice::EventStream events(std::move(pipeline));
-///   for (const sluice::Event& e : events) { ... }
+///   for (const sluice::PipelineEvent& e : events) { ... }
 ///
 /// The pipeline runs on a thread of its own, the stream's: its loop, its subscribers and its
 /// Sink (if one is set) are called there, not on the consumer's thread. Events wait in a
@@ -38,11 +38,11 @@ class EventStream {
 
   /// The next event; nullopt after PipelineFinished has been returned. Throws the run's
   /// sluice::Error when it could not start (then nullopt). Thread: the consumer.
-  std::optional<Event> next();
+  std::optional<PipelineEvent> next();
   /// Asks the pipeline to drain and finish (see Pipeline::stop()); keep calling next().
   void stop() noexcept;
 
-  PullIterator<Event> begin();
+  PullIterator<PipelineEvent> begin();
   std::default_sentinel_t end() { return {}; }
 
  private:

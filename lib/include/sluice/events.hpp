@@ -153,13 +153,13 @@ using EventPayload = std::variant<PipelineStarted, DocumentStarted, DocumentComp
 inline constexpr std::size_t kEventKinds = std::variant_size_v<EventPayload>;
 
 /// The envelope every event shares.
-struct Event {
+struct PipelineEvent {
   std::uint64_t seq = 0;            ///< 1, 2, 3... per pipeline, no gaps
   double timestamp = 0;             ///< seconds since the Unix epoch
   std::string pipeline_id;
   EventPayload payload;
 
-  bool operator==(const Event&) const = default;
+  bool operator==(const PipelineEvent&) const = default;
 };
 
 /// The JSON tag of the payload held by `payload`.
@@ -168,15 +168,15 @@ std::string_view event_type(const EventPayload& payload) noexcept;
 /// One JSON object, no newline: {"type":...,"v":1,"seq":...,"ts":...,"pipeline":...,<fields>}
 /// (docs/events.md lists every event's fields). "ts" has six decimals (microseconds); an
 /// absent optional field is left out; NaN and infinities are written as null. Thread: any.
-std::string to_json(const Event& event);
+std::string to_json(const PipelineEvent& event);
 /// Appends what to_json() returns to `out` (not cleared first): a caller that reuses one
 /// buffer serialises without allocating once the buffer has grown. Thread: any.
-void append_json(std::string& out, const Event& event);
+void append_json(std::string& out, const PipelineEvent& event);
 /// Parses what to_json() wrote (any whitespace, a trailing newline and unknown extra fields
 /// are accepted). Rejects invalid JSON, a "v" this reader does not support, an unknown "type",
 /// and missing or mistyped fields; the ErrorInfo's `field` and message name the field, e.g.
 /// `event_from_json: field "location.line" is missing`. Thread: any (one parser per thread).
-Result<Event> event_from_json(std::string_view json);
+Result<PipelineEvent> event_from_json(std::string_view json);
 
 /// Which event kinds a subscriber wants. A subscriber that leaves per-document events out does
 /// not pay for them: the pipeline builds a payload only when some subscriber wants its kind.

@@ -8,7 +8,7 @@
 
 namespace sluice {
 
-/// A pull source (the `read_batches` protocol). The pipeline calls read_batch() from a
+/// A pull source (read_batch() until it returns nothing). The pipeline calls read_batch() from a
 /// thread of its own, never concurrently, and stops calling after it returns an empty batch.
 /// Memory: the pipeline asks again only when its queues have room, so a source that
 /// produces lazily keeps the whole run bounded.

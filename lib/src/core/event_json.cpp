@@ -406,7 +406,7 @@ std::string_view event_type(const EventPayload& payload) noexcept {
   return kTypeNames[payload.index()];
 }
 
-void append_json(std::string& out, const Event& event) {
+void append_json(std::string& out, const PipelineEvent& event) {
   json::JsonWriter w(out);
   w.begin_object();
   w.key_unescaped("type").string_value(event_type(event.payload));
@@ -418,14 +418,14 @@ void append_json(std::string& out, const Event& event) {
   w.end_object();
 }
 
-std::string to_json(const Event& event) {
+std::string to_json(const PipelineEvent& event) {
   std::string out;
   out.reserve(256);
   append_json(out, event);
   return out;
 }
 
-Result<Event> event_from_json(std::string_view json) {
+Result<PipelineEvent> event_from_json(std::string_view json) {
   // One parser per thread: its buffers are reused from one call to the next.
   thread_local simdjson::dom::parser parser;
 
@@ -463,7 +463,7 @@ Result<Event> event_from_json(std::string_view json) {
     return field_error(ErrorCode::field_not_string, "type", "is not a string");
   }
 
-  Event event;
+  PipelineEvent event;
   std::optional<ErrorInfo> error;
   const FieldReader envelope{obj, {}, &error};
   envelope("seq", event.seq);

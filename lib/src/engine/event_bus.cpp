@@ -30,7 +30,7 @@ void EventBus::recompute_wanted() {
 }
 
 std::uint64_t EventBus::publish(EventPayload payload) {
-  Event event{++seq_, unix_time_now(), pipeline_id_, std::move(payload)};
+  PipelineEvent event{++seq_, unix_time_now(), pipeline_id_, std::move(payload)};
   const std::size_t kind = event.payload.index();
   delivering_ = true;
   for (auto& s : subscribers_) {

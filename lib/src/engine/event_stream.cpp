@@ -11,7 +11,7 @@ namespace sluice {
 struct EventStream::State {
   explicit State(std::unique_ptr<Pipeline> p, std::size_t capacity) : pipeline(std::move(p)), queue(capacity) {}
   std::unique_ptr<Pipeline> pipeline;
-  BoundedQueue<Event> queue;
+  BoundedQueue<PipelineEvent> queue;
   std::thread thread;
   bool finished_returned = false;
   std::exception_ptr setup_error;  // the run could not start: next() throws it
@@ -21,8 +21,8 @@ EventStream::EventStream(std::unique_ptr<Pipeline> pipeline, EventFilter filter,
     : state_(std::make_unique<State>(std::move(pipeline), capacity)) {
   filter.add<PipelineFinished>();  // the stream needs its end
   State* s = state_.get();
-  s->pipeline->subscribe(filter, [s](const Event& e) {
-    Event copy = e;
+  s->pipeline->subscribe(filter, [s](const PipelineEvent& e) {
+    PipelineEvent copy = e;
     s->queue.push(std::move(copy));  // waits while the consumer is behind; false once closed
   });
   s->thread = std::thread([s] {
@@ -44,7 +44,7 @@ EventStream::~EventStream() {
   }
 }
 
-std::optional<Event> EventStream::next() {
+std::optional<PipelineEvent> EventStream::next() {
   if (state_->finished_returned) return std::nullopt;
   auto e = state_->queue.pop();
   if (!e) {
@@ -62,8 +62,8 @@ std::optional<Event> EventStream::next() {
 
 void EventStream::stop() noexcept { state_->pipeline->stop(); }
 
-PullIterator<Event> EventStream::begin() {
-  return PullIterator<Event>([this] { return next(); });
+PullIterator<PipelineEvent> EventStream::begin() {
+  return PullIterator<PipelineEvent>([this] { return next(); });
 }
 
 namespace {
@@ -85,7 +85,7 @@ Collected collect(Pipeline& pipeline) {
   }
   Collected out;
   pipeline.set_sink(std::make_unique<CollectingSink>(out.records));
-  const SubscriptionId id = pipeline.subscribe(EventFilter::of<DocumentFailed>(), [&out](const Event& e) {
+  const SubscriptionId id = pipeline.subscribe(EventFilter::of<DocumentFailed>(), [&out](const PipelineEvent& e) {
     out.failed.push_back(std::get<DocumentFailed>(e.payload));
   });
   try {
