@@ -3,7 +3,10 @@
 ///
 ///   auto s = RecordStream::from_jsonl("corpus.jsonl")
 ///                .filter([](const Record& r) { return r.json.size() < 10000; })
-///                .map([](Record r) { r.text = "passage: " + *r.text; return r; })
+///                .map([](Record r) {  // from_jsonl leaves text unset: read the field
+///                  r.text = "passage: " + string_field(r, "text").value_or("");
+///                  return r;
+///                })
 ///                .limit(1000);
 ///   for (auto& batch : std::move(s).batch(32)) { ... }
 ///
