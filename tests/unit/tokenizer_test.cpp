@@ -12,9 +12,12 @@
 #include <fstream>
 #include <sluice/error.hpp>
 #include <sluice/tokenizer.hpp>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tokenizer_parity.hpp"
 
 namespace fs = std::filesystem;
 using namespace sluice;
@@ -375,4 +378,91 @@ TEST_CASE("encode_windows: the windows Hugging Face's truncation with a stride o
   REQUIRE(w.size() == 2);
   CHECK(w[0].ids.size() == 5);
   CHECK(w[1].offsets[1] == std::pair<std::uint32_t, std::uint32_t>{11, 16});  // "gamma" again
+}
+
+// A long text truncated on the right is tokenised a growing prefix at a time, cut before
+// whitespace, where the tokenizer's parts allow it (Tokenizer::encode). The kept tokens must be
+// those of the whole text: checked against the same tokenizer without truncation, on every
+// folder and variant of the parity tests, for texts made of the parity corpus (its Unicode,
+// punctuation, CJK and emoji included) and several lengths.
+TEST_CASE("a long text truncated on the right keeps the whole text's first tokens, read a prefix at a time") {
+  const fs::path dir = sluice::test::tokenizer_data_dir();
+  std::vector<std::string> texts;
+  {
+    std::ifstream in(dir / "corpus.jsonl", std::ios::binary);
+    simdjson::dom::parser parser;
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      simdjson::dom::element doc = parser.parse(line);
+      texts.emplace_back(std::string_view(doc["text"].get_string()));
+    }
+  }
+  REQUIRE(texts.size() > 1000);
+  // Long texts: corpus strings joined by various whitespace, over 64 KiB (where the prefix
+  // path starts) and up to a few MiB.
+  std::vector<std::string> long_texts;
+  std::mt19937 rng(17);
+  for (const std::size_t target : {70u << 10, 300u << 10, 1u << 20}) {
+    std::string t;
+    const char* seps[] = {" ", "  ", "\n", "\t ", " \r\n"};
+    while (t.size() < target) {
+      t += texts[rng() % texts.size()];
+      t += seps[rng() % 5];
+    }
+    long_texts.push_back(std::move(t));
+  }
+  using sluice::test::read_text;
+  using sluice::test::with_overrides;
+  std::vector<std::pair<std::string, std::string>> tokenizers;  // name, tokenizer.json
+  for (const char* name : {"bert-base-uncased", "roberta", "xlm-roberta", "albert", "variants/cased-template",
+                           "variants/seq-whitespace"}) {
+    tokenizers.emplace_back(name, read_text(dir / name / "tokenizer.json"));
+  }
+  const fs::path v = dir / "variants";
+  for (const char* name : {"roberta-prefix", "bpe-splits", "bpe-regex"}) {
+    tokenizers.emplace_back(name, with_overrides(read_text(dir / "roberta" / "tokenizer.json"),
+                                                 read_text(v / (std::string(name) + ".json"))));
+  }
+  for (const char* name : {"unigram-first", "unigram-never"}) {
+    tokenizers.emplace_back(name, with_overrides(read_text(dir / "xlm-roberta" / "tokenizer.json"),
+                                                 read_text(v / (std::string(name) + ".json"))));
+  }
+  std::size_t prefix_runs = 0;
+  for (const auto& [name, json] : tokenizers) {
+    CAPTURE(name);
+    auto tok = Tokenizer::from_json(json);
+    for (const std::string& text : long_texts) {
+      tok->set_max_length(std::size_t{1} << 40);  // no truncation: the whole text
+      const Encoding whole = tok->encode(text, false);
+      const Encoding whole_special = tok->encode(text, true);
+      CHECK_FALSE(whole.length_is_lower_bound);
+      for (const std::size_t max : {8u, 128u, 512u, 4096u}) {
+        CAPTURE(max);
+        CAPTURE(text.size());
+        tok->set_max_length(max);
+        const Encoding cut = tok->encode(text, false);
+        prefix_runs += cut.length_is_lower_bound;
+        REQUIRE(whole.ids.size() > max);
+        CHECK(cut.ids == std::vector<std::int32_t>(whole.ids.begin(), whole.ids.begin() + max));
+        CHECK(cut.offsets == decltype(cut.offsets)(whole.offsets.begin(), whole.offsets.begin() + max));
+        CHECK(cut.truncated());
+        CHECK(cut.untruncated_length <= whole.ids.size());
+        // With special tokens: the whole text's specials around its first content tokens.
+        const Encoding cut_special = tok->encode(text, true);
+        const std::size_t specials = whole_special.ids.size() - whole.ids.size();
+        std::size_t before = 0;
+        while (before < specials &&
+               !std::equal(whole.ids.begin(), whole.ids.begin() + 64, whole_special.ids.begin() + before)) {
+          ++before;
+        }
+        std::vector<std::int32_t> want(whole_special.ids.begin(), whole_special.ids.begin() + before);
+        want.insert(want.end(), whole.ids.begin(), whole.ids.begin() + (max - specials));
+        want.insert(want.end(), whole_special.ids.end() - (specials - before), whole_special.ids.end());
+        CHECK(cut_special.ids == want);
+      }
+    }
+  }
+  // The prefix path did run (the parity folders are BERT, RoBERTa and SentencePiece layouts).
+  MESSAGE("prefix path taken in " << prefix_runs << " encodings");
+  CHECK(prefix_runs > 0);
 }

@@ -37,8 +37,11 @@ struct Encoding {
   /// byte-level token inside a multi-byte character covers the whole character, trim_offsets
   /// can leave an empty range, and SentencePiece normalization may shift ranges by a character.
   std::vector<std::pair<std::uint32_t, std::uint32_t>> offsets;
-  /// Tokens the text had before truncation, special tokens included (== ids.size() when not truncated).
+  /// Tokens the text had before truncation, special tokens included (== ids.size() when not
+  /// truncated). A long text truncated on the right may be tokenised only as far as needed
+  /// (Tokenizer::encode): then this is a lower bound and `length_is_lower_bound` is set.
   std::size_t untruncated_length = 0;
+  bool length_is_lower_bound = false;
   bool truncated() const noexcept { return untruncated_length > ids.size(); }
 };
 
@@ -57,6 +60,10 @@ class Tokenizer {
   /// set_max_length(), and the post-processor (special tokens only when add_special_tokens).
   /// Throws only std::bad_alloc; texts must be under 4 GiB (offsets are 32-bit). Thread: any
   /// (const; scratch buffers are per thread, so a warm thread allocates only the Encoding).
+  /// Memory: a text truncated on the right is tokenised a growing prefix at a time, cut just
+  /// before whitespace, until it has more tokens than are kept, where the tokenizer's parts
+  /// make that give the same tokens (BERT, RoBERTa/GPT-2, SentencePiece-style folders; not a
+  /// custom Split regex): its working memory then follows the tokens kept, not the text.
   virtual Encoding encode(std::string_view text, bool add_special_tokens = true) const = 0;
 
   /// Encodes all of `text`, without truncation, as windows of at most `max_length` tokens

@@ -127,9 +127,10 @@ void EmbedWorkers::tokenizer_main() {
         item->type_ids = std::move(enc.type_ids);
         if (item->truncated && config_.long_input == LongInput::fail) {
           item->error = ErrorInfo{ErrorCode::text_too_long,
-                                  fmt::format("the text is {} tokens, more than the model's {} (embed it in pieces "
-                                              "with --long-input chunk, or cut it with --long-input truncate)",
-                                              enc.untruncated_length, model_->info().max_tokens),
+                                  fmt::format("the text is {}{} tokens, more than the model's {} (embed it in "
+                                              "pieces with --long-input chunk, or cut it with --long-input truncate)",
+                                              enc.length_is_lower_bound ? "at least " : "", enc.untruncated_length,
+                                              model_->info().max_tokens),
                                   config_.text_field,
                                   {}};
         }

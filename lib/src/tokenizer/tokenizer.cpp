@@ -40,7 +40,8 @@ class PipelineTokenizer : public Tokenizer {
         post_processor_(std::move(parts.post_processor)),
         added_(std::move(parts.added_tokens), normalizer_.get()),
         max_length_(parts.max_length),
-        truncate_left_(parts.truncate_left) {
+        truncate_left_(parts.truncate_left),
+        cut_safe_(parts.cut_at_whitespace_safe) {
     token_text_ = [this](std::int32_t id) -> std::optional<std::string_view> {
       if (const AddedToken* t = added_.find(id)) return std::string_view(t->content);
       return model_->id_to_token(id);
@@ -85,11 +86,12 @@ class PipelineTokenizer : public Tokenizer {
 
   Encoding encode(std::string_view text, bool add_special_tokens) const override {
     thread_local Scratch sc;
+    const std::size_t added = add_special_tokens && post_processor_ ? post_processor_->added_tokens() : 0;
+    if (std::optional<Encoding> enc = encode_prefix(text, add_special_tokens, added, sc)) return std::move(*enc);
     split_into_tokens(text, sc);
     std::vector<Token>& tokens = sc.tokens;
 
     // 2. Truncation, leaving room for the special tokens the post-processor adds.
-    const std::size_t added = add_special_tokens && post_processor_ ? post_processor_->added_tokens() : 0;
     const std::size_t untruncated = tokens.size() + added;
     if (max_length_) {
       const std::size_t room = *max_length_ > added ? *max_length_ - added : 0;
@@ -103,10 +105,48 @@ class PipelineTokenizer : public Tokenizer {
     }
     Encoding enc = finish_encoding(text, add_special_tokens, sc);
     enc.untruncated_length = untruncated;
+    release_if_large(sc);
     return enc;
   }
 
+  /// Bytes from which a text truncated on the right is tokenised a prefix at a time.
+  static constexpr std::size_t kPrefixFromBytes = 64u << 10;
+
  private:
+  // A long text truncated on the right: tokenises prefixes cut just before a run of
+  // whitespace, growing 4 times each time, until one has more tokens than are kept. Where the
+  // parts are cut-safe (tokenizer_json.hpp), a prefix's tokens are the whole text's tokens
+  // before the cut, so the first ones kept are the same. nullopt: take the whole text.
+  std::optional<Encoding> encode_prefix(std::string_view text, bool add_special_tokens, std::size_t added,
+                                        Scratch& sc) const {
+    if (!cut_safe_ || !max_length_ || truncate_left_ || text.size() <= kPrefixFromBytes) return std::nullopt;
+    const std::size_t room = *max_length_ > added ? *max_length_ - added : 0;
+    if (room >= text.size() / 16) return std::nullopt;  // a prefix would be most of the text
+    auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
+    for (std::size_t want = std::max(kPrefixFromBytes / 4, room * 16); want < text.size(); want *= 4) {
+      // The last cut at or before `want`: a whitespace byte after a byte that is not one.
+      std::size_t cut = want;
+      while (cut > 0 && !(is_space(text[cut]) && !is_space(text[cut - 1]))) --cut;
+      if (cut == 0) return std::nullopt;  // no whitespace to cut at
+      split_into_tokens(text.substr(0, cut), sc);
+      if (sc.tokens.size() > room) {
+        const std::size_t seen = sc.tokens.size() + added;
+        sc.tokens.resize(room);
+        Encoding enc = finish_encoding(text, add_special_tokens, sc);
+        enc.untruncated_length = seen;
+        enc.length_is_lower_bound = true;
+        return enc;
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Scratch grown by one very long text is given back rather than kept by the thread.
+  static void release_if_large(Scratch& sc) {
+    constexpr std::size_t kKeep = 1u << 20;
+    if (sc.symbols.capacity() > kKeep || sc.tokens.capacity() > kKeep || sc.piece.capacity() > kKeep) sc = Scratch{};
+  }
+
   // 3. Post-processing of sc.tokens: special tokens and type ids.
   Encoding finish_encoding(std::string_view text, bool add_special_tokens, Scratch& sc) const {
     std::vector<Token>& tokens = sc.tokens;
@@ -208,6 +248,7 @@ class PipelineTokenizer : public Tokenizer {
   TokenText token_text_;
   std::optional<std::size_t> max_length_;
   bool truncate_left_ = false;
+  bool cut_safe_ = false;
   std::int32_t pad_id_ = 0;
   std::size_t vocab_size_ = 0;
 };

@@ -483,6 +483,84 @@ void assign_added_ids(std::vector<AddedToken>& tokens, const Model& model) {
   }
 }
 
+bool has_whitespace(std::string_view text) {
+  return text.find_first_of(" \t\n\r\f\v") != std::string_view::npos ||
+         text.find("\xC2\xA0") != std::string_view::npos || text.find("\xE3\x80\x80") != std::string_view::npos;
+}
+
+// Normalizers that rewrite one character (or one short grapheme) at a time, never across a
+// run of whitespace, and never turn a non-space into whitespace; a Replace only of a literal
+// without whitespace into text without whitespace, or of a pattern made only of spaces and
+// repetition (which matches only inside a run of whitespace).
+bool normalizer_cut_safe(element e) {
+  if (e.is_null()) return true;
+  object o;
+  std::string_view type;
+  if (e.get_object().get(o) != simdjson::SUCCESS || o["type"].get_string().get(type) != simdjson::SUCCESS) return false;
+  if (type == "BertNormalizer" || type == "Lowercase" || type == "NFD" || type == "NFKD" || type == "NFC" ||
+      type == "NFKC" || type == "StripAccents" || type == "Prepend" || type == "Strip" || type == "Precompiled") {
+    return true;
+  }
+  if (type == "Replace") {
+    std::string_view content, literal, regex;
+    if (o["content"].get_string().get(content) != simdjson::SUCCESS) return false;
+    object pattern;
+    if (o["pattern"].get_object().get(pattern) != simdjson::SUCCESS) return false;
+    if (pattern["String"].get_string().get(literal) == simdjson::SUCCESS) {
+      return !has_whitespace(literal) && !has_whitespace(content);
+    }
+    // A run of spaces (" {2,}" -> " ", as SentencePiece's folders have it) into spaces or
+    // nothing: it matches only inside a run, which a cut leaves whole after it.
+    if (pattern["Regex"].get_string().get(regex) == simdjson::SUCCESS) {
+      return !regex.empty() && regex.front() == ' ' &&
+             regex.find_first_not_of(" {},0123456789+*") == std::string_view::npos &&
+             content.find_first_not_of(' ') == std::string_view::npos;
+    }
+    return false;
+  }
+  if (type == "Sequence") {
+    array parts;
+    if (o["normalizers"].get_array().get(parts) != simdjson::SUCCESS) return false;
+    for (element p : parts) {
+      if (!normalizer_cut_safe(p)) return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+// 1: always ends a word at whitespace and looks no further than the word; 0: looks no further
+// than a word but may leave whitespace inside one; -1: may look across whitespace.
+int pre_tokenizer_cut_kind(element e) {
+  object o;
+  std::string_view type;
+  if (e.get_object().get(o) != simdjson::SUCCESS || o["type"].get_string().get(type) != simdjson::SUCCESS) return -1;
+  if (type == "BertPreTokenizer" || type == "WhitespaceSplit" || type == "Whitespace") return 1;
+  if (type == "ByteLevel") {
+    bool use_regex = true;
+    if (o["use_regex"].get_bool().get(use_regex) != simdjson::SUCCESS) use_regex = true;
+    return use_regex ? 1 : -1;
+  }
+  if (type == "Metaspace") {
+    bool split = true;
+    if (o["split"].get_bool().get(split) != simdjson::SUCCESS) split = true;
+    return split ? 1 : -1;
+  }
+  if (type == "Punctuation" || type == "Digits") return 0;
+  if (type == "Sequence") {
+    array parts;
+    if (o["pretokenizers"].get_array().get(parts) != simdjson::SUCCESS) return -1;
+    int best = 0;
+    for (element p : parts) {
+      const int k = pre_tokenizer_cut_kind(p);
+      if (k < 0) return -1;
+      best = std::max(best, k);
+    }
+    return best;
+  }
+  return -1;
+}
+
 }  // namespace
 
 TokenizerParts parse_tokenizer_json(std::string_view json) {
@@ -516,6 +594,14 @@ TokenizerParts parse_tokenizer_json(std::string_view json) {
   if (present(root, "padding")) {
     object pad = as_object(root["padding"].value(), "\"padding\"");
     if (present(pad, "pad_id")) parts.pad_id = get_id(pad["pad_id"].value(), "padding pad_id");
+  }
+  {
+    element n, pt;
+    const bool normalizer_ok = root["normalizer"].get(n) != simdjson::SUCCESS || normalizer_cut_safe(n);
+    const bool pre_ok = root["pre_tokenizer"].get(pt) == simdjson::SUCCESS && !pt.is_null() && pre_tokenizer_cut_kind(pt) == 1;
+    const bool added_ok = std::none_of(parts.added_tokens.begin(), parts.added_tokens.end(),
+                                       [](const AddedToken& t) { return has_whitespace(t.content); });
+    parts.cut_at_whitespace_safe = normalizer_ok && pre_ok && added_ok;
   }
   return parts;
 }

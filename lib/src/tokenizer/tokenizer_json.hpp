@@ -25,6 +25,11 @@ struct TokenizerParts {
   std::optional<std::size_t> max_length;  ///< "truncation": max_length, special tokens included
   bool truncate_left = false;             ///< "truncation": direction "Left"
   std::optional<std::int32_t> pad_id;     ///< "padding": pad_id
+  /// Whether cutting the text just before a run of whitespace changes none of the tokens
+  /// before the cut: the normalizer looks at one character (or grapheme) at a time, the
+  /// pre-tokenizer always ends a word at whitespace, and no added token holds whitespace. Then
+  /// a text truncated on the right can be tokenised a prefix at a time (tokenizer.cpp).
+  bool cut_at_whitespace_safe = false;
 };
 
 /// Parses the text of a tokenizer.json. Throws sluice::Error (invalid_model) with a message
