@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include <sluice/omp_wait_policy.hpp>
 #include <sluice/pipeline.hpp>
 #include <sluice/record_stream.hpp>
 
@@ -51,6 +52,9 @@ class NearestNeighbourSink : public sluice::Sink {
 };
 
 }  // namespace
+
+// libtorch's OpenMP threads wait passively, as in pipeline-run (sluice/omp_wait_policy.hpp).
+SLUICE_PASSIVE_OMP_WAIT_AT_LOAD();
 
 int main(int argc, char** argv) {
   if (argc < 3) {
