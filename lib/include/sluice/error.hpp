@@ -56,7 +56,7 @@ struct InputLocation {
 };
 
 /// An error as data: a code, a message for the user (says what and where, and what to do)
-/// and optional detail for debugging.
+/// and optional detail for debugging. Every type in this header is a plain value. Thread: any.
 struct ErrorInfo {
   ErrorCode code = ErrorCode::internal;
   std::string message;

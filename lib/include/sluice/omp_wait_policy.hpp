@@ -15,6 +15,8 @@
 /// - reexec_with_passive_omp_wait(argv), first thing in main(): where the variable is not set
 ///   yet (a program without the hook), re-executes the program with it set. That loads
 ///   libtorch a second time (about half a second).
+///
+/// Thread: the main thread, before any other exists (they change the environment).
 
 #include <cstdlib>
 

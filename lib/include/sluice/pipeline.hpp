@@ -164,6 +164,13 @@ struct PipelineOptions {
 /// (check_distinct_files); a program can check the same before it opens files of its own.
 std::vector<FileRole> run_files(const PipelineOptions& options);
 
+/// The engine. Ownership: a Pipeline owns its options, the Source and Sink handed to it (they
+/// live until the Pipeline is destroyed, so a sink's state can be read after run() returns),
+/// its subscribers' callbacks, and a share of the Model and Tokenizer (shared_ptr: a model can
+/// outlive it and serve several pipelines, one run at a time). Threads: run() runs the loop on
+/// the calling thread; start() on the caller's loop thread; the loop thread calls the sink and
+/// every subscriber; the Source is called on a thread of the pipeline's; stop() and abort()
+/// from any thread. Not copyable or movable.
 class Pipeline {
  public:
   /// Loads the model folder named in options.model. Throws sluice::Error (invalid_model,

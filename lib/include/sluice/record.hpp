@@ -9,7 +9,8 @@
 
 namespace sluice {
 
-/// One input record: a JSON object's bytes and where it came from.
+/// One input record: a JSON object's bytes and where it came from. A plain value, owned by
+/// whoever holds it: a Source returns records by value. Thread: any (no shared state).
 struct Record {
   std::string json;  ///< the JSON object, exactly as read (no line terminator)
   /// The text to embed. When absent, the pipeline takes the text field from `json`.
@@ -22,7 +23,8 @@ struct Record {
 /// record is not a valid JSON object or the field is missing or not a string. Thread: any.
 std::optional<std::string> string_field(const Record& record, std::string_view name);
 
-/// One embedded record, in input order.
+/// One embedded record, in input order. A Sink sees them in a span that is valid only during
+/// the write() call: copy what must outlive it. Thread: any (a plain value).
 struct EmbeddedRecord {
   std::uint64_t index = 0;  ///< 0-based record index in input order
   std::uint64_t line = 0;

@@ -12,6 +12,7 @@ namespace sluice {
 /// thread of its own, never concurrently, and stops calling after it returns an empty batch.
 /// Memory: the pipeline asks again only when its queues have room, so a source that
 /// produces lazily keeps the whole run bounded.
+/// Ownership: the Pipeline owns it from set_source() until the Pipeline is destroyed.
 class Source {
  public:
   virtual ~Source() = default;

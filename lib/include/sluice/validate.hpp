@@ -1,6 +1,8 @@
 #pragma once
 /// Streaming validation of a JSONL input: the check `pipeline-run validate` runs, and the pass
 /// `pipeline-run embed` makes before loading the model. Memory stays flat: one line at a time.
+/// Thread: the caller's (the functions read the file with blocking reads and call the callback
+/// on the same thread); any number may run at once on different files.
 
 #include <cstddef>
 #include <cstdint>

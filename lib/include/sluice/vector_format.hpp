@@ -1,5 +1,6 @@
 #pragma once
 /// How embeddings are written to JSONL output (`--dim`, `--output-type`, `--output-encoding`).
+/// Plain values and pure functions. Thread: any.
 
 #include <cstdint>
 #include <optional>
