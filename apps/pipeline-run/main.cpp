@@ -309,16 +309,19 @@ int run_embed(EmbedArgs& args) {
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   const bool events_ok = !events || events->close();
+  auto resume_hint = [&opt] {
+    if (!opt.checkpoint.empty() && std::filesystem::exists(opt.checkpoint)) {
+      fmt::print(stderr, "the work done so far is recorded in {}: fix the cause and run the same command with --resume\n",
+                 opt.checkpoint);
+    }
+  };
 
   if (!events_ok) {
     // The run stopped (or finished) with its output and checkpoint consistent; the event log is
     // what failed.
     if (summary.status == "failed") fmt::print(stderr, "error: {}\n", summary.error);
     fmt::print(stderr, "error: {}\n", events->error());
-    if (!opt.checkpoint.empty() && std::filesystem::exists(opt.checkpoint) && summary.status != "completed") {
-      fmt::print(stderr, "the work done so far is recorded in {}: fix the cause and run the same command with --resume\n",
-                 opt.checkpoint);
-    }
+    if (summary.status != "completed") resume_hint();
     return finished(kExitFailure);
   }
 
@@ -326,10 +329,7 @@ int run_embed(EmbedArgs& args) {
     fmt::print(stderr, "error: {}\n", summary.error);
     const bool bad_records = summary.failed > 0 && (opt.on_error == sluice::OnError::fail ||
                                                     (opt.max_errors && summary.failed > *opt.max_errors));
-    if (!opt.checkpoint.empty() && std::filesystem::exists(opt.checkpoint)) {
-      fmt::print(stderr, "the work done so far is recorded in {}: fix the cause and run the same command with --resume\n",
-                 opt.checkpoint);
-    }
+    resume_hint();
     return finished(bad_records ? kExitInvalidInput : kExitFailure);
   }
   if (summary.status == "stopped") {

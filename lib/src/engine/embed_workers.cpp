@@ -27,12 +27,11 @@ EmbedWorkers::EmbedWorkers(std::shared_ptr<Model> model, std::shared_ptr<const T
   // A model that pools without the prompt is told how many leading tokens are the prompt,
   // counted as sentence-transformers counts them: the prompt's encoding less its final
   // special token.
-  if (!config_.prompt.empty() && !model_->info().include_prompt) {
-    const std::size_t n = tokenizer_->encode(config_.prompt).ids.size();
-    prompt_tokens_ = static_cast<std::uint32_t>(n > 0 ? n - 1 : 0);
-  }
   // What a text that normalises to nothing encodes to: the prompt (if any) and special tokens.
   no_text_tokens_ = tokenizer_->encode(config_.prompt).ids.size();
+  if (!config_.prompt.empty() && !model_->info().include_prompt) {
+    prompt_tokens_ = static_cast<std::uint32_t>(no_text_tokens_ > 0 ? no_text_tokens_ - 1 : 0);
+  }
 }
 
 EmbedWorkers::~EmbedWorkers() {

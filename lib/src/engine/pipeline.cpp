@@ -28,6 +28,7 @@
 #include "io/line_splitter.hpp"
 #include "io/output_format.hpp"
 #include "io/record_parser.hpp"
+#include "model/model_config.hpp"
 #include "work_item.hpp"
 
 // gperftools' C API, weak: null when the process does not run on tcmalloc (-Dtcmalloc=disabled).
@@ -238,6 +239,8 @@ class Pipeline::Impl {
   // Carries the content hashes forward to `state`'s offsets and writes them into it. Returns
   // an empty string, or what could not be read.
   std::string hash_up_to(CheckpointState& state);
+  // hash_up_to(state), then the checkpoint file. Returns an empty string, or what failed.
+  std::string save_checkpoint(CheckpointState& state);
   // On resume: the bytes before each of the checkpoint's offsets must be those its run saw.
   void verify_files_against(const CheckpointState& state);
   bool input_rereadable() const { return !source_ && opt_.input != "-" && seekable_input_; }
@@ -250,9 +253,6 @@ class Pipeline::Impl {
   static void on_handle_closed(uv_handle_t* handle);
 
   // Reading.
-  // Under the in-flight bounds, or finishing the batch that was open when they were reached:
-  // it is always completed, so batch composition never depends on memory pressure (the bound
-  // grows by at most one batch).
   // Under the in-flight bounds, or finishing the window that was open when they were reached:
   // it is always completed, so batch composition never depends on memory pressure. A window
   // is at most sort_window records and sort_window_bytes of weight (and one record), so the
@@ -356,7 +356,6 @@ class Pipeline::Impl {
   // after it exactly as an uninterrupted run does).
   Position done_;
   Position boundary_;
-  std::uint64_t valid_dispatched_ = 0;  // valid records sent to the workers (for window cuts)
   std::size_t chunk_tokens_ = 0;       // window length with --long-input chunk
   std::uint64_t window_ = 1;            // records per window: sort_window, or batch_size
   ThreadLayout layout_;                 // concurrent model calls and their threads
@@ -492,16 +491,6 @@ std::string model_content_hash(const std::filesystem::path& dir) {
   return fmt::format("{} files, {}", files.size(), all.hex());
 }
 
-std::string_view pooling_name(Pooling p) {
-  switch (p) {
-    case Pooling::mean: return "mean";
-    case Pooling::cls: return "cls";
-    case Pooling::max: return "max";
-    case Pooling::last_token: return "last_token";
-  }
-  return "?";
-}
-
 }  // namespace
 
 std::string Pipeline::Impl::compute_fingerprint() const {
@@ -547,6 +536,11 @@ std::string Pipeline::Impl::hash_up_to(CheckpointState& state) {
     state.dead_letter_hash = dead_letter_hash_.hex();
   }
   return {};
+}
+
+std::string Pipeline::Impl::save_checkpoint(CheckpointState& state) {
+  std::string err = hash_up_to(state);
+  return err.empty() ? write_checkpoint_file(opt_.checkpoint, state) : err;
 }
 
 void Pipeline::Impl::verify_files_against(const CheckpointState& state) {
@@ -720,9 +714,7 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   if (!opt_.checkpoint.empty() && !resumed) {
     // A checkpoint from the start, so a run killed before its first periodic one resumes too.
     CheckpointState state = checkpoint_state();
-    std::string err = hash_up_to(state);
-    if (err.empty()) err = write_checkpoint_file(opt_.checkpoint, state);
-    if (!err.empty()) throw Error(ErrorCode::io_error, err);
+    if (std::string err = save_checkpoint(state); !err.empty()) throw Error(ErrorCode::io_error, err);
   }
 
   results_async_.data = control_async_.data = source_async_.data = progress_timer_.data = this;
@@ -981,7 +973,6 @@ void Pipeline::Impl::handle_record(std::string_view json, const std::optional<st
   const std::size_t dims = model_->info().dimensions;
   item.weight = item.json.size() * 2 + item.text.size() + dims * 16 + sizeof(WorkItem);
   item.started_at = unix_time_now();
-  ++valid_dispatched_;
   ++window_records_;
   window_weight_ += item.weight;
   item.closes_window = window_records_ >= window_ || window_weight_ >= opt_.sort_window_bytes;
@@ -1293,9 +1284,7 @@ void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then
       complete_written();
       state = checkpoint_state();
     }
-    std::string err = hash_up_to(state);
-    if (err.empty()) err = write_checkpoint_file(opt_.checkpoint, state);
-    if (!err.empty()) {
+    if (std::string err = save_checkpoint(state); !err.empty()) {
       fail_run(err);
       done();
       return;
