@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include <sluice/event_bus.hpp>
+#include "engine/event_bus.hpp"
 
 using namespace sluice;
 

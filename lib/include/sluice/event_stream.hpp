@@ -1,8 +1,11 @@
 #pragma once
 /// EventStream: pull iteration over a pipeline's events.
 ///
+/// \code
+///   auto pipeline = std::make_unique<sluice::Pipeline>(options);
 ///   sluice::EventStream events(std::move(pipeline));
 ///   for (const sluice::PipelineEvent& e : events) { ... }
+/// \endcode
 ///
 /// The pipeline runs on a thread of its own, the stream's: its loop, its subscribers and its
 /// Sink (if one is set) are called there, not on the consumer's thread. Events wait in a

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -226,5 +227,10 @@ class EventFilter {
   }
   std::array<bool, kEventKinds> wanted_{};
 };
+
+/// A subscription's handle, for Pipeline::unsubscribe().
+using SubscriptionId = std::uint64_t;
+/// A subscriber: called on the thread that runs the pipeline's loop (docs/library.md, "Threads").
+using EventCallback = std::function<void(const PipelineEvent&)>;
 
 }  // namespace sluice

@@ -21,7 +21,6 @@
 #include <string>
 #include <vector>
 
-#include <sluice/event_bus.hpp>
 #include <sluice/events.hpp>
 #include <sluice/file_roles.hpp>
 #include <sluice/model.hpp>

@@ -1,6 +1,7 @@
 #pragma once
 /// RecordStream: a lazy, composable stream of records (filter, map, limit, batch).
 ///
+/// \code
 ///   auto s = RecordStream::from_jsonl("corpus.jsonl")
 ///                .filter([](const Record& r) { return r.json.size() < 10000; })
 ///                .map([](Record r) {  // from_jsonl leaves text unset: read the field
@@ -9,6 +10,7 @@
 ///                })
 ///                .limit(1000);
 ///   for (auto& batch : std::move(s).batch(32)) { ... }
+/// \endcode
 ///
 /// Nothing is read until a record is asked for; each operator holds at most one record
 /// (batch() holds one batch). Only collect() materialises, and it is O(n) in memory.

@@ -1,4 +1,4 @@
-#include <sluice/event_bus.hpp>
+#include "event_bus.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -23,6 +23,7 @@
 #include "async_file_writer.hpp"
 #include "bounded_queue.hpp"
 #include "checkpoint.hpp"
+#include "event_bus.hpp"
 #include "embed_workers.hpp"
 #include "io/content_hash.hpp"
 #include "io/line_splitter.hpp"

@@ -1,5 +1,6 @@
 #pragma once
 /// EventBus: delivers pipeline events to subscribers, on the loop thread, in order.
+/// Internal: a program subscribes through Pipeline::subscribe() or reads an EventStream.
 
 #include <cstdint>
 #include <functional>
@@ -9,9 +10,6 @@
 #include <sluice/events.hpp>
 
 namespace sluice {
-
-using SubscriptionId = std::uint64_t;
-using EventCallback = std::function<void(const PipelineEvent&)>;
 
 /// Thread: loop. Every method, and every callback, runs on the thread that owns the
 /// pipeline's loop. A callback may subscribe or unsubscribe (it takes effect for the next
