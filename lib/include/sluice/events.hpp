@@ -110,9 +110,18 @@ struct BatchProgress {
   std::uint64_t bytes_read = 0;
   std::uint64_t bytes_total = 0;    ///< 0 when unknown
   std::uint64_t tokens = 0;
-  double docs_per_s = 0;
-  double tokens_per_s = 0;
-  std::optional<double> eta_s;      ///< absent when the total is unknown
+  double docs_per_s = 0;            ///< records through the model a second, recent (smoothed)
+  double tokens_per_s = 0;          ///< tokens through the model a second, recent (smoothed)
+  std::optional<double> eta_s;      ///< absent until the estimate is meaningful or when the total is unknown
+  // Added after the first release (a reader fills in the defaults when they are absent):
+  std::string phase;                ///< "embedding", "draining" (all input read), "finished"
+  std::uint64_t processed = 0;      ///< records through the model (or failed before it), in completion order
+  std::uint64_t bytes_processed = 0;   ///< their input bytes, with those done before a resume
+  std::uint64_t tokens_processed = 0;  ///< the tokens the model has embedded, with those before a resume
+  std::uint64_t tokens_expected = 0;   ///< tokens of the whole run, done and estimated; 0 until known
+  double fraction = 0;              ///< of the run's work done, 0 to 1; 1 only in the last event
+  double bytes_per_s = 0;           ///< input bytes through the model a second, recent (smoothed)
+  double elapsed_s = 0;             ///< since the run started
 
   bool operator==(const BatchProgress&) const = default;
 };

@@ -117,6 +117,14 @@ constexpr void for_each_field(T& v, F&& f) {
   f("docs_per_s", v.docs_per_s);
   f("tokens_per_s", v.tokens_per_s);
   f("eta_s", v.eta_s);
+  f("phase", v.phase);
+  f("processed", v.processed);
+  f("bytes_processed", v.bytes_processed);
+  f("tokens_processed", v.tokens_processed);
+  f("tokens_expected", v.tokens_expected);
+  f("fraction", v.fraction);
+  f("bytes_per_s", v.bytes_per_s);
+  f("elapsed_s", v.elapsed_s);
 }
 
 template <typename T, typename F>
@@ -343,14 +351,26 @@ template <typename T>
   requires Is<T, InputLocation> || Is<T, RunSummary>
 std::optional<ErrorInfo> read_value(element el, T& out, const std::string& path);
 
+// Fields added to an event after the first release come last in its for_each_field(), from
+// the one named here on: a line from an older writer lacks them, and a reader then keeps their
+// defaults (docs/events.md, "Schema versions"). Every other field must be present.
+template <typename T>
+constexpr std::string_view first_added_field() {
+  if constexpr (std::is_same_v<T, BatchProgress>) return "phase";
+  return {};
+}
+
 struct FieldReader {
   object obj;
   std::string_view parent;  // path of the object read, "" for the top level
   std::optional<ErrorInfo>* error;
+  std::string_view first_added = {};  // fields from this one on may be absent
+  mutable bool in_added = false;
 
   template <typename T>
   void operator()(std::string_view name, T& out) const {
     if (*error) return;
+    if (!first_added.empty() && name == first_added) in_added = true;
     element el;
     const bool missing = obj.at_key(name).get(el) != simdjson::SUCCESS;
     if constexpr (IsOptional<T>::value) {
@@ -363,6 +383,7 @@ struct FieldReader {
       if (!*error) out = v;
     } else {
       if (missing) {
+        if (in_added) return;  // a line from an older writer: the default stays
         *error = field_error(ErrorCode::missing_field, field_path(parent, name), "is missing");
         return;
       }
@@ -394,7 +415,7 @@ std::optional<ErrorInfo> read_payload(std::string_view type, object obj, EventPa
     if (type != Payload::kType) return read_payload<I + 1>(type, obj, out);
     Payload& payload = out.template emplace<I>();
     std::optional<ErrorInfo> error;
-    for_each_field(payload, FieldReader{obj, {}, &error});
+    for_each_field(payload, FieldReader{obj, {}, &error, first_added_field<Payload>()});
     return error;
   }
 }

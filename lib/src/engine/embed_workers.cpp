@@ -138,12 +138,24 @@ void EmbedWorkers::tokenizer_main() {
       item->error = ErrorInfo{ErrorCode::tokenizer_error, fmt::format("tokenizer failed: {}", e.what()), {}, {}};
     }
     std::string().swap(item->text);  // not needed any more
+    // Bytes before tokens: a reader never sees tokens without their bytes (the ratio stays sane).
+    tokenized_bytes_.fetch_add(item->end_offset - item->offset, std::memory_order_relaxed);
+    tokenized_tokens_.fetch_add(item->tokens, std::memory_order_relaxed);
+    tokenized_records_.fetch_add(1, std::memory_order_release);
     const bool last = item->closes_window;
     window.push_back(std::move(*item));
     if (last) flush_window();
   }
   flush_window();
   batches_.close();
+}
+
+EmbedWorkers::Tokenized EmbedWorkers::tokenized() const {
+  Tokenized t;
+  t.records = tokenized_records_.load(std::memory_order_acquire);
+  t.tokens = tokenized_tokens_.load(std::memory_order_relaxed);
+  t.bytes = tokenized_bytes_.load(std::memory_order_relaxed);
+  return t;
 }
 
 void EmbedWorkers::inference_main() {

@@ -10,6 +10,7 @@
 // their results arrive in completion order, which the loop puts back in input order.
 
 #include <chrono>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -69,6 +70,14 @@ class EmbedWorkers {
     double busy_s = 0;                // inside Model::embed
   };
   ModelStats model_stats() const;
+  /// What the tokenizer has finished so far: records, their input bytes (end_offset - offset)
+  /// and the tokens each will give the model. Progress estimates the work left from it. Any thread.
+  struct Tokenized {
+    std::uint64_t records = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t tokens = 0;
+  };
+  Tokenized tokenized() const;
   /// Whether every thread has ended (all results are then in take_results()).
   bool finished() const;
   void join();
@@ -102,6 +111,9 @@ class EmbedWorkers {
   bool finished_ = false;    // guarded by results_mu_
   mutable std::mutex stats_mu_;
   ModelStats stats_;       // guarded by stats_mu_
+  std::atomic<std::uint64_t> tokenized_records_{0};
+  std::atomic<std::uint64_t> tokenized_bytes_{0};
+  std::atomic<std::uint64_t> tokenized_tokens_{0};
 
   std::thread tokenizer_thread_;
   std::vector<std::thread> inference_threads_;

@@ -57,30 +57,53 @@ std::string random_pipeline_id() {
   return fmt::format("{:016x}", a);
 }
 
-// Rates over the last few seconds, for progress and ETA.
+// Rates of model work for progress and the ETA. Samples start when the first results come
+// back (the first model call, slow to warm up, is the base, not part of the rate), and the rate
+// is taken over a span that grows with the run: 30 % of the time since then, from 2 to 30 s,
+// long enough to smooth the saw-tooth of length-sorted windows and short enough to follow a
+// change of speed.
 class RateWindow {
  public:
+  /// A sample at each arrival of results: between two arrivals lie whole model calls, so a
+  /// rate between them does not depend on when progress happens to be published. Arrivals
+  /// closer than 50 ms are one sample.
   void add(double t, std::uint64_t docs, std::uint64_t tokens, std::uint64_t bytes) {
+    if (samples_.empty()) first_t_ = t;
+    if (samples_.size() >= 2 && t - samples_[samples_.size() - 2].t < 0.05) samples_.pop_back();
     samples_.push_back({t, docs, tokens, bytes});
-    while (samples_.size() > 2 && t - samples_.front().t > kWindowS) samples_.pop_front();
+    while (samples_.size() > 2 && t - samples_[1].t > kKeepS) samples_.pop_front();
   }
-  // docs/s, tokens/s, bytes/s over the window; zeros until two samples exist.
-  std::tuple<double, double, double> rates() const {
-    if (samples_.size() < 2) return {0, 0, 0};
-    const auto& a = samples_.front();
-    const auto& b = samples_.back();
-    double dt = b.t - a.t;
-    if (dt <= 0) return {0, 0, 0};
-    return {(b.docs - a.docs) / dt, (b.tokens - a.tokens) / dt, (b.bytes - a.bytes) / dt};
+  bool empty() const { return samples_.empty(); }
+  double last_t() const { return samples_.empty() ? 0 : samples_.back().t; }
+  /// Seconds the samples span.
+  double span() const { return samples_.size() < 2 ? 0 : samples_.back().t - samples_.front().t; }
+  struct Rates {
+    double docs = 0, tokens = 0, bytes = 0;
+    double over_s = 0;  // the span the rates were taken over; 0: none yet
+  };
+  Rates rates() const {
+    if (samples_.size() < 2) return {};
+    const Sample& b = samples_.back();
+    const double want = std::clamp(0.3 * (b.t - first_t_), kMinSpanS, kMaxSpanS);
+    // The newest sample at least `want` before the last one, or the oldest kept.
+    std::size_t i = samples_.size() - 1;
+    while (i > 0 && b.t - samples_[i].t < want) --i;
+    const Sample& a = samples_[i];
+    const double dt = b.t - a.t;
+    if (dt <= 0) return {};
+    return {(b.docs - a.docs) / dt, (b.tokens - a.tokens) / dt, (b.bytes - a.bytes) / dt, dt};
   }
 
  private:
-  static constexpr double kWindowS = 10.0;
+  static constexpr double kMinSpanS = 2.0;
+  static constexpr double kMaxSpanS = 30.0;
+  static constexpr double kKeepS = 31.0;
   struct Sample {
     double t;
     std::uint64_t docs, tokens, bytes;
   };
   std::deque<Sample> samples_;
+  double first_t_ = 0;
 };
 
 // Bookkeeping for a record released in order, completed once its output bytes are written.
@@ -377,7 +400,14 @@ class Pipeline::Impl {
 
   RunSummary summary_;
   double start_time_ = 0;
+  // Progress measures model work, in completion order (publish_progress()): records whose
+  // results came back (or that failed before the model), their input bytes and tokens, and
+  // what a resume started from.
   RateWindow rates_;
+  void count_processed(const WorkItem& item, bool before_model);
+  std::uint64_t processed_ = 0, processed_bytes_ = 0, processed_tokens_ = 0;
+  std::uint64_t skipped_bytes_ = 0;  // of records that failed before the tokenizer
+  std::uint64_t resumed_bytes_ = 0, resumed_tokens_ = 0, resumed_records_ = 0;
   bool failed_ = false;
   bool finishing_ = false;
 };
@@ -690,6 +720,9 @@ bool Pipeline::Impl::load_resume_point() {
   summary_.tokens = at.tokens;
   summary_.truncated = at.truncated;
   summary_.bytes_read = at.input_offset;
+  resumed_bytes_ = at.input_offset;
+  resumed_tokens_ = at.tokens;
+  resumed_records_ = at.records;
   output_appended_ = at.output_offset;
   dead_letter_appended_ = at.dead_letter_offset;
   read_offset_ = at.input_offset;
@@ -992,9 +1025,21 @@ void Pipeline::Impl::fail_item(WorkItem&& item, ErrorInfo error) {
   item.weight = item.json.size() + sizeof(WorkItem);
   ++in_flight_records_;
   in_flight_bytes_ += item.weight;
+  count_processed(item, true);
   const auto index = item.index;
   reorder_.emplace(index, std::move(item));
   release();
+}
+
+void Pipeline::Impl::count_processed(const WorkItem& item, bool before_model) {
+  ++processed_;
+  const std::uint64_t bytes = item.end_offset - item.offset;
+  processed_bytes_ += bytes;
+  if (before_model) {
+    skipped_bytes_ += bytes;
+  } else {
+    processed_tokens_ += item.tokens;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1006,8 +1051,13 @@ void Pipeline::Impl::on_results(uv_async_t* handle) {
   auto results = self->workers_->take_results();
   if (self->finishing_) return;
   for (auto& item : results) {
+    self->count_processed(item, false);
     const auto index = item.index;
     self->reorder_.emplace(index, std::move(item));
+  }
+  // The first arrival is the base of the rates: work from there on, over time from there on.
+  if (!results.empty()) {
+    self->rates_.add(unix_time_now(), self->processed_, self->processed_tokens_, self->processed_bytes_);
   }
   self->release();
   self->check_done();
@@ -1190,9 +1240,9 @@ void Pipeline::Impl::on_progress_timer(uv_timer_t* handle) { static_cast<Impl*>(
 
 void Pipeline::Impl::publish_progress() {
   const double now = unix_time_now();
-  rates_.add(now, summary_.completed + summary_.failed, summary_.tokens, done_.input_offset);
   if (!bus_.wants<BatchProgress>()) return;
-  auto [docs_s, tokens_s, bytes_s] = rates_.rates();
+  const RateWindow::Rates r = rates_.rates();
+  const bool finished = finishing_ && summary_.status == "completed";
   BatchProgress p;
   p.completed = summary_.completed;
   p.failed = summary_.failed;
@@ -1200,12 +1250,44 @@ void Pipeline::Impl::publish_progress() {
   p.bytes_read = summary_.bytes_read;
   p.bytes_total = input_size_;
   p.tokens = summary_.tokens;
-  p.docs_per_s = docs_s;
-  p.tokens_per_s = tokens_s;
-  if (input_size_ > 0 && bytes_s > 0) {
-    p.eta_s = static_cast<double>(input_size_ - std::min(input_size_, done_.input_offset)) / bytes_s;
-  } else if (eof_ && docs_s > 0) {
-    p.eta_s = static_cast<double>(in_flight_records_) / docs_s;
+  p.docs_per_s = r.docs;
+  p.tokens_per_s = r.tokens;
+  p.bytes_per_s = r.bytes;
+  // Draining: every record read has been through the model; writing and syncing remain.
+  p.phase = finishing_ ? "finished" : eof_ && processed_ == summary_.records_read - resumed_records_ ? "draining" : "embedding";
+  p.processed = resumed_records_ + processed_;
+  p.bytes_processed = resumed_bytes_ + processed_bytes_;
+  p.tokens_processed = resumed_tokens_ + processed_tokens_;
+  p.elapsed_s = now - start_time_;
+
+  // The work left, in tokens, the unit model time follows: those the tokenizer has counted
+  // and the model not yet embedded, plus the input not yet tokenized at the tokens a byte seen
+  // so far. The input's end is its size, or once read (stdin), where reading ended.
+  const EmbedWorkers::Tokenized t = workers_ ? workers_->tokenized() : EmbedWorkers::Tokenized{};
+  const std::uint64_t end = eof_ ? summary_.bytes_read : input_size_;
+  std::optional<double> tokens_left;
+  if (end > 0 && t.bytes > 0) {
+    const std::uint64_t accounted = resumed_bytes_ + t.bytes + skipped_bytes_;
+    const double unknown_bytes = end > accounted ? static_cast<double>(end - accounted) : 0.0;
+    const double known = t.tokens > processed_tokens_ ? static_cast<double>(t.tokens - processed_tokens_) : 0.0;
+    tokens_left = known + unknown_bytes * (static_cast<double>(t.tokens) / static_cast<double>(t.bytes));
+  }
+  if (tokens_left) {
+    const double done = static_cast<double>(p.tokens_processed);
+    p.tokens_expected = static_cast<std::uint64_t>(done + *tokens_left + 0.5);
+    p.fraction = done + *tokens_left > 0 ? done / (done + *tokens_left) : 0.0;
+  } else if (end > 0) {
+    p.fraction = static_cast<double>(p.bytes_processed) / static_cast<double>(end);
+  }
+  // 100 % is said once, at the end.
+  p.fraction = finished ? 1.0 : std::min(p.fraction, 0.999);
+  if (finished) {
+    p.eta_s = 0.0;
+  } else if (tokens_left && r.tokens > 0 && r.over_s >= 2.0) {
+    // Meaningful once the rate has been measured over two seconds of model work after the
+    // first call.
+    // The calls running now are partly done: the time since the last results counts.
+    p.eta_s = std::max(0.0, *tokens_left / r.tokens - (now - rates_.last_t()));
   }
   bus_.publish(std::move(p));
 }
