@@ -61,9 +61,10 @@ struct EmbedArgs {
 
 // Prints bad records as INPUT:LINE: message; returns how many were bad.
 std::uint64_t run_validation(const std::string& input, const sluice::ValidationOptions& vo, std::uint64_t max_listed,
-                             std::uint64_t& records) {
+                             std::uint64_t& records, ProgressReporter* reporter = nullptr) {
   std::uint64_t listed = 0;
   auto summary = sluice::validate_jsonl(input, vo, [&](const sluice::InputLocation& where, const sluice::ErrorInfo& e) {
+    if (reporter) reporter->clear_line();
     if (listed < max_listed) fmt::print(stderr, "{}:{}: {}\n", where.file, where.line, e.message);
     ++listed;
     return true;
@@ -242,10 +243,16 @@ int run_embed(EmbedArgs& args) {
   // is read once, by the run itself (which still stops at the first bad record).
   struct stat in_st {};
   const bool input_rereadable = opt.input != "-" && ::stat(opt.input.c_str(), &in_st) == 0 && S_ISREG(in_st.st_mode);
+  ProgressMode mode = args.progress == "always"  ? ProgressMode::always
+                      : args.progress == "never" ? ProgressMode::never
+                                                 : ProgressMode::automatic;
+  ProgressReporter reporter(stderr, mode);
   if (opt.on_error == sluice::OnError::fail && !args.no_validate && input_rereadable) {
     sluice::ValidationOptions vo{opt.text_field, opt.output_field, opt.max_record_bytes, opt.read_chunk_bytes};
+    vo.on_progress = [&reporter](std::uint64_t done, std::uint64_t total) { reporter.validating(done, total); };
     std::uint64_t records = 0;
-    std::uint64_t bad = run_validation(opt.input, vo, 50, records);
+    std::uint64_t bad = run_validation(opt.input, vo, 50, records, &reporter);
+    reporter.clear_line();
     if (bad > 0) {
       fmt::print(stderr,
                  "error: {} of {} records are invalid; nothing was embedded. Fix them, or run with "
@@ -255,16 +262,20 @@ int run_embed(EmbedArgs& args) {
     }
   }
 
-  sluice::Pipeline pipeline(opt);
+  reporter.loading_model(opt.model);
+  std::optional<sluice::Pipeline> pipeline_holder;
+  try {
+    pipeline_holder.emplace(opt);
+  } catch (...) {
+    reporter.clear_line();
+    throw;
+  }
+  sluice::Pipeline& pipeline = *pipeline_holder;
   std::unique_ptr<EventWriter> events;
   if (!args.events.empty()) {
     events = std::make_unique<EventWriter>(args.events, [&pipeline] { pipeline.stop(); });
     pipeline.subscribe(sluice::EventFilter::all(), [w = events.get()](const sluice::PipelineEvent& e) { w->on_event(e); });
   }
-  ProgressMode mode = args.progress == "always"  ? ProgressMode::always
-                      : args.progress == "never" ? ProgressMode::never
-                                                 : ProgressMode::automatic;
-  ProgressReporter reporter(stderr, mode);
   pipeline.subscribe(ProgressReporter::filter(), [&](const sluice::PipelineEvent& e) { reporter.on_event(e); });
 
   uv_loop_t loop;

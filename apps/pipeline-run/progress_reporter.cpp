@@ -1,11 +1,16 @@
 #include "progress_reporter.hpp"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 
 #include <fmt/format.h>
+
+#include <sluice/events.hpp>
 
 namespace pipeline_run {
 
@@ -17,11 +22,128 @@ std::string format_duration(double seconds) {
   return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
 }
 
-static std::string human_bytes(std::uint64_t b) {
+namespace {
+
+std::string human_bytes(std::uint64_t b) {
   if (b >= (1ull << 30)) return fmt::format("{:.1f} GiB", b / double(1ull << 30));
   if (b >= (1ull << 20)) return fmt::format("{:.1f} MiB", b / double(1ull << 20));
   if (b >= (1ull << 10)) return fmt::format("{:.1f} KiB", b / double(1ull << 10));
   return fmt::format("{} B", b);
+}
+
+// tqdm's clock: 00:07, 12:34, 1:02:03.
+std::string clock(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  auto s = static_cast<long long>(seconds + 0.5);
+  if (s < 3600) return fmt::format("{:02}:{:02}", s / 60, s % 60);
+  return fmt::format("{}:{:02}:{:02}", s / 3600, (s % 3600) / 60, s % 60);
+}
+
+std::string rate(double r, std::string_view unit) {
+  if (r >= 10000) return fmt::format("{:.1f}k {}", r / 1000, unit);
+  if (r >= 100) return fmt::format("{:.0f} {}", r, unit);
+  return fmt::format("{:.1f} {}", r, unit);
+}
+
+// Display columns of UTF-8 text whose characters are each one column wide (ours are).
+std::size_t columns(std::string_view s) {
+  std::size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string cut_to_columns(std::string s, std::size_t width) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && n++ == width) {
+      s.resize(i);
+      break;
+    }
+  }
+  return s;
+}
+
+std::string bar(double fraction, std::size_t width, bool unicode) {
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  std::string out;
+  if (unicode) {
+    // Eighths of a cell, as tqdm draws them.
+    static constexpr std::string_view kParts[] = {"", "▏", "▎", "▍", "▌", "▋", "▊", "▉"};
+    const auto eighths = static_cast<std::size_t>(fraction * static_cast<double>(width) * 8);
+    const std::size_t full = std::min(width, eighths / 8);
+    for (std::size_t i = 0; i < full; ++i) out += "█";
+    std::size_t used = full;
+    if (full < width && eighths % 8 != 0) {
+      out += kParts[eighths % 8];
+      ++used;
+    }
+    out.append(width - used, ' ');
+  } else {
+    const auto full = std::min(width, static_cast<std::size_t>(fraction * static_cast<double>(width)));
+    out.append(full, '#');
+    out.append(width - full, ' ');
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string format_progress_line(const ProgressView& v, std::size_t width, bool unicode) {
+  // Fields in the order they are dropped when the line does not fit.
+  enum Field { kTokens, kWritten, kBytes, kRate, kBar, kCounts, kFieldCount };
+  bool show[kFieldCount];
+  std::fill(std::begin(show), std::end(show), true);
+  if (!v.fraction_known) show[kBar] = false;
+  std::size_t bar_width = 30;
+  constexpr std::size_t kMinBar = 10;
+
+  auto compose = [&] {
+    std::string line = v.phase;
+    if (v.fraction_known) line += fmt::format(" {:3.0f}%", std::floor(v.fraction * 100));
+    if (show[kBar]) line += "|" + bar(v.fraction, bar_width, unicode) + "|";
+    if (show[kCounts]) {
+      line += fmt::format(" {} embedded", v.processed);
+      if (show[kWritten]) line += fmt::format(", {} written", v.written);
+    }
+    if (show[kBytes]) {
+      line += v.bytes_total > 0 ? fmt::format(" | {}/{}", human_bytes(v.bytes_done), human_bytes(v.bytes_total))
+                                : fmt::format(" | {}", human_bytes(v.bytes_done));
+    }
+    line += fmt::format(" [{}<{}", clock(v.elapsed_s), v.eta_s ? clock(*v.eta_s) : "?");
+    if (show[kRate]) line += ", " + rate(v.docs_per_s, "rec/s");
+    if (show[kTokens]) line += ", " + rate(v.tokens_per_s, "tok/s");
+    line += "]";
+    if (v.failed > 0) line += fmt::format(" {} failed", v.failed);
+    return line;
+  };
+
+  std::string line = compose();
+  int next_drop = 0;
+  while (columns(line) > width) {
+    if (show[kBar] && bar_width > kMinBar) {
+      const std::size_t over = columns(line) - width;
+      bar_width = over >= bar_width - kMinBar ? kMinBar : bar_width - over;
+    } else {
+      while (next_drop < kFieldCount && !show[next_drop]) ++next_drop;
+      if (next_drop == kFieldCount) break;
+      show[next_drop] = false;
+    }
+    line = compose();
+  }
+  return cut_to_columns(std::move(line), width);
+}
+
+std::string format_plain_line(const ProgressView& v) {
+  std::string line = v.phase;
+  if (v.fraction_known) line += fmt::format(" {:.1f}%", std::floor(v.fraction * 1000) / 10);
+  line += fmt::format(" | {} embedded, {} written", v.processed, v.written);
+  if (v.failed > 0) line += fmt::format(", {} failed", v.failed);
+  line += v.bytes_total > 0 ? fmt::format(" | {} of {}", human_bytes(v.bytes_done), human_bytes(v.bytes_total))
+                            : fmt::format(" | {}", human_bytes(v.bytes_done));
+  line += fmt::format(" | {:.1f} docs/s | {:.0f} tokens/s | elapsed {}", v.docs_per_s, v.tokens_per_s,
+                      format_duration(v.elapsed_s));
+  if (v.eta_s) line += fmt::format(" | ETA {}", format_duration(*v.eta_s));
+  return line;
 }
 
 ProgressReporter::ProgressReporter(std::FILE* out, ProgressMode mode, double plain_interval_s)
@@ -29,11 +151,31 @@ ProgressReporter::ProgressReporter(std::FILE* out, ProgressMode mode, double pla
   const bool tty = isatty(fileno(out)) == 1;
   enabled_ = mode != ProgressMode::never;
   live_ = tty && mode != ProgressMode::never;
+  // Block characters where the locale says UTF-8 (as a terminal's usually does).
+  unicode_ = false;
+  for (const char* name : {"LC_ALL", "LC_CTYPE", "LANG"}) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') continue;
+    const std::string_view s(v);
+    unicode_ = s.find("UTF-8") != std::string_view::npos || s.find("utf8") != std::string_view::npos ||
+               s.find("utf-8") != std::string_view::npos || s.find("UTF8") != std::string_view::npos;
+    break;
+  }
 }
 
 sluice::EventFilter ProgressReporter::filter() {
   return sluice::EventFilter::of<sluice::PipelineStarted, sluice::BatchProgress, sluice::DocumentFailed,
                                  sluice::PipelineFinished>();
+}
+
+std::size_t ProgressReporter::width() const {
+  winsize ws{};
+  if (ioctl(fileno(out_), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  if (const char* c = std::getenv("COLUMNS")) {
+    const long n = std::strtol(c, nullptr, 10);
+    if (n > 0) return static_cast<std::size_t>(n);
+  }
+  return 80;
 }
 
 void ProgressReporter::clear_line() {
@@ -43,28 +185,64 @@ void ProgressReporter::clear_line() {
   }
 }
 
-void ProgressReporter::print_progress(const sluice::BatchProgress& p, double ts) {
-  std::string done = fmt::format("{} done", p.completed);
-  if (p.failed > 0) done += fmt::format(", {} failed", p.failed);
-  std::string where;
-  if (p.bytes_total > 0) {
-    where = fmt::format(" | {} of {} ({:.1f}%)", human_bytes(p.bytes_read), human_bytes(p.bytes_total),
-                        100.0 * static_cast<double>(p.bytes_read) / static_cast<double>(p.bytes_total));
-  } else {
-    where = fmt::format(" | {} read", human_bytes(p.bytes_read));
-  }
-  std::string eta = p.eta_s ? fmt::format(" | ETA {}", format_duration(*p.eta_s)) : "";
-  std::string line =
-      fmt::format("{}{} | {:.1f} docs/s | {:.0f} tokens/s{}", done, where, p.docs_per_s, p.tokens_per_s, eta);
+void ProgressReporter::show(const std::string& live_line, const std::string& plain_line, double ts, bool force_plain) {
+  if (!enabled_) return;
   if (live_) {
-    fmt::print(out_, "\r\033[K{}", line);
+    // One column short of the width: a line that fills the last column wraps on some terminals.
+    const std::size_t w = width();
+    fmt::print(out_, "\r\033[K{}", cut_to_columns(live_line, w > 1 ? w - 1 : 1));
     line_dirty_ = true;
     std::fflush(out_);
-  } else if (ts - last_plain_ >= plain_interval_s_) {
+  } else if (force_plain || ts - last_plain_ >= plain_interval_s_) {
     last_plain_ = ts;
-    fmt::print(out_, "progress: {}\n", line);
+    fmt::print(out_, "progress: {}\n", plain_line);
     std::fflush(out_);
   }
+}
+
+void ProgressReporter::validating(std::uint64_t bytes_read, std::uint64_t bytes_total) {
+  const double now = sluice::unix_time_now();
+  if (validation_started_ == 0) {
+    validation_started_ = now;
+    last_plain_ = now;
+  }
+  // The live line at most 10 times a second.
+  if (live_ && now - last_live_ < 0.1) return;
+  last_live_ = now;
+  std::string line = "validating";
+  if (bytes_total > 0) {
+    const double f = std::min(1.0, static_cast<double>(bytes_read) / static_cast<double>(bytes_total));
+    line += fmt::format(" {:3.0f}%|{}| {}/{}", std::floor(f * 100), bar(f, 20, unicode_), human_bytes(bytes_read),
+                        human_bytes(bytes_total));
+  } else {
+    line += fmt::format(" {}", human_bytes(bytes_read));
+  }
+  line += fmt::format(" [{}]", clock(now - validation_started_));
+  show(line, line, now, false);
+}
+
+void ProgressReporter::loading_model(const std::string& model) {
+  if (!live_) return;  // off a terminal, the started line names the model
+  show(fmt::format("loading the model from {}", model), {}, sluice::unix_time_now(), false);
+}
+
+void ProgressReporter::print_progress(const sluice::BatchProgress& p, double ts) {
+  ProgressView v;
+  v.phase = p.phase.empty() ? "embedding" : p.phase;
+  v.fraction = p.fraction;
+  v.fraction_known = p.bytes_total > 0 || p.tokens_expected > 0;
+  v.processed = p.processed;
+  v.written = p.completed;
+  v.failed = p.failed;
+  v.bytes_done = p.bytes_processed;
+  v.bytes_total = p.bytes_total;
+  v.docs_per_s = p.docs_per_s;
+  v.tokens_per_s = p.tokens_per_s;
+  v.elapsed_s = p.elapsed_s;
+  v.eta_s = p.eta_s;
+  const std::size_t w = live_ ? width() : 0;
+  show(live_ ? format_progress_line(v, w > 1 ? w - 1 : 1, unicode_) : std::string(), format_plain_line(v), ts,
+       false);
 }
 
 void ProgressReporter::on_event(const sluice::PipelineEvent& event) {
@@ -77,8 +255,8 @@ void ProgressReporter::on_event(const sluice::PipelineEvent& event) {
       [&](const auto& e) {
         using T = std::decay_t<decltype(e)>;
         if constexpr (std::is_same_v<T, sluice::PipelineStarted>) {
-          total_bytes_ = e.input_bytes;
           last_plain_ = event.timestamp;
+          clear_line();
           if (!live_)
             fmt::print(out_, "started: {} -> {} with {} ({} dimensions, max {} tokens)\n", e.input, e.output, e.model,
                        e.dimensions, e.max_tokens);

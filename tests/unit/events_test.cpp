@@ -101,15 +101,20 @@ struct Sample<BatchProgress> {
   static std::vector<BatchProgress> values() {
     return {
         {},
-        {kMax64, kMax64 - 1, 3, 1ull << 63, kMax64, 4, 1234.5678, 1.7976931348623157e308, 1e300},
-        {10, 0, 2, 500, 0, 40, 0.25, 33.333333333333336, std::nullopt},
-        {10, 0, 2, 500, 1000, 40, 0.25, 33.333333333333336, 0.0},
+        {kMax64, kMax64 - 1, 3, 1ull << 63, kMax64, 4, 1234.5678, 1.7976931348623157e308, 1e300, "embedding",
+         kMax64, 1ull << 63, kMax64 - 2, kMax64, 0.999, 1e-300, 86400.5},
+        {10, 0, 2, 500, 0, 40, 0.25, 33.333333333333336, std::nullopt, kTrickyText, 12, 600, 48, 0, 0, 0.5, 1},
+        {10, 0, 2, 500, 1000, 40, 0.25, 33.333333333333336, 0.0, "finished", 10, 1000, 40, 40, 1.0, 250, 2.25},
     };
   }
   static std::vector<std::string_view> keys(const BatchProgress& p) {
     std::vector<std::string_view> k = {"completed", "failed", "in_flight", "bytes_read", "bytes_total",
                                        "tokens", "docs_per_s", "tokens_per_s"};
     if (p.eta_s) k.push_back("eta_s");  // absent: left out
+    for (std::string_view added : {"phase", "processed", "bytes_processed", "tokens_processed", "tokens_expected",
+                                   "fraction", "bytes_per_s", "elapsed_s"}) {
+      k.push_back(added);
+    }
     return k;
   }
 };
@@ -307,11 +312,12 @@ TEST_CASE("the JSON form follows docs/events.md") {
         R"("index":5,"location":{"file":"in.jsonl","line":6,"offset":300},"code":"missing_field",)"
         R"("message":"in.jsonl:6: field \"text\" is missing","field":"text","retryable":false,"attempt":1})");
 
-  e.payload = BatchProgress{1, 2, 3, 4, 0, 6, 0.5, 100, std::nullopt};
+  e.payload = BatchProgress{1, 2, 3, 4, 0, 6, 0.5, 100, std::nullopt, "draining", 7, 8, 9, 10, 0.75, 11.5, 12};
   CHECK(to_json(e) ==
         R"({"type":"batch_progress","v":1,"seq":17,"ts":1717171717.500000,"pipeline":"run-7",)"
         R"("completed":1,"failed":2,"in_flight":3,"bytes_read":4,"bytes_total":0,"tokens":6,)"
-        R"("docs_per_s":0.5,"tokens_per_s":100})");
+        R"("docs_per_s":0.5,"tokens_per_s":100,"phase":"draining","processed":7,"bytes_processed":8,)"
+        R"("tokens_processed":9,"tokens_expected":10,"fraction":0.75,"bytes_per_s":11.5,"elapsed_s":12})");
 
   e.payload = PipelineFinished{{"completed", 1, 1, 0, 9, 0, 10, 20, 0.25, "", 1, 9, 16, 0.125, 2}};
   CHECK(to_json(e) ==
@@ -441,7 +447,34 @@ std::vector<std::string> one_of_each() {
   return out;
 }
 
+bool is_added_progress_field(const std::string& json, const std::string& path) {
+  if (json.find("\"type\":\"batch_progress\"") == std::string::npos) return false;
+  for (std::string_view added : {"phase", "processed", "bytes_processed", "tokens_processed", "tokens_expected",
+                                 "fraction", "bytes_per_s", "elapsed_s"}) {
+    if (path == added) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+TEST_CASE("a batch_progress line of the first release reads, with the added fields at their defaults") {
+  const Result<PipelineEvent> r = event_from_json(
+      R"({"type":"batch_progress","v":1,"seq":10,"ts":1717171719.166077,"pipeline":"p","completed":6144,)"
+      R"("failed":3,"in_flight":96,"bytes_read":4194304,"bytes_total":52428800,"tokens":1523712,)"
+      R"("docs_per_s":3050.7,"tokens_per_s":756581.4,"eta_s":79.1})");
+  REQUIRE(r.ok());
+  const auto& p = std::get<BatchProgress>(r.value().payload);
+  CHECK(p.completed == 6144);
+  CHECK(p.eta_s == 79.1);
+  CHECK(p.phase.empty());
+  CHECK(p.processed == 0);
+  CHECK(p.fraction == 0);
+  // A field of the first release is still required.
+  CHECK(rejection(R"({"type":"batch_progress","v":1,"seq":10,"ts":1.0,"pipeline":"p","completed":1,"failed":0,)"
+                  R"("in_flight":0,"bytes_read":0,"bytes_total":0,"docs_per_s":0,"tokens_per_s":0})")
+            .field == "tokens");
+}
 
 TEST_CASE("each missing field is named") {
   std::size_t checked = 0;
@@ -451,6 +484,12 @@ TEST_CASE("each missing field is named") {
       INFO("without ", path, ": ", without);
       if (path == "eta_s") {  // optional
         CHECK(event_from_json(without).ok());
+        continue;
+      }
+      if (is_added_progress_field(json, path)) {  // added after the first release: the default
+        const Result<PipelineEvent> r = event_from_json(without);
+        REQUIRE(r.ok());
+        CHECK(std::get<BatchProgress>(r.value().payload) != std::get<BatchProgress>(event_from_json(json).value().payload));
         continue;
       }
       const Rejection r = rejection(without);
@@ -480,7 +519,8 @@ TEST_CASE("each mistyped field is named") {
                                                             path == "stage" || path == "from" ||
                                                             path == "to" || path == "reason" ||
                                                             path == "path" || path == "location.file" ||
-                                                            path == "summary.status" || path == "summary.error")) ||
+                                                            path == "summary.status" || path == "summary.error" ||
+                                                            path == "phase")) ||
                                       (wrong == "true" && (path == "truncated" || path == "retryable"));
           CHECK(wrong_is_right);
           continue;

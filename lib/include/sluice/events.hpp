@@ -242,4 +242,7 @@ using SubscriptionId = std::uint64_t;
 /// A subscriber: called on the thread that runs the pipeline's loop (docs/library.md, "Threads").
 using EventCallback = std::function<void(const PipelineEvent&)>;
 
+/// Seconds since the Unix epoch, with microseconds: the clock of PipelineEvent::timestamp.
+double unix_time_now() noexcept;
+
 }  // namespace sluice

@@ -20,6 +20,9 @@ struct ValidationOptions {
   std::size_t max_record_bytes = 16u << 20;
   std::size_t read_chunk_bytes = 1u << 20;
   bool allow_empty_text = false;  ///< empty or whitespace-only texts are good records (tokenize)
+  /// Called after each chunk read with the bytes read so far and the input's size (0 when
+  /// unknown: a pipe). On the calling thread; may be empty.
+  std::function<void(std::uint64_t bytes_read, std::uint64_t bytes_total)> on_progress;
 };
 
 struct ValidationSummary {

@@ -6,6 +6,7 @@
 // many entries as the struct has members: a field added to a payload without being added here
 // fails to compile.
 
+#include <chrono>
 #include <sluice/events.hpp>
 
 #include <array>
@@ -493,6 +494,11 @@ Result<PipelineEvent> event_from_json(std::string_view json) {
   if (error) return std::move(*error);
   if (auto e = read_payload(type, obj, event.payload)) return std::move(*e);
   return event;
+}
+
+double unix_time_now() noexcept {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count() / 1e6;
 }
 
 }  // namespace sluice

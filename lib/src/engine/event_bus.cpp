@@ -47,9 +47,6 @@ std::uint64_t EventBus::publish(EventPayload payload) {
   return event.seq;
 }
 
-double unix_time_now() noexcept {
-  using namespace std::chrono;
-  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count() / 1e6;
-}
+
 
 }  // namespace sluice

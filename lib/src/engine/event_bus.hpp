@@ -54,7 +54,5 @@ class EventBus {
   std::vector<SubscriptionId> pending_removals_;
 };
 
-/// Seconds since the Unix epoch, with microseconds.
-double unix_time_now() noexcept;
 
 }  // namespace sluice

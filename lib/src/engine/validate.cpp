@@ -78,6 +78,7 @@ ValidationSummary scan_jsonl(const std::string& path, const ValidationOptions& o
     offset += static_cast<std::uint64_t>(n);
     summary.bytes += static_cast<std::uint64_t>(n);
     splitter.feed(std::string_view(buf.data(), static_cast<std::size_t>(n)), on_line);
+    if (options.on_progress) options.on_progress(offset, seekable ? static_cast<std::uint64_t>(st.st_size) : 0);
   }
   if (path != "-") {
     uv_fs_close(nullptr, &req, fd, nullptr);
