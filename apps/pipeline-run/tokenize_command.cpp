@@ -136,9 +136,16 @@ int run_tokenize(const TokenizeArgs& args) {
       fmt::print(stderr, "{}:{}: {}\n", r.where.file, r.where.line, r.error->message);
       return true;
     }
+    if (!out) {
+      // Only counted: the tokens are not kept (a long text is counted a segment at a time).
+      stats.add(tokenizer->count_tokens(*r.text, special), limit);
+      return true;
+    }
     sluice::Encoding enc = tokenizer->encode(*r.text, special);
-    stats.add(enc.untruncated_length, limit);
-    if (out) {
+    // A long text truncated on the right is tokenised only as far as the kept tokens need:
+    // its full length is then counted without keeping the tokens.
+    stats.add(enc.length_is_lower_bound ? tokenizer->count_tokens(*r.text, special) : enc.untruncated_length, limit);
+    {
       line.assign(r.line.substr(0, r.prefix_length));
       if (!r.empty_object) line.push_back(',');
       line += fmt::format("\"{}\":[{}]}}\n", args.output_field, fmt::join(enc.ids, ","));

@@ -60,10 +60,11 @@ class Tokenizer {
   /// set_max_length(), and the post-processor (special tokens only when add_special_tokens).
   /// Throws only std::bad_alloc; texts must be under 4 GiB (offsets are 32-bit). Thread: any
   /// (const; scratch buffers are per thread, so a warm thread allocates only the Encoding).
-  /// Memory: a text truncated on the right is tokenised a growing prefix at a time, cut just
-  /// before whitespace, until it has more tokens than are kept, where the tokenizer's parts
-  /// make that give the same tokens (BERT, RoBERTa/GPT-2, SentencePiece-style folders; not a
-  /// custom Split regex): its working memory then follows the tokens kept, not the text.
+  /// Memory: a text truncated on the right is tokenised a growing prefix at a time until it
+  /// has more tokens than are kept, and a long text read whole a segment at a time, where the
+  /// tokenizer's parts make that give the same tokens (cuts before whitespace in BERT,
+  /// RoBERTa/GPT-2 and SentencePiece-style folders, and between other characters for BERT and
+  /// the GPT-2 split; docs/tokenizers.md): working memory then follows the tokens, not the text.
   virtual Encoding encode(std::string_view text, bool add_special_tokens = true) const = 0;
 
   /// Encodes all of `text`, without truncation, as windows of at most `max_length` tokens
@@ -74,6 +75,11 @@ class Tokenizer {
   /// max_length leaves no room past the special tokens and the stride. Thread: any.
   virtual std::vector<Encoding> encode_windows(std::string_view text, std::size_t max_length,
                                                std::size_t stride) const = 0;
+  /// The number of tokens encode() gives `text` without truncation, special tokens included
+  /// when add_special_tokens, without keeping them: a long text is tokenised a segment at a
+  /// time where the tokenizer's parts make that exact, so memory follows a segment, not the
+  /// text. Thread: any.
+  virtual std::size_t count_tokens(std::string_view text, bool add_special_tokens = true) const = 0;
   /// Caps the encoded length, special tokens included (truncation "longest_first", right side;
   /// replaces the file's truncation). Not thread-safe: call before encoding starts.
   virtual void set_max_length(std::size_t max_length) = 0;

@@ -41,7 +41,15 @@ class PipelineTokenizer : public Tokenizer {
         added_(std::move(parts.added_tokens), normalizer_.get()),
         max_length_(parts.max_length),
         truncate_left_(parts.truncate_left),
-        cut_safe_(parts.cut_at_whitespace_safe) {
+        cut_safe_(parts.cut_at_whitespace_safe),
+        segment_safe_(parts.segment_at_whitespace_safe),
+        punct_cut_(parts.cut_before_punctuation_safe),
+        wordpiece_max_chars_(parts.wordpiece_max_chars),
+        class_cut_(parts.cut_at_class_change_safe) {
+    for (const auto& t : added_.tokens()) {
+      if (t.content.size() >= 2) added_contents_.push_back(t.content);
+      if (t.rstrip && !t.content.empty()) rstrip_contents_.push_back(t.content);
+    }
     token_text_ = [this](std::int32_t id) -> std::optional<std::string_view> {
       if (const AddedToken* t = added_.find(id)) return std::string_view(t->content);
       return model_->id_to_token(id);
@@ -63,8 +71,9 @@ class PipelineTokenizer : public Tokenizer {
   std::vector<Encoding> encode_windows(std::string_view text, std::size_t max_length,
                                        std::size_t stride) const override {
     thread_local Scratch sc;
-    split_into_tokens(text, sc);
-    const std::vector<Token> all = sc.tokens;
+    split_into_tokens_segmented(text, sc);
+    const std::vector<Token> all = std::move(sc.tokens);
+    sc.tokens.clear();
     const std::size_t added = post_processor_ ? post_processor_->added_tokens() : 0;
     if (max_length <= added + stride) {
       throw std::invalid_argument("window length must exceed the special tokens plus the stride");
@@ -88,7 +97,7 @@ class PipelineTokenizer : public Tokenizer {
     thread_local Scratch sc;
     const std::size_t added = add_special_tokens && post_processor_ ? post_processor_->added_tokens() : 0;
     if (std::optional<Encoding> enc = encode_prefix(text, add_special_tokens, added, sc)) return std::move(*enc);
-    split_into_tokens(text, sc);
+    split_into_tokens_segmented(text, sc);
     std::vector<Token>& tokens = sc.tokens;
 
     // 2. Truncation, leaving room for the special tokens the post-processor adds.
@@ -109,8 +118,24 @@ class PipelineTokenizer : public Tokenizer {
     return enc;
   }
 
+  std::size_t count_tokens(std::string_view text, bool add_special_tokens) const override {
+    thread_local Scratch sc;
+    std::size_t n = 0;
+    for_each_segment(text, [&](std::size_t at, std::size_t end) {
+      sc.tokens.clear();
+      append_tokens(text.substr(at, end - at), at, sc);
+      n += sc.tokens.size();
+    });
+    sc.tokens.clear();
+    release_if_large(sc);
+    return n + (add_special_tokens && post_processor_ ? post_processor_->added_tokens() : 0);
+  }
+
   /// Bytes from which a text truncated on the right is tokenised a prefix at a time.
   static constexpr std::size_t kPrefixFromBytes = 64u << 10;
+  /// Bytes from which a text is tokenised a segment at a time, and a segment's length.
+  static constexpr std::size_t kSegmentFromBytes = 128u << 10;
+  static constexpr std::size_t kSegmentBytes = 64u << 10;
 
  private:
   // A long text truncated on the right: tokenises prefixes cut just before a run of
@@ -119,15 +144,14 @@ class PipelineTokenizer : public Tokenizer {
   // before the cut, so the first ones kept are the same. nullopt: take the whole text.
   std::optional<Encoding> encode_prefix(std::string_view text, bool add_special_tokens, std::size_t added,
                                         Scratch& sc) const {
-    if (!cut_safe_ || !max_length_ || truncate_left_ || text.size() <= kPrefixFromBytes) return std::nullopt;
+    if (!cut_safe_ || !max_length_ || truncate_left_ || text.size() <= kPrefixFromBytes || !long_text_cuts()) {
+      return std::nullopt;
+    }
     const std::size_t room = *max_length_ > added ? *max_length_ - added : 0;
     if (room >= text.size() / 16) return std::nullopt;  // a prefix would be most of the text
-    auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
     for (std::size_t want = std::max(kPrefixFromBytes / 4, room * 16); want < text.size(); want *= 4) {
-      // The last cut at or before `want`: a whitespace byte after a byte that is not one.
-      std::size_t cut = want;
-      while (cut > 0 && !(is_space(text[cut]) && !is_space(text[cut - 1]))) --cut;
-      if (cut == 0) return std::nullopt;  // no whitespace to cut at
+      const std::size_t cut = last_cut(text, want, Use::prefix);
+      if (cut == 0) return std::nullopt;  // nowhere to cut
       split_into_tokens(text.substr(0, cut), sc);
       if (sc.tokens.size() > room) {
         const std::size_t seen = sc.tokens.size() + added;
@@ -139,6 +163,124 @@ class PipelineTokenizer : public Tokenizer {
       }
     }
     return std::nullopt;
+  }
+
+  enum class Use { prefix, segment };
+
+  static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+  static bool is_ascii_alnum(char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+  // BERT's punctuation among ASCII characters (the ranges its tokenizer treats as punctuation).
+  static bool is_ascii_punct(char c) {
+    return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+  }
+  static int ascii_class(char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z' ? 0 : c >= '0' && c <= '9' ? 1 : 2; }
+
+  // Whether the character that ends just before byte `c` is no whitespace and nothing a
+  // normalizer might turn into whitespace or drop next to it: ASCII other than spaces and
+  // controls, or a character beyond ASCII outside the Unicode spaces, U+0080-U+00A0, the General
+  // Punctuation block (zero-width and directional marks among them), U+1680, U+180E, U+3000
+  // and U+FEFF.
+  static bool plain_char_before(std::string_view text, std::size_t c) {
+    const auto last = static_cast<unsigned char>(text[c - 1]);
+    if (last < 0x80) return last > 0x20 && last < 0x7F;
+    std::size_t b = c - 1;
+    while (b > 0 && c - b < 4 && (static_cast<unsigned char>(text[b]) & 0xC0) == 0x80) --b;
+    const auto lead = static_cast<unsigned char>(text[b]);
+    const std::size_t n = c - b;
+    char32_t cp = 0;
+    if (n == 2 && (lead & 0xE0) == 0xC0) {
+      cp = lead & 0x1F;
+    } else if (n == 3 && (lead & 0xF0) == 0xE0) {
+      cp = lead & 0x0F;
+    } else if (n == 4 && (lead & 0xF8) == 0xF0) {
+      cp = lead & 0x07;
+    } else {
+      return false;  // not one well-formed character: no cut here
+    }
+    for (std::size_t i = b + 1; i < c; ++i) cp = (cp << 6) | (static_cast<unsigned char>(text[i]) & 0x3F);
+    return cp > 0xA0 && cp != 0x1680 && cp != 0x180E && !(cp >= 0x2000 && cp <= 0x206F) && cp != 0x3000 &&
+           cp != 0xFEFF;
+  }
+
+  // Whether an added token's text would straddle a cut at `c` (begin before it, end after).
+  bool added_spans(std::string_view text, std::size_t c) const {
+    for (const std::string& t : added_contents_) {
+      for (std::size_t k = 1; k < t.size() && k <= c; ++k) {
+        if (c - k + t.size() <= text.size() && text.compare(c - k, t.size(), t) == 0) return true;
+      }
+    }
+    return false;
+  }
+
+  // Whether the text may be cut just before byte `c` (0 < c < size): the tokens before the cut
+  // are then the whole text's (Use::prefix), and for Use::segment the tokens after it too.
+  // `run_start`: for the WordPiece rule, where the run of ASCII letters and digits that ends
+  // at c - 1 starts (the caller keeps it while scanning backwards; npos: not known yet).
+  bool is_cut(std::string_view text, std::size_t c, Use use, std::size_t& run_start) const {
+    const char a = text[c - 1], b = text[c];
+    if (is_space(b)) {
+      // Not inside a run of whitespace (a normalizer may make U+3000 or U+00A0 a space), nor
+      // between an added token that takes the whitespace after it (rstrip) and that whitespace.
+      return !is_space(a) && plain_char_before(text, c) && (use == Use::prefix ? cut_safe_ : segment_safe_) &&
+             std::none_of(rstrip_contents_.begin(), rstrip_contents_.end(), [&](const std::string& t) {
+               return t.size() <= c && text.compare(c - t.size(), t.size(), t) == 0;
+             });
+    }
+    if (is_space(a)) return false;
+    if (punct_cut_ && is_ascii_punct(b)) return !added_spans(text, c);
+    if (use != Use::prefix) return false;
+    if (wordpiece_max_chars_ > 0 && is_ascii_alnum(a) && is_ascii_alnum(b)) {
+      if (run_start == std::string_view::npos || run_start >= c) {
+        run_start = c - 1;
+        while (run_start > 0 && is_ascii_alnum(text[run_start - 1])) --run_start;
+      }
+      if (c - run_start > wordpiece_max_chars_) return !added_spans(text, c);
+    }
+    if (class_cut_) {
+      const auto ua = static_cast<unsigned char>(a), ub = static_cast<unsigned char>(b);
+      if (ua < 0x80 && ub < 0x80 && a != '\'' && ascii_class(a) != ascii_class(b)) return !added_spans(text, c);
+    }
+    return false;
+  }
+
+  // The last cut at or before `want` (and after 0); 0: none.
+  std::size_t last_cut(std::string_view text, std::size_t want, Use use) const {
+    std::size_t run_start = std::string_view::npos;
+    for (std::size_t c = std::min(want, text.size() - 1); c > 0; --c) {
+      if (is_cut(text, c, use, run_start)) return c;
+    }
+    return 0;
+  }
+
+  // Calls fn(begin, end) for consecutive segments covering the text: one segment unless the
+  // parts allow cutting and the text is long; then segments of about kSegmentBytes, each cut
+  // where the tokens on both sides are the whole text's (a longer one where no cut is near).
+  template <typename Fn>
+  void for_each_segment(std::string_view text, Fn&& fn) const {
+    if (!segment_safe_ || text.size() <= kSegmentFromBytes || !long_text_cuts()) {
+      fn(std::size_t{0}, text.size());
+      return;
+    }
+    std::size_t at = 0;
+    while (text.size() - at > kSegmentBytes) {
+      std::size_t cut = last_cut(text, at + kSegmentBytes, Use::segment);
+      if (cut <= at) {
+        // None in this stretch: the first one after it.
+        std::size_t run_start = std::string_view::npos;
+        cut = at + kSegmentBytes + 1;
+        while (cut < text.size() && !is_cut(text, cut, Use::segment, run_start)) ++cut;
+        if (cut >= text.size()) break;
+      }
+      fn(at, cut);
+      at = cut;
+    }
+    fn(at, text.size());
+  }
+
+  // 1. The text's tokens into sc.tokens, a segment at a time where that is exact.
+  void split_into_tokens_segmented(std::string_view text, Scratch& sc) const {
+    sc.tokens.clear();
+    for_each_segment(text, [&](std::size_t at, std::size_t end) { append_tokens(text.substr(at, end - at), at, sc); });
   }
 
   // Scratch grown by one very long text is given back rather than kept by the thread.
@@ -165,19 +307,23 @@ class PipelineTokenizer : public Tokenizer {
 
   // 1. The text's tokens, into sc.tokens, before truncation and special tokens.
   void split_into_tokens(std::string_view text, Scratch& sc) const {
-    std::vector<Token>& tokens = sc.tokens;
-    tokens.clear();
+    sc.tokens.clear();
+    append_tokens(text, 0, sc);
+  }
 
+  // The tokens of `text`, which starts at byte `base` of the input, appended to sc.tokens.
+  void append_tokens(std::string_view text, std::size_t base, Scratch& sc) const {
+    std::vector<Token>& tokens = sc.tokens;
     // 1. Added tokens that match the raw text are split out first; the text between them is
     //    normalised, pre-tokenised and tokenised piece by piece.
     added_.find_in_raw(text, sc.raw_matches);
     std::size_t at = 0;
     for (const AddedMatch& m : sc.raw_matches) {
-      encode_piece(text.substr(at, m.begin - at), static_cast<std::uint32_t>(at), sc);
-      tokens.push_back({m.id, static_cast<std::uint32_t>(m.begin), static_cast<std::uint32_t>(m.end)});
+      encode_piece(text.substr(at, m.begin - at), static_cast<std::uint32_t>(base + at), sc);
+      tokens.push_back({m.id, static_cast<std::uint32_t>(base + m.begin), static_cast<std::uint32_t>(base + m.end)});
       at = m.end;
     }
-    encode_piece(text.substr(at), static_cast<std::uint32_t>(at), sc);
+    encode_piece(text.substr(at), static_cast<std::uint32_t>(base + at), sc);
   }
 
  public:
@@ -249,6 +395,12 @@ class PipelineTokenizer : public Tokenizer {
   std::optional<std::size_t> max_length_;
   bool truncate_left_ = false;
   bool cut_safe_ = false;
+  bool segment_safe_ = false;
+  bool punct_cut_ = false;
+  std::size_t wordpiece_max_chars_ = 0;
+  bool class_cut_ = false;
+  std::vector<std::string> added_contents_;  // added tokens of two bytes or more, for added_spans()
+  std::vector<std::string> rstrip_contents_;  // added tokens that take the whitespace after them
   std::int32_t pad_id_ = 0;
   std::size_t vocab_size_ = 0;
 };

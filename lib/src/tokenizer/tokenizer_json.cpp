@@ -1,5 +1,6 @@
 #include "tokenizer_json.hpp"
 
+#include <atomic>
 #include <fmt/format.h>
 #include <simdjson.h>
 
@@ -529,6 +530,51 @@ bool normalizer_cut_safe(element e) {
   return false;
 }
 
+// Normalizers of one character at a time that keep ASCII punctuation as it is (BERT's).
+bool normalizer_single_characters(element e) {
+  if (e.is_null()) return true;
+  object o;
+  std::string_view type;
+  if (e.get_object().get(o) != simdjson::SUCCESS || o["type"].get_string().get(type) != simdjson::SUCCESS) return false;
+  if (type == "BertNormalizer" || type == "Lowercase" || type == "NFD" || type == "NFKD" || type == "NFC" ||
+      type == "NFKC" || type == "StripAccents") {
+    return true;
+  }
+  if (type == "Sequence") {
+    array parts;
+    if (o["normalizers"].get_array().get(parts) != simdjson::SUCCESS) return false;
+    for (element p : parts) {
+      if (!normalizer_single_characters(p)) return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+// Whether a normalizer acts at the start or the end of a text (Prepend, Strip).
+bool normalizer_has_edges(element e) {
+  if (e.is_null()) return false;
+  object o;
+  std::string_view type;
+  if (e.get_object().get(o) != simdjson::SUCCESS || o["type"].get_string().get(type) != simdjson::SUCCESS) return true;
+  if (type == "Prepend" || type == "Strip") return true;
+  if (type == "Sequence") {
+    array parts;
+    if (o["normalizers"].get_array().get(parts) != simdjson::SUCCESS) return true;
+    for (element p : parts) {
+      if (normalizer_has_edges(p)) return true;
+    }
+  }
+  return false;
+}
+
+std::string_view type_of(element e) {
+  object o;
+  std::string_view type;
+  if (e.get_object().get(o) != simdjson::SUCCESS || o["type"].get_string().get(type) != simdjson::SUCCESS) return {};
+  return type;
+}
+
 // 1: always ends a word at whitespace and looks no further than the word; 0: looks no further
 // than a word but may leave whitespace inside one; -1: may look across whitespace.
 int pre_tokenizer_cut_kind(element e) {
@@ -562,6 +608,13 @@ int pre_tokenizer_cut_kind(element e) {
 }
 
 }  // namespace
+
+namespace {
+std::atomic<bool> g_long_text_cuts{true};
+}  // namespace
+
+void set_long_text_cuts(bool enabled) { g_long_text_cuts.store(enabled); }
+bool long_text_cuts() { return g_long_text_cuts.load(std::memory_order_relaxed); }
 
 TokenizerParts parse_tokenizer_json(std::string_view json) {
   simdjson::dom::parser parser;
@@ -602,6 +655,38 @@ TokenizerParts parse_tokenizer_json(std::string_view json) {
     const bool added_ok = std::none_of(parts.added_tokens.begin(), parts.added_tokens.end(),
                                        [](const AddedToken& t) { return has_whitespace(t.content); });
     parts.cut_at_whitespace_safe = normalizer_ok && pre_ok && added_ok;
+    const bool has_normalizer = root["normalizer"].get(n) == simdjson::SUCCESS && !n.is_null();
+    parts.segment_at_whitespace_safe = parts.cut_at_whitespace_safe && !(has_normalizer && normalizer_has_edges(n));
+    // The cuts between two non-space characters need every added token matched as it stands
+    // in the raw text (tokenizer.cpp checks that none spans the cut: with a normalizer, a
+    // normalized token could match text that differs from its content), and not too many.
+    const bool added_raw = parts.added_tokens.size() <= 256 &&
+                           (!has_normalizer || std::none_of(parts.added_tokens.begin(), parts.added_tokens.end(),
+                                                            [](const AddedToken& t) { return t.normalized; }));
+    const std::string_view pre_type = pre_ok ? type_of(pt) : std::string_view{};
+    parts.cut_before_punctuation_safe = parts.segment_at_whitespace_safe && added_raw &&
+                                        pre_type == "BertPreTokenizer" &&
+                                        (!has_normalizer || normalizer_single_characters(n));
+    element m;
+    if (parts.cut_before_punctuation_safe && root["model"].get(m) == simdjson::SUCCESS && type_of(m) == "WordPiece") {
+      object mo;
+      std::uint64_t max_chars = 100;
+      if (m.get_object().get(mo) == simdjson::SUCCESS) {
+        element v;
+        if (mo["max_input_chars_per_word"].get(v) == simdjson::SUCCESS && v.get_uint64().get(max_chars) != simdjson::SUCCESS) {
+          max_chars = 0;  // not a count: no such cut
+        }
+      }
+      parts.wordpiece_max_chars = static_cast<std::size_t>(max_chars);
+    }
+    if (pre_type == "ByteLevel" && parts.cut_at_whitespace_safe && added_raw) {
+      object po;
+      bool use_regex = true;
+      if (pt.get_object().get(po) == simdjson::SUCCESS && po["use_regex"].get_bool().get(use_regex) != simdjson::SUCCESS) {
+        use_regex = true;
+      }
+      parts.cut_at_class_change_safe = use_regex;
+    }
   }
   return parts;
 }

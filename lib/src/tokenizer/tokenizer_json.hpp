@@ -30,7 +30,30 @@ struct TokenizerParts {
   /// pre-tokenizer always ends a word at whitespace, and no added token holds whitespace. Then
   /// a text truncated on the right can be tokenised a prefix at a time (tokenizer.cpp).
   bool cut_at_whitespace_safe = false;
+  /// The same, and the parts also give the text after such a cut the tokens it has in the whole
+  /// text: no normalizer acts at a text's start or end (Prepend, Strip). Then a long text is
+  /// tokenised a segment at a time, whatever its truncation (tokenizer.cpp).
+  bool segment_at_whitespace_safe = false;
+  /// BERT's layout: BertPreTokenizer (every punctuation character a word of its own) after
+  /// normalizers of single characters (BertNormalizer, Lowercase, NF*, StripAccents). A cut just
+  /// before an ASCII punctuation character no added token holds is then safe in both ways.
+  bool cut_before_punctuation_safe = false;
+  /// With cut_before_punctuation_safe and a WordPiece model: its max_input_chars_per_word. A
+  /// word longer than that is one unknown token, so a prefix may be cut inside a run of more
+  /// ASCII letters and digits than that (but the rest of the run is no word of its own: prefixes
+  /// only). 0: no such cut.
+  std::size_t wordpiece_max_chars = 0;
+  /// A ByteLevel pre-tokenizer with GPT-2's pattern (letters, digits and other characters are
+  /// words of their own) after cut-safe normalizers: a prefix may be cut where two ASCII
+  /// non-space characters change class (not after an apostrophe, which starts "'s" and the
+  /// like). Prefixes only: add_prefix_space would put a space before a segment.
+  bool cut_at_class_change_safe = false;
 };
+
+/// For tests: false makes every Tokenizer tokenise a text whole, as if no cut were safe, so
+/// that the prefix and segment paths can be compared with it. Process-wide; default true.
+void set_long_text_cuts(bool enabled);
+bool long_text_cuts();
 
 /// Parses the text of a tokenizer.json. Throws sluice::Error (invalid_model) with a message
 /// that starts with "tokenizer.json: " and names the unsupported or malformed part, e.g.
