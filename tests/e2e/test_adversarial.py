@@ -498,6 +498,35 @@ class InputTest(Base):
         self.assertEqual(cp["records_done"] % 256, 0)
         self.assertEqual(len(self.read("out.jsonl")[:cp["output_offset"]].splitlines()), cp["records_done"])
 
+    def test_sigint_stops_a_long_chunked_record_within_one_model_call(self):
+        # One record of about 100,000 tokens with --long-input chunk: about 200 windows, some 25
+        # model calls of 4,096 tokens, all on one worker, about 30 s. The stop must not wait for
+        # the rest of the record.
+        words = "river delta sediment flows past the old mill while herons wait".split()
+        text = " ".join(words[k % len(words)] for k in range(100000))
+        src = self.write("in.jsonl", b'{"id": 1, "text": "%s"}\n' % text.encode())
+        out = self.path("out.jsonl")
+        events = self.path("events.jsonl")
+        p = subprocess.Popen([PIPELINE_RUN, "embed", src, "-o", out, "--model", MINILM, "--progress", "never",
+                              "--long-input", "chunk", "--events", events],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Wait until the model has run (the tokens it has been given show in the progress).
+        deadline = time.time() + 120
+        started = False
+        while time.time() < deadline and not started and p.poll() is None:
+            time.sleep(0.2)
+            if os.path.exists(events):
+                with open(events) as f:
+                    started = any('"type":"batch_progress"' in l and '"elapsed_s"' in l and
+                                  json.loads(l)["elapsed_s"] > 3 for l in f if l.endswith("\n"))
+        self.assertTrue(started, "the run never got going")
+        p.send_signal(signal.SIGINT)
+        t0 = time.time()
+        _, err = p.communicate(timeout=300)
+        took = time.time() - t0
+        self.assertEqual(p.returncode, 130, err)
+        self.assertLess(took, 5.0, "the stop took %.1f s" % took)
+
 
 def peak_rss_mib(args):
     """Runs pipeline-run; returns (exit status, its peak RSS in MiB) from wait4."""

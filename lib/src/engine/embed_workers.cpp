@@ -52,6 +52,7 @@ void EmbedWorkers::push(WorkItem&& item) { input_.push(std::move(item)); }
 void EmbedWorkers::finish_input() { input_.close(); }
 
 void EmbedWorkers::abort() {
+  aborted_.store(true);
   input_.close_and_clear();
   batches_.close_and_clear();
 }
@@ -226,6 +227,12 @@ bool EmbedWorkers::embed_rows(const std::vector<Row>& rows, std::vector<float>& 
   // fits in one call; the many windows of one long record take several.
   std::size_t begin = 0;
   while (begin < rows.size()) {
+    // The many windows of one long record take many calls: an abort ends them after the
+    // call in progress (its results are dropped), not after the record.
+    if (aborted_.load()) {
+      error = ErrorInfo{ErrorCode::internal, "the run was stopped", {}, {}};
+      return false;
+    }
     std::size_t end = begin;
     std::size_t seq = 1;
     while (end < rows.size()) {
@@ -386,6 +393,7 @@ void EmbedWorkers::run_batch(std::vector<WorkItem>& batch) {
     deliver(good);
     return;
   }
+  if (aborted_.load()) return;  // stopped: what is left is dropped
   // The batch failed: embed each record alone so only the records that fail by themselves
   // are reported, and the rest go on.
   for (WorkItem* item : good) {

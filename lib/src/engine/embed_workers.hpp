@@ -111,6 +111,7 @@ class EmbedWorkers {
   bool finished_ = false;    // guarded by results_mu_
   mutable std::mutex stats_mu_;
   ModelStats stats_;       // guarded by stats_mu_
+  std::atomic<bool> aborted_{false};  // abort() was called: no further model call starts
   std::atomic<std::uint64_t> tokenized_records_{0};
   std::atomic<std::uint64_t> tokenized_bytes_{0};
   std::atomic<std::uint64_t> tokenized_tokens_{0};
