@@ -140,8 +140,9 @@ void EmbedWorkers::tokenizer_main() {
     }
     std::string().swap(item->text);  // not needed any more
     // Bytes before tokens: a reader never sees tokens without their bytes (the ratio stays sane).
+    item->model_tokens = item->error ? 0 : item->tokens;
     tokenized_bytes_.fetch_add(item->end_offset - item->offset, std::memory_order_relaxed);
-    tokenized_tokens_.fetch_add(item->tokens, std::memory_order_relaxed);
+    tokenized_tokens_.fetch_add(item->model_tokens, std::memory_order_relaxed);
     tokenized_records_.fetch_add(1, std::memory_order_release);
     const bool last = item->closes_window;
     window.push_back(std::move(*item));

@@ -1038,7 +1038,7 @@ void Pipeline::Impl::count_processed(const WorkItem& item, bool before_model) {
   if (before_model) {
     skipped_bytes_ += bytes;
   } else {
-    processed_tokens_ += item.tokens;
+    processed_tokens_ += item.model_tokens;
   }
 }
 

@@ -40,6 +40,7 @@ struct WorkItem {
   std::vector<std::int32_t> ids;
   std::vector<std::int32_t> type_ids;
   std::uint32_t tokens = 0;        // tokens embedded (all windows' with chunks)
+  std::uint32_t model_tokens = 0;  // tokens the tokenizer passed on to the model (0 for a record it failed)
   bool truncated = false;
   std::vector<Chunk> chunks;       // --long-input chunk: the windows, embedded as rows of their own
   std::string id_json;             // the id field's value, for chunk records
