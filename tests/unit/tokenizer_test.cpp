@@ -408,10 +408,10 @@ TEST_CASE("a long text truncated on the right keeps the whole text's first token
   std::mt19937 rng(17);
   for (const std::size_t target : {70u << 10, 300u << 10, 1u << 20}) {
     std::string t;
-    const char* seps[] = {" ", "  ", "\n", "\t ", " \r\n"};
+    const char* seps[] = {" ", "  ", "\n", "\t ", " \r\n", "\f", "\v "};
     while (t.size() < target) {
       t += texts[rng() % texts.size()];
-      t += seps[rng() % 5];
+      t += seps[rng() % 7];
     }
     long_texts.push_back(std::move(t));
   }
@@ -431,6 +431,15 @@ TEST_CASE("a long text truncated on the right keeps the whole text's first token
     while (code.size() < target) code += fmt::format("function f{}(a,b){{return a[{}]+b.x{}||'s';}}var v{}=[1,2,3];", rng() % 1000, rng() % 9, rng() % 7, rng() % 100);
     const char* b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     while (blob.size() < target) blob += b64[rng() % 62];
+    // Blobs between words, as one word each (BERT: one unknown token, given without reading it).
+    std::string blobs;
+    while (blobs.size() < target) {
+      blobs += without_whitespace(texts[rng() % texts.size()]).substr(0, 40);
+      blobs += " +"[rng() % 2];
+      for (std::size_t k = 0, n = 50 + rng() % 400; k < n; ++k) blobs += b64[rng() % 62];
+      blobs += " .\f"[rng() % 3];
+    }
+    long_texts.push_back(std::move(blobs));
     while (mixed.size() < target) mixed += rng() % 2 ? fmt::format("{}", rng() % 1000) : std::string(1 + rng() % 5, char('a' + rng() % 26));
     if (target > (128u << 10)) {
       for (std::string* t : {&punctuated, &code}) long_texts.push_back(std::move(*t));

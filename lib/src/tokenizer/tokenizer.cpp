@@ -46,9 +46,16 @@ class PipelineTokenizer : public Tokenizer {
         punct_cut_(parts.cut_before_punctuation_safe),
         wordpiece_max_chars_(parts.wordpiece_max_chars),
         class_cut_(parts.cut_at_class_change_safe) {
+    bool added_alnum = false;  // an added token of letters and digits only could match inside a run
     for (const auto& t : added_.tokens()) {
       if (t.content.size() >= 2) added_contents_.push_back(t.content);
       if (t.rstrip && !t.content.empty()) rstrip_contents_.push_back(t.content);
+      // A single_word token matches or not by what touches it: cutting the text beside one
+      // could change that.
+      added_alnum = added_alnum || t.single_word || std::all_of(t.content.begin(), t.content.end(), is_ascii_alnum);
+    }
+    if (wordpiece_max_chars_ > 0 && !added_alnum) {
+      if (auto id = model_->token_to_id(parts.wordpiece_unk)) unk_run_id_ = *id;
     }
     token_text_ = [this](std::int32_t id) -> std::optional<std::string_view> {
       if (const AddedToken* t = added_.find(id)) return std::string_view(t->content);
@@ -167,7 +174,9 @@ class PipelineTokenizer : public Tokenizer {
 
   enum class Use { prefix, segment };
 
-  static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+  // The whitespace a cut may come before: not \f or \v, which BERT's normalizer drops (the
+  // characters around them then join one word) and SentencePiece's may too.
+  static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
   static bool is_ascii_alnum(char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
   // BERT's punctuation among ASCII characters (the ranges its tokenizer treats as punctuation).
   static bool is_ascii_punct(char c) {
@@ -312,7 +321,38 @@ class PipelineTokenizer : public Tokenizer {
   }
 
   // The tokens of `text`, which starts at byte `base` of the input, appended to sc.tokens.
+  // With BERT's parts and WordPiece, a run of ASCII letters and digits longer than
+  // max_input_chars_per_word between word boundaries (the text's ends, ASCII whitespace other
+  // than \f and \v, ASCII punctuation) is one word, so one unknown token spanning it: it is
+  // given as such, without reading the run into symbols (a blob of megabytes costs nothing).
   void append_tokens(std::string_view text, std::size_t base, Scratch& sc) const {
+    if (!unk_run_id_ || text.size() <= wordpiece_max_chars_) {
+      append_tokens_read(text, base, sc);
+      return;
+    }
+    auto boundary = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || is_ascii_punct(c); };
+    std::size_t at = 0;
+    std::size_t i = 0;
+    while (i < text.size()) {
+      if (!is_ascii_alnum(text[i])) {
+        ++i;
+        continue;
+      }
+      std::size_t end = i;
+      while (end < text.size() && is_ascii_alnum(text[end])) ++end;
+      if (end - i > wordpiece_max_chars_ && (i == 0 || boundary(text[i - 1])) &&
+          (end == text.size() || boundary(text[end])) && !added_spans(text, i) && !added_spans(text, end)) {
+        append_tokens_read(text.substr(at, i - at), base + at, sc);
+        sc.tokens.push_back({*unk_run_id_, static_cast<std::uint32_t>(base + i), static_cast<std::uint32_t>(base + end)});
+        at = end;
+      }
+      i = end;
+    }
+    append_tokens_read(text.substr(at), base + at, sc);
+  }
+
+  void append_tokens_read(std::string_view text, std::size_t base, Scratch& sc) const {
+    if (text.empty()) return;
     std::vector<Token>& tokens = sc.tokens;
     // 1. Added tokens that match the raw text are split out first; the text between them is
     //    normalised, pre-tokenised and tokenised piece by piece.
@@ -401,6 +441,7 @@ class PipelineTokenizer : public Tokenizer {
   bool class_cut_ = false;
   std::vector<std::string> added_contents_;  // added tokens of two bytes or more, for added_spans()
   std::vector<std::string> rstrip_contents_;  // added tokens that take the whitespace after them
+  std::optional<std::int32_t> unk_run_id_;    // set: long runs of letters and digits are one [UNK] (append_tokens)
   std::int32_t pad_id_ = 0;
   std::size_t vocab_size_ = 0;
 };

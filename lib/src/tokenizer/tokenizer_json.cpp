@@ -678,6 +678,12 @@ TokenizerParts parse_tokenizer_json(std::string_view json) {
         }
       }
       parts.wordpiece_max_chars = static_cast<std::size_t>(max_chars);
+      std::string_view unk;
+      if (mo["unk_token"].get_string().get(unk) == simdjson::SUCCESS) {
+        parts.wordpiece_unk = std::string(unk);
+      } else {
+        parts.wordpiece_max_chars = 0;
+      }
     }
     if (pre_type == "ByteLevel" && parts.cut_at_whitespace_safe && added_raw) {
       object po;

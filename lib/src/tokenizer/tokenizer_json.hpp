@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -43,6 +44,8 @@ struct TokenizerParts {
   /// ASCII letters and digits than that (but the rest of the run is no word of its own: prefixes
   /// only). 0: no such cut.
   std::size_t wordpiece_max_chars = 0;
+  /// With wordpiece_max_chars: the unknown token such a word becomes.
+  std::string wordpiece_unk;
   /// A ByteLevel pre-tokenizer with GPT-2's pattern (letters, digits and other characters are
   /// words of their own) after cut-safe normalizers: a prefix may be cut where two ASCII
   /// non-space characters change class (not after an apostrophe, which starts "'s" and the
