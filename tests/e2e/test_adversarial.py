@@ -39,6 +39,14 @@ def run(args, timeout=300, **kw):
     return subprocess.run([PIPELINE_RUN] + args, capture_output=True, timeout=timeout, **kw)
 
 
+def interrupt(p):
+    """Sends SIGINT to a running pipeline-run; returns (its stderr, seconds until it exited)."""
+    p.send_signal(signal.SIGINT)
+    t0 = time.time()
+    _, err = p.communicate(timeout=300)
+    return err, time.time() - t0
+
+
 def records(n, bad=()):
     lines = []
     for i in range(n):
@@ -485,10 +493,7 @@ class InputTest(Base):
         deadline = time.time() + 120
         while time.time() < deadline and not (os.path.exists(out) and os.path.getsize(out) > 0):
             time.sleep(0.05)
-        p.send_signal(signal.SIGINT)
-        t0 = time.time()
-        _, err = p.communicate(timeout=300)
-        took = time.time() - t0
+        err, took = interrupt(p)
         self.assertEqual(p.returncode, 130, err)
         self.assertLess(took, 10.0, "the stop took %.1f s" % took)
         with open(out + ".checkpoint") as f:
@@ -520,10 +525,7 @@ class InputTest(Base):
                     started = any('"type":"batch_progress"' in l and '"elapsed_s"' in l and
                                   json.loads(l)["elapsed_s"] > 3 for l in f if l.endswith("\n"))
         self.assertTrue(started, "the run never got going")
-        p.send_signal(signal.SIGINT)
-        t0 = time.time()
-        _, err = p.communicate(timeout=300)
-        took = time.time() - t0
+        err, took = interrupt(p)
         self.assertEqual(p.returncode, 130, err)
         self.assertLess(took, 5.0, "the stop took %.1f s" % took)
 
