@@ -112,8 +112,9 @@ class EventStreamTruth(TempDirTest):
         for p in before:
             self.assertLess(p["fraction"], 1.0)
             self.assertNotEqual(p["phase"], "finished")
-            self.assertIn(p["phase"], ("embedding", "draining"))
+            self.assertIn(p["phase"], ("embedding", "draining", "finishing"))
         self.assertEqual(last["phase"], "finished")
+        self.assertEqual(before[-1]["phase"], "finishing")  # the final checkpoint and sync
         self.assertEqual(last["fraction"], 1.0)
         self.assertEqual(last["eta_s"], 0)
         self.assertEqual(last["bytes_processed"], os.path.getsize(self.input))

@@ -408,6 +408,7 @@ class Pipeline::Impl {
   std::uint64_t processed_ = 0, processed_bytes_ = 0, processed_tokens_ = 0;
   std::uint64_t skipped_bytes_ = 0;  // of records that failed before the tokenizer
   std::uint64_t resumed_bytes_ = 0, resumed_tokens_ = 0, resumed_records_ = 0;
+  bool final_progress_ = false;  // the last BatchProgress: the run's outcome is known
   bool failed_ = false;
   bool finishing_ = false;
 };
@@ -1242,7 +1243,7 @@ void Pipeline::Impl::publish_progress() {
   const double now = unix_time_now();
   if (!bus_.wants<BatchProgress>()) return;
   const RateWindow::Rates r = rates_.rates();
-  const bool finished = finishing_ && summary_.status == "completed";
+  const bool finished = final_progress_ && summary_.status == "completed";
   BatchProgress p;
   p.completed = summary_.completed;
   p.failed = summary_.failed;
@@ -1254,7 +1255,10 @@ void Pipeline::Impl::publish_progress() {
   p.tokens_per_s = r.tokens;
   p.bytes_per_s = r.bytes;
   // Draining: every record read has been through the model; writing and syncing remain.
-  p.phase = finishing_ ? "finished" : eof_ && processed_ == summary_.records_read - resumed_records_ ? "draining" : "embedding";
+  p.phase = final_progress_ ? (finished ? "finished" : summary_.status)
+            : finishing_    ? "finishing"
+            : eof_ && processed_ == summary_.records_read - resumed_records_ ? "draining"
+                                                                            : "embedding";
   p.processed = resumed_records_ + processed_;
   p.bytes_processed = resumed_bytes_ + processed_bytes_;
   p.tokens_processed = resumed_tokens_ + processed_tokens_;
@@ -1417,7 +1421,11 @@ void Pipeline::Impl::finish() {
     summary_.model_workers = static_cast<std::uint32_t>(layout_.workers);
   }
 
+  // "finishing": every record is written; the final checkpoint (which waits for the output to
+  // be synced) and closing remain. Then the last event, "finished" (or how the run ended).
+  publish_progress();
   auto after_checkpoint = [this] {
+    final_progress_ = true;
     publish_progress();
     if (sink_ && summary_.status != "failed") {
       try {
