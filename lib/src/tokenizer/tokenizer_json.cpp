@@ -489,20 +489,34 @@ bool has_whitespace(std::string_view text) {
          text.find("\xC2\xA0") != std::string_view::npos || text.find("\xE3\x80\x80") != std::string_view::npos;
 }
 
+// Whether `leaf(object, type)` holds for the normalizer, or for every normalizer of a
+// Sequence (nested ones included). None holds; a malformed one does not.
+template <typename Leaf>
+bool every_normalizer(element e, const Leaf& leaf) {
+  if (e.is_null()) return true;
+  object o;
+  std::string_view type;
+  if (e.get_object().get(o) != simdjson::SUCCESS || o["type"].get_string().get(type) != simdjson::SUCCESS) return false;
+  if (type != "Sequence") return leaf(o, type);
+  array parts;
+  if (o["normalizers"].get_array().get(parts) != simdjson::SUCCESS) return false;
+  for (element p : parts) {
+    if (!every_normalizer(p, leaf)) return false;
+  }
+  return true;
+}
+
 // Normalizers that rewrite one character (or one short grapheme) at a time, never across a
 // run of whitespace, and never turn a non-space into whitespace; a Replace only of a literal
 // without whitespace into text without whitespace, or of a pattern made only of spaces and
 // repetition (which matches only inside a run of whitespace).
 bool normalizer_cut_safe(element e) {
-  if (e.is_null()) return true;
-  object o;
-  std::string_view type;
-  if (e.get_object().get(o) != simdjson::SUCCESS || o["type"].get_string().get(type) != simdjson::SUCCESS) return false;
-  if (type == "BertNormalizer" || type == "Lowercase" || type == "NFD" || type == "NFKD" || type == "NFC" ||
-      type == "NFKC" || type == "StripAccents" || type == "Prepend" || type == "Strip" || type == "Precompiled") {
-    return true;
-  }
-  if (type == "Replace") {
+  return every_normalizer(e, [](object o, std::string_view type) {
+    if (type == "BertNormalizer" || type == "Lowercase" || type == "NFD" || type == "NFKD" || type == "NFC" ||
+        type == "NFKC" || type == "StripAccents" || type == "Prepend" || type == "Strip" || type == "Precompiled") {
+      return true;
+    }
+    if (type != "Replace") return false;
     std::string_view content, literal, regex;
     if (o["content"].get_string().get(content) != simdjson::SUCCESS) return false;
     object pattern;
@@ -518,54 +532,20 @@ bool normalizer_cut_safe(element e) {
              content.find_first_not_of(' ') == std::string_view::npos;
     }
     return false;
-  }
-  if (type == "Sequence") {
-    array parts;
-    if (o["normalizers"].get_array().get(parts) != simdjson::SUCCESS) return false;
-    for (element p : parts) {
-      if (!normalizer_cut_safe(p)) return false;
-    }
-    return true;
-  }
-  return false;
+  });
 }
 
 // Normalizers of one character at a time that keep ASCII punctuation as it is (BERT's).
 bool normalizer_single_characters(element e) {
-  if (e.is_null()) return true;
-  object o;
-  std::string_view type;
-  if (e.get_object().get(o) != simdjson::SUCCESS || o["type"].get_string().get(type) != simdjson::SUCCESS) return false;
-  if (type == "BertNormalizer" || type == "Lowercase" || type == "NFD" || type == "NFKD" || type == "NFC" ||
-      type == "NFKC" || type == "StripAccents") {
-    return true;
-  }
-  if (type == "Sequence") {
-    array parts;
-    if (o["normalizers"].get_array().get(parts) != simdjson::SUCCESS) return false;
-    for (element p : parts) {
-      if (!normalizer_single_characters(p)) return false;
-    }
-    return true;
-  }
-  return false;
+  return every_normalizer(e, [](object, std::string_view type) {
+    return type == "BertNormalizer" || type == "Lowercase" || type == "NFD" || type == "NFKD" || type == "NFC" ||
+           type == "NFKC" || type == "StripAccents";
+  });
 }
 
-// Whether a normalizer acts at the start or the end of a text (Prepend, Strip).
+// Whether a normalizer acts at the start or the end of a text (Prepend, Strip), or may.
 bool normalizer_has_edges(element e) {
-  if (e.is_null()) return false;
-  object o;
-  std::string_view type;
-  if (e.get_object().get(o) != simdjson::SUCCESS || o["type"].get_string().get(type) != simdjson::SUCCESS) return true;
-  if (type == "Prepend" || type == "Strip") return true;
-  if (type == "Sequence") {
-    array parts;
-    if (o["normalizers"].get_array().get(parts) != simdjson::SUCCESS) return true;
-    for (element p : parts) {
-      if (normalizer_has_edges(p)) return true;
-    }
-  }
-  return false;
+  return !every_normalizer(e, [](object, std::string_view type) { return type != "Prepend" && type != "Strip"; });
 }
 
 std::string_view type_of(element e) {
