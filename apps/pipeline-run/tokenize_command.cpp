@@ -145,13 +145,11 @@ int run_tokenize(const TokenizeArgs& args) {
     // A long text truncated on the right is tokenised only as far as the kept tokens need:
     // its full length is then counted without keeping the tokens.
     stats.add(enc.length_is_lower_bound ? tokenizer->count_tokens(*r.text, special) : enc.untruncated_length, limit);
-    {
-      line.assign(r.line.substr(0, r.prefix_length));
-      if (!r.empty_object) line.push_back(',');
-      line += fmt::format("\"{}\":[{}]}}\n", args.output_field, fmt::join(enc.ids, ","));
-      if (std::fwrite(line.data(), 1, line.size(), out) != line.size()) {
-        throw sluice::Error(sluice::ErrorCode::io_error, fmt::format("{}: write failed", args.output));
-      }
+    line.assign(r.line.substr(0, r.prefix_length));
+    if (!r.empty_object) line.push_back(',');
+    line += fmt::format("\"{}\":[{}]}}\n", args.output_field, fmt::join(enc.ids, ","));
+    if (std::fwrite(line.data(), 1, line.size(), out) != line.size()) {
+      throw sluice::Error(sluice::ErrorCode::io_error, fmt::format("{}: write failed", args.output));
     }
     return true;
   });

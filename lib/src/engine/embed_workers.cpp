@@ -24,11 +24,11 @@ EmbedWorkers::EmbedWorkers(std::shared_ptr<Model> model, std::shared_ptr<const T
       // waits on tokenising.
       batches_(std::max<std::size_t>(2, config_.inference_threads)) {
   config_.inference_threads = std::max<std::size_t>(1, config_.inference_threads);
+  // What a text that normalises to nothing encodes to: the prompt (if any) and special tokens.
+  no_text_tokens_ = tokenizer_->encode(config_.prompt).ids.size();
   // A model that pools without the prompt is told how many leading tokens are the prompt,
   // counted as sentence-transformers counts them: the prompt's encoding less its final
   // special token.
-  // What a text that normalises to nothing encodes to: the prompt (if any) and special tokens.
-  no_text_tokens_ = tokenizer_->encode(config_.prompt).ids.size();
   if (!config_.prompt.empty() && !model_->info().include_prompt) {
     prompt_tokens_ = static_cast<std::uint32_t>(no_text_tokens_ > 0 ? no_text_tokens_ - 1 : 0);
   }
@@ -139,11 +139,10 @@ void EmbedWorkers::tokenizer_main() {
       item->error = ErrorInfo{ErrorCode::tokenizer_error, fmt::format("tokenizer failed: {}", e.what()), {}, {}};
     }
     std::string().swap(item->text);  // not needed any more
-    // Bytes before tokens: a reader never sees tokens without their bytes (the ratio stays sane).
+    // Counts for the progress estimate, read without a lock: the two may be a record apart.
     item->model_tokens = item->error ? 0 : item->tokens;
     tokenized_bytes_.fetch_add(item->end_offset - item->offset, std::memory_order_relaxed);
     tokenized_tokens_.fetch_add(item->model_tokens, std::memory_order_relaxed);
-    tokenized_records_.fetch_add(1, std::memory_order_release);
     const bool last = item->closes_window;
     window.push_back(std::move(*item));
     if (last) flush_window();
@@ -153,11 +152,7 @@ void EmbedWorkers::tokenizer_main() {
 }
 
 EmbedWorkers::Tokenized EmbedWorkers::tokenized() const {
-  Tokenized t;
-  t.records = tokenized_records_.load(std::memory_order_acquire);
-  t.tokens = tokenized_tokens_.load(std::memory_order_relaxed);
-  t.bytes = tokenized_bytes_.load(std::memory_order_relaxed);
-  return t;
+  return {tokenized_bytes_.load(std::memory_order_relaxed), tokenized_tokens_.load(std::memory_order_relaxed)};
 }
 
 void EmbedWorkers::inference_main() {

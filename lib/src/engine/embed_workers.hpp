@@ -70,10 +70,10 @@ class EmbedWorkers {
     double busy_s = 0;                // inside Model::embed
   };
   ModelStats model_stats() const;
-  /// What the tokenizer has finished so far: records, their input bytes (end_offset - offset)
-  /// and the tokens each will give the model. Progress estimates the work left from it. Any thread.
+  /// What the tokenizer has finished so far: the input bytes of its records (end_offset -
+  /// offset) and the tokens they will give the model. Progress estimates the work left from
+  /// it. Any thread.
   struct Tokenized {
-    std::uint64_t records = 0;
     std::uint64_t bytes = 0;
     std::uint64_t tokens = 0;
   };
@@ -112,7 +112,6 @@ class EmbedWorkers {
   mutable std::mutex stats_mu_;
   ModelStats stats_;       // guarded by stats_mu_
   std::atomic<bool> aborted_{false};  // abort() was called: no further model call starts
-  std::atomic<std::uint64_t> tokenized_records_{0};
   std::atomic<std::uint64_t> tokenized_bytes_{0};
   std::atomic<std::uint64_t> tokenized_tokens_{0};
 

@@ -75,8 +75,6 @@ class RateWindow {
   }
   bool empty() const { return samples_.empty(); }
   double last_t() const { return samples_.empty() ? 0 : samples_.back().t; }
-  /// Seconds the samples span.
-  double span() const { return samples_.size() < 2 ? 0 : samples_.back().t - samples_.front().t; }
   struct Rates {
     double docs = 0, tokens = 0, bytes = 0;
     double over_s = 0;  // the span the rates were taken over; 0: none yet
@@ -1289,8 +1287,7 @@ void Pipeline::Impl::publish_progress() {
     p.eta_s = 0.0;
   } else if (tokens_left && r.tokens > 0 && r.over_s >= 2.0) {
     // Meaningful once the rate has been measured over two seconds of model work after the
-    // first call.
-    // The calls running now are partly done: the time since the last results counts.
+    // first call. The calls running now are partly done: the time since the last results counts.
     p.eta_s = std::max(0.0, *tokens_left / r.tokens - (now - rates_.last_t()));
   }
   bus_.publish(std::move(p));
