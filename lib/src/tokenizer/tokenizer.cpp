@@ -4,6 +4,7 @@
 #include <sluice/tokenizer.hpp>
 
 #include <fmt/format.h>
+#include <utf8proc.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -81,7 +82,7 @@ class PipelineTokenizer : public Tokenizer {
     split_into_tokens_segmented(text, sc);
     const std::vector<Token> all = std::move(sc.tokens);
     sc.tokens.clear();
-    const std::size_t added = post_processor_ ? post_processor_->added_tokens() : 0;
+    const std::size_t added = special_tokens(true);
     if (max_length <= added + stride) {
       throw std::invalid_argument("window length must exceed the special tokens plus the stride");
     }
@@ -102,7 +103,7 @@ class PipelineTokenizer : public Tokenizer {
 
   Encoding encode(std::string_view text, bool add_special_tokens) const override {
     thread_local Scratch sc;
-    const std::size_t added = add_special_tokens && post_processor_ ? post_processor_->added_tokens() : 0;
+    const std::size_t added = special_tokens(add_special_tokens);
     if (std::optional<Encoding> enc = encode_prefix(text, add_special_tokens, added, sc)) return std::move(*enc);
     split_into_tokens_segmented(text, sc);
     std::vector<Token>& tokens = sc.tokens;
@@ -135,7 +136,7 @@ class PipelineTokenizer : public Tokenizer {
     });
     sc.tokens.clear();
     release_if_large(sc);
-    return n + (add_special_tokens && post_processor_ ? post_processor_->added_tokens() : 0);
+    return n + special_tokens(add_special_tokens);
   }
 
   /// Bytes from which a text truncated on the right is tokenised a prefix at a time.
@@ -172,17 +173,24 @@ class PipelineTokenizer : public Tokenizer {
     return std::nullopt;
   }
 
+  // The special tokens the post-processor adds to one sequence.
+  std::size_t special_tokens(bool add_special_tokens) const {
+    return add_special_tokens && post_processor_ ? post_processor_->added_tokens() : 0;
+  }
+
   enum class Use { prefix, segment };
 
   // The whitespace a cut may come before: not \f or \v, which BERT's normalizer drops (the
   // characters around them then join one word) and SentencePiece's may too.
   static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-  static bool is_ascii_alnum(char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+  static bool is_ascii_letter(char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+  static bool is_ascii_digit(char c) { return c >= '0' && c <= '9'; }
+  static bool is_ascii_alnum(char c) { return is_ascii_letter(c) || is_ascii_digit(c); }
   // BERT's punctuation among ASCII characters (the ranges its tokenizer treats as punctuation).
   static bool is_ascii_punct(char c) {
     return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
   }
-  static int ascii_class(char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z' ? 0 : c >= '0' && c <= '9' ? 1 : 2; }
+  static int ascii_class(char c) { return is_ascii_letter(c) ? 0 : is_ascii_digit(c) ? 1 : 2; }
 
   // Whether the character that ends just before byte `c` is no whitespace and nothing a
   // normalizer might turn into whitespace or drop next to it: ASCII other than spaces and
@@ -194,19 +202,10 @@ class PipelineTokenizer : public Tokenizer {
     if (last < 0x80) return last > 0x20 && last < 0x7F;
     std::size_t b = c - 1;
     while (b > 0 && c - b < 4 && (static_cast<unsigned char>(text[b]) & 0xC0) == 0x80) --b;
-    const auto lead = static_cast<unsigned char>(text[b]);
-    const std::size_t n = c - b;
-    char32_t cp = 0;
-    if (n == 2 && (lead & 0xE0) == 0xC0) {
-      cp = lead & 0x1F;
-    } else if (n == 3 && (lead & 0xF0) == 0xE0) {
-      cp = lead & 0x0F;
-    } else if (n == 4 && (lead & 0xF8) == 0xF0) {
-      cp = lead & 0x07;
-    } else {
-      return false;  // not one well-formed character: no cut here
-    }
-    for (std::size_t i = b + 1; i < c; ++i) cp = (cp << 6) | (static_cast<unsigned char>(text[i]) & 0x3F);
+    // Decoded as decode_utf8() decodes (utf8proc); not one well-formed character: no cut here.
+    utf8proc_int32_t cp = 0;
+    const auto n = static_cast<utf8proc_ssize_t>(c - b);
+    if (utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(text.data() + b), n, &cp) != n) return false;
     return cp > 0xA0 && cp != 0x1680 && cp != 0x180E && !(cp >= 0x2000 && cp <= 0x206F) && cp != 0x3000 &&
            cp != 0xFEFF;
   }
@@ -330,7 +329,7 @@ class PipelineTokenizer : public Tokenizer {
       append_tokens_read(text, base, sc);
       return;
     }
-    auto boundary = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || is_ascii_punct(c); };
+    auto boundary = [](char c) { return is_space(c) || is_ascii_punct(c); };
     std::size_t at = 0;
     std::size_t i = 0;
     while (i < text.size()) {
