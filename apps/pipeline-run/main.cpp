@@ -28,11 +28,13 @@
 #include <sluice/model.hpp>
 #include <sluice/omp_wait_policy.hpp>
 #include <sluice/pipeline.hpp>
+#include <sluice/store.hpp>
 #include <sluice/validate.hpp>
 #include <sluice/vector_format.hpp>
 
 #include "exit_codes.hpp"
 #include "progress_reporter.hpp"
+#include "search_command.hpp"
 #include "tokenize_command.hpp"
 
 using namespace pipeline_run;
@@ -56,6 +58,7 @@ struct EmbedArgs {
   bool normalize = false;
   bool no_normalize = false;
   std::optional<std::uint64_t> max_errors;
+  std::string table = "embeddings";
 };
 
 
@@ -208,23 +211,60 @@ int run_embed(EmbedArgs& args) {
   if (!opt.dead_letter.empty() && opt.on_error == sluice::OnError::fail) {
     fmt::print(stderr, "note: --dead-letter is used only with --on-error skip\n");
   }
-  // No checkpoint beside a device or a pipe (-o /dev/null would put one in /dev): only an
-  // output that is, or will be, a regular file has one by default.
-  struct stat out_st {};
-  const bool output_is_special = opt.output != "-" && ::stat(opt.output.c_str(), &out_st) == 0 && !S_ISREG(out_st.st_mode);
-  if (opt.checkpoint.empty() && !args.no_checkpoint && opt.output != "-" && !output_is_special) {
-    opt.checkpoint = opt.output + ".checkpoint";
-  }
-  if (args.no_checkpoint) opt.checkpoint.clear();
-  if (opt.resume && opt.checkpoint.empty()) {
-    fmt::print(stderr, "error: --resume needs a checkpoint: give -o a file (or --checkpoint PATH)\n");
-    return kExitUsage;
+  // A store (-o sqlite:PATH, -o postgresql://...) keeps the checkpoint itself, with its rows.
+  std::optional<sluice::StoreOptions> store;
+  if (sluice::is_store_uri(opt.output)) {
+    store.emplace();
+    store->uri = opt.output;
+    store->table = args.table;
+    store->id_field = opt.id_field;
+    store->keep_checkpoint = !args.no_checkpoint;
+    if (!opt.checkpoint.empty()) {
+      fmt::print(stderr, "error: a store keeps the run's checkpoint itself, in the transaction of its rows: drop "
+                         "--checkpoint\n");
+      return kExitUsage;
+    }
+    if (opt.long_input == sluice::LongInput::chunk) {
+      fmt::print(stderr, "error: --long-input chunk writes JSONL output; a store takes one row per record: use "
+                         "--long-input truncate or fail, or write JSONL\n");
+      return kExitUsage;
+    }
+    if (opt.resume && args.no_checkpoint) {
+      fmt::print(stderr, "error: --resume needs the checkpoint that --no-checkpoint turns off\n");
+      return kExitUsage;
+    }
+    if (store->uri.starts_with("sqlite:")) opt.other_files.push_back({"store", store->uri.substr(7)});
+    // Reachable, writable, and its table one of sluice's: said before anything is loaded.
+    try {
+      sluice::describe_store(*store);
+    } catch (const sluice::Error& e) {
+      fmt::print(stderr, "error: {}\n", e.what());
+      return kExitUsage;
+    }
+  } else {
+    // No checkpoint beside a device or a pipe (-o /dev/null would put one in /dev): only an
+    // output that is, or will be, a regular file has one by default.
+    struct stat out_st {};
+    const bool output_is_special =
+        opt.output != "-" && ::stat(opt.output.c_str(), &out_st) == 0 && !S_ISREG(out_st.st_mode);
+    if (opt.checkpoint.empty() && !args.no_checkpoint && opt.output != "-" && !output_is_special) {
+      opt.checkpoint = opt.output + ".checkpoint";
+    }
+    if (args.no_checkpoint) opt.checkpoint.clear();
+    if (opt.resume && opt.checkpoint.empty()) {
+      fmt::print(stderr, "error: --resume needs a checkpoint: give -o a file (or --checkpoint PATH)\n");
+      return kExitUsage;
+    }
   }
 
   // No file may play two roles (the input as output, the checkpoint as event log...): checked
   // before anything is opened, the event log included.
   if (!args.events.empty()) opt.other_files.push_back({"event log", args.events, STDOUT_FILENO});
-  sluice::check_distinct_files(sluice::run_files(opt));
+  {
+    auto roles = sluice::run_files(opt);
+    if (store) std::erase_if(roles, [](const sluice::FileRole& r) { return r.role == "output"; });
+    sluice::check_distinct_files(roles);
+  }
 
   // More threads than cores only slow the run down (each waits for a core): capped, with a note.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -271,6 +311,7 @@ int run_embed(EmbedArgs& args) {
     throw;
   }
   sluice::Pipeline& pipeline = *pipeline_holder;
+  if (store) pipeline.set_sink(sluice::make_store_sink(*store));
   std::unique_ptr<EventWriter> events;
   if (!args.events.empty()) {
     events = std::make_unique<EventWriter>(args.events, [&pipeline] { pipeline.stop(); });
@@ -320,8 +361,11 @@ int run_embed(EmbedArgs& args) {
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   const bool events_ok = !events || events->close();
-  auto resume_hint = [&opt] {
-    if (!opt.checkpoint.empty() && std::filesystem::exists(opt.checkpoint)) {
+  auto resume_hint = [&opt, &store] {
+    if (store && store->keep_checkpoint) {
+      fmt::print(stderr, "the work done so far is recorded in {}: fix the cause and run the same command with --resume\n",
+                 sluice::redact_uri(store->uri));
+    } else if (!opt.checkpoint.empty() && std::filesystem::exists(opt.checkpoint)) {
       fmt::print(stderr, "the work done so far is recorded in {}: fix the cause and run the same command with --resume\n",
                  opt.checkpoint);
     }
@@ -344,11 +388,18 @@ int run_embed(EmbedArgs& args) {
     return finished(bad_records ? kExitInvalidInput : kExitFailure);
   }
   if (summary.status == "stopped") {
-    if (!opt.checkpoint.empty()) {
+    if (store && store->keep_checkpoint) {
+      fmt::print(stderr, "stopped; {} records where it stopped: run the same command with --resume to finish\n",
+                 sluice::redact_uri(store->uri));
+    } else if (!opt.checkpoint.empty()) {
       fmt::print(stderr, "stopped; {} records where it stopped: run the same command with --resume to finish\n",
                  opt.checkpoint);
     }
     return finished(kExitInterrupted);
+  }
+  if (summary.verified) {
+    fmt::print(stderr, "verified: {} rows of this run in {} table {}\n", *summary.verified,
+               sluice::redact_uri(store->uri), store->table);
   }
   return finished(summary.failed > 0 ? kExitRecordsFailed : kExitOk);
 }
@@ -384,7 +435,11 @@ int main(int argc, char** argv) {
   auto* cmd_embed =
       app.add_subcommand("embed", "Embed every record of a JSONL file; write JSONL with an added embedding");
   cmd_embed->add_option("input", po.input, "Input JSONL file, or - for standard input")->required();
-  cmd_embed->add_option("-o,--output", po.output, "Output JSONL file, or - for standard output")->capture_default_str();
+  cmd_embed
+      ->add_option("-o,--output", po.output,
+                   "Output JSONL file, - for standard output, or a store: sqlite:PATH, postgresql://... (docs/stores.md)")
+      ->capture_default_str();
+  cmd_embed->add_option("--table", embed.table, "With a store: the table (created on first use)")->capture_default_str();
   cmd_embed
       ->add_option("--model", po.model,
                    "Hugging Face model folder (config.json, tokenizer.json, model.safetensors); default: the "
@@ -439,7 +494,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20));
   cmd_embed->add_flag("--chunk-document", po.chunk_document,
                       "With chunk: also write each record with the token-weighted mean of its windows");
-  cmd_embed->add_option("--id-field", po.id_field, "With chunk: field copied into each window's record as parent_id")
+  cmd_embed
+      ->add_option("--id-field", po.id_field,
+                   "A store's row id (records without it: their line number); with chunk, each window's parent_id")
       ->capture_default_str();
   cmd_embed->add_option("--max-batch-tokens", po.max_batch_tokens,
                         "Padded tokens per model call, at most; records are sorted by length within a window (0: off)")
@@ -525,8 +582,30 @@ int main(int argc, char** argv) {
                          "Print token counts, how many records the model would truncate, and a length histogram");
   cmd_tokenize->add_flag("--no-special-tokens", tok.no_special_tokens, "Encode without the special tokens");
 
+  SearchArgs search;
+  auto* cmd_search = app.add_subcommand(
+      "search", "The rows of a store nearest to a query (cosine), embedded with the store's own model");
+  cmd_search->add_option("store", search.store, "The store: sqlite:PATH or postgresql://...")->required();
+  cmd_search->add_option("-q,--query", search.queries, "Query text (may be given more than once)");
+  cmd_search->add_option("--queries", search.queries_file, "JSONL file of queries, one record each (--text-field)")
+      ->check(CLI::ExistingFile);
+  cmd_search->add_option("-k", search.k, "Results per query")->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd_search->add_option("--table", search.table, "The table")->capture_default_str();
+  cmd_search->add_option("--model", search.model, "Model folder (default: the one the store records, checked by content)")
+      ->check(CLI::ExistingDirectory);
+  cmd_search->add_option("--text-field", search.text_field, "The queries' text field, and the field the table shows")
+      ->capture_default_str();
+  cmd_search->add_option("--prompt", search.prompt, "Text put before every query, e.g. \"query: \"");
+  cmd_search->add_option("--prompt-name", search.prompt_name, "A prompt of the model's config, by name (\"query\")");
+  cmd_search->add_option("--format", search.format, "auto: a table on a terminal, JSON lines otherwise")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "json", "table"}));
+
   try {
     app.parse(argc, argv);
+    if (*cmd_search && search.queries.empty() && search.queries_file.empty()) {
+      throw CLI::ValidationError("search", "give --query TEXT or --queries FILE");
+    }
     if (*cmd_tokenize && tok.output.empty() && !tok.stats) {
       throw CLI::ValidationError("tokenize", "give -o OUTPUT, --stats, or both");
     }
@@ -540,6 +619,7 @@ int main(int argc, char** argv) {
     if (*cmd_embed) return run_embed(embed);
     if (*cmd_validate) return run_validate(validate_input, vo);
     if (*cmd_tokenize) return run_tokenize(tok);
+    if (*cmd_search) return run_search(search);
   } catch (const sluice::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     if (!e.detail().empty()) fmt::print(stderr, "detail: {}\n", e.detail());

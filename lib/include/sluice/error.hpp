@@ -30,7 +30,10 @@ namespace sluice {
   X(io_error, "input/output error")                             \
   X(invalid_argument, "invalid argument")                       \
   X(cancelled, "cancelled")                                     \
-  X(internal, "internal error")
+  X(internal, "internal error")                                 \
+  X(invalid_id, "the id field is not a string or an integer")   \
+  X(duplicate_id, "an earlier record of this run has the same id") \
+  X(store_rejected, "the store refused the record")
 
 enum class ErrorCode : std::uint8_t {
 #define SLUICE_ERROR_ENUM(name, msg) name,

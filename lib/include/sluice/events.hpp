@@ -44,6 +44,10 @@ struct RunSummary {
   std::uint64_t padded_tokens = 0;  ///< rows x padded length, summed over those batches
   double model_busy_s = 0;          ///< wall time spent inside the model's embed(), summed over calls
   std::uint32_t model_workers = 0;  ///< model calls that could run at once (ThreadLayout::workers)
+  /// Records of this run the sink holds, counted by the sink at the end of a completed run
+  /// (Sink::verified_count(): a store counts its rows); none when the sink cannot count. A
+  /// count other than `completed` fails the run.
+  std::optional<std::uint64_t> verified;
 
   bool operator==(const RunSummary&) const = default;
 };

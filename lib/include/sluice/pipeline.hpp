@@ -163,6 +163,11 @@ struct PipelineOptions {
 /// (check_distinct_files); a program can check the same before it opens files of its own.
 std::vector<FileRole> run_files(const PipelineOptions& options);
 
+/// A model's identity as stores record it (SinkRun::model_identity): its family, its files by
+/// content (every configuration, tokenizer and weight file, not the folder's path), pooling,
+/// normalisation and precision. Reads every file of the folder.
+std::string model_identity(const ModelInfo& info);
+
 /// The engine. Ownership: a Pipeline owns its options, the Source and Sink handed to it (they
 /// live until the Pipeline is destroyed, so a sink's state can be read after run() returns),
 /// its subscribers' callbacks, and a share of the Model and Tokenizer (shared_ptr: a model can

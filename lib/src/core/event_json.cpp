@@ -59,6 +59,7 @@ constexpr void for_each_field(T& v, F&& f) {
   f("padded_tokens", v.padded_tokens);
   f("model_busy_s", v.model_busy_s);
   f("model_workers", v.model_workers);
+  f("verified", v.verified);
 }
 
 template <typename T, typename F>

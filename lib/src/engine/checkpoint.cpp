@@ -35,6 +35,8 @@ std::string checkpoint_to_json(const CheckpointState& s) {
   append_json_string(out, s.output_hash);
   out += ",\"dead_letter_hash\":";
   append_json_string(out, s.dead_letter_hash);
+  out += ",\"output_position\":";
+  append_json_string(out, s.output_position);
   out += ",\"fingerprint\":";
   append_json_string(out, s.fingerprint);
   fmt::format_to(std::back_inserter(out), ",\"finished\":{}}}\n", s.finished);
@@ -79,6 +81,8 @@ Result<CheckpointState> checkpoint_from_json(std::string_view json) {
             u64("truncated", s.truncated) && str("input_hash", s.input_hash) && str("output_hash", s.output_hash) &&
             str("dead_letter_hash", s.dead_letter_hash) && str("fingerprint", s.fingerprint) &&
             doc["finished"].get_bool().get(s.finished) == simdjson::SUCCESS;
+  // Added in version 2 without a new version: absent in files written before it.
+  if (ok && doc["output_position"].error() != simdjson::NO_SUCH_FIELD) ok = str("output_position", s.output_position);
   if (!ok) return ErrorInfo{ErrorCode::invalid_argument, "checkpoint is missing a field or has a wrong type", {}, {}};
   s.version = CheckpointState::kVersion;
   return s;

@@ -29,6 +29,8 @@ struct CheckpointState {
   std::string input_hash;
   std::string output_hash;
   std::string dead_letter_hash;
+  // A program's own sink: where it stood (CommitResult::position), opaque; empty otherwise.
+  std::string output_position;
   std::string fingerprint;  // model (by content), options
   bool finished = false;    // the run reached the end of its input
 

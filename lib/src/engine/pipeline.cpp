@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <random>
@@ -118,6 +119,12 @@ struct Pending {
   bool closes_window = false;
   double started_at = 0;
   std::size_t weight = 0;
+  // With a sink: the dead-letter line, written when the record completes (in order with the
+  // sink's rejections, which come back with commits); the sink's position after the window
+  // this record closes; what the sink refused.
+  std::string dead_letter_line;
+  std::string sink_position;
+  std::shared_ptr<const SinkRejection> rejection;
 };
 
 // Where a run can resume: everything before it is durable once the output is synced.
@@ -128,6 +135,7 @@ struct Position {
   std::uint64_t output_offset = 0;
   std::uint64_t dead_letter_offset = 0;
   std::uint64_t completed = 0, failed = 0, tokens = 0, truncated = 0;
+  std::string sink_position;  // Sink::position() at the last window boundary
 };
 
 // One batch handed from the source thread to the loop; `end` marks the end of the source.
@@ -225,6 +233,8 @@ class Pipeline::Impl {
   }
 
   ~Impl() {
+    // A sink's thread may still be committing: it is joined before anything its callback uses.
+    sink_.reset();
     if (workers_) {
       workers_->abort();
       workers_->join();
@@ -256,7 +266,7 @@ class Pipeline::Impl {
   // Setup and teardown.
   void open_input();
   void open_outputs();
-  std::string compute_fingerprint() const;
+  std::string compute_fingerprint();
   void check_files_are_distinct() const;
   // Carries the content hashes forward to `state`'s offsets and writes them into it. Returns
   // an empty string, or what could not be read.
@@ -266,11 +276,19 @@ class Pipeline::Impl {
   // On resume: the bytes before each of the checkpoint's offsets must be those its run saw.
   void verify_files_against(const CheckpointState& state);
   bool input_rereadable() const { return !source_ && opt_.input != "-" && seekable_input_; }
+  // The sink stores the checkpoint in its own commits (a database, in the rows' transaction).
+  bool sink_checkpoints() const { return sink_ && sink_->keeps_checkpoint(); }
+  bool checkpointing() const { return !opt_.checkpoint.empty() || sink_checkpoints(); }
+  // The checkpoint's name in messages and events: its file, or the sink.
+  std::string checkpoint_name() const { return sink_checkpoints() ? sink_->name() : opt_.checkpoint; }
+  SinkRun sink_run(bool resume, std::string position) const;
   bool output_rereadable() const { return !sink_ && opt_.output != "-"; }
   bool dead_letter_rereadable() const { return !opt_.dead_letter.empty() && opt_.dead_letter != "-"; }
-  // Restores positions and counters from the checkpoint when resuming; returns whether the
-  // checkpointed run had finished. Throws sluice::Error when the run differs from it.
-  bool load_resume_point();
+  // The checkpoint to resume from (the file, or the sink's), or none; opens the sink.
+  std::optional<CheckpointState> open_sink_and_read_checkpoint();
+  // Restores positions and counters from the checkpoint; returns whether the checkpointed run
+  // had finished. Throws sluice::Error when the run differs from it.
+  bool load_resume_point(const CheckpointState& state);
   void close_all();
   static void on_handle_closed(uv_handle_t* handle);
 
@@ -310,7 +328,7 @@ class Pipeline::Impl {
   void on_output_written();
   // Completes, in order, the released records whose bytes are all written.
   void complete_written();
-  void complete(const Pending& p);
+  void complete(Pending& p);
   void check_done();
   void fail_run(const std::string& message);
 
@@ -318,6 +336,18 @@ class Pipeline::Impl {
   static void on_progress_timer(uv_timer_t* handle);
   void publish_progress();
   void maybe_checkpoint(bool final_one, std::function<void()> then);
+  // Sinks: one commit outstanding at a time, covering every record written before it.
+  void maybe_commit();
+  void issue_commit(std::function<void()> then);
+  void final_commit(std::function<void()> then);
+  void on_commit_done(std::uint64_t covered, CommitResult result);
+  static void on_sink_async(uv_async_t* handle);
+  // Writes sink_batch_; false when the sink threw (the run then fails).
+  void flush_sink_batch();
+  bool flush_sink_batch_ok() {
+    flush_sink_batch();
+    return !sink_failed_;
+  }
   CheckpointState checkpoint_state() const;
   void finish();
 
@@ -333,6 +363,7 @@ class Pipeline::Impl {
   uv_async_t results_async_{};
   uv_async_t control_async_{};
   uv_async_t source_async_{};
+  uv_async_t sink_async_{};
   uv_timer_t progress_timer_{};
   int open_handles_ = 0;
 
@@ -372,6 +403,18 @@ class Pipeline::Impl {
   std::vector<EmbeddedRecord> sink_batch_;
   std::uint64_t output_appended_ = 0;       // bytes handed to out_
   std::uint64_t dead_letter_appended_ = 0;  // bytes handed to dead_
+  // A sink: records handed to write(), and those a commit has made durable (the sink's bytes
+  // written and synced). One commit at a time; its callback comes back through sink_async_.
+  std::uint64_t sink_written_ = 0;
+  std::uint64_t sink_committed_ = 0;
+  bool sink_commit_busy_ = false;
+  bool sink_failed_ = false;      // a commit failed: no more are issued
+  bool stop_completing_ = false;  // a rejection failed the run: the records after it stay undone
+  std::function<void()> commit_then_;          // after the commit outstanding
+  std::optional<CheckpointState> committing_checkpoint_;  // the checkpoint it stores
+  std::function<void()> final_commit_waiting_;  // the final commit, asked for while one was busy
+  std::mutex sink_mutex_;
+  std::deque<std::pair<std::uint64_t, CommitResult>> sink_results_;  // guarded by sink_mutex_
 
   // Done position: every record before it is written or failed. Boundary: the last done
   // position at a batch boundary, the one checkpoints name (a resume recomputes the batch
@@ -386,6 +429,7 @@ class Pipeline::Impl {
   std::uint64_t windows_closed_ = 0;  // windows closed so far
   std::optional<std::uint64_t> finishing_window_;  // over the bounds: windows_closed_ then
   std::string fingerprint_;
+  std::string model_hash_;  // the model folder's files by content (model_content_hash)
 
   // Checkpoints.
   bool checkpoint_busy_ = false;
@@ -523,14 +567,24 @@ std::string model_content_hash(const std::filesystem::path& dir) {
 
 }  // namespace
 
-std::string Pipeline::Impl::compute_fingerprint() const {
+namespace {
+std::string identity_with_hash(const ModelInfo& info, const std::string& hash) {
+  return fmt::format("{} ({}), pooling {}, {}normalized, precision {}", info.family, hash, pooling_name(info.pooling),
+                     info.normalize ? "" : "not ", precision_name(info.precision));
+}
+}  // namespace
+
+std::string model_identity(const ModelInfo& info) { return identity_with_hash(info, model_content_hash(info.dir)); }
+
+std::string Pipeline::Impl::compute_fingerprint() {
   // Everything that can change an output byte, one part per line so that a refused resume can
   // say what changed. The input is checked by content instead (verify_files_against).
   const ModelInfo& info = model_->info();
   // The threads of one model call can change a vector's last bits (how work is split inside
   // a product); how many calls run at once cannot.
+  model_hash_ = model_content_hash(info.dir);
   std::string model = fmt::format("model={} ({}), pooling {}, {}normalized, precision {}, device {}, {} thread(s) a call",
-                                  info.family, model_content_hash(info.dir), pooling_name(info.pooling),
+                                  info.family, model_hash_, pooling_name(info.pooling),
                                   info.normalize ? "" : "not ", precision_name(info.precision),
                                   device_name(info.device), layout_.threads_per_worker);
   std::string options = fmt::format(
@@ -576,7 +630,7 @@ std::string Pipeline::Impl::save_checkpoint(CheckpointState& state) {
 void Pipeline::Impl::verify_files_against(const CheckpointState& state) {
   const std::string again = "; run without --resume to start again";
   auto refuse = [&](const std::string& what) {
-    throw Error(ErrorCode::invalid_argument, fmt::format("{}: cannot resume: {}{}", opt_.checkpoint, what, again));
+    throw Error(ErrorCode::invalid_argument, fmt::format("{}: cannot resume: {}{}", checkpoint_name(), what, again));
   };
   // The counters agree with each other.
   if (state.completed + state.failed != state.records_done || state.truncated > state.completed ||
@@ -664,23 +718,60 @@ void Pipeline::Impl::verify_files_against(const CheckpointState& state) {
   }
 }
 
-bool Pipeline::Impl::load_resume_point() {
-  if (!opt_.resume) return false;
-  if (opt_.checkpoint.empty()) throw Error(ErrorCode::invalid_argument, "resuming needs a checkpoint file");
-  if (source_ || opt_.input == "-") {
-    throw Error(ErrorCode::invalid_argument, "cannot resume reading standard input or a custom source");
+SinkRun Pipeline::Impl::sink_run(bool resume, std::string position) const {
+  const ModelInfo& info = model_->info();
+  SinkRun run;
+  run.pipeline_id = bus_.pipeline_id();
+  run.fingerprint = fingerprint_;
+  run.model = info.dir.string();
+  run.model_family = info.family;
+  run.model_identity = identity_with_hash(info, model_hash_);
+  run.pooling = pooling_name(info.pooling);
+  run.precision = precision_name(info.precision);
+  run.dimensions = opt_.dimensions > 0 ? opt_.dimensions : info.dimensions;
+  run.normalized = info.normalize;
+  run.vector_format = opt_.vector_format;
+  run.input = input_name_;
+  run.resume = resume;
+  run.position = std::move(position);
+  return run;
+}
+
+std::optional<CheckpointState> Pipeline::Impl::open_sink_and_read_checkpoint() {
+  if (opt_.resume) {
+    if (!checkpointing()) throw Error(ErrorCode::invalid_argument, "resuming needs a checkpoint file");
+    if (source_ || opt_.input == "-") {
+      throw Error(ErrorCode::invalid_argument, "cannot resume reading standard input or a custom source");
+    }
+    if (!seekable_input_) {
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("cannot resume reading {}: it is not a regular file (a pipe or device is read once)",
+                              input_name_));
+    }
+    if (!sink_ && opt_.output == "-") {
+      throw Error(ErrorCode::invalid_argument, "cannot resume writing to standard output");
+    }
   }
-  if (!seekable_input_) {
-    throw Error(ErrorCode::invalid_argument,
-                fmt::format("cannot resume reading {}: it is not a regular file (a pipe or device is read once)",
-                            input_name_));
+  if (sink_checkpoints()) {
+    sink_->open(sink_run(opt_.resume, {}));
+    if (!opt_.resume) return std::nullopt;
+    std::optional<std::string> json = sink_->load_checkpoint();
+    if (!json) return std::nullopt;  // nothing committed yet: start at the beginning
+    auto state = checkpoint_from_json(*json);
+    if (!state) {
+      throw Error(ErrorCode::invalid_argument, fmt::format("{}: cannot resume: its checkpoint is damaged: {}",
+                                                           sink_->name(), state.error().message));
+    }
+    return std::move(state.value());
   }
-  if (sink_ || opt_.output == "-") {
-    throw Error(ErrorCode::invalid_argument, "cannot resume writing to standard output or a custom sink");
-  }
+  std::optional<CheckpointState> state;
   std::error_code ec;
-  if (!std::filesystem::exists(opt_.checkpoint, ec)) return false;  // nothing done yet: start at the beginning
-  CheckpointState state = read_checkpoint_file(opt_.checkpoint);
+  if (opt_.resume && std::filesystem::exists(opt_.checkpoint, ec)) state = read_checkpoint_file(opt_.checkpoint);
+  if (sink_) sink_->open(sink_run(state.has_value(), state ? state->output_position : std::string()));
+  return state;
+}
+
+bool Pipeline::Impl::load_resume_point(const CheckpointState& state) {
   if (state.fingerprint != fingerprint_) {
     auto split = [](const std::string& f) {
       std::vector<std::string> parts;
@@ -697,7 +788,7 @@ bool Pipeline::Impl::load_resume_point() {
     throw Error(ErrorCode::invalid_argument,
                 fmt::format("{}: cannot resume: the run differs from the checkpoint's:{}\nRun without --resume to "
                             "start again.",
-                            opt_.checkpoint, what));
+                            checkpoint_name(), what));
   }
   verify_files_against(state);
   Position at;
@@ -710,6 +801,7 @@ bool Pipeline::Impl::load_resume_point() {
   at.failed = state.failed;
   at.tokens = state.tokens;
   at.truncated = state.truncated;
+  at.sink_position = state.output_position;
   done_ = boundary_ = at;
   next_index_ = next_release_ = at.records;
   summary_.records_read = at.records;
@@ -723,6 +815,7 @@ bool Pipeline::Impl::load_resume_point() {
   resumed_tokens_ = at.tokens;
   resumed_records_ = at.records;
   output_appended_ = at.output_offset;
+  sink_written_ = sink_committed_ = at.output_offset;
   dead_letter_appended_ = at.dead_letter_offset;
   read_offset_ = at.input_offset;
   splitter_ = LineSplitter(opt_.max_record_bytes, at.input_offset, at.input_line + 1);
@@ -738,11 +831,17 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   on_finished_ = std::move(on_finished);
   start_time_ = unix_time_now();
   last_checkpoint_time_ = start_time_;
+  if (sink_checkpoints() && !opt_.checkpoint.empty()) {
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("{} keeps the run's checkpoint itself, with its rows: give no checkpoint file",
+                            sink_->name()));
+  }
   check_files_are_distinct();
   open_input();
   fingerprint_ = compute_fingerprint();
-  const bool resumed = opt_.resume && std::filesystem::exists(opt_.checkpoint);
-  const bool already_finished = load_resume_point();
+  const std::optional<CheckpointState> resume_state = open_sink_and_read_checkpoint();
+  const bool resumed = resume_state.has_value();
+  const bool already_finished = resumed && load_resume_point(*resume_state);
   if (!already_finished) open_outputs();
   if (!opt_.checkpoint.empty() && !resumed) {
     // A checkpoint from the start, so a run killed before its first periodic one resumes too.
@@ -750,12 +849,13 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
     if (std::string err = save_checkpoint(state); !err.empty()) throw Error(ErrorCode::io_error, err);
   }
 
-  results_async_.data = control_async_.data = source_async_.data = progress_timer_.data = this;
+  results_async_.data = control_async_.data = source_async_.data = sink_async_.data = progress_timer_.data = this;
   uv_async_init(loop_, &results_async_, &Impl::on_results);
   uv_async_init(loop_, &control_async_, &Impl::on_control);
   uv_async_init(loop_, &source_async_, [](uv_async_t* h) { static_cast<Impl*>(h->data)->maybe_read(); });
+  uv_async_init(loop_, &sink_async_, &Impl::on_sink_async);
   uv_timer_init(loop_, &progress_timer_);
-  open_handles_ = 4;
+  open_handles_ = 5;
   async_ready_.store(true);
 
   EmbedWorkers::Config wc;
@@ -777,7 +877,7 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   workers_->start();
 
   const auto& info = model_->info();
-  bus_.publish(PipelineStarted{source_ ? "<source>" : opt_.input, sink_ ? "<sink>" : opt_.output, info.dir.string(),
+  bus_.publish(PipelineStarted{source_ ? "<source>" : opt_.input, sink_ ? sink_->name() : opt_.output, info.dir.string(),
                                input_size_, static_cast<std::uint32_t>(opt_.batch_size),
                                opt_.dimensions > 0 ? opt_.dimensions : info.dimensions,
                                info.max_tokens, static_cast<std::uint32_t>(opt_.max_batch_tokens),
@@ -1089,15 +1189,22 @@ void Pipeline::Impl::release() {
       if (dead_) {
         std::string line;
         append_dead_letter_line(line, location(item.line, item.offset), e, item.json);
-        dead_letter_appended_ += line.size();
-        dead_->append(line);
+        if (sink_) {
+          // Written when it completes, in order with the records the sink may yet refuse.
+          p.dead_letter_line = std::move(line);
+        } else {
+          dead_letter_appended_ += line.size();
+          dead_->append(line);
+        }
       }
       ++failed_released_;
       const bool too_many = opt_.max_errors && failed_released_ > *opt_.max_errors;
       if (opt_.on_error == OnError::fail || too_many) {
         // Counted now, as its document_failed was published: the run ends here, and this record
-        // stays out of every position (a resume reads it again, fixed or not).
+        // stays out of every position (a resume reads it again, fixed or not). The records
+        // before it go to the sink: they are done.
         ++summary_.failed;
+        flush_sink_batch();
         fail_run(too_many ? fmt::format("{} records failed, more than --max-errors {} allows; the last: {}",
                                         failed_released_, *opt_.max_errors, message)
                           : message);
@@ -1112,33 +1219,50 @@ void Pipeline::Impl::release() {
       r.tokens = item.tokens;
       r.truncated = item.truncated;
       sink_batch_.push_back(std::move(r));
+      ++sink_written_;
     } else {
       output_appended_ += item.output_line.size();
       out_->append(item.output_line);
     }
-    p.output_end = output_appended_;
-    p.dead_letter_end = dead_letter_appended_;
-    pending_.push_back(p);
-  }
-  if (!sink_batch_.empty()) {
-    try {
-      sink_->write(sink_batch_);
-    } catch (const std::exception& e) {
-      sink_batch_.clear();
-      fail_run(fmt::format("sink failed: {}", e.what()));
-      return;
+    if (sink_) {
+      // Done once a commit covers the records written up to it (and this one).
+      p.output_end = sink_written_;
+      if (p.closes_window) {
+        // The sink's position after this window: its records must have been written.
+        if (!flush_sink_batch_ok()) return;
+        p.sink_position = sink_->position();
+      }
+    } else {
+      p.output_end = output_appended_;
+      p.dead_letter_end = dead_letter_appended_;
     }
-    sink_batch_.clear();
+    pending_.push_back(std::move(p));
   }
+  if (!flush_sink_batch_ok()) return;
+  maybe_commit();
   on_output_written();
 }
 
+void Pipeline::Impl::flush_sink_batch() {
+  if (sink_batch_.empty() || failed_) {
+    sink_batch_.clear();
+    return;
+  }
+  try {
+    sink_->write(sink_batch_);
+  } catch (const std::exception& e) {
+    sink_failed_ = true;
+    fail_run(fmt::format("{} failed: {}", sink_->name(), e.what()));
+  }
+  sink_batch_.clear();
+}
+
 void Pipeline::Impl::complete_written() {
-  const std::uint64_t out_written = out_ ? out_->written() : output_appended_;
-  const std::uint64_t dead_written = dead_ ? dead_->written() : dead_letter_appended_;
-  while (!pending_.empty() && pending_.front().output_end <= out_written &&
+  const std::uint64_t out_written = sink_ ? sink_committed_ : out_ ? out_->written() : output_appended_;
+  const std::uint64_t dead_written = dead_ && !sink_ ? dead_->written() : dead_letter_appended_;
+  while (!stop_completing_ && !pending_.empty() && pending_.front().output_end <= out_written &&
          pending_.front().dead_letter_end <= dead_written) {
-    Pending p = pending_.front();
+    Pending p = std::move(pending_.front());
     pending_.pop_front();
     complete(p);
   }
@@ -1153,7 +1277,33 @@ void Pipeline::Impl::on_output_written() {
   }
 }
 
-void Pipeline::Impl::complete(const Pending& p) {
+void Pipeline::Impl::complete(Pending& p) {
+  if (p.rejection) {
+    // The sink refused it: a bad record like any other, in its place in the input's order.
+    const SinkRejection& r = *p.rejection;
+    const std::string message = fmt::format("{}:{}: {}", input_name_, p.line, r.error.message);
+    if (bus_.wants<DocumentFailed>()) {
+      bus_.publish(DocumentFailed{p.index, location(p.line, p.offset), r.error.code, message, r.error.field, false, 1});
+    }
+    ++failed_released_;
+    const bool too_many = opt_.max_errors && failed_released_ > *opt_.max_errors;
+    if (opt_.on_error == OnError::fail || too_many) {
+      // As for a bad record at release: the run ends here, and neither it nor the records
+      // after it (already in the sink: a resume writes them again, by id) count as done.
+      ++summary_.failed;
+      stop_completing_ = true;
+      fail_run(too_many ? fmt::format("{} records failed, more than --max-errors {} allows; the last: {}",
+                                      failed_released_, *opt_.max_errors, message)
+                        : message);
+      return;
+    }
+    p.failed = true;
+    if (dead_) append_dead_letter_line(p.dead_letter_line, location(p.line, p.offset), r.error, r.json);
+  }
+  if (!p.dead_letter_line.empty()) {
+    dead_letter_appended_ += p.dead_letter_line.size();
+    dead_->append(p.dead_letter_line);
+  }
   --in_flight_records_;
   in_flight_bytes_ -= p.weight;
   // The summary counts this run's outcome, the done position what is durable in order: a
@@ -1175,8 +1325,11 @@ void Pipeline::Impl::complete(const Pending& p) {
   done_.input_offset = p.end_offset;
   done_.input_line = p.line;
   done_.output_offset = p.output_end;
-  done_.dead_letter_offset = p.dead_letter_end;
-  if (p.closes_window) boundary_ = done_;
+  done_.dead_letter_offset = sink_ ? dead_letter_appended_ : p.dead_letter_end;
+  if (p.closes_window) {
+    if (sink_) done_.sink_position = std::move(p.sink_position);
+    boundary_ = done_;
+  }
   if (!p.failed && bus_.wants<DocumentCompleted>()) {
     bus_.publish(DocumentCompleted{p.index, location(p.line, p.offset), p.tokens, p.truncated,
                                    (unix_time_now() - p.started_at) * 1000.0});
@@ -1227,6 +1380,7 @@ void Pipeline::Impl::check_done() {
     return;
   }
   if (in_flight_records_ > 0) return;
+  if (sink_commit_busy_) return;
   if (out_ && !out_->idle()) return;
   if (dead_ && !dead_->idle()) return;
   finish();
@@ -1302,8 +1456,9 @@ CheckpointState Pipeline::Impl::checkpoint_state() const {
   s.input_offset = at.input_offset;
   s.input_line = at.input_line;
   s.records_done = at.records;
-  s.output = sink_ ? "<sink>" : opt_.output;
+  s.output = sink_ ? sink_->name() : opt_.output;
   s.output_offset = at.output_offset;
+  s.output_position = at.sink_position;
   s.dead_letter = opt_.dead_letter;
   s.dead_letter_offset = at.dead_letter_offset;
   s.completed = at.completed;
@@ -1320,6 +1475,7 @@ void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then
     if (then) then();
   };
   if (opt_.checkpoint.empty()) {
+    // No checkpoint, or the sink's, which goes with each commit (final_commit() stores the last).
     done();
     return;
   }
@@ -1408,7 +1564,7 @@ void Pipeline::Impl::finish() {
   }
   source_queue_.close_and_clear();
   summary_.elapsed_s = unix_time_now() - start_time_;
-  summary_.bytes_written = done_.output_offset;
+  summary_.bytes_written = sink_ ? 0 : done_.output_offset;
   if (workers_) {
     const EmbedWorkers::ModelStats m = workers_->model_stats();
     summary_.model_calls = m.calls;
@@ -1422,16 +1578,25 @@ void Pipeline::Impl::finish() {
   // be synced) and closing remain. Then the last event, "finished" (or how the run ended).
   publish_progress();
   auto after_checkpoint = [this] {
-    final_progress_ = true;
-    publish_progress();
     if (sink_ && summary_.status != "failed") {
       try {
-        sink_->finish();
+        if (summary_.status == "completed") {
+          // The sink counts what it holds of this run: every record embedded, once.
+          summary_.verified = sink_->verified_count();
+          if (summary_.verified && *summary_.verified != summary_.completed) {
+            summary_.status = "failed";
+            summary_.error = fmt::format("{} holds {} records of this run, and the run embedded {}", sink_->name(),
+                                         *summary_.verified, summary_.completed);
+          }
+        }
+        if (summary_.status != "failed") sink_->finish();
       } catch (const std::exception& e) {
         summary_.status = "failed";
-        summary_.error = fmt::format("sink failed: {}", e.what());
+        summary_.error = fmt::format("{} failed: {}", sink_->name(), e.what());
       }
     }
+    final_progress_ = true;
+    publish_progress();
     auto close_dead = [this] {
       if (dead_) {
         dead_->close([this] { close_all(); });
@@ -1448,8 +1613,143 @@ void Pipeline::Impl::finish() {
   if (abort_requested_.load()) {
     after_checkpoint();
   } else {
-    maybe_checkpoint(true, after_checkpoint);
+    // A sink's records are made durable (with its checkpoint, when it keeps one), then the
+    // checkpoint file.
+    final_commit([this, after_checkpoint] { maybe_checkpoint(true, after_checkpoint); });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sink commits
+
+void Pipeline::Impl::maybe_commit() {
+  if (!sink_ || sink_commit_busy_ || sink_failed_ || finishing_) return;
+  if (sink_written_ == sink_committed_) return;
+  issue_commit(nullptr);
+}
+
+void Pipeline::Impl::issue_commit(std::function<void()> then) {
+  sink_commit_busy_ = true;
+  commit_then_ = std::move(then);
+  const std::uint64_t covered = sink_written_;
+  std::string checkpoint;
+  if (sink_checkpoints()) {
+    // The checkpoint as of the records already done; those this commit covers follow in the
+    // next one. Its dead letters are synced before the commit names them.
+    CheckpointState state = checkpoint_state();
+    if (std::string err = hash_up_to(state); !err.empty()) {
+      sink_commit_busy_ = false;
+      fail_run(err);
+      if (auto t = std::move(commit_then_)) t();
+      return;
+    }
+    checkpoint = checkpoint_to_json(state);
+    committing_checkpoint_ = std::move(state);
+  }
+  auto commit = [this, covered, checkpoint = std::move(checkpoint)](int status) {
+    if (status < 0) {
+      on_commit_done(covered, CommitResult{fmt::format("{}: cannot sync the dead-letter file: {}", opt_.dead_letter,
+                                                       uv_strerror(status)),
+                                           {}});
+      return;
+    }
+    try {
+      sink_->commit(checkpoint, [this, covered](CommitResult result) {
+        std::lock_guard lock(sink_mutex_);
+        if (!async_ready_.load()) return;  // the run is over
+        sink_results_.emplace_back(covered, std::move(result));
+        uv_async_send(&sink_async_);
+      });
+    } catch (const std::exception& e) {
+      on_commit_done(covered, CommitResult{e.what(), {}});
+    }
+  };
+  if (dead_) {
+    dead_->sync(commit);
+  } else {
+    commit(0);
+  }
+}
+
+void Pipeline::Impl::on_sink_async(uv_async_t* handle) {
+  auto* self = static_cast<Impl*>(handle->data);
+  std::deque<std::pair<std::uint64_t, CommitResult>> results;
+  {
+    std::lock_guard lock(self->sink_mutex_);
+    results.swap(self->sink_results_);
+  }
+  for (auto& [covered, result] : results) self->on_commit_done(covered, std::move(result));
+}
+
+void Pipeline::Impl::on_commit_done(std::uint64_t covered, CommitResult result) {
+  sink_commit_busy_ = false;
+  auto then = std::move(commit_then_);
+  commit_then_ = nullptr;
+  if (!result.error.empty()) {
+    sink_failed_ = true;
+    fail_run(fmt::format("{}: {}", sink_->name(), result.error));
+  } else {
+    // What the sink refused becomes a bad record when it completes, in order.
+    for (SinkRejection& r : result.rejected) {
+      if (pending_.empty() || r.index < pending_.front().index || r.index - pending_.front().index >= pending_.size()) {
+        continue;  // not a record of this commit: ignored
+      }
+      pending_[r.index - pending_.front().index].rejection = std::make_shared<const SinkRejection>(std::move(r));
+    }
+    sink_committed_ = covered;
+    complete_written();
+    if (committing_checkpoint_ &&
+        (committing_checkpoint_->records_done > last_checkpoint_records_ || committing_checkpoint_->finished)) {
+      // The checkpoint this commit stored: that of the records done before it.
+      const CheckpointState& state = *committing_checkpoint_;
+      last_checkpoint_records_ = state.records_done;
+      last_checkpoint_time_ = unix_time_now();
+      if (bus_.wants<Checkpointed>()) {
+        bus_.publish(Checkpointed{sink_->name(), state.records_done, state.input_offset, state.input_line,
+                                  state.output_offset});
+      }
+    }
+  }
+  committing_checkpoint_.reset();
+  if (then) {
+    then();
+    return;
+  }
+  if (auto f = std::move(final_commit_waiting_)) {
+    final_commit_waiting_ = nullptr;
+    final_commit(std::move(f));
+    return;
+  }
+  if (!finishing_) {
+    maybe_checkpoint(false, nullptr);
+    maybe_commit();
+    maybe_read();
+  }
+  check_done();
+}
+
+void Pipeline::Impl::final_commit(std::function<void()> then) {
+  if (!sink_ || sink_failed_) {
+    then();
+    return;
+  }
+  if (sink_commit_busy_) {
+    final_commit_waiting_ = std::move(then);
+    return;
+  }
+  if (sink_written_ > sink_committed_) {
+    // The records written since the last commit first; the final checkpoint then names them.
+    final_commit_waiting_ = std::move(then);
+    issue_commit(nullptr);
+    return;
+  }
+  if (!sink_checkpoints() || stop_completing_) {
+    then();
+    return;
+  }
+  // Everything written is durable: the last commit stores the final checkpoint alone.
+  complete_written();
+  issue_commit(std::move(then));
 }
 
 void Pipeline::Impl::on_handle_closed(uv_handle_t* handle) {
@@ -1473,12 +1773,17 @@ void Pipeline::Impl::on_handle_closed(uv_handle_t* handle) {
 }
 
 void Pipeline::Impl::close_all() {
-  async_ready_.store(false);
+  {
+    // A sink's commit callback (another thread) checks it under the same lock before it signals.
+    std::lock_guard lock(sink_mutex_);
+    async_ready_.store(false);
+  }
   // The control handle may still be signalled by stop() from another thread: libuv allows
   // uv_async_send until uv_close, and async_ready_ is cleared first.
   uv_close(reinterpret_cast<uv_handle_t*>(&results_async_), &Impl::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&control_async_), &Impl::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&source_async_), &Impl::on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sink_async_), &Impl::on_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&progress_timer_), &Impl::on_handle_closed);
 }
 

@@ -1,0 +1,200 @@
+#include "search_command.hpp"
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include <sluice/error.hpp>
+#include <sluice/event_stream.hpp>
+#include <sluice/model.hpp>
+#include <sluice/pipeline.hpp>
+#include <sluice/record_stream.hpp>
+#include <sluice/store.hpp>
+#include <sluice/tokenizer.hpp>
+
+#include "exit_codes.hpp"
+
+namespace pipeline_run {
+
+namespace {
+
+// Queries embedded and searched this many at a time: one scan of the table each.
+constexpr std::size_t kQueriesPerScan = 4096;
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += fmt::format("\\u{:04x}", c);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+int terminal_width() {
+  winsize ws{};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40) return ws.ws_col;
+  return 100;
+}
+
+// One line of text for the table: whitespace runs as one space, cut to `width` code points.
+std::string one_line(std::string_view text, std::size_t width) {
+  std::string out;
+  std::size_t points = 0;
+  bool space = false;
+  for (std::size_t i = 0; i < text.size() && points < width;) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const std::size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+      space = !out.empty();
+      ++i;
+      continue;
+    }
+    if (space) {
+      out.push_back(' ');
+      ++points;
+      space = false;
+    }
+    out.append(text.substr(i, len));
+    ++points;
+    i += len;
+  }
+  if (points >= width && !out.empty()) out += "…";
+  return out;
+}
+
+}  // namespace
+
+int run_search(const SearchArgs& args) {
+  sluice::StoreOptions so;
+  so.uri = args.store;
+  so.table = args.table;
+  sluice::StoreTableInfo info;
+  try {
+    info = sluice::describe_store(so);
+  } catch (const sluice::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return kExitUsage;
+  }
+  if (!info.exists) {
+    fmt::print(stderr, "error: {} has no table {} of sluice's: embed into it first (pipeline-run embed IN -o {} "
+               "--table {})\n", sluice::redact_uri(args.store), args.table, sluice::redact_uri(args.store), args.table);
+    return kExitUsage;
+  }
+
+  // The queries, as records of the text field.
+  std::vector<sluice::Record> records;
+  for (const std::string& q : args.queries) {
+    sluice::Record r;
+    r.json = "{" + json_string(args.text_field) + ":" + json_string(q) + "}";
+    r.line = records.size() + 1;
+    records.push_back(std::move(r));
+  }
+  if (!args.queries_file.empty()) {
+    auto stream = sluice::RecordStream::from_jsonl(args.queries_file);
+    while (auto r = stream.next()) records.push_back(std::move(*r));
+  }
+
+  // The model that made the vectors, as it made them: its pooling, normalisation, precision
+  // and dimensions. Its files must be those the store records (by content).
+  sluice::ModelOptions mo;
+  const std::filesystem::path dir = args.model.empty() ? std::filesystem::path(info.model) : args.model;
+  mo.pooling = info.pooling == "cls"          ? sluice::Pooling::cls
+               : info.pooling == "max"        ? sluice::Pooling::max
+               : info.pooling == "last_token" ? sluice::Pooling::last_token
+                                              : sluice::Pooling::mean;
+  mo.normalize = info.normalized;
+  sluice::precision_from_name(info.precision, mo.precision);
+  std::shared_ptr<sluice::Model> model;
+  std::shared_ptr<sluice::Tokenizer> tokenizer;
+  try {
+    model = sluice::Model::load(dir, mo);
+    tokenizer = sluice::Tokenizer::from_file(dir / "tokenizer.json");
+  } catch (const sluice::Error& e) {
+    fmt::print(stderr, "error: {}{}\n", e.what(),
+               args.model.empty() ? " (the folder the store records; give --model to point elsewhere)" : "");
+    return kExitUsage;
+  }
+  const std::string identity = sluice::model_identity(model->info());
+  if (identity != info.model_identity) {
+    fmt::print(stderr,
+               "error: the table's vectors were made by another model than {}:\n  table: {}\n  model: {}\n"
+               "Give --model the folder of the model that made them.\n",
+               dir.string(), info.model_identity, identity);
+    return kExitUsage;
+  }
+
+  const bool table = args.format == "table" || (args.format == "auto" && isatty(STDOUT_FILENO));
+  const bool many = records.size() > 1;
+  const int width = terminal_width();
+  for (std::size_t first = 0; first < records.size(); first += kQueriesPerScan) {
+    std::vector<sluice::Record> group(records.begin() + static_cast<std::ptrdiff_t>(first),
+                                      records.begin() + static_cast<std::ptrdiff_t>(
+                                                            std::min(records.size(), first + kQueriesPerScan)));
+    sluice::PipelineOptions po;
+    po.text_field = args.text_field;
+    po.prompt = args.prompt;
+    po.prompt_name = args.prompt_name;
+    po.dimensions = info.dimensions < model->info().dimensions ? info.dimensions : 0;
+    po.progress_interval_s = 0;
+    po.on_error = sluice::OnError::fail;
+    sluice::Pipeline pipeline(po, model, tokenizer);
+    pipeline.set_source(sluice::RecordStream::from_records(group).into_source());
+    sluice::Collected got = sluice::collect(pipeline);
+    if (got.summary.status != "completed") {
+      fmt::print(stderr, "error: a query could not be embedded: {}\n", got.summary.error);
+      return kExitInvalidInput;
+    }
+    std::vector<std::vector<float>> vectors;
+    for (auto& r : got.records) vectors.push_back(std::move(r.embedding));
+    const auto results = sluice::search_store(so, vectors, args.k);
+    for (std::size_t qi = 0; qi < results.size(); ++qi) {
+      const sluice::Record& query = group[qi];
+      if (table) {
+        if (many || qi > 0) fmt::print("\n");
+        const auto text = sluice::string_field(query, args.text_field);
+        fmt::print("query {}: {}\n", query.line, one_line(text ? *text : query.json, static_cast<std::size_t>(width) - 12));
+        fmt::print("{:>4}  {:>6}  {:<20}  {}\n", "rank", "score", "id", args.text_field);
+        std::size_t rank = 0;
+        for (const auto& hit : results[qi]) {
+          sluice::Record r;
+          r.json = hit.record;
+          const auto hit_text = sluice::string_field(r, args.text_field);
+          const std::string id = one_line(hit.id, 20);
+          const int room = std::max(10, width - 38);
+          fmt::print("{:>4}  {:>6.4f}  {:<20}  {}\n", ++rank, hit.score, id,
+                     one_line(hit_text ? *hit_text : hit.record, static_cast<std::size_t>(room)));
+        }
+      } else {
+        std::size_t rank = 0;
+        for (const auto& hit : results[qi]) {
+          std::string line = "{";
+          if (many) line += fmt::format("\"query\":{},", query.line);
+          line += fmt::format("\"rank\":{},\"id\":{},\"score\":{:.6f},\"record\":{}}}\n", ++rank, json_string(hit.id),
+                              hit.score, hit.record);
+          std::fwrite(line.data(), 1, line.size(), stdout);
+        }
+      }
+    }
+  }
+  std::fflush(stdout);
+  return kExitOk;
+}
+
+}  // namespace pipeline_run

@@ -1,0 +1,88 @@
+#pragma once
+/// Stores: embeddings written into SQLite or PostgreSQL tables, exactly once, and searched.
+///
+/// A store is named by a URI: `sqlite:PATH` (the embedded default: a file, nothing to start)
+/// or a libpq connection URI, `postgresql://[user[:password]@]host[:port]/dbname[?...]`
+/// (`postgres://` too). Each table holds one model's vectors:
+///   id (primary key, text), record (the input record: SQLite TEXT of its exact bytes,
+///   PostgreSQL jsonb), embedding (SQLite: a BLOB of the little-endian values of the output
+///   type, the bytes --output-encoding base64 writes; PostgreSQL: real[] of the values
+///   --output-encoding json writes), run, line;
+/// `sluice_tables` records each table's model, dimensions, output type and normalisation, and
+/// `sluice_runs` each run with its checkpoint, committed in the same transaction as its rows
+/// (docs/stores.md).
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <sluice/sink.hpp>
+#include <sluice/vector_format.hpp>
+
+namespace sluice {
+
+struct StoreOptions {
+  std::string uri;                  ///< sqlite:PATH, postgresql://..., postgres://...
+  std::string table = "embeddings";  ///< [A-Za-z_][A-Za-z0-9_]*, at most 63 characters
+  /// The field whose value (a string or an integer, stored as text) is each row's id; records
+  /// without it take their input line number. Another type is a bad record (invalid_id), and
+  /// so is an id an earlier record of the same run had (duplicate_id): nothing is overwritten
+  /// silently. A later run's record with the same id replaces the row (an update).
+  std::string id_field = "id";
+  /// Keep the run's checkpoint in the store (sluice_runs), committed with the rows.
+  bool keep_checkpoint = true;
+  /// Connection losses retried per commit, with exponential backoff from 0.1 s (at most 5 s
+  /// a wait), before the run stops with its last checkpoint.
+  int max_retries = 5;
+};
+
+/// Whether `output` names a store rather than a JSONL file.
+bool is_store_uri(std::string_view output) noexcept;
+/// The URI with any password replaced by "***" (for messages, events and logs).
+std::string redact_uri(std::string_view uri);
+
+/// What a store's table holds, from sluice_tables.
+struct StoreTableInfo {
+  bool exists = false;             ///< the table has a sluice_tables entry
+  std::string model;               ///< the model folder of the run that created it
+  std::string model_identity;      ///< SinkRun::model_identity
+  std::string pooling;             ///< SinkRun::pooling
+  std::string precision;           ///< SinkRun::precision
+  std::uint32_t dimensions = 0;
+  VectorType type = VectorType::float32;
+  bool normalized = false;
+  std::uint64_t rows = 0;
+};
+
+/// Connects, checks the URI, the permissions and that the table, when it exists, is one of
+/// sluice's, and says what it holds: what `pipeline-run embed` checks before loading a model.
+/// Throws sluice::Error (invalid_argument: a bad URI or table name, a table not made by
+/// sluice; io_error: unreachable, refused), with the URI's password hidden.
+StoreTableInfo describe_store(const StoreOptions& options);
+
+/// A sink that upserts every record into the store's table, one transaction per commit, with
+/// the run's checkpoint in that transaction (Sink::keeps_checkpoint() unless
+/// options.keep_checkpoint is false). Rows are written on a thread of the sink's own. open()
+/// refuses vectors of another model, dimensions, output type or normalisation than the table
+/// holds, naming both.
+std::unique_ptr<Sink> make_store_sink(const StoreOptions& options);
+
+/// One search result.
+struct SearchHit {
+  std::string id;
+  double score = 0;    ///< cosine similarity to the query
+  std::string record;  ///< the stored record (JSON)
+};
+
+/// The k rows nearest to each query by cosine similarity, best first (ties by id), by an
+/// exact scan of the table in bounded memory (rows are read in blocks). The queries have the
+/// table's dimensions (float32, as a model gives them). Throws sluice::Error.
+std::vector<std::vector<SearchHit>> search_store(const StoreOptions& options,
+                                                 std::span<const std::vector<float>> queries, std::size_t k);
+
+}  // namespace sluice

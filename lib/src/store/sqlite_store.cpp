@@ -1,0 +1,296 @@
+// The SQLite store: one file, WAL journal, synchronous=FULL (a commit is on disk when it
+// returns), rows upserted with prepared statements.
+
+#include <sqlite3.h>
+
+#include <fmt/format.h>
+
+#include "store_backend.hpp"
+
+namespace sluice::store {
+
+namespace {
+
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &stmt_, nullptr) != SQLITE_OK) {
+      throw StoreError(fmt::format("cannot prepare \"{}\": {}", sql.substr(0, 60), sqlite3_errmsg(db)), false);
+    }
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  Statement& text(int i, std::string_view v) {
+    sqlite3_bind_text64(stmt_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8);
+    return *this;
+  }
+  Statement& blob(int i, std::string_view v) {
+    sqlite3_bind_blob64(stmt_, i, v.data(), v.size(), SQLITE_STATIC);
+    return *this;
+  }
+  Statement& integer(int i, std::int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  int step() { return sqlite3_step(stmt_); }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  std::int64_t column_int(int i) { return sqlite3_column_int64(stmt_, i); }
+  std::string_view column_text(int i) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
+    return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i))) : std::string_view();
+  }
+  std::string_view column_blob(int i) {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, i));
+    return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i))) : std::string_view();
+  }
+  bool column_null(int i) { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// Errors of one row (the record's fault) rather than of the database.
+bool row_error(int rc) {
+  const int primary = rc & 0xFF;
+  return primary == SQLITE_CONSTRAINT || primary == SQLITE_TOOBIG || primary == SQLITE_MISMATCH;
+}
+
+bool busy(int rc) {
+  const int primary = rc & 0xFF;
+  return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
+}
+
+class SqliteBackend final : public Backend {
+ public:
+  SqliteBackend(std::string path, std::string name) : path_(std::move(path)), name_(std::move(name)) { open(); }
+  ~SqliteBackend() override { sqlite3_close_v2(db_); }
+
+  const std::string& name() const override { return name_; }
+
+  void ensure_catalog() override {
+    exec_setup(
+        "CREATE TABLE IF NOT EXISTS sluice_tables (name TEXT PRIMARY KEY, model TEXT NOT NULL, model_identity TEXT "
+        "NOT NULL, pooling TEXT NOT NULL, precision TEXT NOT NULL, dimensions INTEGER NOT NULL, output_type TEXT NOT "
+        "NULL, normalized INTEGER NOT NULL, created_at TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS sluice_runs (table_name TEXT NOT NULL, run INTEGER NOT NULL, pipeline_id TEXT NOT "
+        "NULL, input TEXT NOT NULL, started_at TEXT NOT NULL, checkpoint TEXT, PRIMARY KEY (table_name, run));");
+    // Writable: a write lock taken and let go (a read-only file or folder fails here, before
+    // any model is loaded).
+    exec_setup("BEGIN IMMEDIATE; ROLLBACK;");
+  }
+
+  std::optional<TableMeta> read_meta(const std::string& table) override {
+    Statement st(db_,
+                 "SELECT model, model_identity, dimensions, output_type, normalized, pooling, precision FROM "
+                 "sluice_tables WHERE name = ?1");
+    st.text(1, table);
+    if (st.step() == SQLITE_ROW) {
+      TableMeta m;
+      m.model = std::string(st.column_text(0));
+      m.model_identity = std::string(st.column_text(1));
+      m.dimensions = static_cast<std::uint32_t>(st.column_int(2));
+      m.type = parse_vector_type(st.column_text(3)).value_or(VectorType::float32);
+      m.normalized = st.column_int(4) != 0;
+      m.pooling = std::string(st.column_text(5));
+      m.precision = std::string(st.column_text(6));
+      return m;
+    }
+    Statement other(db_, "SELECT 1 FROM sqlite_schema WHERE name = ?1 COLLATE NOCASE");
+    other.text(1, table);
+    if (other.step() == SQLITE_ROW) {
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{}: a table or index of that name exists and was not made by sluice (it is not in "
+                              "sluice_tables): choose another name with --table",
+                              name_));
+    }
+    return std::nullopt;
+  }
+
+  void create_table(const std::string& table, const TableMeta& meta) override {
+    exec_setup("BEGIN IMMEDIATE");
+    try {
+      exec_setup(fmt::format("CREATE TABLE \"{}\" (id TEXT PRIMARY KEY, record TEXT NOT NULL, embedding BLOB NOT "
+                             "NULL, run INTEGER NOT NULL, line INTEGER NOT NULL)",
+                             table));
+      Statement st(db_,
+                   "INSERT INTO sluice_tables (name, model, model_identity, pooling, precision, dimensions, output_type, "
+                   "normalized, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%SZ', "
+                   "'now'))");
+      st.text(1, table).text(2, meta.model).text(3, meta.model_identity).text(4, meta.pooling).text(5, meta.precision);
+      st.integer(6, meta.dimensions).text(7, to_string(meta.type)).integer(8, meta.normalized ? 1 : 0);
+      check(st.step(), "cannot record the table");
+      exec_setup("COMMIT");
+    } catch (...) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+
+  std::uint64_t count_rows(const std::string& table) override {
+    Statement st(db_, fmt::format("SELECT count(*) FROM \"{}\"", table));
+    check(st.step(), "cannot count rows");
+    return static_cast<std::uint64_t>(st.column_int(0));
+  }
+
+  std::optional<std::pair<std::int64_t, std::string>> last_run(const std::string& table) override {
+    Statement st(db_, "SELECT run, checkpoint FROM sluice_runs WHERE table_name = ?1 ORDER BY run DESC LIMIT 1");
+    st.text(1, table);
+    if (st.step() != SQLITE_ROW) return std::nullopt;
+    return std::make_pair(st.column_int(0), st.column_null(1) ? std::string() : std::string(st.column_text(1)));
+  }
+
+  std::int64_t start_run(const std::string& table, const std::string& pipeline_id, const std::string& input) override {
+    Statement st(db_,
+                 "INSERT INTO sluice_runs (table_name, run, pipeline_id, input, started_at) VALUES (?1, (SELECT "
+                 "coalesce(max(run), 0) + 1 FROM sluice_runs WHERE table_name = ?1), ?2, ?3, "
+                 "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')) RETURNING run");
+    st.text(1, table).text(2, pipeline_id).text(3, input);
+    const int rc = st.step();
+    if (rc != SQLITE_ROW) check(rc, "cannot record the run");
+    return st.column_int(0);
+  }
+
+  std::vector<std::optional<ErrorInfo>> commit(const std::string& table, std::int64_t run, std::span<const Row> rows,
+                                               const std::string& checkpoint, VectorType) override {
+    std::vector<std::optional<ErrorInfo>> outcomes(rows.size());
+    exec("BEGIN IMMEDIATE");
+    try {
+      if (!rows.empty()) {
+        if (!upsert_ || upsert_table_ != table) {
+          upsert_ = std::make_unique<Statement>(
+              db_, fmt::format("INSERT INTO \"{0}\" (id, record, embedding, run, line) VALUES (?1, ?2, ?3, ?4, ?5) "
+                               "ON CONFLICT (id) DO UPDATE SET record = excluded.record, embedding = "
+                               "excluded.embedding, run = excluded.run, line = excluded.line "
+                               "WHERE NOT (\"{0}\".run = excluded.run AND \"{0}\".line <> excluded.line)",
+                               table));
+          line_of_ = std::make_unique<Statement>(db_, fmt::format("SELECT line FROM \"{}\" WHERE id = ?1", table));
+          upsert_table_ = table;
+        }
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+          const Row& r = rows[i];
+          upsert_->text(1, r.id).text(2, r.record).blob(3, r.embedding);
+          upsert_->integer(4, run).integer(5, static_cast<std::int64_t>(r.line));
+          const int rc = upsert_->step();
+          upsert_->reset();
+          if (rc == SQLITE_DONE) {
+            if (sqlite3_changes(db_) == 0) outcomes[i] = duplicate(r);
+          } else if (row_error(rc)) {
+            outcomes[i] = ErrorInfo{ErrorCode::store_rejected,
+                                    fmt::format("{} refused the record: {}", name_, sqlite3_errmsg(db_)), {}, {}};
+          } else {
+            check(rc, "cannot write a row");
+          }
+        }
+      }
+      if (!checkpoint.empty()) {
+        Statement st(db_, "UPDATE sluice_runs SET checkpoint = ?1 WHERE table_name = ?2 AND run = ?3");
+        st.text(1, checkpoint).text(2, table).integer(3, run);
+        check(st.step(), "cannot store the checkpoint");
+      }
+      exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+    return outcomes;
+  }
+
+  void reconnect() override {
+    upsert_.reset();
+    line_of_.reset();
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    open();
+  }
+
+  std::uint64_t count_run_rows(const std::string& table, std::int64_t run) override {
+    Statement st(db_, fmt::format("SELECT count(*) FROM \"{}\" WHERE run = ?1", table));
+    st.integer(1, run);
+    check(st.step(), "cannot count rows");
+    return static_cast<std::uint64_t>(st.column_int(0));
+  }
+
+  void scan(const std::string& table, VectorType type, std::uint32_t dimensions, const ScanFn& fn) override {
+    Statement st(db_, fmt::format("SELECT id, record, embedding FROM \"{}\"", table));
+    const std::size_t want = vector_bytes(type, dimensions);
+    std::vector<float> v;
+    int rc;
+    while ((rc = st.step()) == SQLITE_ROW) {
+      const std::string_view bytes = st.column_blob(2);
+      if (bytes.size() != want) continue;  // not written by sluice: skipped
+      decode_vector(bytes, type, dimensions, v);
+      fn(st.column_text(0), st.column_text(1), v);
+    }
+    if (rc != SQLITE_DONE) check(rc, "cannot read rows");
+  }
+
+ private:
+  void open() {
+    const int rc = sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+    if (rc != SQLITE_OK) {
+      std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+      sqlite3_close_v2(db_);
+      db_ = nullptr;
+      throw Error(ErrorCode::io_error, fmt::format("{}: cannot open: {}", name_, message));
+    }
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, 10000);
+    // WAL: readers (search) do not block the writer; FULL: each commit is synced.
+    exec_setup("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+  }
+
+  ErrorInfo duplicate(const Row& r) {
+    line_of_->text(1, r.id);
+    std::int64_t line = 0;
+    if (line_of_->step() == SQLITE_ROW) line = line_of_->column_int(0);
+    line_of_->reset();
+    return ErrorInfo{ErrorCode::duplicate_id,
+                     fmt::format("id \"{}\" was already written by line {} of this run; ids must be unique in a run",
+                                 r.id.substr(0, 200), line),
+                     {},
+                     {}};
+  }
+
+  void check(int rc, const char* what) {
+    if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return;
+    throw StoreError(fmt::format("{}: {}: {}", name_, what, sqlite3_errmsg(db_)), busy(rc));
+  }
+
+  void exec(const std::string& sql) {
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+      std::string message = err ? err : sqlite3_errstr(rc);
+      sqlite3_free(err);
+      throw StoreError(fmt::format("{}: {}", name_, message), busy(rc));
+    }
+  }
+
+  // Setup statements report as sluice::Error (before the run: exit 2 or 1).
+  void exec_setup(const std::string& sql) {
+    try {
+      exec(sql);
+    } catch (const StoreError& e) {
+      throw Error(ErrorCode::io_error, e.what());
+    }
+  }
+
+  std::string path_;
+  std::string name_;
+  sqlite3* db_ = nullptr;
+  std::unique_ptr<Statement> upsert_, line_of_;
+  std::string upsert_table_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> connect_sqlite(const std::string& path, const std::string& name) {
+  return std::make_unique<SqliteBackend>(path, name);
+}
+
+}  // namespace sluice::store

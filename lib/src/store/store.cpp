@@ -1,0 +1,454 @@
+// Stores: the sink that writes into them, and search. The database work is the backends'
+// (sqlite_store.cpp, postgres_store.cpp); the order, the transactions, the retries and the
+// bad records are here, the same for both.
+
+#include <sluice/store.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <queue>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include "io/output_format.hpp"
+#include "store_backend.hpp"
+
+namespace sluice {
+
+bool is_store_uri(std::string_view output) noexcept {
+  return output.starts_with("sqlite:") || output.starts_with("postgresql://") || output.starts_with("postgres://");
+}
+
+std::string redact_uri(std::string_view uri) {
+  std::string out(uri);
+  // scheme://user:password@host: the password is what lies between the first ':' after the
+  // scheme's "//" and the last '@' of the authority.
+  const std::size_t scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    const std::size_t start = scheme + 3;
+    const std::size_t end = out.find_first_of("/?#", start);
+    const std::string_view authority = std::string_view(out).substr(start, end == std::string::npos ? std::string::npos
+                                                                                                    : end - start);
+    const std::size_t at = authority.rfind('@');
+    if (at != std::string_view::npos) {
+      const std::size_t colon = authority.substr(0, at).find(':');
+      if (colon != std::string_view::npos) out.replace(start + colon + 1, at - colon - 1, "***");
+    }
+  }
+  // ...?password=secret (a libpq parameter), anywhere in the query.
+  for (std::size_t at = out.find("password="); at != std::string::npos; at = out.find("password=", at + 1)) {
+    if (at > 0 && out[at - 1] != '?' && out[at - 1] != '&') continue;
+    const std::size_t value = at + 9;
+    const std::size_t end = out.find('&', value);
+    out.replace(value, (end == std::string::npos ? out.size() : end) - value, "***");
+  }
+  return out;
+}
+
+namespace store {
+
+void check_table_name(const std::string& table) {
+  auto word = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  bool ok = !table.empty() && table.size() <= 63 && word(table[0]);
+  for (char c : table) ok = ok && (word(c) || (c >= '0' && c <= '9'));
+  if (!ok) {
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("table name \"{}\": use letters, digits and _ (not first), at most 63", table));
+  }
+  std::string lower = table;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "sluice_tables" || lower == "sluice_runs") {
+    throw Error(ErrorCode::invalid_argument, fmt::format("table name \"{}\" is sluice's own catalog", table));
+  }
+}
+
+std::unique_ptr<Backend> connect(const StoreOptions& options) {
+  check_table_name(options.table);
+  if (options.uri.starts_with("sqlite:")) {
+    std::string path = options.uri.substr(7);
+    // sqlite:///abs/path and sqlite://rel are spelled as URLs by some tools: both mean a path.
+    if (path.starts_with("//")) path = path.substr(2);
+    if (path.empty()) throw Error(ErrorCode::invalid_argument, "sqlite: needs a path, e.g. sqlite:embeddings.db");
+    return connect_sqlite(path, fmt::format("{} table {}", options.uri, options.table));
+  }
+  if (options.uri.starts_with("postgresql://") || options.uri.starts_with("postgres://")) {
+    return connect_postgres(options.uri, fmt::format("{} table {}", redact_uri(options.uri), options.table));
+  }
+  throw Error(ErrorCode::invalid_argument,
+              fmt::format("{}: not a store URI (sqlite:PATH, postgresql://..., postgres://...)", redact_uri(options.uri)));
+}
+
+std::size_t vector_bytes(VectorType type, std::uint32_t dimensions) {
+  switch (type) {
+    case VectorType::float32: return std::size_t{dimensions} * 4;
+    case VectorType::float16: return std::size_t{dimensions} * 2;
+    case VectorType::int8: return dimensions;
+    case VectorType::binary: return (std::size_t{dimensions} + 7) / 8;
+  }
+  return 0;
+}
+
+void encode_vector(std::span<const float> embedding, VectorType type, std::string& bytes, std::vector<float>& values) {
+  bytes.assign(vector_bytes(type, static_cast<std::uint32_t>(embedding.size())), '\0');
+  values.clear();
+  switch (type) {
+    case VectorType::float32:
+      for (std::size_t i = 0; i < embedding.size(); ++i) {
+        const std::uint32_t b = std::bit_cast<std::uint32_t>(embedding[i]);
+        for (int k = 0; k < 4; ++k) bytes[i * 4 + k] = static_cast<char>((b >> (8 * k)) & 0xFF);
+      }
+      values.assign(embedding.begin(), embedding.end());
+      break;
+    case VectorType::float16:
+      for (std::size_t i = 0; i < embedding.size(); ++i) {
+        const std::uint16_t b = float_to_half(embedding[i]);
+        bytes[i * 2] = static_cast<char>(b & 0xFF);
+        bytes[i * 2 + 1] = static_cast<char>(b >> 8);
+        values.push_back(half_to_float(b));
+      }
+      break;
+    case VectorType::int8:
+      for (std::size_t i = 0; i < embedding.size(); ++i) {
+        const float v = embedding[i];
+        const float c = !(v == v) ? 0.0f : std::clamp(v, -1.0f, 1.0f);
+        const auto q = static_cast<std::int8_t>(std::lround(c * 127.0f));
+        bytes[i] = static_cast<char>(q);
+        values.push_back(q);
+      }
+      break;
+    case VectorType::binary:
+      for (std::size_t i = 0; i < embedding.size(); ++i) {
+        if (embedding[i] > 0) bytes[i / 8] = static_cast<char>(static_cast<unsigned char>(bytes[i / 8]) | (0x80u >> (i % 8)));
+      }
+      for (char b : bytes) values.push_back(static_cast<unsigned char>(b));
+      break;
+  }
+}
+
+void decode_vector(std::string_view bytes, VectorType type, std::uint32_t dimensions, std::vector<float>& out) {
+  out.resize(dimensions);
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  switch (type) {
+    case VectorType::float32:
+      for (std::uint32_t i = 0; i < dimensions; ++i) {
+        const std::uint32_t b = std::uint32_t{p[i * 4]} | std::uint32_t{p[i * 4 + 1]} << 8 |
+                                std::uint32_t{p[i * 4 + 2]} << 16 | std::uint32_t{p[i * 4 + 3]} << 24;
+        out[i] = std::bit_cast<float>(b);
+      }
+      break;
+    case VectorType::float16:
+      for (std::uint32_t i = 0; i < dimensions; ++i) {
+        out[i] = half_to_float(static_cast<std::uint16_t>(p[i * 2] | p[i * 2 + 1] << 8));
+      }
+      break;
+    case VectorType::int8:
+      for (std::uint32_t i = 0; i < dimensions; ++i) out[i] = static_cast<float>(static_cast<std::int8_t>(p[i])) / 127.0f;
+      break;
+    case VectorType::binary:
+      for (std::uint32_t i = 0; i < dimensions; ++i) out[i] = (p[i / 8] & (0x80u >> (i % 8))) ? 1.0f : -1.0f;
+      break;
+  }
+}
+
+namespace {
+
+std::string meta_line(const TableMeta& m) {
+  return fmt::format("{}, {} dimensions, {} {}", m.model_identity, m.dimensions, to_string(m.type),
+                     m.normalized ? "normalized" : "not normalized");
+}
+
+// The id of a record: its id field's string or integer, or its line number when it has none.
+std::variant<std::string, ErrorInfo> record_id(simdjson::dom::parser& parser, const EmbeddedRecord& r,
+                                               const std::string& field) {
+  simdjson::dom::element doc;
+  if (parser.parse(r.json).get(doc) != simdjson::SUCCESS || !doc.is_object()) {
+    // The engine parsed it already; a record a program's source supplied may be anything.
+    return ErrorInfo{ErrorCode::invalid_json, "the record is not a JSON object", field, {}};
+  }
+  simdjson::dom::element value;
+  if (doc.get_object().at_key(field).get(value) != simdjson::SUCCESS) return std::to_string(r.line);
+  switch (value.type()) {
+    case simdjson::dom::element_type::STRING: return std::string(value.get_string().value());
+    case simdjson::dom::element_type::INT64: return std::to_string(value.get_int64().value());
+    case simdjson::dom::element_type::UINT64: return std::to_string(value.get_uint64().value());
+    default:
+      return ErrorInfo{ErrorCode::invalid_id,
+                       fmt::format("the id field \"{}\" is {}: a row's id is a string or an integer (choose another "
+                                   "field with --id-field)",
+                                   field, simdjson::minify(value).substr(0, 40)),
+                       field,
+                       {}};
+  }
+}
+
+// Writes on a thread of its own: write() queues rows, commit() queues the transaction that
+// makes them durable, with the checkpoint. The rows of a commit are kept until it succeeds,
+// so a lost connection is retried by writing them again on a new one.
+class StoreSink final : public Sink {
+ public:
+  explicit StoreSink(const StoreOptions& options) : options_(options), backend_(store::connect(options)) {
+    name_ = backend_->name();
+  }
+  ~StoreSink() override {
+    {
+      std::lock_guard lock(mutex_);
+      closing_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::string name() const override { return name_; }
+
+  void open(const SinkRun& run) override {
+    backend_->ensure_catalog();
+    meta_ = TableMeta{run.model,      run.model_identity,          run.pooling,   run.precision,
+                      run.dimensions, run.vector_format.type, run.normalized};
+    if (auto have = backend_->read_meta(options_.table)) {
+      if (have->model_identity != meta_.model_identity || have->dimensions != meta_.dimensions ||
+          have->type != meta_.type || have->normalized != meta_.normalized) {
+        throw Error(ErrorCode::invalid_argument,
+                    fmt::format("{} holds vectors of another model or format, and vectors of two are never mixed:\n"
+                                "  table: {}\n  run:   {}\nWrite into another table (--table NAME) or another store.",
+                                name_, meta_line(*have), meta_line(meta_)));
+      }
+    } else {
+      backend_->create_table(options_.table, meta_);
+    }
+    std::optional<std::pair<std::int64_t, std::string>> last;
+    if (run.resume) last = backend_->last_run(options_.table);
+    if (last) {
+      run_ = last->first;
+      checkpoint_ = last->second;
+    } else {
+      run_ = backend_->start_run(options_.table, run.pipeline_id, run.input);
+    }
+    thread_ = std::thread([this] { main(); });
+  }
+
+  void write(std::span<const EmbeddedRecord> records) override {
+    std::vector<Row> rows;
+    rows.reserve(records.size());
+    std::vector<SinkRejection> rejected;
+    for (const EmbeddedRecord& r : records) {
+      auto id = record_id(parser_, r, options_.id_field);
+      if (auto* e = std::get_if<ErrorInfo>(&id)) {
+        rejected.push_back({r.index, std::move(*e), r.json});
+        continue;
+      }
+      Row row;
+      row.index = r.index;
+      row.id = std::move(std::get<std::string>(id));
+      row.record = r.json;
+      row.line = r.line;
+      encode_vector(r.embedding, meta_.type, row.embedding, row.values);
+      rows.push_back(std::move(row));
+    }
+    std::lock_guard lock(mutex_);
+    for (auto& row : rows) open_rows_.push_back(std::move(row));
+    for (auto& r : rejected) open_rejected_.push_back(std::move(r));
+  }
+
+  void commit(const std::string& checkpoint, std::function<void(CommitResult)> done) override {
+    {
+      std::lock_guard lock(mutex_);
+      Job job;
+      job.rows.swap(open_rows_);
+      job.rejected.swap(open_rejected_);
+      job.checkpoint = checkpoint;
+      job.done = std::move(done);
+      jobs_.push_back(std::move(job));
+    }
+    wake_.notify_all();
+  }
+
+  bool keeps_checkpoint() const override { return options_.keep_checkpoint; }
+
+  std::optional<std::string> load_checkpoint() override {
+    if (checkpoint_.empty()) return std::nullopt;
+    return checkpoint_;
+  }
+
+  std::optional<std::uint64_t> verified_count() override {
+    // The thread is idle: the engine asks after the last commit came back.
+    std::lock_guard lock(backend_mutex_);
+    return backend_->count_run_rows(options_.table, run_);
+  }
+
+ private:
+  struct Job {
+    std::vector<Row> rows;
+    std::vector<SinkRejection> rejected;
+    std::string checkpoint;
+    std::function<void(CommitResult)> done;
+  };
+
+  void main() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [this] { return closing_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;  // closing
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      CommitResult result = run_job(job);
+      job.done(std::move(result));
+    }
+  }
+
+  CommitResult run_job(Job& job) {
+    CommitResult result;
+    std::lock_guard lock(backend_mutex_);
+    for (int attempt = 0;; ++attempt) {
+      try {
+        auto outcomes = backend_->commit(options_.table, run_, job.rows,
+                                         options_.keep_checkpoint ? job.checkpoint : std::string(), meta_.type);
+        for (std::size_t i = 0; i < job.rows.size(); ++i) {
+          if (i < outcomes.size() && outcomes[i]) {
+            job.rejected.push_back({job.rows[i].index, std::move(*outcomes[i]), std::move(job.rows[i].record)});
+          }
+        }
+        std::sort(job.rejected.begin(), job.rejected.end(),
+                  [](const SinkRejection& a, const SinkRejection& b) { return a.index < b.index; });
+        result.rejected = std::move(job.rejected);
+        return result;
+      } catch (const StoreError& e) {
+        if (!e.transient || attempt >= options_.max_retries) {
+          result.error = attempt > 0 ? fmt::format("{} (after {} retries)", e.what(), attempt) : e.what();
+          return result;
+        }
+      } catch (const std::exception& e) {
+        result.error = e.what();
+        return result;
+      }
+      // Exponential backoff with jitter, then a new connection.
+      const double wait_s = std::min(5.0, 0.1 * std::pow(2.0, attempt)) * (0.5 + 0.5 * jitter_(rng_));
+      std::this_thread::sleep_for(std::chrono::duration<double>(wait_s));
+      try {
+        backend_->reconnect();
+      } catch (const StoreError&) {
+        // Counted as an attempt: the next commit try fails fast and waits again.
+      }
+      {
+        std::lock_guard q(mutex_);
+        if (closing_) {
+          result.error = "closed while retrying";
+          return result;
+        }
+      }
+    }
+  }
+
+  StoreOptions options_;
+  std::unique_ptr<Backend> backend_;
+  std::mutex backend_mutex_;  // the thread's commits, verified_count()
+  std::string name_;
+  TableMeta meta_;
+  std::int64_t run_ = 0;
+  std::string checkpoint_;
+  simdjson::dom::parser parser_;  // the loop thread's (write())
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Job> jobs_;
+  std::vector<Row> open_rows_;  // written, not yet in a commit
+  std::vector<SinkRejection> open_rejected_;
+  bool closing_ = false;
+  std::thread thread_;
+  std::mt19937 rng_{std::random_device{}()};
+  std::uniform_real_distribution<double> jitter_{0.0, 1.0};
+};
+
+}  // namespace
+}  // namespace store
+
+StoreTableInfo describe_store(const StoreOptions& options) {
+  auto backend = store::connect(options);
+  backend->ensure_catalog();
+  StoreTableInfo info;
+  if (auto meta = backend->read_meta(options.table)) {
+    info.exists = true;
+    info.model = meta->model;
+    info.model_identity = meta->model_identity;
+    info.pooling = meta->pooling;
+    info.precision = meta->precision;
+    info.dimensions = meta->dimensions;
+    info.type = meta->type;
+    info.normalized = meta->normalized;
+    info.rows = backend->count_rows(options.table);
+  }
+  return info;
+}
+
+std::unique_ptr<Sink> make_store_sink(const StoreOptions& options) {
+  return std::make_unique<store::StoreSink>(options);
+}
+
+std::vector<std::vector<SearchHit>> search_store(const StoreOptions& options,
+                                                 std::span<const std::vector<float>> queries, std::size_t k) {
+  auto backend = store::connect(options);
+  auto meta = backend->read_meta(options.table);
+  if (!meta) {
+    throw Error(ErrorCode::invalid_argument, fmt::format("{}: no such table of sluice's", backend->name()));
+  }
+  // Queries as the table stores vectors (int8 and binary quantised the same way), unit length.
+  std::vector<std::vector<float>> q;
+  for (const auto& query : queries) {
+    if (query.size() != meta->dimensions) {
+      throw Error(ErrorCode::invalid_argument, fmt::format("a query has {} dimensions and the table {}", query.size(),
+                                                           meta->dimensions));
+    }
+    std::string bytes;
+    std::vector<float> values, v;
+    store::encode_vector(query, meta->type, bytes, values);
+    store::decode_vector(bytes, meta->type, meta->dimensions, v);
+    double norm = 0;
+    for (float x : v) norm += double{x} * x;
+    const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.0f;
+    for (float& x : v) x *= inv;
+    q.push_back(std::move(v));
+  }
+  // A min-heap of the best k per query: the worst kept on top.
+  auto worse = [](const SearchHit& a, const SearchHit& b) {
+    return a.score != b.score ? a.score > b.score : a.id < b.id;
+  };
+  std::vector<std::vector<SearchHit>> heaps(q.size());
+  const std::uint32_t dims = meta->dimensions;
+  backend->scan(options.table, meta->type, dims, [&](std::string_view id, std::string_view record,
+                                                    std::span<const float> v) {
+    if (v.size() != dims) return;
+    float norm = 0;
+    for (float x : v) norm += x * x;
+    if (norm <= 0) return;
+    const float inv = 1.0f / std::sqrt(norm);
+    for (std::size_t qi = 0; qi < q.size(); ++qi) {
+      const float* a = q[qi].data();
+      float dot = 0;
+      for (std::uint32_t i = 0; i < dims; ++i) dot += a[i] * v[i];
+      const double score = double{dot} * inv;
+      auto& heap = heaps[qi];
+      if (heap.size() < k) {
+        heap.push_back({std::string(id), score, std::string(record)});
+        std::push_heap(heap.begin(), heap.end(), worse);
+      } else if (k > 0 && (score > heap.front().score || (score == heap.front().score && id < heap.front().id))) {
+        std::pop_heap(heap.begin(), heap.end(), worse);
+        heap.back() = {std::string(id), score, std::string(record)};
+        std::push_heap(heap.begin(), heap.end(), worse);
+      }
+    }
+  });
+  for (auto& heap : heaps) std::sort_heap(heap.begin(), heap.end(), worse);
+  return heaps;
+}
+
+}  // namespace sluice
