@@ -13,6 +13,9 @@ packages=(
   libopenblas0-openmp libtcmalloc-minimal4 libgoogle-perftools-dev
   python3-torch python3-numpy
   nodejs npm
+  # Stores: SQLite (embedded) and PostgreSQL (libpq; the server the tests start in a temporary
+  # folder with tools/postgres.sh, on a Unix socket only)
+  libsqlite3-dev libpq-dev postgresql-15
 )
 if [[ "${1:-}" == "--dev" ]]; then
   packages+=(python3-onnx)

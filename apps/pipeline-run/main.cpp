@@ -59,6 +59,7 @@ struct EmbedArgs {
   bool no_normalize = false;
   std::optional<std::uint64_t> max_errors;
   std::string table = "embeddings";
+  bool table_given = false;
 };
 
 
@@ -234,14 +235,11 @@ int run_embed(EmbedArgs& args) {
       return kExitUsage;
     }
     if (store->uri.starts_with("sqlite:")) opt.other_files.push_back({"store", store->uri.substr(7)});
-    // Reachable, writable, and its table one of sluice's: said before anything is loaded.
-    try {
-      sluice::describe_store(*store);
-    } catch (const sluice::Error& e) {
-      fmt::print(stderr, "error: {}\n", e.what());
+  } else {
+    if (args.table_given) {
+      fmt::print(stderr, "error: --table names a store's table: give -o sqlite:PATH or -o postgresql://...\n");
       return kExitUsage;
     }
-  } else {
     // No checkpoint beside a device or a pipe (-o /dev/null would put one in /dev): only an
     // output that is, or will be, a regular file has one by default.
     struct stat out_st {};
@@ -264,6 +262,15 @@ int run_embed(EmbedArgs& args) {
     auto roles = sluice::run_files(opt);
     if (store) std::erase_if(roles, [](const sluice::FileRole& r) { return r.role == "output"; });
     sluice::check_distinct_files(roles);
+  }
+  if (store) {
+    // Reachable, writable, and its table one of sluice's: said before anything is loaded.
+    try {
+      sluice::describe_store(*store);
+    } catch (const sluice::Error& e) {
+      fmt::print(stderr, "error: {}\n", e.what());
+      return kExitUsage;
+    }
   }
 
   // More threads than cores only slow the run down (each waits for a core): capped, with a note.
@@ -610,6 +617,7 @@ int main(int argc, char** argv) {
       throw CLI::ValidationError("tokenize", "give -o OUTPUT, --stats, or both");
     }
     embed.on_error_given = cmd_embed->count("--on-error") > 0;
+    embed.table_given = cmd_embed->count("--table") > 0;
   } catch (const CLI::ParseError& e) {
     int r = app.exit(e);
     return r == 0 ? kExitOk : kExitUsage;

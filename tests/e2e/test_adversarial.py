@@ -153,6 +153,7 @@ OPTIONS = {
     "--checkpoint": ("setup", [], []),
     "--no-checkpoint": ("setup", [], []),
     "--resume": ("setup", [], []),
+    "--table": ("setup", [], []),  # a store's (test_stores.py); refused with a JSONL output
     "--model": ("model", [], []),  # below: a copy elsewhere is the same model, a changed weight is not
     "--text-field": ("refused", [], ["--text-field", "body"]),
     "--output-field": ("refused", [], ["--output-field", "vec"]),

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -702,4 +703,238 @@ TEST_CASE("a subscriber without per-document events never receives them") {
   pipeline.run();
   CHECK(docs == 0);
   CHECK(total > 0);
+}
+
+namespace {
+
+// A sink whose records become durable later, on a thread of its own, as a database's would:
+// write() holds them, commit() makes them durable after a delay. What a run left behind
+// (durable records, the checkpoint it stored) lives in `Store`, which outlives the pipelines.
+struct Store {
+  std::mutex mutex;
+  std::vector<EmbeddedRecord> held;        // written, not yet committed
+  std::map<std::uint64_t, std::string> durable;  // index -> json, committed
+  std::string checkpoint;                  // the last committed one
+  std::vector<std::thread> threads;
+  ~Store() {
+    for (auto& t : threads) t.join();
+  }
+};
+
+class DelayedSink : public Sink {
+ public:
+  DelayedSink(Store& store, bool keeps) : store_(store), keeps_(keeps) {}
+  std::string name() const override { return "test store"; }
+  void open(const SinkRun& run) override {
+    CHECK(run.dimensions == 32);
+    CHECK_FALSE(run.model_identity.empty());
+    CHECK(run.model_identity.find("pooling") != std::string::npos);
+    if (!run.resume) {
+      std::lock_guard lock(store_.mutex);
+      store_.checkpoint.clear();
+    }
+  }
+  void write(std::span<const EmbeddedRecord> records) override {
+    std::lock_guard lock(store_.mutex);
+    for (const auto& r : records) store_.held.push_back(r);
+  }
+  void commit(const std::string& checkpoint, std::function<void(CommitResult)> done) override {
+    std::vector<EmbeddedRecord> batch;
+    {
+      std::lock_guard lock(store_.mutex);
+      batch.swap(store_.held);
+    }
+    std::lock_guard lock(store_.mutex);
+    store_.threads.emplace_back([this, batch = std::move(batch), checkpoint, done = std::move(done)] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(3));
+      CommitResult result;
+      std::lock_guard lock(store_.mutex);
+      for (const auto& r : batch) {
+        if (r.json.find("refuse me") != std::string::npos) {
+          result.rejected.push_back({r.index, ErrorInfo{ErrorCode::store_rejected, "the test store refuses it", {}, {}},
+                                     r.json});
+        } else {
+          store_.durable[r.index] = r.json;
+        }
+      }
+      if (keeps_ && !checkpoint.empty()) store_.checkpoint = checkpoint;
+      done(std::move(result));
+    });
+  }
+  bool keeps_checkpoint() const override { return keeps_; }
+  std::optional<std::string> load_checkpoint() override {
+    std::lock_guard lock(store_.mutex);
+    if (store_.checkpoint.empty()) return std::nullopt;
+    return store_.checkpoint;
+  }
+  std::optional<std::uint64_t> verified_count() override {
+    std::lock_guard lock(store_.mutex);
+    return store_.durable.size() + extra_;
+  }
+  std::uint64_t extra_ = 0;  // a miscount, for the verification test
+
+ private:
+  Store& store_;
+  bool keeps_;
+};
+
+}  // namespace
+
+TEST_CASE("a sink that commits later: a record is done only once durable; what it refuses is a bad record") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  std::string input;
+  for (int i = 0; i < 60; ++i) {
+    input += fmt::format("{{\"id\": {}, \"text\": \"record {}{}\"}}\n", i, i, i % 17 == 5 ? " refuse me" : "");
+  }
+  write_file(opts.input, input);
+  opts.on_error = OnError::skip;
+  opts.dead_letter = (dir.path / "dead.jsonl").string();
+  Store store;
+  Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+  pipeline.set_sink(std::make_unique<DelayedSink>(store, false));
+  std::vector<std::uint64_t> completed, failed;
+  bool all_durable = true;
+  pipeline.subscribe(EventFilter::of<DocumentCompleted>(), [&](const PipelineEvent& e) {
+    const auto index = std::get<DocumentCompleted>(e.payload).index;
+    std::lock_guard lock(store.mutex);
+    all_durable = all_durable && store.durable.count(index) == 1;
+    completed.push_back(index);
+  });
+  pipeline.subscribe(EventFilter::of<DocumentFailed>(), [&](const PipelineEvent& e) {
+    const auto& f = std::get<DocumentFailed>(e.payload);
+    CHECK(f.code == ErrorCode::store_rejected);
+    failed.push_back(f.index);
+  });
+  RunSummary s = pipeline.run();
+  CHECK(s.status == "completed");
+  CHECK(all_durable);
+  CHECK(failed == std::vector<std::uint64_t>{5, 22, 39, 56});
+  CHECK(s.completed == 56);
+  CHECK(s.failed == 4);
+  REQUIRE(s.verified.has_value());
+  CHECK(*s.verified == 56);
+  CHECK(std::is_sorted(completed.begin(), completed.end()));
+  const auto dead = split_lines(read_file(opts.dead_letter));
+  REQUIRE(dead.size() == 4);
+  CHECK(dead[0].find("\"line\":6") != std::string::npos);
+  CHECK(dead[0].find("store_rejected") != std::string::npos);
+  CHECK(dead[3].find("\"line\":57") != std::string::npos);
+}
+
+TEST_CASE("a sink that miscounts what it holds fails the run") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  write_file(opts.input, make_input(10));
+  Store store;
+  auto sink = std::make_unique<DelayedSink>(store, false);
+  sink->extra_ = 1;
+  Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+  pipeline.set_sink(std::move(sink));
+  RunSummary s = pipeline.run();
+  CHECK(s.status == "failed");
+  CHECK(s.error.find("holds 11 records of this run, and the run embedded 10") != std::string::npos);
+}
+
+TEST_CASE("a sink that keeps the checkpoint: stop, resume, and the records are those of one run") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  write_file(opts.input, make_input(300));
+  opts.max_in_flight_records = 16;
+  opts.read_chunk_bytes = 512;
+  Store store;
+  {
+    Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+    pipeline.set_sink(std::make_unique<DelayedSink>(store, true));
+    pipeline.subscribe(EventFilter::of<DocumentCompleted>(), [&](const PipelineEvent& e) {
+      if (std::get<DocumentCompleted>(e.payload).index == 41) pipeline.stop();
+    });
+    RunSummary s = pipeline.run();
+    CHECK(s.status == "stopped");
+    CHECK(s.completed < 300);
+  }
+  {
+    std::lock_guard lock(store.mutex);
+    REQUIRE_FALSE(store.checkpoint.empty());
+    CHECK(store.checkpoint.find("\"finished\":false") != std::string::npos);
+  }
+  // A checkpoint file beside a sink that keeps its own is refused.
+  {
+    auto with_file = opts;
+    with_file.checkpoint = (dir.path / "cp.json").string();
+    Pipeline pipeline(with_file, tiny().model, tiny().tokenizer);
+    pipeline.set_sink(std::make_unique<DelayedSink>(store, true));
+    CHECK_THROWS_AS(pipeline.run(), Error);
+  }
+  opts.resume = true;
+  Pipeline resumed(opts, tiny().model, tiny().tokenizer);
+  resumed.set_sink(std::make_unique<DelayedSink>(store, true));
+  RunSummary r = resumed.run();
+  CHECK(r.status == "completed");
+  CHECK(r.completed == 300);
+  REQUIRE(r.verified.has_value());
+  CHECK(*r.verified == 300);
+  std::lock_guard lock(store.mutex);
+  CHECK(store.durable.size() == 300);
+  const auto lines = split_lines(make_input(300));
+  for (std::uint64_t i = 0; i < 300; ++i) CHECK(store.durable[i] == lines[i]);
+  CHECK(store.checkpoint.find("\"finished\":true") != std::string::npos);
+}
+
+namespace {
+
+// A sink that can go back, like a file: its position is how many records it holds, and a
+// resume cuts it back to the position the checkpoint file recorded.
+class ListSink : public Sink {
+ public:
+  explicit ListSink(std::vector<std::string>& lines) : lines_(lines) {}
+  void open(const SinkRun& run) override {
+    if (run.resume) {
+      REQUIRE_FALSE(run.position.empty());
+      lines_.resize(std::stoul(run.position));
+    } else {
+      lines_.clear();
+    }
+  }
+  void write(std::span<const EmbeddedRecord> records) override {
+    for (const auto& r : records) lines_.push_back(r.json + fmt::format(" {}", r.embedding[0]));
+  }
+  std::string position() const override { return std::to_string(lines_.size()); }
+
+ private:
+  std::vector<std::string>& lines_;
+};
+
+}  // namespace
+
+TEST_CASE("a sink with positions resumes from the checkpoint file: the lines of one run, none twice") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  write_file(opts.input, make_input(200));
+  opts.max_in_flight_records = 16;
+  opts.read_chunk_bytes = 512;
+  opts.checkpoint = (dir.path / "cp.json").string();
+  opts.checkpoint_every_records = 1;
+  std::vector<std::string> reference, lines;
+  {
+    auto ref_opts = opts;
+    ref_opts.checkpoint.clear();
+    Pipeline ref(ref_opts, tiny().model, tiny().tokenizer);
+    ref.set_sink(std::make_unique<ListSink>(reference));
+    REQUIRE(ref.run().status == "completed");
+  }
+  {
+    Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+    pipeline.set_sink(std::make_unique<ListSink>(lines));
+    pipeline.subscribe(EventFilter::of<DocumentCompleted>(), [&](const PipelineEvent& e) {
+      if (std::get<DocumentCompleted>(e.payload).index == 37) pipeline.stop();
+    });
+    CHECK(pipeline.run().status == "stopped");
+  }
+  CHECK(lines.size() < 200);
+  opts.resume = true;
+  Pipeline resumed(opts, tiny().model, tiny().tokenizer);
+  resumed.set_sink(std::make_unique<ListSink>(lines));
+  CHECK(resumed.run().status == "completed");
+  CHECK(lines == reference);
 }

@@ -1632,26 +1632,26 @@ void Pipeline::Impl::issue_commit(std::function<void()> then) {
   sink_commit_busy_ = true;
   commit_then_ = std::move(then);
   const std::uint64_t covered = sink_written_;
-  std::string checkpoint;
-  if (sink_checkpoints()) {
-    // The checkpoint as of the records already done; those this commit covers follow in the
-    // next one. Its dead letters are synced before the commit names them.
-    CheckpointState state = checkpoint_state();
-    if (std::string err = hash_up_to(state); !err.empty()) {
-      sink_commit_busy_ = false;
-      fail_run(err);
-      if (auto t = std::move(commit_then_)) t();
-      return;
-    }
-    checkpoint = checkpoint_to_json(state);
-    committing_checkpoint_ = std::move(state);
-  }
-  auto commit = [this, covered, checkpoint = std::move(checkpoint)](int status) {
+  // The checkpoint as of the records already done; those this commit covers follow in the
+  // next one. Its dead letters are written and synced before the commit names them, and
+  // hashed once they are.
+  std::optional<CheckpointState> state;
+  if (sink_checkpoints()) state = checkpoint_state();
+  auto commit = [this, covered, state = std::move(state)](int status) mutable {
     if (status < 0) {
       on_commit_done(covered, CommitResult{fmt::format("{}: cannot sync the dead-letter file: {}", opt_.dead_letter,
                                                        uv_strerror(status)),
                                            {}});
       return;
+    }
+    std::string checkpoint;
+    if (state) {
+      if (std::string err = hash_up_to(*state); !err.empty()) {
+        on_commit_done(covered, CommitResult{err, {}});
+        return;
+      }
+      checkpoint = checkpoint_to_json(*state);
+      committing_checkpoint_ = std::move(state);
     }
     try {
       sink_->commit(checkpoint, [this, covered](CommitResult result) {

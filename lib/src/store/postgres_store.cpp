@@ -46,8 +46,8 @@ class PostgresBackend final : public Backend {
            "NOT NULL, pooling text NOT NULL, precision text NOT NULL, dimensions integer NOT NULL, output_type text NOT "
            "NULL, normalized boolean NOT NULL, created_at timestamptz NOT NULL DEFAULT now())");
       exec("CREATE TABLE IF NOT EXISTS sluice_runs (table_name text NOT NULL, run bigint NOT NULL, pipeline_id text "
-           "NOT NULL, input text NOT NULL, started_at timestamptz NOT NULL DEFAULT now(), checkpoint text, PRIMARY KEY "
-           "(table_name, run))");
+           "NOT NULL, input text NOT NULL, id_field text NOT NULL, started_at timestamptz NOT NULL DEFAULT now(), "
+           "checkpoint text, PRIMARY KEY (table_name, run))");
       for (const char* t : {"sluice_tables", "sluice_runs"}) {
         ResultPtr r = query("SELECT has_table_privilege($1, 'SELECT, INSERT, UPDATE')", {t});
         if (std::string_view(PQgetvalue(r.get(), 0, 0)) != "t") {
@@ -115,26 +115,27 @@ class PostgresBackend final : public Backend {
     });
   }
 
-  std::optional<std::pair<std::int64_t, std::string>> last_run(const std::string& table) override {
-    return setup([&]() -> std::optional<std::pair<std::int64_t, std::string>> {
-      ResultPtr r = query("SELECT run, checkpoint FROM sluice_runs WHERE table_name = $1 ORDER BY run DESC LIMIT 1",
-                          {table});
+  std::optional<RunRow> last_run(const std::string& table) override {
+    return setup([&]() -> std::optional<RunRow> {
+      ResultPtr r = query(
+          "SELECT run, id_field, checkpoint FROM sluice_runs WHERE table_name = $1 ORDER BY run DESC LIMIT 1", {table});
       if (PQntuples(r.get()) == 0) return std::nullopt;
-      return std::make_pair(static_cast<std::int64_t>(std::stoll(PQgetvalue(r.get(), 0, 0))),
-                            PQgetisnull(r.get(), 0, 1) ? std::string() : std::string(PQgetvalue(r.get(), 0, 1)));
+      return RunRow{static_cast<std::int64_t>(std::stoll(PQgetvalue(r.get(), 0, 0))), PQgetvalue(r.get(), 0, 1),
+                    PQgetisnull(r.get(), 0, 2) ? std::string() : std::string(PQgetvalue(r.get(), 0, 2))};
     });
   }
 
-  std::int64_t start_run(const std::string& table, const std::string& pipeline_id, const std::string& input) override {
+  std::int64_t start_run(const std::string& table, const std::string& pipeline_id, const std::string& input,
+                         const std::string& id_field) override {
     return setup([&] {
       exec("BEGIN");
       try {
         // Two runs starting at once on one table: the lock orders them.
         exec("LOCK TABLE sluice_runs IN SHARE ROW EXCLUSIVE MODE");
         ResultPtr r = query(
-            "INSERT INTO sluice_runs (table_name, run, pipeline_id, input) VALUES ($1, (SELECT coalesce(max(run), 0) + "
-            "1 FROM sluice_runs WHERE table_name = $1), $2, $3) RETURNING run",
-            {table, pipeline_id, input});
+            "INSERT INTO sluice_runs (table_name, run, pipeline_id, input, id_field) VALUES ($1, (SELECT "
+            "coalesce(max(run), 0) + 1 FROM sluice_runs WHERE table_name = $1), $2, $3, $4) RETURNING run",
+            {table, pipeline_id, input, id_field});
         const std::int64_t run = std::stoll(PQgetvalue(r.get(), 0, 0));
         exec("COMMIT");
         return run;

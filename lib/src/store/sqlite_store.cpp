@@ -78,7 +78,8 @@ class SqliteBackend final : public Backend {
         "NOT NULL, pooling TEXT NOT NULL, precision TEXT NOT NULL, dimensions INTEGER NOT NULL, output_type TEXT NOT "
         "NULL, normalized INTEGER NOT NULL, created_at TEXT NOT NULL);"
         "CREATE TABLE IF NOT EXISTS sluice_runs (table_name TEXT NOT NULL, run INTEGER NOT NULL, pipeline_id TEXT NOT "
-        "NULL, input TEXT NOT NULL, started_at TEXT NOT NULL, checkpoint TEXT, PRIMARY KEY (table_name, run));");
+        "NULL, input TEXT NOT NULL, id_field TEXT NOT NULL, started_at TEXT NOT NULL, checkpoint TEXT, PRIMARY KEY "
+        "(table_name, run));");
     // Writable: a write lock taken and let go (a read-only file or folder fails here, before
     // any model is loaded).
     exec_setup("BEGIN IMMEDIATE; ROLLBACK;");
@@ -137,19 +138,22 @@ class SqliteBackend final : public Backend {
     return static_cast<std::uint64_t>(st.column_int(0));
   }
 
-  std::optional<std::pair<std::int64_t, std::string>> last_run(const std::string& table) override {
-    Statement st(db_, "SELECT run, checkpoint FROM sluice_runs WHERE table_name = ?1 ORDER BY run DESC LIMIT 1");
+  std::optional<RunRow> last_run(const std::string& table) override {
+    Statement st(db_,
+                 "SELECT run, id_field, checkpoint FROM sluice_runs WHERE table_name = ?1 ORDER BY run DESC LIMIT 1");
     st.text(1, table);
     if (st.step() != SQLITE_ROW) return std::nullopt;
-    return std::make_pair(st.column_int(0), st.column_null(1) ? std::string() : std::string(st.column_text(1)));
+    return RunRow{st.column_int(0), std::string(st.column_text(1)),
+                  st.column_null(2) ? std::string() : std::string(st.column_text(2))};
   }
 
-  std::int64_t start_run(const std::string& table, const std::string& pipeline_id, const std::string& input) override {
+  std::int64_t start_run(const std::string& table, const std::string& pipeline_id, const std::string& input,
+                         const std::string& id_field) override {
     Statement st(db_,
-                 "INSERT INTO sluice_runs (table_name, run, pipeline_id, input, started_at) VALUES (?1, (SELECT "
-                 "coalesce(max(run), 0) + 1 FROM sluice_runs WHERE table_name = ?1), ?2, ?3, "
+                 "INSERT INTO sluice_runs (table_name, run, pipeline_id, input, id_field, started_at) VALUES (?1, "
+                 "(SELECT coalesce(max(run), 0) + 1 FROM sluice_runs WHERE table_name = ?1), ?2, ?3, ?4, "
                  "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')) RETURNING run");
-    st.text(1, table).text(2, pipeline_id).text(3, input);
+    st.text(1, table).text(2, pipeline_id).text(3, input).text(4, id_field);
     const int rc = st.step();
     if (rc != SQLITE_ROW) check(rc, "cannot record the run");
     return st.column_int(0);

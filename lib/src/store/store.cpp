@@ -223,13 +223,20 @@ class StoreSink final : public Sink {
     } else {
       backend_->create_table(options_.table, meta_);
     }
-    std::optional<std::pair<std::int64_t, std::string>> last;
+    std::optional<Backend::RunRow> last;
     if (run.resume) last = backend_->last_run(options_.table);
+    if (last && last->id_field != options_.id_field) {
+      // The ids of the rows before the checkpoint come from that field: one run, one field.
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{}: cannot resume: the run took ids from the field \"{}\", and this one from \"{}\"; "
+                              "run without --resume to start again",
+                              name_, last->id_field, options_.id_field));
+    }
     if (last) {
-      run_ = last->first;
-      checkpoint_ = last->second;
+      run_ = last->run;
+      checkpoint_ = last->checkpoint;
     } else {
-      run_ = backend_->start_run(options_.table, run.pipeline_id, run.input);
+      run_ = backend_->start_run(options_.table, run.pipeline_id, run.input, options_.id_field);
     }
     thread_ = std::thread([this] { main(); });
   }

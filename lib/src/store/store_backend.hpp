@@ -58,10 +58,16 @@ class Backend {
   /// Creates the table and its entry.
   virtual void create_table(const std::string& table, const TableMeta& meta) = 0;
   virtual std::uint64_t count_rows(const std::string& table) = 0;
-  /// The last run recorded for the table, and its checkpoint (empty when none was committed).
-  virtual std::optional<std::pair<std::int64_t, std::string>> last_run(const std::string& table) = 0;
+  /// The last run recorded for the table.
+  struct RunRow {
+    std::int64_t run = 0;
+    std::string id_field;
+    std::string checkpoint;  // empty when none was committed
+  };
+  virtual std::optional<RunRow> last_run(const std::string& table) = 0;
   /// Records a new run; returns its number.
-  virtual std::int64_t start_run(const std::string& table, const std::string& pipeline_id, const std::string& input) = 0;
+  virtual std::int64_t start_run(const std::string& table, const std::string& pipeline_id, const std::string& input,
+                                 const std::string& id_field) = 0;
   /// In one transaction: upserts `rows` (an id this run already wrote from another line is
   /// not overwritten: that row's outcome is duplicate_id) and stores `checkpoint` on the run
   /// (when not empty). Outcomes: one per row, empty for a row written. Throws StoreError.
