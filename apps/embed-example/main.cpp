@@ -85,12 +85,12 @@ int main(int argc, char** argv) {
                          if (auto* f = std::get_if<sluice::DocumentFailed>(&e.payload)) {
                            fmt::print(stderr, "failed: {}\n", f->message);
                          } else if (auto* d = std::get_if<sluice::PipelineFinished>(&e.payload)) {
-                           fmt::print(stderr, "{}: {} embedded, {} failed, {} tokens in {:.2f} s\n", d->summary.status,
+                           fmt::print(stderr, "{}: {} embedded, {} failed, {} tokens in {:.2f} s\n", sluice::to_string(d->summary.status),
                                       d->summary.completed, d->summary.failed, d->summary.tokens, d->summary.elapsed_s);
                          }
                        });
     auto summary = pipeline.run();
-    return summary.status == "completed" ? 0 : 1;
+    return summary.status == sluice::RunStatus::completed ? 0 : 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;

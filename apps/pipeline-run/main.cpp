@@ -381,20 +381,20 @@ int run_embed(EmbedArgs& args) {
   if (!events_ok) {
     // The run stopped (or finished) with its output and checkpoint consistent; the event log is
     // what failed.
-    if (summary.status == "failed") fmt::print(stderr, "error: {}\n", summary.error);
+    if (summary.status == sluice::RunStatus::failed) fmt::print(stderr, "error: {}\n", summary.error);
     fmt::print(stderr, "error: {}\n", events->error());
-    if (summary.status != "completed") resume_hint();
+    if (summary.status != sluice::RunStatus::completed) resume_hint();
     return finished(kExitFailure);
   }
 
-  if (summary.status == "failed") {
+  if (summary.status == sluice::RunStatus::failed) {
     fmt::print(stderr, "error: {}\n", summary.error);
     const bool bad_records = summary.failed > 0 && (opt.on_error == sluice::OnError::fail ||
                                                     (opt.max_errors && summary.failed > *opt.max_errors));
     resume_hint();
     return finished(bad_records ? kExitInvalidInput : kExitFailure);
   }
-  if (summary.status == "stopped") {
+  if (summary.status == sluice::RunStatus::stopped) {
     if (store && store->keep_checkpoint) {
       fmt::print(stderr, "stopped; {} records where it stopped: run the same command with --resume to finish\n",
                  sluice::redact_uri(store->uri));

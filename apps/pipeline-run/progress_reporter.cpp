@@ -228,7 +228,7 @@ void ProgressReporter::loading_model(const std::string& model) {
 
 void ProgressReporter::print_progress(const sluice::BatchProgress& p, double ts) {
   ProgressView v;
-  v.phase = p.phase.empty() ? "embedding" : p.phase;
+  v.phase = std::string(sluice::to_string(p.phase));
   v.fraction = p.fraction;
   v.fraction_known = p.bytes_total > 0 || p.tokens_expected > 0;
   v.processed = p.processed;
@@ -278,7 +278,7 @@ void ProgressReporter::on_event(const sluice::PipelineEvent& event) {
           fmt::print(
               out_,
               "{}: {} records embedded, {} failed, {} tokens ({} truncated) in {} ({:.1f} docs/s, {:.0f} tokens/s)\n",
-              s.status, s.completed, s.failed, s.tokens, s.truncated, format_duration(s.elapsed_s),
+              sluice::to_string(s.status), s.completed, s.failed, s.tokens, s.truncated, format_duration(s.elapsed_s),
               s.elapsed_s > 0 ? s.completed / s.elapsed_s : 0.0, s.elapsed_s > 0 ? s.tokens / s.elapsed_s : 0.0);
           if (s.model_calls > 0 && s.padded_tokens > 0 && s.elapsed_s > 0) {
             // What the model was given: padding efficiency and how busy it was kept (with

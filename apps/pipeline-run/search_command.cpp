@@ -157,7 +157,7 @@ int run_search(const SearchArgs& args) {
     sluice::Pipeline pipeline(po, model, tokenizer);
     pipeline.set_source(sluice::RecordStream::from_records(group).into_source());
     sluice::Collected got = sluice::collect(pipeline);
-    if (got.summary.status != "completed") {
+    if (got.summary.status != sluice::RunStatus::completed) {
       fmt::print(stderr, "error: a query could not be embedded: {}\n", got.summary.error);
       return kExitInvalidInput;
     }

@@ -54,9 +54,9 @@ int main(int argc, char** argv) {
                   std::string(sluice::error_name(f.code)).c_str());
     });
     const sluice::RunSummary summary = pipeline.run();
-    std::printf("summary %s %llu %llu\n", summary.status.c_str(), static_cast<unsigned long long>(summary.completed),
+    std::printf("summary %s %llu %llu\n", std::string(sluice::to_string(summary.status)).c_str(), static_cast<unsigned long long>(summary.completed),
                 static_cast<unsigned long long>(summary.failed));
-    return summary.status == "completed" ? 0 : 1;
+    return summary.status == sluice::RunStatus::completed ? 0 : 1;
   } catch (const sluice::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -101,10 +101,10 @@ struct Sample<BatchProgress> {
   static std::vector<BatchProgress> values() {
     return {
         {},
-        {kMax64, kMax64 - 1, 3, 1ull << 63, kMax64, 4, 1234.5678, 1.7976931348623157e308, 1e300, "embedding",
+        {kMax64, kMax64 - 1, 3, 1ull << 63, kMax64, 4, 1234.5678, 1.7976931348623157e308, 1e300, RunPhase::draining,
          kMax64, 1ull << 63, kMax64 - 2, kMax64, 0.999, 1e-300, 86400.5},
-        {10, 0, 2, 500, 0, 40, 0.25, 33.333333333333336, std::nullopt, kTrickyText, 12, 600, 48, 0, 0, 0.5, 1},
-        {10, 0, 2, 500, 1000, 40, 0.25, 33.333333333333336, 0.0, "finished", 10, 1000, 40, 40, 1.0, 250, 2.25},
+        {10, 0, 2, 500, 0, 40, 0.25, 33.333333333333336, std::nullopt, RunPhase::failed, 12, 600, 48, 0, 0, 0.5, 1},
+        {10, 0, 2, 500, 1000, 40, 0.25, 33.333333333333336, 0.0, RunPhase::finished, 10, 1000, 40, 40, 1.0, 250, 2.25},
     };
   }
   static std::vector<std::string_view> keys(const BatchProgress& p) {
@@ -124,8 +124,8 @@ struct Sample<StageStateChanged> {
   static std::vector<StageStateChanged> values() {
     return {
         {},
-        {"tokenizer", "running", "paused", "queue full"},
-        {"writer \"2\"", "draining", "failed", kTrickyText},
+        {Stage::reader, StageState::running, StageState::paused, "queue full"},
+        {Stage::pipeline, StageState::draining, StageState::failed, kTrickyText},
     };
   }
   static std::vector<std::string_view> keys(const StageStateChanged&) {
@@ -152,8 +152,8 @@ struct Sample<PipelineFinished> {
   static std::vector<PipelineFinished> values() {
     return {
         {},
-        {{"failed", kMax64, kMax64 - 1, 2, 3, 4, 5, 6, 98.765432109876, kTrickyText, kMax64, 7, 8, 0.75}},
-        {{"stopped", 10, 8, 1, 900, 0, 4096, 8192, 0.5, "", 2, 900, 1024, 0.25}},
+        {{RunStatus::failed, kMax64, kMax64 - 1, 2, 3, 4, 5, 6, 98.765432109876, kTrickyText, kMax64, 7, 8, 0.75}},
+        {{RunStatus::stopped, 10, 8, 1, 900, 0, 4096, 8192, 0.5, "", 2, 900, 1024, 0.25}},
     };
   }
   static std::vector<std::string_view> keys(const PipelineFinished&) { return {"summary"}; }
@@ -312,14 +312,14 @@ TEST_CASE("the JSON form follows docs/events.md") {
         R"("index":5,"location":{"file":"in.jsonl","line":6,"offset":300},"code":"missing_field",)"
         R"("message":"in.jsonl:6: field \"text\" is missing","field":"text","retryable":false,"attempt":1})");
 
-  e.payload = BatchProgress{1, 2, 3, 4, 0, 6, 0.5, 100, std::nullopt, "draining", 7, 8, 9, 10, 0.75, 11.5, 12};
+  e.payload = BatchProgress{1, 2, 3, 4, 0, 6, 0.5, 100, std::nullopt, RunPhase::draining, 7, 8, 9, 10, 0.75, 11.5, 12};
   CHECK(to_json(e) ==
         R"({"type":"batch_progress","v":1,"seq":17,"ts":1717171717.500000,"pipeline":"run-7",)"
         R"("completed":1,"failed":2,"in_flight":3,"bytes_read":4,"bytes_total":0,"tokens":6,)"
         R"("docs_per_s":0.5,"tokens_per_s":100,"phase":"draining","processed":7,"bytes_processed":8,)"
         R"("tokens_processed":9,"tokens_expected":10,"fraction":0.75,"bytes_per_s":11.5,"elapsed_s":12})");
 
-  e.payload = PipelineFinished{{"completed", 1, 1, 0, 9, 0, 10, 20, 0.25, "", 1, 9, 16, 0.125, 2}};
+  e.payload = PipelineFinished{{RunStatus::completed, 1, 1, 0, 9, 0, 10, 20, 0.25, "", 1, 9, 16, 0.125, 2}};
   CHECK(to_json(e) ==
         R"({"type":"pipeline_finished","v":1,"seq":17,"ts":1717171717.500000,"pipeline":"run-7",)"
         R"("summary":{"status":"completed","records_read":1,"completed":1,"failed":0,"tokens":9,)"
@@ -391,7 +391,7 @@ TEST_CASE("an absent optional field may also be written as null") {
 }
 
 TEST_CASE("unknown fields, whitespace, member order and integer-valued numbers are accepted") {
-  const PipelineEvent e = sample_event(PipelineFinished{{"completed", 5, 4, 1, 100, 0, 300, 400, 2.0, "", 3, 100, 128, 1.5, 2}});
+  const PipelineEvent e = sample_event(PipelineFinished{{RunStatus::completed, 5, 4, 1, 100, 0, 300, 400, 2.0, "", 3, 100, 128, 1.5, 2}});
   const std::string text = R"(
     {
       "extra_top": {"nested": [1, 2, {"x": null}]},
@@ -467,7 +467,7 @@ TEST_CASE("a batch_progress line of the first release reads, with the added fiel
   const auto& p = std::get<BatchProgress>(r.value().payload);
   CHECK(p.completed == 6144);
   CHECK(p.eta_s == 79.1);
-  CHECK(p.phase.empty());
+  CHECK(p.phase == RunPhase::embedding);  // absent: the default
   CHECK(p.processed == 0);
   CHECK(p.fraction == 0);
   // A field of the first release is still required.
@@ -624,7 +624,7 @@ TEST_CASE("text that is not one JSON object is rejected") {
 }
 
 TEST_CASE("to_json writes ill-formed UTF-8 in strings as U+FFFD, so the line stays valid") {
-  const PipelineEvent e = sample_event(StageStateChanged{"model", "running", "failed", "bad byte \xFF here"});
+  const PipelineEvent e = sample_event(StageStateChanged{Stage::reader, StageState::running, StageState::failed, "bad byte \xFF here"});
   const std::string json = to_json(e);
   CHECK(simdjson::validate_utf8(json.data(), json.size()));
   const Result<PipelineEvent> back = event_from_json(json);

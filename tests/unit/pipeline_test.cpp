@@ -138,7 +138,7 @@ TEST_CASE("embeds every record in input order, keeping every input byte") {
   pipeline.subscribe(EventFilter::all(), [&](const PipelineEvent& e) { events.push_back(e); });
   RunSummary s = pipeline.run();
 
-  CHECK(s.status == "completed");
+  CHECK(s.status == RunStatus::completed);
   CHECK(s.completed == 37);
   CHECK(s.failed == 0);
   auto in_lines = split_lines(input);
@@ -196,7 +196,7 @@ TEST_CASE("pipeline output equals the model called directly on the same tokens")
   auto opts = base_options(dir);
   write_file(opts.input, "{\"text\":\"Hello, World!\"}\n{\"text\":\"a longer sentence about rivers and deltas\"}\n");
   Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
-  REQUIRE(pipeline.run().status == "completed");
+  REQUIRE(pipeline.run().status == RunStatus::completed);
   auto out = split_lines(read_file(opts.output));
   REQUIRE(out.size() == 2);
   const char* texts[] = {"Hello, World!", "a longer sentence about rivers and deltas"};
@@ -240,7 +240,7 @@ TEST_CASE("bad records are reported with file:line and field, counted, and dead-
   pipeline.subscribe(EventFilter::of<DocumentFailed>(),
                      [&](const PipelineEvent& e) { failures.push_back(std::get<DocumentFailed>(e.payload)); });
   RunSummary s = pipeline.run();
-  CHECK(s.status == "completed");
+  CHECK(s.status == RunStatus::completed);
   CHECK(s.completed == 2);
   CHECK(s.failed == 4);
   REQUIRE(failures.size() == 4);
@@ -275,7 +275,7 @@ TEST_CASE("--on-error fail stops at the first bad record; what came before is wr
   write_file(opts.input, input);
   Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
   RunSummary s = pipeline.run();
-  CHECK(s.status == "failed");
+  CHECK(s.status == RunStatus::failed);
   CHECK(s.error.find(":11: ") != std::string::npos);
   CHECK(s.completed == 10);
   CHECK(split_lines(read_file(opts.output)).size() == 10);
@@ -292,7 +292,7 @@ TEST_CASE("memory bound: the reader pauses when the in-flight limit is reached")
   std::uint64_t max_in_flight = 0;
   std::uint64_t started = 0, done = 0;
   pipeline.subscribe(EventFilter::all(), [&](const PipelineEvent& e) {
-    if (auto* c = std::get_if<StageStateChanged>(&e.payload); c && c->stage == "reader" && c->to == "paused") ++paused;
+    if (auto* c = std::get_if<StageStateChanged>(&e.payload); c && c->stage == Stage::reader && c->to == StageState::paused) ++paused;
     if (std::holds_alternative<DocumentStarted>(e.payload)) ++started;
     if (std::holds_alternative<DocumentCompleted>(e.payload)) ++done;
     max_in_flight = std::max(max_in_flight, started - done);
@@ -433,7 +433,7 @@ TEST_CASE("stop() drains and checkpoints at a batch boundary; resume gives the u
   ref_opts.checkpoint.clear();
   {
     Pipeline ref(ref_opts, tiny().model, tiny().tokenizer);
-    REQUIRE(ref.run().status == "completed");
+    REQUIRE(ref.run().status == RunStatus::completed);
   }
 
   Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
@@ -451,7 +451,7 @@ TEST_CASE("stop() drains and checkpoints at a batch boundary; resume gives the u
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);  // every handle closed
   CHECK(finished == 1);
-  CHECK(s.status == "stopped");
+  CHECK(s.status == RunStatus::stopped);
   CHECK(s.completed > 21);
   CHECK(s.completed < 400);
   const auto out = read_file(opts.output);
@@ -476,14 +476,14 @@ TEST_CASE("stop() drains and checkpoints at a batch boundary; resume gives the u
   opts.resume = true;
   Pipeline resumed(opts, tiny().model, tiny().tokenizer);
   RunSummary r = resumed.run();
-  CHECK(r.status == "completed");
+  CHECK(r.status == RunStatus::completed);
   CHECK(r.completed == 400);
   CHECK(read_file(opts.output) == ref);
 
   // Resuming a finished run does nothing and succeeds.
   Pipeline again(opts, tiny().model, tiny().tokenizer);
   RunSummary a = again.run();
-  CHECK(a.status == "completed");
+  CHECK(a.status == RunStatus::completed);
   CHECK(a.completed == 400);
   CHECK(read_file(opts.output) == ref);
 }
@@ -495,7 +495,7 @@ TEST_CASE("resume refuses a changed input or option, saying what changed") {
   write_file(opts.input, make_input(10));
   {
     Pipeline first(opts, tiny().model, tiny().tokenizer);
-    REQUIRE(first.run().status == "completed");
+    REQUIRE(first.run().status == RunStatus::completed);
   }
   opts.resume = true;
   auto changed = opts;
@@ -534,7 +534,7 @@ TEST_CASE("resume refuses a changed input or option, saying what changed") {
   write_file(opts.input, make_input(10) + "\n  \r\n");
   {
     Pipeline p(opts, tiny().model, tiny().tokenizer);
-    CHECK(p.run().status == "completed");
+    CHECK(p.run().status == RunStatus::completed);
   }
 }
 
@@ -552,7 +552,7 @@ TEST_CASE("token-budget batches sorted by length: input order kept, same vectors
   one.batch_size = 1;
   one.output = (dir.path / "one.jsonl").string();
   const RunSummary single = Pipeline(one, tiny().model, tiny().tokenizer).run();
-  REQUIRE(single.status == "completed");
+  REQUIRE(single.status == RunStatus::completed);
   // What the model was given: one call per record, the real tokens, each row padded up to
   // its planned length (exact up to 32, less than 1/16 more above).
   CHECK(single.model_calls == 90);
@@ -569,7 +569,7 @@ TEST_CASE("token-budget batches sorted by length: input order kept, same vectors
   Pipeline sorted(opts, tiny().model, tiny().tokenizer);
   sorted.subscribe(EventFilter::of<PipelineStarted>(), [&](const PipelineEvent& e) { events.push_back(e); });
   const RunSummary batched = sorted.run();
-  REQUIRE(batched.status == "completed");
+  REQUIRE(batched.status == RunStatus::completed);
   REQUIRE(events.size() == 1);
   CHECK(std::get<PipelineStarted>(events[0].payload).max_batch_tokens == 256);
   CHECK(std::get<PipelineStarted>(events[0].payload).sort_window == 32);
@@ -578,7 +578,7 @@ TEST_CASE("token-budget batches sorted by length: input order kept, same vectors
   CHECK(batched.padded_tokens >= batched.model_tokens);
   CHECK(batched.padded_tokens <= batched.model_calls * 256);
   const auto first = read_file(opts.output);
-  REQUIRE(Pipeline(opts, tiny().model, tiny().tokenizer).run().status == "completed");
+  REQUIRE(Pipeline(opts, tiny().model, tiny().tokenizer).run().status == RunStatus::completed);
   CHECK(read_file(opts.output) == first);
 
   auto sorted_lines = split_lines(first);
@@ -658,7 +658,7 @@ TEST_CASE("concurrent model calls: same bytes, input order; one call at a time w
 
   opts.model_workers = 1;
   const RunSummary one = Pipeline(opts, tiny().model, tiny().tokenizer).run();
-  REQUIRE(one.status == "completed");
+  REQUIRE(one.status == RunStatus::completed);
   CHECK(one.model_workers == 1);
   const std::string expected = read_file(opts.output);
 
@@ -672,7 +672,7 @@ TEST_CASE("concurrent model calls: same bytes, input order; one call at a time w
     Pipeline p(opts, probe, tiny().tokenizer);
     p.subscribe(EventFilter::of<PipelineStarted>(), [&](const PipelineEvent& e) { started.push_back(e); });
     const RunSummary s = p.run();
-    REQUIRE(s.status == "completed");
+    REQUIRE(s.status == RunStatus::completed);
     CHECK(read_file(opts.output) == expected);
     CHECK(s.model_calls == one.model_calls);
     REQUIRE(started.size() == 1);
@@ -807,7 +807,7 @@ TEST_CASE("a sink that commits later: a record is done only once durable; what i
     failed.push_back(f.index);
   });
   RunSummary s = pipeline.run();
-  CHECK(s.status == "completed");
+  CHECK(s.status == RunStatus::completed);
   CHECK(all_durable);
   CHECK(failed == std::vector<std::uint64_t>{5, 22, 39, 56});
   CHECK(s.completed == 56);
@@ -832,7 +832,7 @@ TEST_CASE("a sink that miscounts what it holds fails the run") {
   Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
   pipeline.set_sink(std::move(sink));
   RunSummary s = pipeline.run();
-  CHECK(s.status == "failed");
+  CHECK(s.status == RunStatus::failed);
   CHECK(s.error.find("holds 11 records of this run, and the run embedded 10") != std::string::npos);
 }
 
@@ -850,7 +850,7 @@ TEST_CASE("a sink that keeps the checkpoint: stop, resume, and the records are t
       if (std::get<DocumentCompleted>(e.payload).index == 41) pipeline.stop();
     });
     RunSummary s = pipeline.run();
-    CHECK(s.status == "stopped");
+    CHECK(s.status == RunStatus::stopped);
     CHECK(s.completed < 300);
   }
   {
@@ -870,7 +870,7 @@ TEST_CASE("a sink that keeps the checkpoint: stop, resume, and the records are t
   Pipeline resumed(opts, tiny().model, tiny().tokenizer);
   resumed.set_sink(std::make_unique<DelayedSink>(store, true));
   RunSummary r = resumed.run();
-  CHECK(r.status == "completed");
+  CHECK(r.status == RunStatus::completed);
   CHECK(r.completed == 300);
   REQUIRE(r.verified.has_value());
   CHECK(*r.verified == 300);
@@ -921,7 +921,7 @@ TEST_CASE("a sink with positions resumes from the checkpoint file: the lines of 
     ref_opts.checkpoint.clear();
     Pipeline ref(ref_opts, tiny().model, tiny().tokenizer);
     ref.set_sink(std::make_unique<ListSink>(reference));
-    REQUIRE(ref.run().status == "completed");
+    REQUIRE(ref.run().status == RunStatus::completed);
   }
   {
     Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
@@ -929,12 +929,12 @@ TEST_CASE("a sink with positions resumes from the checkpoint file: the lines of 
     pipeline.subscribe(EventFilter::of<DocumentCompleted>(), [&](const PipelineEvent& e) {
       if (std::get<DocumentCompleted>(e.payload).index == 37) pipeline.stop();
     });
-    CHECK(pipeline.run().status == "stopped");
+    CHECK(pipeline.run().status == RunStatus::stopped);
   }
   CHECK(lines.size() < 200);
   opts.resume = true;
   Pipeline resumed(opts, tiny().model, tiny().tokenizer);
   resumed.set_sink(std::make_unique<ListSink>(lines));
-  CHECK(resumed.run().status == "completed");
+  CHECK(resumed.run().status == RunStatus::completed);
   CHECK(lines == reference);
 }

@@ -23,10 +23,49 @@ namespace sluice {
 
 inline constexpr int kEventSchemaVersion = 1;
 
+/// How a run ended. JSON: "completed", "stopped", "failed".
+enum class RunStatus : std::uint8_t {
+  completed,  ///< every record read was embedded or failed as a bad record
+  stopped,    ///< stop() (SIGINT, SIGTERM) or abort(): drained, checkpointed, resumable
+  failed,     ///< an error ended it (RunSummary::error says which)
+};
+
+/// The stages that report their state (StageStateChanged). JSON: "pipeline", "reader".
+enum class Stage : std::uint8_t { pipeline, reader };
+
+/// A stage's lifecycle. JSON: the names below.
+enum class StageState : std::uint8_t {
+  created,
+  running,
+  paused,    ///< the reader, at an in-flight bound
+  draining,  ///< the pipeline, after stop(): finishing the work in flight
+  stopped,
+  failed,
+};
+
+/// Where a run is (BatchProgress::phase). JSON: the names below.
+enum class RunPhase : std::uint8_t {
+  embedding,  ///< reading and embedding
+  draining,   ///< every record read has been through the model; writing remains
+  finishing,  ///< everything written; the final checkpoint and closing remain
+  finished,   ///< the last event of a completed run
+  stopped,    ///< the last event of a stopped run
+  failed,     ///< the last event of a failed run
+};
+
+/// The JSON names of the enums above, and back (false for an unknown name).
+std::string_view to_string(RunStatus value) noexcept;
+std::string_view to_string(Stage value) noexcept;
+std::string_view to_string(StageState value) noexcept;
+std::string_view to_string(RunPhase value) noexcept;
+bool from_string(std::string_view name, RunStatus& out) noexcept;
+bool from_string(std::string_view name, Stage& out) noexcept;
+bool from_string(std::string_view name, StageState& out) noexcept;
+bool from_string(std::string_view name, RunPhase& out) noexcept;
+
 /// Totals of a run; carried by PipelineFinished and returned by Pipeline::run().
 struct RunSummary {
-  /// How the run ended: "completed", "stopped" (interrupted, drained), "failed".
-  std::string status = "completed";
+  RunStatus status = RunStatus::completed;  ///< how the run ended
   std::uint64_t records_read = 0;   ///< records (lines with content) seen in the input
   std::uint64_t completed = 0;      ///< records embedded and written
   std::uint64_t failed = 0;         ///< records that failed (bad input or model error)
@@ -118,7 +157,7 @@ struct BatchProgress {
   double tokens_per_s = 0;          ///< tokens through the model a second, recent (smoothed)
   std::optional<double> eta_s;      ///< absent until the estimate is meaningful or when the total is unknown
   // Added after the first release (a reader fills in the defaults when they are absent):
-  std::string phase;                ///< "embedding", "draining" (all input read), "finished"
+  RunPhase phase = RunPhase::embedding;
   std::uint64_t processed = 0;      ///< records through the model (or failed before it), in completion order
   std::uint64_t bytes_processed = 0;   ///< their input bytes, with those done before a resume
   std::uint64_t tokens_processed = 0;  ///< the tokens the model has embedded, with those before a resume
@@ -130,12 +169,12 @@ struct BatchProgress {
   bool operator==(const BatchProgress&) const = default;
 };
 
-/// The lifecycle state of a stage ("reader", "tokenizer", "model", "writer", "pipeline").
+/// The lifecycle state of a stage changed.
 struct StageStateChanged {
   static constexpr std::string_view kType = "stage_state_changed";
-  std::string stage;
-  std::string from;                 ///< "created", "running", "paused", "draining", "stopped", "failed"
-  std::string to;
+  Stage stage = Stage::pipeline;
+  StageState from = StageState::created;
+  StageState to = StageState::created;
   std::string reason;               ///< why, e.g. "queue full", "end of input"; may be empty
 
   bool operator==(const StageStateChanged&) const = default;

@@ -236,6 +236,39 @@ constexpr bool type_names_unique() {
 }
 static_assert(type_names_unique(), "two event payloads have the same kType");
 
+// ---- enum names -----------------------------------------------------------------------------
+
+template <typename E, std::size_t N>
+bool parse_name(const std::array<std::string_view, N>& names, std::string_view name, E& out) noexcept {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (names[i] == name) {
+      out = static_cast<E>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+constexpr std::array<std::string_view, 3> kRunStatusNames = {"completed", "stopped", "failed"};
+constexpr std::array<std::string_view, 2> kStageNames = {"pipeline", "reader"};
+constexpr std::array<std::string_view, 6> kStageStateNames = {"created",  "running", "paused",
+                                                                "draining", "stopped", "failed"};
+constexpr std::array<std::string_view, 6> kRunPhaseNames = {"embedding", "draining", "finishing",
+                                                             "finished",  "stopped",  "failed"};
+
+}  // namespace
+
+std::string_view to_string(RunStatus v) noexcept { return kRunStatusNames[static_cast<std::size_t>(v)]; }
+std::string_view to_string(Stage v) noexcept { return kStageNames[static_cast<std::size_t>(v)]; }
+std::string_view to_string(StageState v) noexcept { return kStageStateNames[static_cast<std::size_t>(v)]; }
+std::string_view to_string(RunPhase v) noexcept { return kRunPhaseNames[static_cast<std::size_t>(v)]; }
+bool from_string(std::string_view n, RunStatus& out) noexcept { return parse_name(kRunStatusNames, n, out); }
+bool from_string(std::string_view n, Stage& out) noexcept { return parse_name(kStageNames, n, out); }
+bool from_string(std::string_view n, StageState& out) noexcept { return parse_name(kStageStateNames, n, out); }
+bool from_string(std::string_view n, RunPhase& out) noexcept { return parse_name(kRunPhaseNames, n, out); }
+
+namespace {
+
 // ---- writing --------------------------------------------------------------------------------
 
 void write_value(json::JsonWriter& w, const std::string& v) { w.string_value(v); }
@@ -244,6 +277,11 @@ void write_value(json::JsonWriter& w, std::uint32_t v) { w.uint_value(v); }
 void write_value(json::JsonWriter& w, bool v) { w.bool_value(v); }
 void write_value(json::JsonWriter& w, double v) { w.double_value(v); }
 void write_value(json::JsonWriter& w, ErrorCode v) { w.string_value(error_name(v)); }
+template <typename E>
+  requires std::is_enum_v<E> && requires(E e) { to_string(e); }
+void write_value(json::JsonWriter& w, E v) {
+  w.string_value(to_string(v));
+}
 
 template <typename T>
   requires Is<T, InputLocation> || Is<T, RunSummary>
@@ -336,6 +374,15 @@ std::optional<ErrorInfo> read_value(element el, double& out, const std::string& 
     return std::nullopt;
   }
   if (el.get_double().get(out)) return field_error(ErrorCode::invalid_json, path, "is not a number");
+  return std::nullopt;
+}
+
+template <typename E>
+  requires std::is_enum_v<E> && requires(E e, std::string_view n) { from_string(n, e); }
+std::optional<ErrorInfo> read_value(element el, E& out, const std::string& path) {
+  std::string_view s;
+  if (el.get_string().get(s)) return field_error(ErrorCode::invalid_json, path, "is not a string");
+  if (!from_string(s, out)) return field_error(ErrorCode::invalid_argument, path, "is not a known name");
   return std::nullopt;
 }
 

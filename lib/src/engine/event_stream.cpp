@@ -95,7 +95,7 @@ Collected collect(Pipeline& pipeline) {
     throw;
   }
   pipeline.unsubscribe(id);
-  if (out.summary.status == "failed") {
+  if (out.summary.status == RunStatus::failed) {
     // The record that failed the run is the last one reported (OnError::fail or max_errors).
     const bool by_record = !out.failed.empty() && out.summary.error.find(out.failed.back().message) != std::string::npos;
     throw Error(by_record ? out.failed.back().code : ErrorCode::io_error, out.summary.error);

@@ -318,7 +318,7 @@ class Pipeline::Impl {
   void handle_record(std::string_view json, const std::optional<std::string>& text, std::uint64_t line,
                      std::uint64_t offset, std::uint64_t end_offset, bool too_long, std::uint64_t length);
   void reach_end_of_input(const char* reason);
-  void set_reader_state(const char* to, const char* reason);
+  void set_reader_state(StageState to, const char* reason);
 
   // Results, order and writing.
   static void on_results(uv_async_t* handle);
@@ -379,7 +379,7 @@ class Pipeline::Impl {
   bool read_in_flight_ = false;
   bool eof_ = false;
   bool reader_paused_ = false;
-  std::string reader_state_ = "created";
+  StageState reader_state_ = StageState::created;
   RecordParser parser_;
   LineSplitter splitter_;
   BoundedQueue<SourceBatch> source_queue_{2};
@@ -884,9 +884,9 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
                                static_cast<std::uint32_t>(opt_.sort_window),
                                static_cast<std::uint32_t>(layout_.workers),
                                static_cast<std::uint32_t>(layout_.threads_per_worker)});
-  bus_.publish(StageStateChanged{"pipeline", "created", "running",
+  bus_.publish(StageStateChanged{Stage::pipeline, StageState::created, StageState::running,
                                  resumed ? fmt::format("resumed at record {}", done_.records) : ""});
-  set_reader_state("running", "");
+  set_reader_state(StageState::running, "");
   if (already_finished) {
     // The checkpoint says the run finished: nothing to read, nothing to write.
     reach_end_of_input("the checkpoint records a finished run");
@@ -928,9 +928,9 @@ RunSummary Pipeline::Impl::run() {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-void Pipeline::Impl::set_reader_state(const char* to, const char* reason) {
+void Pipeline::Impl::set_reader_state(StageState to, const char* reason) {
   if (reader_state_ == to) return;
-  if (bus_.wants<StageStateChanged>()) bus_.publish(StageStateChanged{"reader", reader_state_, to, reason});
+  if (bus_.wants<StageStateChanged>()) bus_.publish(StageStateChanged{Stage::reader, reader_state_, to, reason});
   reader_state_ = to;
 }
 
@@ -940,14 +940,14 @@ void Pipeline::Impl::maybe_read() {
   if (!has_budget()) {
     if (!reader_paused_) {
       reader_paused_ = true;
-      set_reader_state("paused", in_flight_records_ >= opt_.max_in_flight_records ? "in-flight record limit reached"
+      set_reader_state(StageState::paused, in_flight_records_ >= opt_.max_in_flight_records ? "in-flight record limit reached"
                                                                                   : "in-flight byte limit reached");
     }
     return;
   }
   if (reader_paused_) {
     reader_paused_ = false;
-    set_reader_state("running", "room in the queues");
+    set_reader_state(StageState::running, "room in the queues");
   }
   if (source_) {
     pull_source();
@@ -1004,7 +1004,7 @@ void Pipeline::Impl::on_read(uv_fs_t* req) {
 
 void Pipeline::Impl::reach_end_of_input(const char* reason) {
   eof_ = true;
-  set_reader_state("stopped", reason);
+  set_reader_state(StageState::stopped, reason);
   workers_->finish_input();
   check_done();
 }
@@ -1339,7 +1339,7 @@ void Pipeline::Impl::complete(Pending& p) {
 void Pipeline::Impl::fail_run(const std::string& message) {
   if (failed_) return;
   failed_ = true;
-  summary_.status = "failed";
+  summary_.status = RunStatus::failed;
   summary_.error = message;
   check_done();
 }
@@ -1348,7 +1348,7 @@ void Pipeline::Impl::on_control(uv_async_t* handle) {
   auto* self = static_cast<Impl*>(handle->data);
   if (self->finishing_) return;
   if (self->abort_requested_.load()) {
-    if (self->summary_.status == "completed") self->summary_.status = "stopped";
+    if (self->summary_.status == RunStatus::completed) self->summary_.status = RunStatus::stopped;
     self->summary_.error = "aborted";
     self->workers_->abort();
     self->finish();
@@ -1356,9 +1356,10 @@ void Pipeline::Impl::on_control(uv_async_t* handle) {
   }
   if (self->stop_requested_.load()) {
     if (self->bus_.wants<StageStateChanged>()) {
-      self->bus_.publish(StageStateChanged{"pipeline", "running", "draining", "stop requested"});
+      self->bus_.publish(
+          StageStateChanged{Stage::pipeline, StageState::running, StageState::draining, "stop requested"});
     }
-    self->set_reader_state("stopped", "stop requested");
+    self->set_reader_state(StageState::stopped, "stop requested");
     self->workers_->finish_input();
     self->check_done();
   }
@@ -1374,7 +1375,7 @@ void Pipeline::Impl::check_done() {
   // takes at most as long as one model call, not the whole in-flight window.
   const bool all_done = eof_ && in_flight_records_ == 0;
   if (failed_ || (stop_requested_.load() && !all_done)) {
-    if (!failed_) summary_.status = "stopped";
+    if (!failed_) summary_.status = RunStatus::stopped;
     workers_->abort();
     finish();
     return;
@@ -1395,7 +1396,7 @@ void Pipeline::Impl::publish_progress() {
   const double now = unix_time_now();
   if (!bus_.wants<BatchProgress>()) return;
   const RateWindow::Rates r = rates_.rates();
-  const bool finished = final_progress_ && summary_.status == "completed";
+  const bool finished = final_progress_ && summary_.status == RunStatus::completed;
   BatchProgress p;
   p.completed = summary_.completed;
   p.failed = summary_.failed;
@@ -1407,10 +1408,15 @@ void Pipeline::Impl::publish_progress() {
   p.tokens_per_s = r.tokens;
   p.bytes_per_s = r.bytes;
   // Draining: every record read has been through the model; writing and syncing remain.
-  p.phase = final_progress_ ? (finished ? "finished" : summary_.status)
-            : finishing_    ? "finishing"
-            : eof_ && processed_ == summary_.records_read - resumed_records_ ? "draining"
-                                                                            : "embedding";
+  if (final_progress_) {
+    p.phase = summary_.status == RunStatus::completed ? RunPhase::finished
+              : summary_.status == RunStatus::stopped ? RunPhase::stopped
+                                                      : RunPhase::failed;
+  } else if (finishing_) {
+    p.phase = RunPhase::finishing;
+  } else {
+    p.phase = eof_ && processed_ == summary_.records_read - resumed_records_ ? RunPhase::draining : RunPhase::embedding;
+  }
   p.processed = resumed_records_ + processed_;
   p.bytes_processed = resumed_bytes_ + processed_bytes_;
   p.tokens_processed = resumed_tokens_ + processed_tokens_;
@@ -1578,20 +1584,20 @@ void Pipeline::Impl::finish() {
   // be synced) and closing remain. Then the last event, "finished" (or how the run ended).
   publish_progress();
   auto after_checkpoint = [this] {
-    if (sink_ && summary_.status != "failed") {
+    if (sink_ && summary_.status != RunStatus::failed) {
       try {
-        if (summary_.status == "completed") {
+        if (summary_.status == RunStatus::completed) {
           // The sink counts what it holds of this run: every record embedded, once.
           summary_.verified = sink_->verified_count();
           if (summary_.verified && *summary_.verified != summary_.completed) {
-            summary_.status = "failed";
+            summary_.status = RunStatus::failed;
             summary_.error = fmt::format("{} holds {} records of this run, and the run embedded {}", sink_->name(),
                                          *summary_.verified, summary_.completed);
           }
         }
-        if (summary_.status != "failed") sink_->finish();
+        if (summary_.status != RunStatus::failed) sink_->finish();
       } catch (const std::exception& e) {
-        summary_.status = "failed";
+        summary_.status = RunStatus::failed;
         summary_.error = fmt::format("{} failed: {}", sink_->name(), e.what());
       }
     }
@@ -1762,9 +1768,11 @@ void Pipeline::Impl::on_handle_closed(uv_handle_t* handle) {
     self->in_fd_ = -1;
   }
   if (self->source_thread_.joinable()) self->source_thread_.join();
-  const std::string final_state = self->summary_.status == "completed" ? "stopped" : self->summary_.status;
-  self->bus_.publish(StageStateChanged{"pipeline", self->stop_requested_.load() ? "draining" : "running", final_state,
-                                       self->summary_.error});
+  const StageState final_state =
+      self->summary_.status == RunStatus::failed ? StageState::failed : StageState::stopped;
+  self->bus_.publish(StageStateChanged{Stage::pipeline,
+                                       self->stop_requested_.load() ? StageState::draining : StageState::running,
+                                       final_state, self->summary_.error});
   self->bus_.publish(PipelineFinished{self->summary_});
   if (self->on_finished_) {
     auto cb = std::move(self->on_finished_);
