@@ -15,7 +15,11 @@ documentation), and measures, in one invocation:
   * the same job with transformers.js + onnxruntime-node on the same model exported to ONNX
     (tools/bench/peer_transformers.mjs), the whole process timed, same threads, same max length;
   * gemm-peak: the float32 matrix-product speed through the same libtorch, for GFLOP/s;
-  * peak RSS of pipeline-run at two input sizes, and a 1 GB input run to completion.
+  * peak RSS of pipeline-run at two input sizes, and a 1 GB input run to completion;
+  * stores: the same job written as JSONL, into sqlite: and into a throwaway PostgreSQL
+    (tools/postgres.sh), interleaved; peak RSS with -o sqlite: at growing sizes;
+  * search: sluice::search_store() against faiss's exact index, and HNSW in faiss and hnswlib
+    (tools/bench/search_bench.cpp, built where libfaiss-dev is installed).
 
 Standard library only. Corpora, exports and outputs live under .cache/bench/ (git-ignored); the
 large inputs are deleted after use.
@@ -266,6 +270,7 @@ class Bench:
         self.pipeline_run = os.path.join(self.build, "apps/pipeline-run/pipeline-run")
         self.raw_forward = os.path.join(self.build, "tools/bench/raw-forward")
         self.gemm_peak = os.path.join(self.build, "tools/bench/gemm-peak")
+        self.search_bench = os.path.join(self.build, "tools/bench/search-bench")
         self.model = os.path.abspath(args.model or os.path.join(self.build, "tests/test-models/minilm"))
         self.tiny = os.path.abspath(args.tiny_model or os.path.join(self.build, "tests/test-models/tiny"))
         self.rss_model = os.path.abspath(args.rss_model) if args.rss_model else self.tiny
@@ -290,9 +295,19 @@ class Bench:
         if not os.path.exists(os.path.join(self.build, "build.ninja")):
             run(["meson", "setup", self.build, "-Dfuzz=disabled"], cwd=ROOT, log=self.log)
         targets = ["apps/pipeline-run/pipeline-run", "tools/bench/raw-forward", "tools/bench/gemm-peak"]
+        if "search" in self.args.sections and self.search_bench_configured():
+            targets.append("tools/bench/search-bench")
         if not self.args.model or not self.args.tiny_model:
             targets.append("tests/test-models")
         run(["ninja", "-C", self.build, "-j", str(self.args.jobs)] + targets, log=self.log)
+
+    def search_bench_configured(self):
+        """search-bench is a target only where meson found libfaiss (tools/bench/meson.build)."""
+        try:
+            with open(os.path.join(self.build, "build.ninja")) as f:
+                return any(line.startswith("build tools/bench/search-bench:") for line in f)
+        except OSError:
+            return False
 
     def prepare_peer(self):
         """Installs transformers.js (tools/reference) if absent and exports the model to ONNX in
@@ -659,6 +674,253 @@ class Bench:
             self.facts.setdefault("precision", {})[p] = {"raw_tps": raw, "pipe_tps": pipe, "raw_x": raw_x,
                                                          "pipe_x": pipe_x, "rounds": [r[p] for r in rounds]}
 
+    # -- stores: the cost of writing into SQLite and PostgreSQL, and memory ---------------------
+
+    def start_postgres(self):
+        """A throwaway PostgreSQL server on a Unix socket (tools/postgres.sh): (folder, URI), or
+        (None, why) when none can be started."""
+        pg_dir = os.path.join(self.work, "pg")
+        script = os.path.join(ROOT, "tools/postgres.sh")
+        subprocess.run(["bash", script, "stop", pg_dir], capture_output=True)  # a leftover of a killed run
+        self.log(f"$ bash tools/postgres.sh start {pg_dir}")
+        r = subprocess.run(["bash", script, "start", pg_dir], capture_output=True, text=True)
+        if r.returncode != 0:
+            return None, (r.stderr.strip().splitlines() or ["tools/postgres.sh start failed"])[-1]
+        return pg_dir, r.stdout.strip().splitlines()[-1]
+
+    def stop_postgres(self, pg_dir):
+        if pg_dir:
+            subprocess.run(["bash", os.path.join(ROOT, "tools/postgres.sh"), "stop", pg_dir], capture_output=True)
+
+    @staticmethod
+    def psql(uri, sql):
+        exe = shutil.which("psql") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"), reverse=True)), None)
+        if not exe:
+            return None
+        r = subprocess.run([exe, uri, "-Atc", sql], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    def store_target(self, sink, tag, pg_uri):
+        """(pipeline-run's -o value, extra options, files to delete) of one run into `sink`."""
+        if sink == "jsonl":
+            out = os.path.join(self.work, f"stores-{tag}.jsonl")
+            return out, [], [out, out + ".checkpoint"]
+        if sink == "sqlite":
+            db = os.path.join(self.work, f"stores-{tag}.db")
+            return "sqlite:" + db, [], [db, db + "-wal", db + "-shm", db + "-journal"]
+        return pg_uri, ["--table", f"bench_{tag}"], []
+
+    def store_bytes(self, sink, out, opts, pg_uri):
+        if sink == "jsonl":
+            return os.path.getsize(out)
+        if sink == "sqlite":
+            db = out[len("sqlite:"):]
+            return sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
+        size = self.psql(pg_uri, f"SELECT pg_total_relation_size('{opts[1]}')")
+        return int(size) if size else None
+
+    def stores(self):
+        """pipeline-run embed writing JSONL, SQLite and PostgreSQL: same input, same model, the
+        runs interleaved (JSONL, SQLite, PostgreSQL, then again) so that a change of machine speed
+        hits each alike; then peak RSS with -o sqlite: at growing input sizes."""
+        a = self.args
+        kind = a.stores_corpus
+        corpus = os.path.join(self.work, f"stores-{kind}.jsonl")
+        self.log(f"writing the {kind} corpus for the stores ({a.stores_records:,} records)")
+        n, size = make_corpus(corpus, kind, records=a.stores_records)
+        labels = {"jsonl": "JSONL", "sqlite": "sqlite:", "postgresql": "postgresql://"}
+        section = f"stores ({kind} corpus)"
+        pg_dir, pg_uri = self.start_postgres()
+        sinks = ["jsonl", "sqlite"]
+        if pg_dir:
+            sinks.append("postgresql")
+        else:
+            self.row(section, "PostgreSQL", "skipped", f"no server: {pg_uri}")
+            pg_uri = None
+        rounds = []
+        try:
+            warm = os.path.join(self.work, f"stores-{kind}.warm.jsonl")
+            head_corpus(corpus, warm, 64)
+            for sink in sinks:  # libraries, model files, the server's first connection
+                out, opts, files = self.store_target(sink, "warm", pg_uri)
+                run(self.pipeline_cmd(self.model, warm, out) + opts, ok=(0, 4), log=self.log)
+                for p in files:
+                    if os.path.exists(p):
+                        os.remove(p)
+            for i in range(a.stores_repeat):
+                rnd = {}
+                for sink in sinks:
+                    out, opts, files = self.store_target(sink, f"r{i + 1}", pg_uri)
+                    for p in files:
+                        if os.path.exists(p):
+                            os.remove(p)
+                    r = run(self.pipeline_cmd(self.model, corpus, out) + opts, ok=(0, 4), log=self.log)
+                    s = self.pipeline_summary(r, out)
+                    m = re.search(r"verified: (\d+) rows", r.stderr)
+                    rnd[sink] = {"wall": r.wall, "cpu": r.cpu, "rss_mib": r.rss_mib, "rc": r.rc,
+                                 "tokens": s["tokens"], "records": s["records"], "tps": s["tokens"] / r.wall,
+                                 "verified": int(m[1]) if m else None,
+                                 "bytes": self.store_bytes(sink, out, opts, pg_uri)}
+                    for p in files:
+                        if os.path.exists(p):
+                            os.remove(p)
+                    if sink == "postgresql":
+                        self.psql(pg_uri, f"DROP TABLE {opts[1]}")
+                self.log(f"stores round {i + 1}: " + ", ".join(f"{k} {v['tps']:.0f} tok/s" for k, v in rnd.items()))
+                rounds.append(rnd)
+        finally:
+            self.stop_postgres(pg_dir)
+            for p in (corpus, warm):
+                if os.path.exists(p):
+                    os.remove(p)
+
+        def median(xs):
+            xs = sorted(xs)
+            return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
+
+        first = rounds[0]["jsonl"]
+        self.row(section, "records, real tokens, input size", f"{first['records']:,} records, {first['tokens']:,} tokens, "
+                 f"{size / 1e6:.1f} MB", f"model {os.path.basename(self.model.rstrip('/'))}, pipeline-run's defaults; "
+                 f"{len(rounds)} round(s) of " + ", ".join(labels[k] for k in sinks) + " in turn; medians, best in the notes")
+        for sink in sinks:
+            rs = [r[sink] for r in rounds]
+            out_bytes = rs[-1]["bytes"]
+            bad = [r for r in rs if r["rc"] != 0 or r["records"] != n or (sink != "jsonl" and r["verified"] != n)]
+            self.row(section, f"pipeline-run embed -o {labels[sink]}", f"{median([r['tps'] for r in rs]):,.0f} tokens/s",
+                     f"best {max(r['tps'] for r in rs):,.0f}; {median([r['wall'] for r in rs]):.1f} s, "
+                     f"{median([r['cpu'] for r in rs]):.1f} CPU s, peak RSS {max(r['rss_mib'] for r in rs):.0f} MiB; " +
+                     (f"output {out_bytes / 1e6:.1f} MB" if out_bytes is not None else "output size unknown"))
+            if bad:
+                self.row(section, f"-o {labels[sink]}", "**INCOMPLETE**",
+                         "; ".join(f"exit {r['rc']}, {r['records']:,} records, {r['verified']} rows verified" for r in bad))
+            if sink != "jsonl":
+                ratios = [r[sink]["tps"] / r["jsonl"]["tps"] for r in rounds]
+                best = max(r["tps"] for r in rs) / max(r["jsonl"]["tps"] for r in rounds)
+                self.row(section, f"**{labels[sink]} / JSONL** (tokens/s)", f"**{median(ratios):.3f}**",
+                         f"median of the per-round ratios: " + ", ".join(f"{x:.3f}" for x in ratios) +
+                         f"; best / best {best:.3f}")
+        self.facts["stores"] = {"corpus": kind, "records": n, "bytes": size, "rounds": rounds}
+
+        rows = []
+        model = os.path.basename(self.rss_model.rstrip("/"))
+        for size_n in a.stores_rss_sizes:
+            corpus = os.path.join(self.work, f"stores-rss-{size_n}.jsonl")
+            _, in_bytes = make_corpus(corpus, "short", records=size_n)
+            out, _, files = self.store_target("sqlite", f"rss-{size_n}", None)
+            try:
+                r = run(self.pipeline_cmd(self.rss_model, corpus, out), ok=(0, 4), log=self.log)
+                s = self.pipeline_summary(r, out)
+                db_bytes = self.store_bytes("sqlite", out, [], None)
+            finally:
+                for p in files + [corpus]:
+                    if os.path.exists(p):
+                        os.remove(p)
+            rows.append((size_n, r))
+            self.row("stores (memory)", f"peak RSS, {size_n:,} short records -o sqlite: ({model} model)",
+                     f"{r.rss_mib:.1f} MiB", f"{in_bytes / 1e6:.1f} MB input, store {db_bytes / 1e6:.1f} MB, "
+                     f"{r.wall:.1f} s, {s['records'] / r.wall:,.0f} docs/s, {s['records']:,} completed, exit {r.rc}")
+            self.facts.setdefault("stores_rss", []).append({"model": self.rss_model, "records": size_n, "bytes": in_bytes,
+                                                             "wall": r.wall, "rss_mib": r.rss_mib, "summary": s,
+                                                             "store_bytes": db_bytes})
+        if len(rows) >= 2:
+            d = rows[-1][1].rss_mib - rows[0][1].rss_mib
+            self.row("stores (memory)", f"**peak RSS growth, {rows[0][0]:,} to {rows[-1][0]:,} records**",
+                     f"**{d:+.1f} MiB**", f"{d / rows[0][1].rss_mib:+.1%}")
+
+    # -- search: sluice's exact scan against faiss; two HNSW indexes ---------------------------
+
+    def search_vectors_store(self, kind, records):
+        """A SQLite store of `records` records of the `kind` corpus embedded by the throughput
+        model, kept in .cache/bench/search/ (made once: minutes with MiniLM)."""
+        name = os.path.basename(self.model.rstrip("/"))
+        folder = os.path.join(CACHE, "search")
+        db = os.path.join(folder, f"{kind}-{records}-{name}.db")
+        stamp = db + ".json"
+        st = os.stat(os.path.join(self.model, "model.safetensors"))
+        key = {"model": self.model, "size": st.st_size, "mtime": st.st_mtime, "kind": kind, "records": records}
+        if os.path.exists(stamp) and os.path.exists(db) and json.load(open(stamp)) == key:
+            return db, json.load(open(stamp + ".run")) if os.path.exists(stamp + ".run") else None
+        os.makedirs(folder, exist_ok=True)
+        for p in (db, db + "-wal", db + "-shm", stamp):
+            if os.path.exists(p):
+                os.remove(p)
+        corpus = os.path.join(self.work, f"search-{kind}.jsonl")
+        self.log(f"embedding {records:,} {kind} records into {db} (once; kept for later runs)")
+        make_corpus(corpus, kind, records=records)
+        try:
+            r = run(self.pipeline_cmd(self.model, corpus, "sqlite:" + db), log=self.log)
+            s = self.pipeline_summary(r, "sqlite:" + db)
+        finally:
+            os.remove(corpus)
+        made = {"wall": r.wall, "tokens": s["tokens"], "records": s["records"]}
+        with open(stamp + ".run", "w") as f:
+            json.dump(made, f)
+        with open(stamp, "w") as f:
+            json.dump(key, f)
+        return db, made
+
+    def search(self):
+        a = self.args
+        section = "search (exact)"
+        if not os.path.exists(self.search_bench):
+            self.row(section, "search-bench", "not built",
+                     "needs faiss: apt-get install -y libfaiss-dev libhnswlib-dev, then meson setup --reconfigure")
+            return
+        base_db = os.path.join(self.work, "search-base.db")
+        cmd = [self.search_bench, base_db, "--queries", ",".join(str(q) for q in a.search_queries),
+               "--k", str(a.search_k), "--repeat", str(a.search_repeat), "--ann-queries", str(a.ann_queries),
+               "--hnsw-m", str(a.hnsw_m), "--ef-construction", str(a.ef_construction),
+               "--ef-search", ",".join(str(e) for e in a.ef_search)]
+        made = None
+        if a.search_vectors == "random":
+            dims = json.load(open(os.path.join(self.model, "config.json")))["hidden_size"]
+            cmd += ["--random", str(a.search_records), "--dims", str(dims)]
+        else:
+            src, made = self.search_vectors_store(a.search_vectors, a.search_records)
+            cmd += ["--vectors-from", "sqlite:" + src]
+        try:
+            r = run(cmd, log=self.log)
+        finally:
+            for p in (base_db, base_db + "-wal", base_db + "-shm"):
+                if os.path.exists(p):
+                    os.remove(p)
+        res = last_json(r.stdout)
+        self.facts["search"] = {**res, "source_run": made, "rss_mib": r.rss_mib}
+        k, threads, n = res["k"], res["threads"], res["vectors"]
+        held = max(a.search_queries) + (a.ann_queries if res["ann"] else 0)
+        self.row(section, "vectors", f"{n:,} × {res['dims']}",
+                 f"{res['source']}; {res['duplicates']:,} duplicates dropped, {held:,} held out as queries; "
+                 f"SQLite store {res['db_bytes'] / 1e6:.0f} MB (sluice's schema)" +
+                 (f"; embedding them took {made['wall']:.0f} s ({made['tokens'] / made['wall']:,.0f} tokens/s)"
+                  if made else ""))
+        for e in res["exact"]:
+            q = e["queries"]
+            self.row(section, f"top {k}, {q} quer{'y' if q == 1 else 'ies'} in one call",
+                     f"sluice {e['sluice_s'] * 1e3:,.1f} ms, faiss {e['faiss_flat_1t_s'] * 1e3:,.2f} ms: "
+                     f"**{e['sluice_s'] / e['faiss_flat_1t_s']:,.0f}×**",
+                     f"sluice::search_store() (SQLite scan, 1 thread; {n / e['sluice_s']:,.0f} rows/s, "
+                     f"{e['sluice_s'] * 1e3 / q:,.2f} ms a query) / "
+                     f"faiss IndexFlatIP in memory, 1 thread; faiss at {threads} threads "
+                     f"{e['faiss_flat_s'] * 1e3:,.2f} ms ({e['sluice_s'] / e['faiss_flat_s']:,.0f}×); "
+                     f"medians of {a.search_repeat}")
+        g = res["agreement"]
+        self.row(section, f"same top {k} as faiss", f"{g['ids_in_common']:.2%} of ids",
+                 f"{g['same_set']}/{g['queries']} queries the same set, {g['same_order']}/{g['queries']} the same order; "
+                 f"largest score difference {g['max_score_diff']:.1e}")
+        ann = res["ann"]
+        if ann:
+            section = "search (HNSW, not in sluice)"
+            self.row(section, f"build, M {ann['m']}, efConstruction {ann['ef_construction']}",
+                     f"faiss {ann['faiss_build_s']:.1f} s" +
+                     (f", hnswlib {ann['hnswlib_build_s']:.1f} s" if ann["hnswlib"] else ", hnswlib not built"),
+                     f"{n:,} vectors, {threads} threads each (faiss: OpenMP; hnswlib: addPoint from {threads} threads)")
+            for i, w in enumerate(ann["sweep"]):
+                self.row(section, f"efSearch {w['ef']}",
+                         f"faiss {w['faiss_us']:,.0f} µs recall {w['faiss_recall']:.3f}" +
+                         (f"; hnswlib {w['hnswlib_us']:,.0f} µs recall {w['hnswlib_recall']:.3f}" if ann["hnswlib"] else ""),
+                         f"per query, one query a call, 1 thread, {ann['queries']:,} queries; recall@{k} against the exact "
+                         f"top {k}" + (f"; exact (IndexFlatIP, 1 thread) {ann['flat_us']:,.0f} µs a query" if i == 0 else ""))
+
     def gigabyte(self):
         a = self.args
         corpus = os.path.join(self.work, "big-code.jsonl")
@@ -713,6 +975,10 @@ class Bench:
             self.rss()
         if "gb" in a.sections:
             self.gigabyte()
+        if "stores" in a.sections:
+            self.stores()
+        if "search" in a.sections:
+            self.search()
         load1 = loadavg()
         total = time.monotonic() - self.t_start
         self.print_table(info, load0, load1, total)
@@ -751,10 +1017,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="Sections: code, short (throughput and transformers.js), padding, gemm, rss, gb, "
-                                        "precision (fp32, bf16, int8 on the code corpus).")
+                                        "precision (fp32, bf16, int8 on the code corpus), stores (JSONL, SQLite, "
+                                        "PostgreSQL output; memory with SQLite), search (exact search against faiss; "
+                                        "HNSW in faiss and hnswlib).")
     ap.add_argument("--all", action="store_true", help="every section at full size")
     ap.add_argument("--quick", action="store_true", help="every section, small inputs (minutes; figures indicative)")
     ap.add_argument("--only", default="", help="comma-separated sections to run (with --all/--quick sizes)")
+    ap.add_argument("--stores", action="store_true", help="the stores section (same as --only stores; adds to --only)")
+    ap.add_argument("--search", action="store_true", help="the search section (same as --only search; adds to --only)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--no-build", action="store_true", help="use the binaries as they are")
     ap.add_argument("--jobs", type=int, default=2, help="ninja -j")
@@ -774,23 +1044,43 @@ def main():
     ap.add_argument("--peer-batch-size", type=int, default=32)
     ap.add_argument("--peer-sort-window", type=int, default=0,
                     help="let transformers.js sort windows of N records by length (default 0: input order)")
+    ap.add_argument("--stores-corpus", choices=("short", "code"), default="short",
+                    help="corpus of the stores section (default short: the most rows per token)")
+    ap.add_argument("--stores-records", type=int, help="records of the stores section's corpus")
+    ap.add_argument("--stores-repeat", type=int, help="rounds of JSONL, SQLite, PostgreSQL (interleaved)")
+    ap.add_argument("--stores-rss-sizes", type=int, nargs="+", help="input sizes (short records) of the -o sqlite: peak RSS rows")
+    ap.add_argument("--search-vectors", choices=("short", "code", "random"), default="short",
+                    help="search section's vectors: the corpus embedded by --model (kept in .cache/bench/search), "
+                         "or seeded random unit vectors of the model's width")
+    ap.add_argument("--search-records", type=int, help="vectors of the search section (records embedded)")
+    ap.add_argument("--search-queries", type=int, nargs="+", default=[1, 10, 100], help="queries per exact search call")
+    ap.add_argument("--search-k", type=int, default=10)
+    ap.add_argument("--search-repeat", type=int, default=3, help="timed calls per exact measurement (median)")
+    ap.add_argument("--ann-queries", type=int, help="queries of the HNSW sweep (0: no HNSW)")
+    ap.add_argument("--hnsw-m", type=int, default=32)
+    ap.add_argument("--ef-construction", type=int, default=100)
+    ap.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128, 256])
     ap.add_argument("--keep", action="store_true", help="keep corpora and outputs in .cache/bench/run")
     ap.add_argument("--json", help="also write every measurement to this JSON file")
     a = ap.parse_args()
+    a.only = ",".join([x for x in a.only.split(",") if x] + (["stores"] if a.stores else []) +
+                      (["search"] if a.search else []))
     if not (a.all or a.quick or a.only or a.input):
-        ap.error("choose --all, --quick, --only SECTIONS or --input FILE")
+        ap.error("choose --all, --quick, --only SECTIONS, --stores, --search or --input FILE")
     full = {"code_records": 5000, "short_records": 20000, "repeat": 1, "rss_sizes": [10_000, 100_000, 1_000_000],
-            "big_bytes": 1e9}
+            "big_bytes": 1e9, "stores_records": 20000, "stores_repeat": 3,
+            "stores_rss_sizes": [10_000, 100_000, 1_000_000], "search_records": 100_000, "ann_queries": 1000}
     quick = {"code_records": 400, "short_records": 2000, "repeat": 1, "rss_sizes": [2_000, 20_000],
-             "big_bytes": 20e6}
+             "big_bytes": 20e6, "stores_records": 2000, "stores_repeat": 2, "stores_rss_sizes": [2_000, 20_000],
+             "search_records": 5000, "ann_queries": 200}
     preset = full if a.all else quick
     for k, v in preset.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
     a.big_bytes = int(a.big_bytes)
-    a.sections = set(s for s in a.only.split(",") if s) or ({"code", "short", "padding", "gemm", "rss", "gb", "precision"}
-                                                           if (a.all or a.quick) else set())
-    unknown = a.sections - {"code", "short", "padding", "gemm", "rss", "gb", "precision"}
+    every = {"code", "short", "padding", "gemm", "rss", "gb", "precision", "stores", "search"}
+    a.sections = set(s for s in a.only.split(",") if s) or (every if (a.all or a.quick) else set())
+    unknown = a.sections - every
     if unknown:
         ap.error(f"unknown sections {sorted(unknown)}")
     if a.input and not a.sections:

@@ -1,18 +1,12 @@
 #include <sluice/record_stream.hpp>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <deque>
 
-#include <fmt/format.h>
 #include <simdjson.h>
 
 #include <sluice/error.hpp>
 
-#include "io/line_splitter.hpp"
+#include "io/jsonl_input.hpp"
 
 namespace sluice {
 
@@ -22,29 +16,9 @@ namespace {
 class JsonlReader {
  public:
   JsonlReader(const std::filesystem::path& path, std::size_t max_record_bytes)
-      : splitter_(max_record_bytes), buf_(1u << 16) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) {
-      throw Error(ErrorCode::io_error, fmt::format("{}: cannot open input: {}", path.string(), std::strerror(errno)));
-    }
-    name_ = path.string();
-  }
-  ~JsonlReader() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  JsonlReader(const JsonlReader&) = delete;
-  JsonlReader& operator=(const JsonlReader&) = delete;
+      : input_(path.string(), max_record_bytes, 1u << 16) {}
 
   std::optional<Record> next() {
-    while (ready_.empty() && !done_) fill();
-    if (ready_.empty()) return std::nullopt;
-    Record r = std::move(ready_.front());
-    ready_.pop_front();
-    return r;
-  }
-
- private:
-  void fill() {
     auto on_line = [this](const Line& line) {
       Record r;
       if (!line.too_long) r.json.assign(line.bytes);
@@ -52,23 +26,15 @@ class JsonlReader {
       r.offset = line.offset;
       ready_.push_back(std::move(r));
     };
-    ssize_t n = ::read(fd_, buf_.data(), buf_.size());
-    if (n < 0) {
-      if (errno == EINTR) return;
-      throw Error(ErrorCode::io_error, fmt::format("{}: cannot read input: {}", name_, std::strerror(errno)));
-    }
-    if (n == 0) {
-      splitter_.finish(on_line);
-      done_ = true;
-      return;
-    }
-    splitter_.feed(std::string_view(buf_.data(), static_cast<std::size_t>(n)), on_line);
+    while (ready_.empty() && !done_) done_ = !input_.read(on_line);
+    if (ready_.empty()) return std::nullopt;
+    Record r = std::move(ready_.front());
+    ready_.pop_front();
+    return r;
   }
 
-  std::string name_;
-  int fd_ = -1;
-  LineSplitter splitter_;
-  std::vector<char> buf_;
+ private:
+  JsonlInput input_;
   std::deque<Record> ready_;
   bool done_ = false;
 };

@@ -1,0 +1,362 @@
+// The ordered commit: results back in input order, written (JSONL, or a sink and its commits),
+// records completed once what they wrote is written (a sink: committed).
+
+#include "pipeline_impl.hpp"
+
+#include <fmt/format.h>
+
+#include "io/output_format.hpp"
+
+namespace sluice {
+
+void Pipeline::Impl::open_outputs() {
+  auto on_error = [this](const std::string& message) { fail_run(message); };
+  // A resumed run cuts each file back to the checkpoint's offset: bytes after it belong to
+  // records that are done again.
+  auto check_size = [](const std::string& path, std::uint64_t offset) {
+    std::error_code ec;
+    auto size = std::filesystem::file_size(path, ec);
+    if (offset > 0 && (ec || size < offset)) {
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{}: {} bytes, shorter than the {} the checkpoint records: it was changed since; "
+                              "run without --resume to start again",
+                              path, ec ? 0 : size, offset));
+    }
+  };
+  if (!sink_) {
+    check_size(opt_.output, done_.output_offset);
+    out_ = std::make_unique<AsyncFileWriter>(
+        loop_, [this](std::uint64_t) { on_output_written(); }, on_error);
+    out_->open(opt_.output, done_.output_offset);
+  }
+  if (!opt_.dead_letter.empty()) {
+    check_size(opt_.dead_letter, done_.dead_letter_offset);
+    dead_ = std::make_unique<AsyncFileWriter>(
+        loop_, [this](std::uint64_t) { on_output_written(); }, on_error);
+    dead_->open(opt_.dead_letter, done_.dead_letter_offset);
+  }
+}
+
+void Pipeline::Impl::on_results(uv_async_t* handle) {
+  auto* self = static_cast<Impl*>(handle->data);
+  if (!self->workers_) return;
+  auto results = self->workers_->take_results();
+  if (self->finishing_) return;
+  for (auto& item : results) {
+    self->count_processed(item, false);
+    const auto index = item.index;
+    self->reorder_.emplace(index, std::move(item));
+  }
+  // The first arrival is the base of the rates: work from there on, over time from there on.
+  if (!results.empty()) {
+    self->rates_.add(unix_time_now(), self->processed_, self->processed_tokens_, self->processed_bytes_);
+  }
+  self->release();
+  self->check_done();
+}
+
+void Pipeline::Impl::release() {
+  while (!reorder_.empty() && reorder_.begin()->first == next_release_ && !failed_) {
+    auto node = reorder_.extract(reorder_.begin());
+    WorkItem& item = node.mapped();
+    ++next_release_;
+    Pending p;
+    p.index = item.index;
+    p.line = item.line;
+    p.offset = item.offset;
+    p.end_offset = item.end_offset;
+    p.tokens = item.tokens;
+    p.truncated = item.truncated;
+    p.started_at = item.started_at;
+    p.weight = item.weight;
+    p.closes_window = item.closes_window;
+    if (item.error) {
+      ErrorInfo& e = *item.error;
+      std::string message = fmt::format("{}:{}: {}", input_name_, item.line, e.message);
+      p.failed = true;
+      if (bus_.wants<DocumentFailed>()) {
+        bool retryable = e.code == ErrorCode::model_error || e.code == ErrorCode::io_error;
+        bus_.publish(
+            DocumentFailed{item.index, location(item.line, item.offset), e.code, message, e.field, retryable, 1});
+      }
+      if (dead_) {
+        std::string line;
+        append_dead_letter_line(line, location(item.line, item.offset), e, item.json);
+        if (sink_) {
+          // Written when it completes, in order with the records the sink may yet refuse.
+          p.dead_letter_line = std::move(line);
+        } else {
+          dead_letter_appended_ += line.size();
+          dead_->append(line);
+        }
+      }
+      ++failed_released_;
+      const bool too_many = opt_.max_errors && failed_released_ > *opt_.max_errors;
+      if (opt_.on_error == OnError::fail || too_many) {
+        // Counted now, as its document_failed was published: the run ends here, and this record
+        // stays out of every position (a resume reads it again, fixed or not). The records
+        // before it go to the sink: they are done.
+        ++summary_.failed;
+        flush_sink_batch();
+        fail_run(too_many ? fmt::format("{} records failed, more than --max-errors {} allows; the last: {}",
+                                        failed_released_, *opt_.max_errors, message)
+                          : message);
+        return;
+      }
+    } else if (sink_) {
+      EmbeddedRecord r;
+      r.index = item.index;
+      r.line = item.line;
+      r.json = std::move(item.json);
+      r.embedding = std::move(item.embedding);
+      r.tokens = item.tokens;
+      r.truncated = item.truncated;
+      sink_batch_.push_back(std::move(r));
+      ++sink_written_;
+    } else {
+      output_appended_ += item.output_line.size();
+      out_->append(item.output_line);
+    }
+    if (sink_) {
+      // Done once a commit covers the records written up to it (and this one).
+      p.output_end = sink_written_;
+      if (p.closes_window) {
+        // The sink's position after this window: its records must have been written.
+        if (!flush_sink_batch_ok()) return;
+        p.sink_position = sink_->position();
+      }
+    } else {
+      p.output_end = output_appended_;
+      p.dead_letter_end = dead_letter_appended_;
+    }
+    pending_.push_back(std::move(p));
+  }
+  if (!flush_sink_batch_ok()) return;
+  maybe_commit();
+  on_output_written();
+}
+
+void Pipeline::Impl::flush_sink_batch() {
+  if (sink_batch_.empty() || failed_) {
+    sink_batch_.clear();
+    return;
+  }
+  try {
+    sink_->write(sink_batch_);
+  } catch (const std::exception& e) {
+    sink_failed_ = true;
+    fail_run(fmt::format("{} failed: {}", sink_->name(), e.what()));
+  }
+  sink_batch_.clear();
+}
+
+void Pipeline::Impl::complete_written() {
+  const std::uint64_t out_written = sink_ ? sink_committed_ : out_ ? out_->written() : output_appended_;
+  const std::uint64_t dead_written = dead_ && !sink_ ? dead_->written() : dead_letter_appended_;
+  while (!stop_completing_ && !pending_.empty() && pending_.front().output_end <= out_written &&
+         pending_.front().dead_letter_end <= dead_written) {
+    Pending p = std::move(pending_.front());
+    pending_.pop_front();
+    complete(p);
+  }
+}
+
+void Pipeline::Impl::on_output_written() {
+  complete_written();
+  if (!finishing_) {
+    maybe_checkpoint(false, nullptr);
+    maybe_read();
+    check_done();
+  }
+}
+
+void Pipeline::Impl::complete(Pending& p) {
+  if (p.rejection) {
+    // The sink refused it: a bad record like any other, in its place in the input's order.
+    const SinkRejection& r = *p.rejection;
+    const std::string message = fmt::format("{}:{}: {}", input_name_, p.line, r.error.message);
+    if (bus_.wants<DocumentFailed>()) {
+      bus_.publish(DocumentFailed{p.index, location(p.line, p.offset), r.error.code, message, r.error.field, false, 1});
+    }
+    ++failed_released_;
+    const bool too_many = opt_.max_errors && failed_released_ > *opt_.max_errors;
+    if (opt_.on_error == OnError::fail || too_many) {
+      // As for a bad record at release: the run ends here, and neither it nor the records
+      // after it (already in the sink: a resume writes them again, by id) count as done.
+      ++summary_.failed;
+      stop_completing_ = true;
+      fail_run(too_many ? fmt::format("{} records failed, more than --max-errors {} allows; the last: {}",
+                                      failed_released_, *opt_.max_errors, message)
+                        : message);
+      return;
+    }
+    p.failed = true;
+    if (dead_) append_dead_letter_line(p.dead_letter_line, location(p.line, p.offset), r.error, r.json);
+  }
+  if (!p.dead_letter_line.empty()) {
+    dead_letter_appended_ += p.dead_letter_line.size();
+    dead_->append(p.dead_letter_line);
+  }
+  --in_flight_records_;
+  in_flight_bytes_ -= p.weight;
+  // The summary counts this run's outcome, the done position what is durable in order: a
+  // record that failed the run is in the first and never in the second.
+  if (p.failed) {
+    ++summary_.failed;
+    ++done_.failed;
+  } else {
+    ++summary_.completed;
+    ++done_.completed;
+    summary_.tokens += p.tokens;
+    done_.tokens += p.tokens;
+    if (p.truncated) {
+      ++summary_.truncated;
+      ++done_.truncated;
+    }
+  }
+  done_.records = p.index + 1;
+  done_.input_offset = p.end_offset;
+  done_.input_line = p.line;
+  done_.output_offset = p.output_end;
+  done_.dead_letter_offset = sink_ ? dead_letter_appended_ : p.dead_letter_end;
+  if (p.closes_window) {
+    if (sink_) done_.sink_position = std::move(p.sink_position);
+    boundary_ = done_;
+  }
+  if (!p.failed && bus_.wants<DocumentCompleted>()) {
+    bus_.publish(DocumentCompleted{p.index, location(p.line, p.offset), p.tokens, p.truncated,
+                                   (unix_time_now() - p.started_at) * 1000.0});
+  }
+}
+
+void Pipeline::Impl::maybe_commit() {
+  if (!sink_ || sink_commit_busy_ || sink_failed_ || finishing_) return;
+  if (sink_written_ == sink_committed_) return;
+  issue_commit(nullptr);
+}
+
+void Pipeline::Impl::issue_commit(std::function<void()> then) {
+  sink_commit_busy_ = true;
+  commit_then_ = std::move(then);
+  const std::uint64_t covered = sink_written_;
+  // The checkpoint as of the records already done; those this commit covers follow in the
+  // next one. Its dead letters are written and synced before the commit names them, and
+  // hashed once they are.
+  std::optional<CheckpointState> state;
+  if (sink_checkpoints()) state = checkpoint_state();
+  auto commit = [this, covered, state = std::move(state)](int status) mutable {
+    if (status < 0) {
+      on_commit_done(covered, CommitResult{fmt::format("{}: cannot sync the dead-letter file: {}", opt_.dead_letter,
+                                                       uv_strerror(status)),
+                                           {}});
+      return;
+    }
+    std::string checkpoint;
+    if (state) {
+      if (std::string err = hash_up_to(*state); !err.empty()) {
+        on_commit_done(covered, CommitResult{err, {}});
+        return;
+      }
+      checkpoint = checkpoint_to_json(*state);
+      committing_checkpoint_ = std::move(state);
+    }
+    try {
+      sink_->commit(checkpoint, [this, covered](CommitResult result) {
+        std::lock_guard lock(sink_mutex_);
+        if (!async_ready_.load()) return;  // the run is over
+        sink_results_.emplace_back(covered, std::move(result));
+        uv_async_send(&sink_async_);
+      });
+    } catch (const std::exception& e) {
+      on_commit_done(covered, CommitResult{e.what(), {}});
+    }
+  };
+  if (dead_) {
+    dead_->sync(commit);
+  } else {
+    commit(0);
+  }
+}
+
+void Pipeline::Impl::on_sink_async(uv_async_t* handle) {
+  auto* self = static_cast<Impl*>(handle->data);
+  std::deque<std::pair<std::uint64_t, CommitResult>> results;
+  {
+    std::lock_guard lock(self->sink_mutex_);
+    results.swap(self->sink_results_);
+  }
+  for (auto& [covered, result] : results) self->on_commit_done(covered, std::move(result));
+}
+
+void Pipeline::Impl::on_commit_done(std::uint64_t covered, CommitResult result) {
+  sink_commit_busy_ = false;
+  auto then = std::move(commit_then_);
+  commit_then_ = nullptr;
+  if (!result.error.empty()) {
+    sink_failed_ = true;
+    fail_run(fmt::format("{}: {}", sink_->name(), result.error));
+  } else {
+    // What the sink refused becomes a bad record when it completes, in order.
+    for (SinkRejection& r : result.rejected) {
+      if (pending_.empty() || r.index < pending_.front().index || r.index - pending_.front().index >= pending_.size()) {
+        continue;  // not a record of this commit: ignored
+      }
+      pending_[r.index - pending_.front().index].rejection = std::make_shared<const SinkRejection>(std::move(r));
+    }
+    sink_committed_ = covered;
+    complete_written();
+    if (committing_checkpoint_ &&
+        (committing_checkpoint_->records_done > last_checkpoint_records_ || committing_checkpoint_->finished)) {
+      // The checkpoint this commit stored: that of the records done before it.
+      const CheckpointState& state = *committing_checkpoint_;
+      last_checkpoint_records_ = state.records_done;
+      last_checkpoint_time_ = unix_time_now();
+      if (bus_.wants<Checkpointed>()) {
+        bus_.publish(Checkpointed{sink_->name(), state.records_done, state.input_offset, state.input_line,
+                                  state.output_offset});
+      }
+    }
+  }
+  committing_checkpoint_.reset();
+  if (then) {
+    then();
+    return;
+  }
+  if (auto f = std::move(final_commit_waiting_)) {
+    final_commit_waiting_ = nullptr;
+    final_commit(std::move(f));
+    return;
+  }
+  if (!finishing_) {
+    maybe_checkpoint(false, nullptr);
+    maybe_commit();
+    maybe_read();
+  }
+  check_done();
+}
+
+void Pipeline::Impl::final_commit(std::function<void()> then) {
+  if (!sink_ || sink_failed_) {
+    then();
+    return;
+  }
+  if (sink_commit_busy_) {
+    final_commit_waiting_ = std::move(then);
+    return;
+  }
+  if (sink_written_ > sink_committed_) {
+    // The records written since the last commit first; the final checkpoint then names them.
+    final_commit_waiting_ = std::move(then);
+    issue_commit(nullptr);
+    return;
+  }
+  if (!sink_checkpoints() || stop_completing_) {
+    then();
+    return;
+  }
+  // Everything written is durable: the last commit stores the final checkpoint alone.
+  complete_written();
+  issue_commit(std::move(then));
+}
+
+}  // namespace sluice
