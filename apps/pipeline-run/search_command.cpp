@@ -85,6 +85,7 @@ int run_search(const SearchArgs& args) {
   sluice::StoreOptions so;
   so.uri = args.store;
   so.table = args.table;
+  so.read_only = true;  // search writes nothing: SELECT is enough, and no file is created
   sluice::StoreTableInfo info;
   try {
     info = sluice::describe_store(so);
@@ -166,10 +167,11 @@ int run_search(const SearchArgs& args) {
     const auto results = sluice::search_store(so, vectors, args.k);
     for (std::size_t qi = 0; qi < results.size(); ++qi) {
       const sluice::Record& query = group[qi];
+      const std::size_t number = first + qi + 1;  // the queries' order: the -q ones, then the file's
       if (table) {
         if (many || qi > 0) fmt::print("\n");
         const auto text = sluice::string_field(query, args.text_field);
-        fmt::print("query {}: {}\n", query.line, one_line(text ? *text : query.json, static_cast<std::size_t>(width) - 12));
+        fmt::print("query {}: {}\n", number, one_line(text ? *text : query.json, static_cast<std::size_t>(width) - 12));
         fmt::print("{:>4}  {:>6}  {:<20}  {}\n", "rank", "score", "id", args.text_field);
         std::size_t rank = 0;
         for (const auto& hit : results[qi]) {
@@ -185,7 +187,7 @@ int run_search(const SearchArgs& args) {
         std::size_t rank = 0;
         for (const auto& hit : results[qi]) {
           std::string line = "{";
-          if (many) line += fmt::format("\"query\":{},", query.line);
+          if (many) line += fmt::format("\"query\":{},", number);
           line += fmt::format("\"rank\":{},\"id\":{},\"score\":{:.6f},\"record\":{}}}\n", ++rank, json_string(hit.id),
                               hit.score, hit.record);
           std::fwrite(line.data(), 1, line.size(), stdout);

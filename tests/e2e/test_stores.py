@@ -316,6 +316,37 @@ class StoreSuite:
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn(b"another model", r.stderr)
 
+    def test_resume_never_continues_a_run_that_committed_no_checkpoint(self):
+        uri = self.store_uri("nc")
+        src = self.write("in.jsonl", records(30))
+        self.assertEqual(self.embed(src, uri, "--no-checkpoint").returncode, 0)
+        other = self.write("other.jsonl", records(6, 1000))
+        r = self.embed(other, uri, "--resume")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"verified: 6 rows of this run", r.stderr)
+        self.assertEqual({row["run"] for row in self.rows(uri) if row["id"] == "r1000"}, {2})
+
+    def test_two_runs_cannot_write_one_table_at_once(self):
+        uri = self.store_uri("two")
+        src = self.write("in.jsonl", records(3000))
+        p = subprocess.Popen([PIPELINE_RUN, "embed", src, "-o", uri, "--model", MINILM, "--progress", "never",
+                              "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # until the first run holds the table
+                try:
+                    if self.rows(uri):
+                        break
+                except Exception:
+                    pass
+                time.sleep(0.2)
+            r = self.embed(self.write("b.jsonl", records(5)), uri, model=MINILM)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(b"another run is writing", r.stderr)
+        finally:
+            p.kill()
+            p.communicate()
+
     def test_a_table_not_made_by_sluice_is_refused_before_the_model_loads(self):
         uri = self.store_uri("h")
         self.make_foreign_table(uri, "notes")
@@ -370,6 +401,24 @@ class SqliteStoreTest(StoreSuite, TempDirTest):
             r = self.embed(src, "sqlite:" + self.path("nofolder/x.db"))
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn(b"cannot open", r.stderr)
+
+    def test_search_reads_only(self):
+        uri = self.store_uri("ro")
+        src = self.write("in.jsonl", records(20))
+        # A relative model folder is recorded absolute: search finds it from anywhere.
+        r = subprocess.run([PIPELINE_RUN, "embed", src, "-o", uri, "--model", os.path.basename(TINY),
+                            "--progress", "never"], capture_output=True, cwd=os.path.dirname(TINY))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        path = uri[len("sqlite:"):]
+        os.chmod(path, 0o444)
+        r = run(["search", uri, "-q", "rivers", "-k", "3"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.stdout.splitlines()), 3)
+        # A path that does not exist is an error, not a new empty store.
+        missing = self.path("nope.db")
+        r = run(["search", "sqlite:" + missing, "-q", "rivers"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertFalse(os.path.exists(missing))
 
     def test_the_store_cannot_be_the_input(self):
         src = self.write("in.jsonl", records(3))

@@ -28,7 +28,7 @@ namespace sluice {
 
 struct StoreOptions {
   std::string uri;                  ///< sqlite:PATH, postgresql://..., postgres://...
-  std::string table = "embeddings";  ///< [A-Za-z_][A-Za-z0-9_]*, at most 63 characters
+  std::string table = "embeddings";  ///< [a-z_][a-z0-9_]*, at most 63 characters
   /// The field whose value (a string or an integer, stored as text) is each row's id; records
   /// without it take their input line number. Another type is a bad record (invalid_id), and
   /// so is an id an earlier record of the same run had (duplicate_id): nothing is overwritten
@@ -37,8 +37,11 @@ struct StoreOptions {
   /// Keep the run's checkpoint in the store (sluice_runs), committed with the rows.
   bool keep_checkpoint = true;
   /// Connection losses retried per commit, with exponential backoff from 0.1 s (at most 5 s
-  /// a wait), before the run stops with its last checkpoint.
-  int max_retries = 5;
+  /// a wait, about 16 s in all for 8), before the run stops with its last checkpoint.
+  int max_retries = 8;
+  /// Only read (describe_store(), search_store() always): nothing is created, a missing
+  /// SQLite file is an error, and a user with SELECT alone is enough.
+  bool read_only = false;
 };
 
 /// Whether `output` names a store rather than a JSONL file.
@@ -59,8 +62,9 @@ struct StoreTableInfo {
   std::uint64_t rows = 0;
 };
 
-/// Connects, checks the URI, the permissions and that the table, when it exists, is one of
-/// sluice's, and says what it holds: what `pipeline-run embed` checks before loading a model.
+/// Connects, checks the URI, the permissions (to write, unless options.read_only) and that the
+/// table, when it exists, is one of sluice's, and says what it holds: what `pipeline-run embed`
+/// checks before loading a model.
 /// Throws sluice::Error (invalid_argument: a bad URI or table name, a table not made by
 /// sluice; io_error: unreachable, refused), with the URI's password hidden.
 StoreTableInfo describe_store(const StoreOptions& options);

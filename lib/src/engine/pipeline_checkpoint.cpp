@@ -209,7 +209,10 @@ SinkRun Pipeline::Impl::sink_run(bool resume, std::string position) const {
   SinkRun run;
   run.pipeline_id = bus_.pipeline_id();
   run.fingerprint = fingerprint_;
-  run.model = info.dir.string();
+  // Absolute: search finds the model from any folder.
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::absolute(info.dir, ec);
+  run.model = ec ? info.dir.string() : dir.lexically_normal().string();
   run.model_family = info.family;
   run.model_identity = identity_with_hash(info, model_hash_);
   run.pooling = pooling_name(info.pooling);

@@ -294,7 +294,9 @@ void Pipeline::Impl::on_commit_done(std::uint64_t covered, CommitResult result) 
   commit_then_ = nullptr;
   if (!result.error.empty()) {
     sink_failed_ = true;
-    fail_run(fmt::format("{}: {}", sink_->name(), result.error));
+    // A sink's message may name it already.
+    const std::string name = sink_->name();
+    fail_run(result.error.starts_with(name) ? result.error : fmt::format("{}: {}", name, result.error));
   } else {
     // What the sink refused becomes a bad record when it completes, in order.
     for (SinkRejection& r : result.rejected) {

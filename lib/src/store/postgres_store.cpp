@@ -27,7 +27,8 @@ constexpr std::size_t kRowsPerStatement = 1000;
 
 class PostgresBackend final : public Backend {
  public:
-  PostgresBackend(std::string uri, std::string name) : uri_(std::move(uri)), name_(std::move(name)) {
+  PostgresBackend(std::string uri, std::string name, bool read_only)
+      : uri_(std::move(uri)), name_(std::move(name)), read_only_(read_only) {
     try {
       connect_now();
     } catch (const StoreError& e) {
@@ -39,6 +40,11 @@ class PostgresBackend final : public Backend {
   }
 
   const std::string& name() const override { return name_; }
+
+  void lock_for_writing(const std::string& table) override {
+    locked_table_ = table;
+    setup([&] { take_lock(); });
+  }
 
   void ensure_catalog() override {
     setup([&] {
@@ -59,6 +65,8 @@ class PostgresBackend final : public Backend {
 
   std::optional<TableMeta> read_meta(const std::string& table) override {
     return setup([&]() -> std::optional<TableMeta> {
+      ResultPtr exists = query("SELECT to_regclass('sluice_tables') IS NOT NULL", {});
+      if (std::string_view(PQgetvalue(exists.get(), 0, 0)) != "t") return std::nullopt;  // nothing written yet
       ResultPtr r = query(
           "SELECT model, model_identity, dimensions, output_type, normalized, pooling, precision FROM sluice_tables "
           "WHERE name = $1",
@@ -72,9 +80,12 @@ class PostgresBackend final : public Backend {
         m.normalized = std::string_view(PQgetvalue(r.get(), 0, 4)) == "t";
         m.pooling = PQgetvalue(r.get(), 0, 5);
         m.precision = PQgetvalue(r.get(), 0, 6);
-        ResultPtr p = query("SELECT has_table_privilege(quote_ident($1), 'SELECT, INSERT, UPDATE')", {table});
+        ResultPtr p = query(read_only_ ? "SELECT has_table_privilege(quote_ident($1), 'SELECT')"
+                                       : "SELECT has_table_privilege(quote_ident($1), 'SELECT, INSERT, UPDATE')",
+                            {table});
         if (std::string_view(PQgetvalue(p.get(), 0, 0)) != "t") {
-          throw Error(ErrorCode::io_error, fmt::format("{}: this user may not write the table", name_));
+          throw Error(ErrorCode::io_error,
+                      fmt::format("{}: this user may not {} the table", name_, read_only_ ? "read" : "write"));
         }
         return m;
       }
@@ -196,6 +207,14 @@ class PostgresBackend final : public Backend {
     if (conn_) PQfinish(conn_);
     conn_ = nullptr;
     connect_now();
+    // The lock belonged to the lost session; another run may have taken the table since.
+    if (!locked_table_.empty()) {
+      try {
+        take_lock();
+      } catch (const Error& e) {
+        throw StoreError(e.what(), false);
+      }
+    }
   }
 
   std::uint64_t count_run_rows(const std::string& table, std::int64_t run) override {
@@ -241,6 +260,15 @@ class PostgresBackend final : public Backend {
   struct RowDataError : StoreError {
     using StoreError::StoreError;
   };
+
+  // A session-level advisory lock on the table's name, held while the connection lives.
+  void take_lock() {
+    ResultPtr r = query("SELECT pg_try_advisory_lock(hashtext('sluice table ' || $1))", {locked_table_});
+    if (std::string_view(PQgetvalue(r.get(), 0, 0)) != "t") {
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{}: another run is writing this table now; wait for it to end", name_));
+    }
+  }
 
   void connect_now() {
     conn_ = PQconnectdb(uri_.c_str());
@@ -380,19 +408,21 @@ class PostgresBackend final : public Backend {
     return ErrorInfo{ErrorCode::duplicate_id,
                      fmt::format("id \"{}\" was already written by line {} of this run; ids must be unique in a run",
                                  r.id.substr(0, 200), line),
-                     {},
+                     id_field_,
                      {}};
   }
 
   std::string uri_;
   std::string name_;
+  bool read_only_;
+  std::string locked_table_;
   PGconn* conn_ = nullptr;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> connect_postgres(const std::string& uri, const std::string& name) {
-  return std::make_unique<PostgresBackend>(uri, name);
+std::unique_ptr<Backend> connect_postgres(const std::string& uri, const std::string& name, bool read_only) {
+  return std::make_unique<PostgresBackend>(uri, name, read_only);
 }
 
 }  // namespace sluice::store

@@ -1,7 +1,10 @@
 // The SQLite store: one file, WAL journal, synchronous=FULL (a commit is on disk when it
 // returns), rows upserted with prepared statements.
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -67,8 +70,27 @@ bool busy(int rc) {
 
 class SqliteBackend final : public Backend {
  public:
-  SqliteBackend(std::string path, std::string name) : path_(std::move(path)), name_(std::move(name)) { open(); }
-  ~SqliteBackend() override { sqlite3_close_v2(db_); }
+  SqliteBackend(std::string path, std::string name, bool read_only)
+      : path_(std::move(path)), name_(std::move(name)), read_only_(read_only) {
+    open();
+  }
+  ~SqliteBackend() override {
+    sqlite3_close_v2(db_);
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+  }
+
+  void lock_for_writing(const std::string&) override {
+    // A lock file beside the database (SQLite's own locks last one transaction, and closing
+    // any descriptor of the database file would drop them): one writing run per file.
+    const std::string path = path_ + ".sluice-lock";
+    lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0) throw Error(ErrorCode::io_error, fmt::format("{}: cannot open {}", name_, path));
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{}: another run is writing this store now ({} is locked); wait for it to end", name_,
+                              path));
+    }
+  }
 
   const std::string& name() const override { return name_; }
 
@@ -86,6 +108,8 @@ class SqliteBackend final : public Backend {
   }
 
   std::optional<TableMeta> read_meta(const std::string& table) override {
+    Statement catalog(db_, "SELECT 1 FROM sqlite_schema WHERE name = 'sluice_tables'");
+    if (catalog.step() != SQLITE_ROW) return std::nullopt;  // read only, and nothing written yet
     Statement st(db_,
                  "SELECT model, model_identity, dimensions, output_type, normalized, pooling, precision FROM "
                  "sluice_tables WHERE name = ?1");
@@ -235,7 +259,8 @@ class SqliteBackend final : public Backend {
 
  private:
   void open() {
-    const int rc = sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+    const int rc = sqlite3_open_v2(path_.c_str(), &db_,
+                                   read_only_ ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
     if (rc != SQLITE_OK) {
       std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
       sqlite3_close_v2(db_);
@@ -245,7 +270,7 @@ class SqliteBackend final : public Backend {
     sqlite3_extended_result_codes(db_, 1);
     sqlite3_busy_timeout(db_, 10000);
     // WAL: readers (search) do not block the writer; FULL: each commit is synced.
-    exec_setup("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+    if (!read_only_) exec_setup("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
   }
 
   ErrorInfo duplicate(const Row& r) {
@@ -256,7 +281,7 @@ class SqliteBackend final : public Backend {
     return ErrorInfo{ErrorCode::duplicate_id,
                      fmt::format("id \"{}\" was already written by line {} of this run; ids must be unique in a run",
                                  r.id.substr(0, 200), line),
-                     {},
+                     id_field_,
                      {}};
   }
 
@@ -286,15 +311,17 @@ class SqliteBackend final : public Backend {
 
   std::string path_;
   std::string name_;
+  bool read_only_;
   sqlite3* db_ = nullptr;
+  int lock_fd_ = -1;
   std::unique_ptr<Statement> upsert_, line_of_;
   std::string upsert_table_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> connect_sqlite(const std::string& path, const std::string& name) {
-  return std::make_unique<SqliteBackend>(path, name);
+std::unique_ptr<Backend> connect_sqlite(const std::string& path, const std::string& name, bool read_only) {
+  return std::make_unique<SqliteBackend>(path, name, read_only);
 }
 
 }  // namespace sluice::store

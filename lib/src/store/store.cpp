@@ -56,16 +56,15 @@ std::string redact_uri(std::string_view uri) {
 namespace store {
 
 void check_table_name(const std::string& table) {
-  auto word = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  auto word = [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; };
   bool ok = !table.empty() && table.size() <= 63 && word(table[0]);
   for (char c : table) ok = ok && (word(c) || (c >= '0' && c <= '9'));
   if (!ok) {
     throw Error(ErrorCode::invalid_argument,
-                fmt::format("table name \"{}\": use letters, digits and _ (not first), at most 63", table));
+                fmt::format("table name \"{}\": use lowercase letters, digits and _ (not a digit first), at most 63",
+                            table));
   }
-  std::string lower = table;
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (lower == "sluice_tables" || lower == "sluice_runs") {
+  if (table == "sluice_tables" || table == "sluice_runs") {
     throw Error(ErrorCode::invalid_argument, fmt::format("table name \"{}\" is sluice's own catalog", table));
   }
 }
@@ -77,10 +76,11 @@ std::unique_ptr<Backend> connect(const StoreOptions& options) {
     // sqlite:///abs/path and sqlite://rel are spelled as URLs by some tools: both mean a path.
     if (path.starts_with("//")) path = path.substr(2);
     if (path.empty()) throw Error(ErrorCode::invalid_argument, "sqlite: needs a path, e.g. sqlite:embeddings.db");
-    return connect_sqlite(path, fmt::format("{} table {}", options.uri, options.table));
+    return connect_sqlite(path, fmt::format("{} table {}", options.uri, options.table), options.read_only);
   }
   if (options.uri.starts_with("postgresql://") || options.uri.starts_with("postgres://")) {
-    return connect_postgres(options.uri, fmt::format("{} table {}", redact_uri(options.uri), options.table));
+    return connect_postgres(options.uri, fmt::format("{} table {}", redact_uri(options.uri), options.table),
+                            options.read_only);
   }
   throw Error(ErrorCode::invalid_argument,
               fmt::format("{}: not a store URI (sqlite:PATH, postgresql://..., postgres://...)", redact_uri(options.uri)));
@@ -161,8 +161,8 @@ void decode_vector(std::string_view bytes, VectorType type, std::uint32_t dimens
 namespace {
 
 std::string meta_line(const TableMeta& m) {
-  return fmt::format("{}, {} dimensions, {} {}", m.model_identity, m.dimensions, to_string(m.type),
-                     m.normalized ? "normalized" : "not normalized");
+  // The identity says the pooling and the normalisation.
+  return fmt::format("{}, {} dimensions, {}", m.model_identity, m.dimensions, to_string(m.type));
 }
 
 // The id of a record: its id field's string or integer, or its line number when it has none.
@@ -171,7 +171,7 @@ std::variant<std::string, ErrorInfo> record_id(simdjson::dom::parser& parser, co
   simdjson::dom::element doc;
   if (parser.parse(r.json).get(doc) != simdjson::SUCCESS || !doc.is_object()) {
     // The engine parsed it already; a record a program's source supplied may be anything.
-    return ErrorInfo{ErrorCode::invalid_json, "the record is not a JSON object", field, {}};
+    return ErrorInfo{ErrorCode::invalid_json, "the record is not a JSON object", {}, {}};
   }
   simdjson::dom::element value;
   if (doc.get_object().at_key(field).get(value) != simdjson::SUCCESS) return std::to_string(r.line);
@@ -196,6 +196,7 @@ class StoreSink final : public Sink {
  public:
   explicit StoreSink(const StoreOptions& options) : options_(options), backend_(store::connect(options)) {
     name_ = backend_->name();
+    backend_->set_id_field(options.id_field);
   }
   ~StoreSink() override {
     {
@@ -210,6 +211,7 @@ class StoreSink final : public Sink {
 
   void open(const SinkRun& run) override {
     backend_->ensure_catalog();
+    backend_->lock_for_writing(options_.table);
     meta_ = TableMeta{run.model,      run.model_identity,          run.pooling,   run.precision,
                       run.dimensions, run.vector_format.type, run.normalized};
     if (auto have = backend_->read_meta(options_.table)) {
@@ -225,6 +227,9 @@ class StoreSink final : public Sink {
     }
     std::optional<Backend::RunRow> last;
     if (run.resume) last = backend_->last_run(options_.table);
+    // A run with no checkpoint committed (killed before its first commit, or --no-checkpoint)
+    // has nothing to resume from: this run is a new one, not a continuation of that one.
+    if (last && last->checkpoint.empty()) last.reset();
     if (last && last->id_field != options_.id_field) {
       // The ids of the rows before the checkpoint come from that field: one run, one field.
       throw Error(ErrorCode::invalid_argument,
@@ -338,13 +343,20 @@ class StoreSink final : public Sink {
         result.error = e.what();
         return result;
       }
-      // Exponential backoff with jitter, then a new connection.
-      const double wait_s = std::min(5.0, 0.1 * std::pow(2.0, attempt)) * (0.5 + 0.5 * jitter_(rng_));
-      std::this_thread::sleep_for(std::chrono::duration<double>(wait_s));
-      try {
-        backend_->reconnect();
-      } catch (const StoreError&) {
-        // Counted as an attempt: the next commit try fails fast and waits again.
+      // Exponential backoff with jitter, then a new connection; a failed connection counts as
+      // an attempt, and its error is the one reported when the attempts run out.
+      for (;; ++attempt) {
+        const double wait_s = std::min(5.0, 0.1 * std::pow(2.0, attempt)) * (0.5 + 0.5 * jitter_(rng_));
+        std::this_thread::sleep_for(std::chrono::duration<double>(wait_s));
+        try {
+          backend_->reconnect();
+          break;
+        } catch (const StoreError& e) {
+          if (attempt + 1 >= options_.max_retries) {
+            result.error = fmt::format("{} (after {} retries)", e.what(), attempt + 1);
+            return result;
+          }
+        }
       }
       {
         std::lock_guard q(mutex_);
@@ -381,7 +393,7 @@ class StoreSink final : public Sink {
 
 StoreTableInfo describe_store(const StoreOptions& options) {
   auto backend = store::connect(options);
-  backend->ensure_catalog();
+  if (!options.read_only) backend->ensure_catalog();
   StoreTableInfo info;
   if (auto meta = backend->read_meta(options.table)) {
     info.exists = true;
@@ -403,7 +415,9 @@ std::unique_ptr<Sink> make_store_sink(const StoreOptions& options) {
 
 std::vector<std::vector<SearchHit>> search_store(const StoreOptions& options,
                                                  std::span<const std::vector<float>> queries, std::size_t k) {
-  auto backend = store::connect(options);
+  StoreOptions read = options;
+  read.read_only = true;
+  auto backend = store::connect(read);
   auto meta = backend->read_meta(options.table);
   if (!meta) {
     throw Error(ErrorCode::invalid_argument, fmt::format("{}: no such table of sluice's", backend->name()));

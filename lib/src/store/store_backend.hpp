@@ -50,11 +50,16 @@ class Backend {
   virtual ~Backend() = default;
   /// "sqlite:PATH table T" or the URI without its password.
   virtual const std::string& name() const = 0;
-  /// Creates sluice_tables and sluice_runs when missing. Throws sluice::Error.
+  /// Creates sluice_tables and sluice_runs when missing, and checks they can be written; read
+  /// only: nothing. Throws sluice::Error.
   virtual void ensure_catalog() = 0;
   /// The table's entry, when it has one; throws sluice::Error(invalid_argument) when a table of
   /// that name exists without one (not sluice's).
   virtual std::optional<TableMeta> read_meta(const std::string& table) = 0;
+  /// Holds the table for this connection's writer until the backend is closed: a second run
+  /// writing the same table at once is refused (the later write of an id would win, and each
+  /// run's count would be wrong). Throws sluice::Error(invalid_argument) naming the table.
+  virtual void lock_for_writing(const std::string& table) = 0;
   /// Creates the table and its entry.
   virtual void create_table(const std::string& table, const TableMeta& meta) = 0;
   virtual std::uint64_t count_rows(const std::string& table) = 0;
@@ -81,12 +86,18 @@ class Backend {
   /// them), a block of rows at a time (memory: one block).
   using ScanFn = std::function<void(std::string_view id, std::string_view record, std::span<const float> vector)>;
   virtual void scan(const std::string& table, VectorType type, std::uint32_t dimensions, const ScanFn& fn) = 0;
+
+  /// The field ids come from, named in duplicate_id errors.
+  void set_id_field(std::string field) { id_field_ = std::move(field); }
+
+ protected:
+  std::string id_field_;
 };
 
 /// The backend for a URI; connects. Throws sluice::Error.
 std::unique_ptr<Backend> connect(const StoreOptions& options);
-std::unique_ptr<Backend> connect_sqlite(const std::string& path, const std::string& name);
-std::unique_ptr<Backend> connect_postgres(const std::string& uri, const std::string& name);
+std::unique_ptr<Backend> connect_sqlite(const std::string& path, const std::string& name, bool read_only);
+std::unique_ptr<Backend> connect_postgres(const std::string& uri, const std::string& name, bool read_only);
 
 /// The element bytes of `embedding` in `type`, little-endian (what --output-encoding base64
 /// writes), and the values --output-encoding json writes, as floats.
@@ -96,8 +107,9 @@ std::size_t vector_bytes(VectorType type, std::uint32_t dimensions);
 /// Decodes a stored vector to floats for search (int8 as v/127, binary as +1/-1 per bit).
 void decode_vector(std::string_view bytes, VectorType type, std::uint32_t dimensions, std::vector<float>& out);
 
-/// Table names: [A-Za-z_][A-Za-z0-9_]*, at most 63 characters (PostgreSQL's limit), and not
-/// one of sluice's own. Throws sluice::Error(invalid_argument).
+/// Table names: [a-z_][a-z0-9_]*, at most 63 characters (PostgreSQL's limit; lowercase, as
+/// SQLite compares names without case and PostgreSQL folds unquoted ones), and not one of
+/// sluice's own. Throws sluice::Error(invalid_argument).
 void check_table_name(const std::string& table);
 
 }  // namespace sluice::store
