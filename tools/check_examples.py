@@ -39,6 +39,7 @@ CONTEXT = r"""
 #include <sluice/safetensors.hpp>
 #include <sluice/sink.hpp>
 #include <sluice/source.hpp>
+#include <sluice/store.hpp>
 #include <sluice/tokenizer.hpp>
 #include <sluice/validate.hpp>
 #include <sluice/vector_format.hpp>
