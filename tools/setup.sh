@@ -16,6 +16,8 @@ packages=(
   # Stores: SQLite (embedded) and PostgreSQL (libpq; the server the tests start in a temporary
   # folder with tools/postgres.sh, on a Unix socket only)
   libsqlite3-dev libpq-dev postgresql-15
+  # search --approximate: HNSW (header-only)
+  libhnswlib-dev
 )
 if [[ "${1:-}" == "--dev" ]]; then
   packages+=(python3-onnx)

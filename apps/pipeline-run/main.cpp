@@ -604,6 +604,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cmd_search->add_option("--prompt", search.prompt, "Text put before every query, e.g. \"query: \"");
   cmd_search->add_option("--prompt-name", search.prompt_name, "A prompt of the model's config, by name (\"query\")");
+  cmd_search->add_flag("--approximate", search.approximate,
+                       "Search an HNSW index instead of scanning every row (built on first use; says its recall@10)");
+  cmd_search->add_option("--index", search.index,
+                         "With --approximate: the index file (default: beside a SQLite store, STORE.TABLE.hnsw)");
+  cmd_search->add_option("--ef", search.ef, "With --approximate: candidates kept while searching (more: better recall)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   cmd_search->add_option("--format", search.format, "auto: a table on a terminal, JSON lines otherwise")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "json", "table"}));

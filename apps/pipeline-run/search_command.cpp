@@ -141,6 +141,29 @@ int run_search(const SearchArgs& args) {
     return kExitUsage;
   }
 
+  // The approximate index, opened (or built: one scan, then recall measured on rows of the
+  // table as held-out queries) before the queries are embedded.
+  std::unique_ptr<sluice::ApproximateIndex> index;
+  if (args.approximate) {
+    sluice::ApproximateIndexOptions io;
+    io.path = args.index;
+    if (io.path.empty()) {
+      if (!args.store.starts_with("sqlite:")) {
+        fmt::print(stderr, "error: --approximate on PostgreSQL needs --index PATH: the file to keep the index in\n");
+        return kExitUsage;
+      }
+      io.path = fmt::format("{}.{}.hnsw", args.store.substr(std::string_view("sqlite:").size()), args.table);
+    }
+    io.ef_search = args.ef;
+    fmt::print(stderr, "approximate index {}: opening (built from one scan when missing or stale)\n", io.path);
+    index = sluice::ApproximateIndex::open(so, io);
+    const auto& ii = index->info();
+    fmt::print(stderr, "approximate index {}: {} rows, recall@10 {:.3f} against exact search over {} rows of the "
+               "table as queries{}\n",
+               io.path, ii.rows, ii.recall_at_10, ii.recall_queries,
+               ii.built_now ? fmt::format(" (built now in {:.1f} s)", ii.build_s) : std::string());
+  }
+
   const bool table = args.format == "table" || (args.format == "auto" && isatty(STDOUT_FILENO));
   const bool many = records.size() > 1;
   const int width = terminal_width();
@@ -164,7 +187,7 @@ int run_search(const SearchArgs& args) {
     }
     std::vector<std::vector<float>> vectors;
     for (auto& r : got.records) vectors.push_back(std::move(r.embedding));
-    const auto results = sluice::search_store(so, vectors, args.k);
+    const auto results = index ? index->search(vectors, args.k) : sluice::search_store(so, vectors, args.k);
     for (std::size_t qi = 0; qi < results.size(); ++qi) {
       const sluice::Record& query = group[qi];
       const std::size_t number = first + qi + 1;  // the queries' order: the -q ones, then the file's

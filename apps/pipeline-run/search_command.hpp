@@ -20,6 +20,9 @@ struct SearchArgs {
   std::string prompt;
   std::string prompt_name;
   std::string format = "auto";        // auto (a table on a terminal), json, table
+  bool approximate = false;           // HNSW index instead of the exact scan
+  std::string index;                  // its file; default beside a SQLite store
+  std::size_t ef = 100;               // candidates kept while searching
 };
 
 /// Runs the command; returns the exit code (exit_codes.hpp).

@@ -347,6 +347,37 @@ class StoreSuite:
             p.kill()
             p.communicate()
 
+    def test_approximate_search_says_its_recall_and_is_rebuilt_when_the_table_changes(self):
+        uri = self.store_uri("ann")
+        src = self.write("in.jsonl", records(1500))
+        self.assertEqual(self.embed(src, uri).returncode, 0)
+        index = self.path("ann.hnsw")
+        queries = ["farmers of the plain 3", "record 42 about rivers", "deltas"]
+        args = ["search", uri, "-k", "10", "--model", TINY] + [a for q in queries for a in ("-q", q)]
+        exact = [json.loads(line) for line in run(args).stdout.splitlines()]
+        r = run(args + ["--approximate", "--index", index])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.search(rb"(\d+) rows, recall@10 ([0-9.]+) against exact search over (\d+) rows", r.stderr)
+        self.assertIsNotNone(m, r.stderr)
+        self.assertEqual(int(m.group(1)), 1500)
+        self.assertGreaterEqual(float(m.group(2)), 0.9)
+        self.assertIn(b"built now", r.stderr)
+        approx = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual(len(approx), 30)
+        for q in (1, 2, 3):
+            want = {h["id"] for h in exact if h["query"] == q}
+            got = [h for h in approx if h["query"] == q]
+            self.assertGreaterEqual(len(want & {h["id"] for h in got}), 8)
+            self.assertEqual([h["rank"] for h in got], list(range(1, 11)))
+            self.assertTrue(all("text" in h["record"] for h in got))
+        # Opened again: not rebuilt. After another run into the table: rebuilt, with its rows.
+        r = run(args + ["--approximate", "--index", index])
+        self.assertNotIn(b"built now", r.stderr)
+        self.assertEqual(self.embed(self.write("more.jsonl", records(100, 5000)), uri).returncode, 0)
+        r = run(args + ["--approximate", "--index", index])
+        self.assertIn(b"built now", r.stderr)
+        self.assertIn(b"1600 rows", r.stderr)
+
     def test_a_table_not_made_by_sluice_is_refused_before_the_model_loads(self):
         uri = self.store_uri("h")
         self.make_foreign_table(uri, "notes")

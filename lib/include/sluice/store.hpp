@@ -89,4 +89,38 @@ struct SearchHit {
 std::vector<std::vector<SearchHit>> search_store(const StoreOptions& options,
                                                  std::span<const std::vector<float>> queries, std::size_t k);
 
+/// An approximate nearest-neighbour index of a table (HNSW, hnswlib), for tables that outgrow
+/// an exact scan. Kept in a file of its own (`path`, and `path`.meta beside it), built from one
+/// scan of the table and rebuilt when the table has changed since (another run, more rows).
+/// Memory: the whole index, about rows x (dimensions x 4 + m x 8) bytes, while it is open.
+struct ApproximateIndexOptions {
+  std::string path;              ///< the index file
+  std::size_t m = 16;            ///< links per node (HNSW's M)
+  std::size_t ef_construction = 200;
+  std::size_t ef_search = 100;   ///< candidates kept while searching (at least k)
+  std::size_t recall_sample = 200;  ///< rows taken as held-out queries to measure recall@10
+};
+
+struct ApproximateIndexInfo {
+  std::uint64_t rows = 0;
+  /// Of the 10 nearest rows by exact search, the share the index also returns, averaged over
+  /// `recall_sample` rows of the table used as queries (each row itself left out of both).
+  double recall_at_10 = 0;
+  std::size_t recall_queries = 0;
+  bool built_now = false;  ///< built (or rebuilt) by this open
+  double build_s = 0;      ///< how long that took
+  std::string table_version;
+};
+
+class ApproximateIndex {
+ public:
+  /// Opens the index at options.path, or builds it (also when it is stale or unreadable).
+  /// Throws sluice::Error.
+  static std::unique_ptr<ApproximateIndex> open(const StoreOptions& store, const ApproximateIndexOptions& options);
+  virtual ~ApproximateIndex() = default;
+  virtual const ApproximateIndexInfo& info() const = 0;
+  /// The k rows the index finds nearest to each query (cosine), best first.
+  virtual std::vector<std::vector<SearchHit>> search(std::span<const std::vector<float>> queries, std::size_t k) = 0;
+};
+
 }  // namespace sluice

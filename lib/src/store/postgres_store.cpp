@@ -222,6 +222,29 @@ class PostgresBackend final : public Backend {
     return static_cast<std::uint64_t>(std::stoull(PQgetvalue(r.get(), 0, 0)));
   }
 
+  std::string table_version(const std::string& table) override {
+    return setup([&] {
+      ResultPtr r = query(
+          "SELECT run, coalesce(md5(checkpoint), '') FROM sluice_runs WHERE table_name = $1 ORDER BY run DESC LIMIT 1",
+          {table});
+      std::string last = PQntuples(r.get()) ? fmt::format("{} {}", PQgetvalue(r.get(), 0, 0), PQgetvalue(r.get(), 0, 1))
+                                             : std::string("none");
+      return fmt::format("rows {}, last run {}", count_rows(table), last);
+    });
+  }
+
+  std::vector<std::pair<std::string, std::string>> fetch_records(const std::string& table,
+                                                                 std::span<const std::string> ids) override {
+    return setup([&] {
+      std::vector<std::pair<std::string, std::string>> out;
+      for (const std::string& id : ids) {
+        ResultPtr r = query(fmt::format("SELECT record::text FROM \"{}\" WHERE id = $1", table), {id});
+        if (PQntuples(r.get())) out.emplace_back(id, PQgetvalue(r.get(), 0, 0));
+      }
+      return out;
+    });
+  }
+
   void scan(const std::string& table, VectorType type, std::uint32_t dimensions, const ScanFn& fn) override {
     setup([&] {
       exec("BEGIN READ ONLY");

@@ -243,6 +243,27 @@ class SqliteBackend final : public Backend {
     return static_cast<std::uint64_t>(st.column_int(0));
   }
 
+  std::string table_version(const std::string& table) override {
+    Statement st(db_,
+                 "SELECT run, coalesce(checkpoint, '') FROM sluice_runs WHERE table_name = ?1 ORDER BY run DESC LIMIT 1");
+    st.text(1, table);
+    std::string last = "none";
+    if (st.step() == SQLITE_ROW) last = fmt::format("{} {}", st.column_int(0), std::hash<std::string_view>{}(st.column_text(1)));
+    return fmt::format("rows {}, last run {}", count_rows(table), last);
+  }
+
+  std::vector<std::pair<std::string, std::string>> fetch_records(const std::string& table,
+                                                                 std::span<const std::string> ids) override {
+    std::vector<std::pair<std::string, std::string>> out;
+    Statement st(db_, fmt::format("SELECT record FROM \"{}\" WHERE id = ?1", table));
+    for (const std::string& id : ids) {
+      st.text(1, id);
+      if (st.step() == SQLITE_ROW) out.emplace_back(id, std::string(st.column_text(0)));
+      st.reset();
+    }
+    return out;
+  }
+
   void scan(const std::string& table, VectorType type, std::uint32_t dimensions, const ScanFn& fn) override {
     Statement st(db_, fmt::format("SELECT id, record, embedding FROM \"{}\"", table));
     const std::size_t want = vector_bytes(type, dimensions);

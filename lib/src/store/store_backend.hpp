@@ -87,6 +87,13 @@ class Backend {
   using ScanFn = std::function<void(std::string_view id, std::string_view record, std::span<const float> vector)>;
   virtual void scan(const std::string& table, VectorType type, std::uint32_t dimensions, const ScanFn& fn) = 0;
 
+  /// What changes whenever the table's rows may have: its row count, its last run and that
+  /// run's checkpoint (every commit stores one). An index built at one version is stale at another.
+  virtual std::string table_version(const std::string& table) = 0;
+  /// The records of these ids (those that exist).
+  virtual std::vector<std::pair<std::string, std::string>> fetch_records(const std::string& table,
+                                                                         std::span<const std::string> ids) = 0;
+
   /// The field ids come from, named in duplicate_id errors.
   void set_id_field(std::string field) { id_field_ = std::move(field); }
 
