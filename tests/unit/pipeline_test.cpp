@@ -723,7 +723,7 @@ struct Store {
 
 class DelayedSink : public Sink {
  public:
-  DelayedSink(Store& store, bool keeps) : store_(store), keeps_(keeps) {}
+  DelayedSink(Store& store, bool keeps, int delay_ms = 3) : store_(store), keeps_(keeps), delay_ms_(delay_ms) {}
   std::string name() const override { return "test store"; }
   void open(const SinkRun& run) override {
     CHECK(run.dimensions == 32);
@@ -746,7 +746,7 @@ class DelayedSink : public Sink {
     }
     std::lock_guard lock(store_.mutex);
     store_.threads.emplace_back([this, batch = std::move(batch), checkpoint, done = std::move(done)] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(3));
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
       CommitResult result;
       std::lock_guard lock(store_.mutex);
       for (const auto& r : batch) {
@@ -776,6 +776,7 @@ class DelayedSink : public Sink {
  private:
   Store& store_;
   bool keeps_;
+  int delay_ms_;
 };
 
 }  // namespace
@@ -820,6 +821,30 @@ TEST_CASE("a sink that commits later: a record is done only once durable; what i
   CHECK(dead[0].find("\"line\":6") != std::string::npos);
   CHECK(dead[0].find("store_rejected") != std::string::npos);
   CHECK(dead[3].find("\"line\":57") != std::string::npos);
+}
+
+TEST_CASE("a slow sink slows reading: records in flight stay within the bound") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  write_file(opts.input, make_input(400));
+  opts.max_in_flight_records = 24;
+  opts.read_chunk_bytes = 256;
+  Store store;
+  Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+  pipeline.set_sink(std::make_unique<DelayedSink>(store, false, 20));  // 20 ms a commit
+  std::uint64_t started = 0, done = 0, most = 0, paused = 0;
+  pipeline.subscribe(EventFilter::all(), [&](const PipelineEvent& e) {
+    if (std::holds_alternative<DocumentStarted>(e.payload)) ++started;
+    if (std::holds_alternative<DocumentCompleted>(e.payload)) ++done;
+    if (auto* c = std::get_if<StageStateChanged>(&e.payload); c && c->to == StageState::paused) ++paused;
+    most = std::max(most, started - done);
+  });
+  RunSummary s = pipeline.run();
+  CHECK(s.status == RunStatus::completed);
+  CHECK(s.completed == 400);
+  CHECK(paused > 0);
+  // As with a file: the bound, plus what one read chunk can hold, plus the rest of an open batch.
+  CHECK(most <= opts.max_in_flight_records + 256 / 40 + 4);
 }
 
 TEST_CASE("a sink that miscounts what it holds fails the run") {
