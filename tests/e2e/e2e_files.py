@@ -2,8 +2,27 @@
 own. Standard library only; each test file imports it from its own folder."""
 
 import os
+import subprocess
 import tempfile
 import unittest
+
+
+def killed_then_resumed(cmd, rng, whole, kills):
+    """Runs `cmd`, SIGKILLs it at a random moment (from 2 % to 110 % of `whole`, the seconds an
+    uninterrupted run takes: during start-up, reading, embedding or writing) `kills` times, each
+    time starting it again with --resume, then lets the last run finish. Returns its exit
+    status and standard error."""
+    for k in range(kills + 1):
+        p = subprocess.Popen(cmd + (["--resume"] if k else []), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if k < kills:
+            try:
+                p.wait(timeout=rng.uniform(0.02, 1.1) * whole)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            p.communicate()
+        else:
+            _, err = p.communicate(timeout=600)
+            return p.returncode, err
 
 
 class TempDirTest(unittest.TestCase):

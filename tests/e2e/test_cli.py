@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from e2e_files import TempDirTest
+from e2e_files import TempDirTest, killed_then_resumed
 
 PIPELINE_RUN = os.environ.get("PIPELINE_RUN", "build/apps/pipeline-run/pipeline-run")
 MODELS = os.environ.get("SLUICE_TEST_MODELS", "build/tests/test-models")
@@ -472,18 +472,8 @@ class CliTest(TempDirTest):
             out, dead = self.path(f"out{trial}.jsonl"), self.path(f"out{trial}.dead")
             cmd = [PIPELINE_RUN, "embed", src, "-o", out, "--dead-letter", dead, *common]
             kills = rng.randint(1, 4)
-            for k in range(kills + 1):
-                p = subprocess.Popen(cmd + (["--resume"] if k else []), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                if k < kills:
-                    # SIGKILL at a random moment of the run: during start-up, reading, embedding or writing.
-                    try:
-                        p.wait(timeout=rng.uniform(0.02, 1.1) * whole)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                    p.communicate()
-                else:
-                    _, err = p.communicate(timeout=600)
-                    self.assertEqual(p.returncode, 4, err)
+            rc, err = killed_then_resumed(cmd, rng, whole, kills)
+            self.assertEqual(rc, 4, err)
             self.assertEqual(self.read(f"out{trial}.jsonl"), reference, f"trial {trial} after {kills} kills")
             self.assertEqual(self.read(f"out{trial}.dead"), reference_dead, f"trial {trial}")
 

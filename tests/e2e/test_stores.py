@@ -22,7 +22,7 @@ import time
 import unittest
 import uuid
 
-from e2e_files import TempDirTest
+from e2e_files import TempDirTest, killed_then_resumed
 
 PIPELINE_RUN = os.environ.get("PIPELINE_RUN", "build/apps/pipeline-run/pipeline-run")
 MODELS = os.environ.get("SLUICE_TEST_MODELS", "build/tests/test-models")
@@ -227,19 +227,9 @@ class StoreSuite:
             cmd = [PIPELINE_RUN, "embed", src, "-o", uri, "--model", TINY, "--progress", "never",
                    "--dead-letter", dead, *common]
             kills = rng.randint(1, 4)
-            for k in range(kills + 1):
-                p = subprocess.Popen(cmd + (["--resume"] if k else []), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-                if k < kills:
-                    try:
-                        p.wait(timeout=rng.uniform(0.05, 1.1) * whole)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                    p.communicate()
-                else:
-                    _, err = p.communicate(timeout=600)
-                    self.assertEqual(p.returncode, 4, err)
-                    self.assertIn(b"verified: 5000 rows of this run", err)
+            rc, err = killed_then_resumed(cmd, rng, whole, kills)
+            self.assertEqual(rc, 4, err)
+            self.assertIn(b"verified: 5000 rows of this run", err)
             got = [(row["id"], row["record"], row["embedding"], row["line"]) for row in self.rows(uri)]
             self.assertEqual(len(got), len(reference), f"trial {trial} after {kills} kills")
             self.assertEqual(got, reference, f"trial {trial} after {kills} kills")
