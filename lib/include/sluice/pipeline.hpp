@@ -63,7 +63,9 @@ ThreadLayout model_thread_layout(int threads, int workers, bool concurrent);
 
 struct PipelineOptions {
   std::string input = "-";                 ///< JSONL path, "-" for stdin (unused with a Source)
-  std::string output = "-";                ///< JSONL path, "-" for stdout (unused with a Sink)
+  /// JSONL path, "-" for stdout: without set_sink(), the pipeline writes it through
+  /// make_jsonl_sink(output), the same sink any program can make (unused with a Sink).
+  std::string output = "-";
   std::filesystem::path model;             ///< model folder, when no model object is given
   std::string text_field = "text";         ///< the string field to embed
   std::string output_field = "embedding";  ///< the field added to each output line
@@ -87,13 +89,14 @@ struct PipelineOptions {
   /// first, with the mean of its windows' vectors weighted by their tokens (renormalised when
   /// the model normalises). Windows follow Hugging Face's truncation with a stride: each
   /// starts `chunk_overlap` tokens before the previous one ends. Only the JSONL output
-  /// supports chunk (a Sink is refused).
+  /// supports chunk (a Sink other than make_jsonl_sink()'s is refused).
   LongInput long_input = LongInput::truncate;
   std::size_t chunk_tokens = 0;    ///< window length, special tokens included; 0: the model's max
   std::size_t chunk_overlap = 32;  ///< tokens a window repeats from the one before
   bool chunk_document = false;
   std::string id_field = "id";
-  /// How embeddings are written to JSONL output; a Sink always receives float32 values.
+  /// How embeddings are written to JSONL output (a sink that wants_jsonl()); other sinks
+  /// receive float32 values.
   /// int8 needs a normalising model (components in [-1, 1]).
   VectorFormat vector_format;
   std::size_t batch_size = 256;            ///< records per model call, at most
@@ -191,7 +194,7 @@ class Pipeline {
   void set_source(std::unique_ptr<Source> source);
   /// Sends embedded records to `sink` instead of writing options.output. Thread: before run().
   void set_sink(std::unique_ptr<Sink> sink);
-  /// Whether a sink was set.
+  /// Whether a program set a sink (the JSONL output the pipeline makes itself does not count).
   bool has_sink() const noexcept;
 
   /// Subscribes to events. Thread: before run()/start(), or the loop thread during the run.

@@ -28,8 +28,12 @@ std::optional<std::string> string_field(const Record& record, std::string_view n
 struct EmbeddedRecord {
   std::uint64_t index = 0;  ///< 0-based record index in input order
   std::uint64_t line = 0;
-  std::string json;  ///< the input record's bytes
-  std::vector<float> embedding;
+  std::string json;  ///< the input record's bytes (empty for a sink that wants_jsonl())
+  std::vector<float> embedding;  ///< float32 (empty for a sink that wants_jsonl())
+  /// For a sink that wants_jsonl(): the output line(s) the pipeline formatted on its model
+  /// threads, "\n" included: the record up to its closing brace with the output field added in
+  /// the options' vector format, or with --long-input chunk one line per window.
+  std::string jsonl;
   std::uint32_t tokens = 0;  ///< tokens fed to the model, special tokens included
   bool truncated = false;
 };

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -11,6 +12,8 @@
 #include <sluice/error.hpp>
 #include <sluice/record.hpp>
 #include <sluice/vector_format.hpp>
+
+struct uv_loop_s;
 
 namespace sluice {
 
@@ -38,6 +41,9 @@ struct SinkRun {
   /// recorded (Sink::position()), empty when the sink keeps its own checkpoint.
   bool resume = false;
   std::string position;
+  /// The loop the pipeline runs on: a sink may issue its I/O there (libuv calls back on the
+  /// loop thread, the thread of every Sink call).
+  uv_loop_s* loop = nullptr;
 };
 
 /// A record the sink refused (a database constraint, an id it cannot store): the run treats
@@ -81,11 +87,20 @@ class Sink {
   virtual void open(const SinkRun& run) { (void)run; }
   /// Records in input order, each exactly once. Exceptions stop the run with status "failed".
   virtual void write(std::span<const EmbeddedRecord> records) = 0;
+  /// Whether the sink takes records as JSONL lines the pipeline formats (EmbeddedRecord::jsonl,
+  /// formatted on the model threads; PipelineOptions::output_field and vector_format apply, and
+  /// --long-input chunk is allowed) instead of their bytes and float32 vectors.
+  virtual bool wants_jsonl() const { return false; }
+  /// A sink that writes one file that can be read again names it: its position() is then the
+  /// decimal byte offset its output ends at, checkpoints hash the bytes before it, and a resume
+  /// checks them, as for the JSONL output (reliability.md, "Resume"). nullopt otherwise.
+  virtual std::optional<std::string> file() const { return std::nullopt; }
   /// Where the sink will stand once the records written so far are durable, opaque to the
   /// engine (a byte offset for a file). The engine asks after writing the last record of each
   /// window, records the answer in the checkpoint file at that window, and hands it back to
   /// open() (SinkRun::position) on resume: the sink then drops what it holds past it. Sinks
-  /// that keep their own checkpoint, or cannot go back, return nothing.
+  /// that keep their own checkpoint, or cannot go back, return nothing: a resume into a sink
+  /// that neither keeps the checkpoint nor has a position is refused.
   virtual std::string position() const { return {}; }
   /// Makes every record written so far durable. When keeps_checkpoint(), `checkpoint` (the
   /// run's checkpoint, JSON; empty when the run keeps none) is stored in the same transaction,
@@ -107,5 +122,12 @@ class Sink {
   /// The run compares it with its own count (RunSummary::verified); a mismatch fails it.
   virtual std::optional<std::uint64_t> verified_count() { return std::nullopt; }
 };
+
+/// The JSONL output as a sink: `path` ("-": standard output, written where its descriptor
+/// stands) gets each record's line (wants_jsonl()), appended in order with one write in flight
+/// on the pipeline's loop; a commit is a write and an fsync (skipped on a pipe or terminal);
+/// position() is the byte offset; a resume cuts the file back to it. The file is locked for the
+/// run (a second run on it is refused). What pipeline-run and a Pipeline without a sink use.
+std::unique_ptr<Sink> make_jsonl_sink(const std::string& path);
 
 }  // namespace sluice

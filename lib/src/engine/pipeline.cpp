@@ -152,7 +152,7 @@ void Pipeline::Impl::check_files_are_distinct() const {
 }
 
 void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&)> on_finished) {
-  if (sink_ && opt_.long_input == LongInput::chunk) {
+  if (sink_ && !sink_->wants_jsonl() && opt_.long_input == LongInput::chunk) {
     throw Error(ErrorCode::invalid_argument, "--long-input chunk writes JSONL output; a Sink is not supported with it");
   }
   loop_ = loop;
@@ -165,12 +165,31 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
                             sink_->name()));
   }
   check_files_are_distinct();
+  if (!sink_) {
+    // The JSONL output: the same sink any program can make, on the same path as any sink.
+    sink_ = make_jsonl_sink(opt_.output);
+    own_jsonl_ = true;
+  }
+  wants_jsonl_ = sink_->wants_jsonl();
   open_input();
   fingerprint_ = compute_fingerprint();
   const std::optional<CheckpointState> resume_state = open_sink_and_read_checkpoint();
   const bool resumed = resume_state.has_value();
   const bool already_finished = resumed && load_resume_point(*resume_state);
-  if (!already_finished) open_outputs();
+  if (!already_finished) {
+    if (!sink_checkpoints()) {
+      // After the files were checked against the checkpoint: a sink that goes back (the JSONL
+      // file is cut) only once the checkpoint is known to be right.
+      std::string position;
+      if (resumed) {
+        position = resume_state->output_position.empty() && sink_->file()
+                       ? std::to_string(resume_state->output_offset)
+                       : resume_state->output_position;
+      }
+      sink_->open(sink_run(resumed, position));
+    }
+    open_outputs();
+  }
   if (!opt_.checkpoint.empty() && !resumed) {
     // A checkpoint from the start, so a run killed before its first periodic one resumes too.
     CheckpointState state = checkpoint_state();
@@ -189,7 +208,7 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   EmbedWorkers::Config wc;
   wc.batch_size = opt_.batch_size;
   wc.max_batch_tokens = opt_.max_batch_tokens;
-  wc.format_output = !sink_;
+  wc.format_output = wants_jsonl_;
   wc.output_field = opt_.output_field;
   wc.prompt = opt_.prompt;
   wc.dimensions = opt_.dimensions;
@@ -205,7 +224,8 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   workers_->start();
 
   const auto& info = model_->info();
-  bus_.publish(PipelineStarted{source_ ? "<source>" : opt_.input, sink_ ? sink_->name() : opt_.output, info.dir.string(),
+  bus_.publish(PipelineStarted{source_ ? "<source>" : opt_.input, own_jsonl_ ? opt_.output : sink_->name(),
+                               info.dir.string(),
                                input_size_, static_cast<std::uint32_t>(opt_.batch_size),
                                opt_.dimensions > 0 ? opt_.dimensions : info.dimensions,
                                info.max_tokens, static_cast<std::uint32_t>(opt_.max_batch_tokens),
@@ -291,7 +311,6 @@ void Pipeline::Impl::check_done() {
   }
   if (in_flight_records_ > 0) return;
   if (sink_commit_busy_) return;
-  if (out_ && !out_->idle()) return;
   if (dead_ && !dead_->idle()) return;
   finish();
 }
@@ -315,7 +334,7 @@ void Pipeline::Impl::finish() {
   }
   source_queue_.close_and_clear();
   summary_.elapsed_s = unix_time_now() - start_time_;
-  summary_.bytes_written = sink_ ? 0 : done_.output_offset;
+  summary_.bytes_written = wants_jsonl_ ? done_.output_offset : 0;
   if (workers_) {
     const EmbedWorkers::ModelStats m = workers_->model_stats();
     summary_.model_calls = m.calls;
@@ -348,17 +367,11 @@ void Pipeline::Impl::finish() {
     }
     final_progress_ = true;
     publish_progress();
-    auto close_dead = [this] {
-      if (dead_) {
-        dead_->close([this] { close_all(); });
-      } else {
-        close_all();
-      }
-    };
-    if (out_) {
-      out_->close(close_dead);
+    if (dead_) {
+      if (!last_dead_letter_line_.empty()) dead_->append(last_dead_letter_line_);
+      dead_->close([this] { close_all(); });
     } else {
-      close_dead();
+      close_all();
     }
   };
   if (abort_requested_.load()) {
@@ -432,7 +445,7 @@ Pipeline::~Pipeline() = default;
 
 void Pipeline::set_source(std::unique_ptr<Source> source) { impl_->source_ = std::move(source); }
 void Pipeline::set_sink(std::unique_ptr<Sink> sink) { impl_->sink_ = std::move(sink); }
-bool Pipeline::has_sink() const noexcept { return impl_->sink_ != nullptr; }
+bool Pipeline::has_sink() const noexcept { return impl_->has_users_sink(); }
 SubscriptionId Pipeline::subscribe(EventFilter filter, EventCallback callback) {
   return impl_->bus_.subscribe(filter, std::move(callback));
 }

@@ -94,7 +94,7 @@ std::string Pipeline::Impl::hash_up_to(CheckpointState& state) {
     state.input_hash = input_hash_.hex();
   }
   if (output_rereadable()) {
-    if (std::string err = hash_file_to(opt_.output, state.output_offset, output_hash_); !err.empty()) return err;
+    if (std::string err = hash_file_to(*sink_->file(), state.output_offset, output_hash_); !err.empty()) return err;
     state.output_hash = output_hash_.hex();
   }
   if (dead_letter_rereadable()) {
@@ -195,7 +195,7 @@ void Pipeline::Impl::verify_files_against(const CheckpointState& state) {
   // One output line per embedded record, except with windows of a long text as lines of their own.
   const bool line_per_record = opt_.long_input != LongInput::chunk || opt_.chunk_document;
   if (output_rereadable()) {
-    verify(opt_.output, "output", state.output_offset, state.output_hash, output_hash_,
+    verify(*sink_->file(), "output", state.output_offset, state.output_hash, output_hash_,
            line_per_record ? state.completed : UINT64_MAX);
   }
   if (dead_letter_rereadable()) {
@@ -223,6 +223,7 @@ SinkRun Pipeline::Impl::sink_run(bool resume, std::string position) const {
   run.input = input_name_;
   run.resume = resume;
   run.position = std::move(position);
+  run.loop = loop_;
   return run;
 }
 
@@ -237,8 +238,14 @@ std::optional<CheckpointState> Pipeline::Impl::open_sink_and_read_checkpoint() {
                   fmt::format("cannot resume reading {}: it is not a regular file (a pipe or device is read once)",
                               input_name_));
     }
-    if (!sink_ && opt_.output == "-") {
+    if (own_jsonl_ && opt_.output == "-") {
       throw Error(ErrorCode::invalid_argument, "cannot resume writing to standard output");
+    }
+    if (!sink_checkpoints() && !own_jsonl_ && sink_->position().empty()) {
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("cannot resume writing to {}: it neither keeps the checkpoint nor can go back to a "
+                              "position (Sink::keeps_checkpoint(), Sink::position())",
+                              sink_->name()));
     }
   }
   if (sink_checkpoints()) {
@@ -253,10 +260,10 @@ std::optional<CheckpointState> Pipeline::Impl::open_sink_and_read_checkpoint() {
     }
     return std::move(state.value());
   }
+  // A sink that keeps no checkpoint is opened once the files were checked against it (start()).
   std::optional<CheckpointState> state;
   std::error_code ec;
   if (opt_.resume && std::filesystem::exists(opt_.checkpoint, ec)) state = read_checkpoint_file(opt_.checkpoint);
-  if (sink_) sink_->open(sink_run(state.has_value(), state ? state->output_position : std::string()));
   return state;
 }
 
@@ -303,8 +310,8 @@ bool Pipeline::Impl::load_resume_point(const CheckpointState& state) {
   resumed_bytes_ = at.input_offset;
   resumed_tokens_ = at.tokens;
   resumed_records_ = at.records;
-  output_appended_ = at.output_offset;
-  sink_written_ = sink_committed_ = at.output_offset;
+  output_appended_ = wants_jsonl_ ? at.output_offset : 0;
+  sink_written_ = sink_committed_ = wants_jsonl_ ? 0 : at.output_offset;
   dead_letter_appended_ = at.dead_letter_offset;
   input_->seek(at.input_offset, at.input_line);
   last_checkpoint_records_ = at.records;
@@ -320,7 +327,7 @@ CheckpointState Pipeline::Impl::checkpoint_state() const {
   s.input_offset = at.input_offset;
   s.input_line = at.input_line;
   s.records_done = at.records;
-  s.output = sink_ ? sink_->name() : opt_.output;
+  s.output = own_jsonl_ ? opt_.output : sink_->name();
   s.output_offset = at.output_offset;
   s.output_position = at.sink_position;
   s.dead_letter = opt_.dead_letter;
@@ -377,7 +384,7 @@ void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then
       }
     } final_after{this};
     if (status < 0) {
-      fail_run(fmt::format("{}: cannot sync output: {}", opt_.output, uv_strerror(status)));
+      fail_run(fmt::format("{}: cannot sync the dead-letter file: {}", opt_.dead_letter, uv_strerror(status)));
       done();
       return;
     }
@@ -403,17 +410,12 @@ void Pipeline::Impl::maybe_checkpoint(bool final_one, std::function<void()> then
     // The sync held the writers busy: the run may have become complete meanwhile.
     check_done();
   };
-  auto sync_output = [this, write_it](int status) mutable {
-    if (status < 0 || !out_) {
-      write_it(status);
-      return;
-    }
-    out_->sync(write_it);
-  };
+  // The output is durable already (a record is done once its commit returned); the dead
+  // letters it names are synced first.
   if (dead_) {
-    dead_->sync(sync_output);
+    dead_->sync(write_it);
   } else {
-    sync_output(0);
+    write_it(0);
   }
 }
 

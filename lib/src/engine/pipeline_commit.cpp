@@ -23,12 +23,6 @@ void Pipeline::Impl::open_outputs() {
                               path, ec ? 0 : size, offset));
     }
   };
-  if (!sink_) {
-    check_size(opt_.output, done_.output_offset);
-    out_ = std::make_unique<AsyncFileWriter>(
-        loop_, [this](std::uint64_t) { on_output_written(); }, on_error);
-    out_->open(opt_.output, done_.output_offset);
-  }
   if (!opt_.dead_letter.empty()) {
     check_size(opt_.dead_letter, done_.dead_letter_offset);
     dead_ = std::make_unique<AsyncFileWriter>(
@@ -80,15 +74,8 @@ void Pipeline::Impl::release() {
             DocumentFailed{item.index, location(item.line, item.offset), e.code, message, e.field, retryable, 1});
       }
       if (dead_) {
-        std::string line;
-        append_dead_letter_line(line, location(item.line, item.offset), e, item.json);
-        if (sink_) {
-          // Written when it completes, in order with the records the sink may yet refuse.
-          p.dead_letter_line = std::move(line);
-        } else {
-          dead_letter_appended_ += line.size();
-          dead_->append(line);
-        }
+        // Written when it completes, in order with the records the sink may yet refuse.
+        append_dead_letter_line(p.dead_letter_line, location(item.line, item.offset), e, item.json);
       }
       ++failed_released_;
       const bool too_many = opt_.max_errors && failed_released_ > *opt_.max_errors;
@@ -97,37 +84,38 @@ void Pipeline::Impl::release() {
         // stays out of every position (a resume reads it again, fixed or not). The records
         // before it go to the sink: they are done.
         ++summary_.failed;
+        // Dead-lettered too, after the records before it (finish()), past the final
+        // checkpoint's offset: a resume cuts it off and writes it again if it still fails.
+        last_dead_letter_line_ = std::move(p.dead_letter_line);
         flush_sink_batch();
         fail_run(too_many ? fmt::format("{} records failed, more than --max-errors {} allows; the last: {}",
                                         failed_released_, *opt_.max_errors, message)
                           : message);
         return;
       }
-    } else if (sink_) {
+    } else {
       EmbeddedRecord r;
       r.index = item.index;
       r.line = item.line;
-      r.json = std::move(item.json);
-      r.embedding = std::move(item.embedding);
+      if (wants_jsonl_) {
+        output_appended_ += item.output_line.size();
+        r.jsonl = std::move(item.output_line);
+      } else {
+        r.json = std::move(item.json);
+        r.embedding = std::move(item.embedding);
+      }
       r.tokens = item.tokens;
       r.truncated = item.truncated;
       sink_batch_.push_back(std::move(r));
       ++sink_written_;
-    } else {
-      output_appended_ += item.output_line.size();
-      out_->append(item.output_line);
     }
-    if (sink_) {
-      // Done once a commit covers the records written up to it (and this one).
-      p.output_end = sink_written_;
-      if (p.closes_window) {
-        // The sink's position after this window: its records must have been written.
-        if (!flush_sink_batch_ok()) return;
-        p.sink_position = sink_->position();
-      }
-    } else {
-      p.output_end = output_appended_;
-      p.dead_letter_end = dead_letter_appended_;
+    // Done once a commit covers the records written up to it (and this one).
+    p.output_end = sink_written_;
+    p.output_bytes_end = output_appended_;
+    if (p.closes_window) {
+      // The sink's position after this window: its records must have been written.
+      if (!flush_sink_batch_ok()) return;
+      p.sink_position = sink_->position();
     }
     pending_.push_back(std::move(p));
   }
@@ -151,10 +139,7 @@ void Pipeline::Impl::flush_sink_batch() {
 }
 
 void Pipeline::Impl::complete_written() {
-  const std::uint64_t out_written = sink_ ? sink_committed_ : out_ ? out_->written() : output_appended_;
-  const std::uint64_t dead_written = dead_ && !sink_ ? dead_->written() : dead_letter_appended_;
-  while (!stop_completing_ && !pending_.empty() && pending_.front().output_end <= out_written &&
-         pending_.front().dead_letter_end <= dead_written) {
+  while (!stop_completing_ && !pending_.empty() && pending_.front().output_end <= sink_committed_) {
     Pending p = std::move(pending_.front());
     pending_.pop_front();
     complete(p);
@@ -185,6 +170,7 @@ void Pipeline::Impl::complete(Pending& p) {
       // after it (already in the sink: a resume writes them again, by id) count as done.
       ++summary_.failed;
       stop_completing_ = true;
+      if (dead_) append_dead_letter_line(last_dead_letter_line_, location(p.line, p.offset), r.error, r.json);
       fail_run(too_many ? fmt::format("{} records failed, more than --max-errors {} allows; the last: {}",
                                       failed_released_, *opt_.max_errors, message)
                         : message);
@@ -217,10 +203,11 @@ void Pipeline::Impl::complete(Pending& p) {
   done_.records = p.index + 1;
   done_.input_offset = p.end_offset;
   done_.input_line = p.line;
-  done_.output_offset = p.output_end;
-  done_.dead_letter_offset = sink_ ? dead_letter_appended_ : p.dead_letter_end;
+  // The output's position: bytes of a JSONL sink, records of another.
+  done_.output_offset = wants_jsonl_ ? p.output_bytes_end : p.output_end;
+  done_.dead_letter_offset = dead_letter_appended_;
   if (p.closes_window) {
-    if (sink_) done_.sink_position = std::move(p.sink_position);
+    done_.sink_position = std::move(p.sink_position);
     boundary_ = done_;
   }
   if (!p.failed && bus_.wants<DocumentCompleted>()) {

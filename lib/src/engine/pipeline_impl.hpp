@@ -84,8 +84,7 @@ class RateWindow {
 
 // Bookkeeping for a record released in order, completed once its output bytes are written.
 struct Pending {
-  std::uint64_t output_end = 0;       // output bytes that must be written first
-  std::uint64_t dead_letter_end = 0;  // dead-letter bytes that must be written first
+  std::uint64_t output_end = 0;  // records written to the sink up to this one: committed first
   std::uint64_t index = 0;
   std::uint64_t line = 0;
   std::uint64_t offset = 0;
@@ -101,6 +100,7 @@ struct Pending {
   // this record closes; what the sink refused.
   std::string dead_letter_line;
   std::string sink_position;
+  std::uint64_t output_bytes_end = 0;  // JSONL bytes handed to the sink up to this record
   std::shared_ptr<const SinkRejection> rejection;
 };
 
@@ -146,6 +146,8 @@ class Pipeline::Impl {
   std::unique_ptr<Source> source_;
   std::unique_ptr<Sink> sink_;
   EventBus bus_;
+  // Whether sink_ is one a program set, not the pipeline's own JSONL output.
+  bool has_users_sink() const { return sink_ && !own_jsonl_; }
 
  private:
   // Setup and teardown.
@@ -167,7 +169,8 @@ class Pipeline::Impl {
   // The checkpoint's name in messages and events: its file, or the sink.
   std::string checkpoint_name() const { return sink_checkpoints() ? sink_->name() : opt_.checkpoint; }
   SinkRun sink_run(bool resume, std::string position) const;
-  bool output_rereadable() const { return !sink_ && opt_.output != "-"; }
+  // The output is a file that can be read again (the JSONL file, not standard output).
+  bool output_rereadable() const { return sink_ && sink_->file().has_value(); }
   bool dead_letter_rereadable() const { return !opt_.dead_letter.empty() && opt_.dead_letter != "-"; }
   // The checkpoint to resume from (the file, or the sink's), or none; opens the sink.
   std::optional<CheckpointState> open_sink_and_read_checkpoint();
@@ -277,11 +280,12 @@ class Pipeline::Impl {
   std::uint64_t in_flight_bytes_ = 0;
 
   // Output.
-  std::unique_ptr<AsyncFileWriter> out_;
   std::unique_ptr<AsyncFileWriter> dead_;
   std::deque<Pending> pending_;
   std::vector<EmbeddedRecord> sink_batch_;
-  std::uint64_t output_appended_ = 0;       // bytes handed to out_
+  std::uint64_t output_appended_ = 0;       // JSONL bytes handed to the sink
+  bool own_jsonl_ = false;    // the sink is the pipeline's own JSONL output (options.output)
+  bool wants_jsonl_ = false;  // the sink takes formatted lines
   std::uint64_t dead_letter_appended_ = 0;  // bytes handed to dead_
   // A sink: records handed to write(), and those a commit has made durable (the sink's bytes
   // written and synced). One commit at a time; its callback comes back through sink_async_.
@@ -290,6 +294,7 @@ class Pipeline::Impl {
   bool sink_commit_busy_ = false;
   bool sink_failed_ = false;      // a commit failed: no more are issued
   bool stop_completing_ = false;  // a rejection failed the run: the records after it stay undone
+  std::string last_dead_letter_line_;  // of the record that failed the run, written at the end
   std::function<void()> commit_then_;          // after the commit outstanding
   std::optional<CheckpointState> committing_checkpoint_;  // the checkpoint it stores
   std::function<void()> final_commit_waiting_;  // the final commit, asked for while one was busy
