@@ -318,7 +318,8 @@ int run_embed(EmbedArgs& args) {
     throw;
   }
   sluice::Pipeline& pipeline = *pipeline_holder;
-  if (store) pipeline.set_sink(sluice::make_store_sink(*store));
+  // The output, built from the same parts as any program's: a store, or the JSONL file.
+  pipeline.set_sink(store ? sluice::make_store_sink(*store) : sluice::make_jsonl_sink(opt.output));
   std::unique_ptr<EventWriter> events;
   if (!args.events.empty()) {
     events = std::make_unique<EventWriter>(args.events, [&pipeline] { pipeline.stop(); });

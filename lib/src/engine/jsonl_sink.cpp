@@ -57,7 +57,11 @@ class JsonlFileSink final : public Sink {
     for (const EmbeddedRecord& r : records) out_->append(r.jsonl);
   }
 
-  std::string position() const override { return std::to_string(out_ ? out_->appended() : start_); }
+  // Standard output cannot go back: no position, so no resume.
+  std::string position() const override {
+    if (path_ == "-") return {};
+    return std::to_string(out_ ? out_->appended() : start_);
+  }
 
   void commit(const std::string&, std::function<void(CommitResult)> done) override {
     out_->sync([this, done = std::move(done)](int status) {

@@ -144,10 +144,15 @@ std::vector<FileRole> run_files(const PipelineOptions& o) {
 
 void Pipeline::Impl::check_files_are_distinct() const {
   std::vector<FileRole> roles = run_files(opt_);
-  // A program's own source or sink takes the place of the input or output file.
+  // A program's own source or sink takes the place of the input or output file; a sink that
+  // writes a file (make_jsonl_sink()) has that file as the output.
+  const std::optional<std::string> sink_file = sink_ ? sink_->file() : std::nullopt;
   std::erase_if(roles, [&](const FileRole& r) {
-    return (source_ && r.role == "input") || (sink_ && r.role == "output");
+    return (source_ && r.role == "input") || (sink_ && !sink_file && r.role == "output");
   });
+  for (FileRole& r : roles) {
+    if (r.role == "output" && sink_file) r.path = *sink_file;
+  }
   check_distinct_files(roles);
 }
 
