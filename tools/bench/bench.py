@@ -707,7 +707,7 @@ class Bench:
             return out, [], [out, out + ".checkpoint"]
         if sink == "sqlite":
             db = os.path.join(self.work, f"stores-{tag}.db")
-            return "sqlite:" + db, [], [db, db + "-wal", db + "-shm", db + "-journal"]
+            return "sqlite:" + db, [], [db, db + "-wal", db + "-shm", db + "-journal", db + ".sluice-lock"]
         return pg_uri, ["--table", f"bench_{tag}"], []
 
     def store_bytes(self, sink, out, opts, pg_uri):
@@ -798,7 +798,8 @@ class Bench:
                 best = max(r["tps"] for r in rs) / max(r["jsonl"]["tps"] for r in rounds)
                 self.row(section, f"**{labels[sink]} / JSONL** (tokens/s)", f"**{median(ratios):.3f}**",
                          f"median of the per-round ratios: " + ", ".join(f"{x:.3f}" for x in ratios) +
-                         f"; best / best {best:.3f}")
+                         f"; best / best {best:.3f}; pipeline-run's CPU seconds {sink} / JSONL (median): "
+                         f"{median([r[sink]['cpu'] / r['jsonl']['cpu'] for r in rounds]):.3f}")
         self.facts["stores"] = {"corpus": kind, "records": n, "bytes": size, "rounds": rounds}
 
         rows = []
@@ -841,7 +842,7 @@ class Bench:
         if os.path.exists(stamp) and os.path.exists(db) and json.load(open(stamp)) == key:
             return db, json.load(open(stamp + ".run")) if os.path.exists(stamp + ".run") else None
         os.makedirs(folder, exist_ok=True)
-        for p in (db, db + "-wal", db + "-shm", stamp):
+        for p in (db, db + "-wal", db + "-shm", db + ".sluice-lock", stamp):
             if os.path.exists(p):
                 os.remove(p)
         corpus = os.path.join(self.work, f"search-{kind}.jsonl")
@@ -897,11 +898,11 @@ class Bench:
             q = e["queries"]
             self.row(section, f"top {k}, {q} quer{'y' if q == 1 else 'ies'} in one call",
                      f"sluice {e['sluice_s'] * 1e3:,.1f} ms, faiss {e['faiss_flat_1t_s'] * 1e3:,.2f} ms: "
-                     f"**{e['sluice_s'] / e['faiss_flat_1t_s']:,.0f}×**",
+                     f"**{e['sluice_s'] / e['faiss_flat_1t_s']:,.1f}×**",
                      f"sluice::search_store() (SQLite scan, 1 thread; {n / e['sluice_s']:,.0f} rows/s, "
                      f"{e['sluice_s'] * 1e3 / q:,.2f} ms a query) / "
                      f"faiss IndexFlatIP in memory, 1 thread; faiss at {threads} threads "
-                     f"{e['faiss_flat_s'] * 1e3:,.2f} ms ({e['sluice_s'] / e['faiss_flat_s']:,.0f}×); "
+                     f"{e['faiss_flat_s'] * 1e3:,.2f} ms ({e['sluice_s'] / e['faiss_flat_s']:,.1f}×); "
                      f"medians of {a.search_repeat}")
         g = res["agreement"]
         self.row(section, f"same top {k} as faiss", f"{g['ids_in_common']:.2%} of ids",
