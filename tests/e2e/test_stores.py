@@ -498,6 +498,21 @@ class PostgresStoreTest(StoreSuite, TempDirTest):
         self.assertNotIn(b"s3cr3tpw", r.stderr + r.stdout)
         self.assertIn(b"***", r.stderr)
 
+    def test_a_record_the_database_refuses_is_a_bad_record(self):
+        # jsonb has no \u0000: the server refuses that row; the transaction is run again row by
+        # row, and only that record fails.
+        data = records(20) + b'{"id": "nul", "text": "a text", "note": "a\\u0000b"}\n' + records(20, 100)
+        src = self.write("in.jsonl", data)
+        uri = self.store_uri("rej")
+        dead = self.path("dead.jsonl")
+        r = self.embed(src, uri, "--on-error", "skip", "--dead-letter", dead)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"verified: 40 rows of this run", r.stderr)
+        with open(dead) as f:
+            letters = [json.loads(line) for line in f]
+        self.assertEqual([(d["line"], d["error"]) for d in letters], [(21, "store_rejected")])
+        self.assertEqual(len(self.rows(uri)), 40)
+
     def test_a_server_restart_mid_run_is_retried_and_the_run_completes(self):
         if not _pg["dir"]:
             self.skipTest("the server is not this test's own (SLUICE_TEST_POSTGRES_URI)")
