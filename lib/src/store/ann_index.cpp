@@ -14,8 +14,13 @@
 #include <set>
 
 #include <fmt/format.h>
-#include <hnswlib/hnswlib.h>
 #include <simdjson.h>
+
+// hnswlib's own SSE/AVX code prefetches one link past the end of a node's list, a read past the
+// end of its allocation (AddressSanitizer reports it): without it, hnswlib takes the distance
+// of the space given, ours below, built for each instruction set like search's.
+#define NO_MANUAL_VECTORIZATION
+#include <hnswlib/hnswlib.h>
 
 #include "io/output_format.hpp"
 #include "store_backend.hpp"
@@ -25,6 +30,22 @@ namespace sluice {
 namespace {
 
 constexpr int kMetaFormat = 1;
+
+// Inner product distance, 1 - a · b (vectors of unit length: 1 - cosine).
+class DotSpace final : public hnswlib::SpaceInterface<float> {
+ public:
+  explicit DotSpace(std::size_t dim) : dim_(dim) {}
+  std::size_t get_data_size() override { return dim_ * sizeof(float); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return &distance; }
+  void* get_dist_func_param() override { return &dim_; }
+
+ private:
+  static float distance(const void* a, const void* b, const void* dim) {
+    return 1.0f - store::dot(static_cast<const float*>(a), static_cast<const float*>(b),
+                             *static_cast<const std::size_t*>(dim));
+  }
+  std::size_t dim_;
+};
 
 void normalise(std::vector<float>& v) {
   double n = 0;
@@ -50,7 +71,7 @@ class HnswIndex final : public ApproximateIndex {
     auto meta = backend_->read_meta(store.table);
     if (!meta) throw Error(ErrorCode::invalid_argument, fmt::format("{}: no such table of sluice's", backend_->name()));
     meta_ = *meta;
-    space_ = std::make_unique<hnswlib::InnerProductSpace>(meta_.dimensions);
+    space_ = std::make_unique<DotSpace>(meta_.dimensions);
     info_.table_version = backend_->table_version(store.table);
     if (!load()) build();
   }
@@ -246,7 +267,7 @@ class HnswIndex final : public ApproximateIndex {
   ApproximateIndexOptions options_;
   std::unique_ptr<store::Backend> backend_;
   store::TableMeta meta_;
-  std::unique_ptr<hnswlib::InnerProductSpace> space_;
+  std::unique_ptr<DotSpace> space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
   std::vector<std::string> ids_;  // label -> row id
   ApproximateIndexInfo info_;

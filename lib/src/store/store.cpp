@@ -158,8 +158,6 @@ void decode_vector(std::string_view bytes, VectorType type, std::uint32_t dimens
   }
 }
 
-namespace {
-
 // The dot product of search, built for each instruction set and chosen at load (glibc's
 // ifunc): AVX-512 and AVX2 machines use their vectors, any x86-64 the baseline. Sixteen partial
 // sums, so the compiler vectorises without reordering one sum (no -ffast-math); the same
@@ -176,6 +174,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float dot(const flo
   for (; i < n; ++i) total += a[i] * b[i];
   return total;
 }
+
+namespace {
 
 // Eight queries against one row at once: each element of the row is loaded once for the
 // eight, and the row's 16-wide slices stay in registers (the queries, 8 x dims floats, stay in

@@ -109,6 +109,10 @@ std::unique_ptr<Backend> connect_postgres(const std::string& uri, const std::str
 /// The element bytes of `embedding` in `type`, little-endian (what --output-encoding base64
 /// writes), and the values --output-encoding json writes, as floats.
 void encode_vector(std::span<const float> embedding, VectorType type, std::string& bytes, std::vector<float>& values);
+/// a · b over n floats, with the vector instructions of the machine it runs on (AVX-512, AVX2,
+/// or baseline x86-64, chosen at load).
+float dot(const float* a, const float* b, std::size_t n);
+
 /// Bytes per stored vector of `dimensions` elements of `type`.
 std::size_t vector_bytes(VectorType type, std::uint32_t dimensions);
 /// Decodes a stored vector to floats for search (int8 as v/127, binary as +1/-1 per bit).
