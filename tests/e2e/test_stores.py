@@ -90,6 +90,17 @@ def with_database(uri, name):
 class StoreSuite:
     """Mixed into a TempDirTest with: store_uri(name), rows(uri, table), exact_records."""
 
+    def wait_for_rows(self, uri, process, seconds=120):
+        """Until the run `process` has committed rows to the table (or ended)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if self.rows(uri):
+                    return
+            except Exception:
+                pass  # the table does not exist yet
+            time.sleep(0.1)
+
     def embed(self, src, uri, *extra, model=TINY):
         return run(["embed", src, "-o", uri, "--model", model, "--progress", "never", *extra])
 
@@ -242,7 +253,7 @@ class StoreSuite:
         opts = ["--sort-window", "256", "--batch-size", "16", "--threads", "1"]
         p = subprocess.Popen([PIPELINE_RUN, "embed", src, "-o", uri, "--model", MINILM, "--progress", "never", *opts],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(1.5)
+        self.wait_for_rows(uri, p)
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=120)
         if p.returncode == 0:
@@ -322,14 +333,7 @@ class StoreSuite:
         p = subprocess.Popen([PIPELINE_RUN, "embed", src, "-o", uri, "--model", MINILM, "--progress", "never",
                               "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # until the first run holds the table
-                try:
-                    if self.rows(uri):
-                        break
-                except Exception:
-                    pass
-                time.sleep(0.2)
+            self.wait_for_rows(uri, p)  # the first run holds the table
             r = self.embed(self.write("b.jsonl", records(5)), uri, model=MINILM)
             self.assertEqual(r.returncode, 2, r.stderr)
             self.assertIn(b"another run is writing", r.stderr)
