@@ -158,12 +158,13 @@ void decode_vector(std::string_view bytes, VectorType type, std::uint32_t dimens
   }
 }
 
-// The dot product of search, built for each instruction set and chosen at load (glibc's
-// ifunc): AVX-512 and AVX2 machines use their vectors, any x86-64 the baseline. Sixteen partial
-// sums, so the compiler vectorises without reordering one sum (no -ffast-math); the same
-// scores, up to float rounding, on every machine.
-__attribute__((target_clones("avx512f", "avx2", "default"))) float dot(const float* a, const float* b,
-                                                                      std::size_t n) {
+// The dot products of search, built for each instruction set and chosen once, at the first
+// call, from what the CPU has (__builtin_cpu_supports, not an ifunc: a resolver runs before
+// ThreadSanitizer's runtime is up). Sixteen partial sums, so the compiler vectorises without
+// reordering one sum (no -ffast-math): the same scores, up to float rounding, on every machine.
+namespace {
+
+__attribute__((always_inline)) inline float dot_body(const float* a, const float* b, std::size_t n) {
   float s[16] = {};
   std::size_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -175,14 +176,12 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float dot(const flo
   return total;
 }
 
-namespace {
-
 // Eight queries against one row at once: each element of the row is loaded once for the
 // eight, and the row's 16-wide slices stay in registers (the queries, 8 x dims floats, stay in
-// L1). Built like dot().
+// L1).
 constexpr std::size_t kQueriesAtOnce = 8;
-__attribute__((target_clones("avx512f", "avx2", "default"))) void dot8(const float* const* q, const float* row,
-                                                                      std::size_t n, float* out) {
+__attribute__((always_inline)) inline void dot8_body(const float* const* q, const float* row, std::size_t n,
+                                                     float* out) {
   float s[kQueriesAtOnce][16] = {};
   std::size_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -197,6 +196,56 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void dot8(const flo
     out[j] = total;
   }
 }
+
+__attribute__((target("avx512f"))) float dot_avx512(const float* a, const float* b, std::size_t n) {
+  return dot_body(a, b, n);
+}
+__attribute__((target("avx2,fma"))) float dot_avx2(const float* a, const float* b, std::size_t n) {
+  return dot_body(a, b, n);
+}
+float dot_base(const float* a, const float* b, std::size_t n) { return dot_body(a, b, n); }
+
+__attribute__((target("avx512f"))) void dot8_avx512(const float* const* q, const float* row, std::size_t n,
+                                                    float* out) {
+  dot8_body(q, row, n, out);
+}
+__attribute__((target("avx2,fma"))) void dot8_avx2(const float* const* q, const float* row, std::size_t n,
+                                                   float* out) {
+  dot8_body(q, row, n, out);
+}
+void dot8_base(const float* const* q, const float* row, std::size_t n, float* out) { dot8_body(q, row, n, out); }
+
+enum class Isa { avx512, avx2, base };
+Isa machine_isa() {
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+    return Isa::base;
+  }();
+  return isa;
+}
+
+void dot8(const float* const* q, const float* row, std::size_t n, float* out) {
+  switch (machine_isa()) {
+    case Isa::avx512: return dot8_avx512(q, row, n, out);
+    case Isa::avx2: return dot8_avx2(q, row, n, out);
+    case Isa::base: return dot8_base(q, row, n, out);
+  }
+}
+
+}  // namespace
+
+float dot(const float* a, const float* b, std::size_t n) {
+  switch (machine_isa()) {
+    case Isa::avx512: return dot_avx512(a, b, n);
+    case Isa::avx2: return dot_avx2(a, b, n);
+    case Isa::base: return dot_base(a, b, n);
+  }
+  return dot_base(a, b, n);
+}
+
+namespace {
 
 std::string meta_line(const TableMeta& m) {
   // The identity says the pooling and the normalisation.

@@ -110,7 +110,7 @@ std::unique_ptr<Backend> connect_postgres(const std::string& uri, const std::str
 /// writes), and the values --output-encoding json writes, as floats.
 void encode_vector(std::span<const float> embedding, VectorType type, std::string& bytes, std::vector<float>& values);
 /// a · b over n floats, with the vector instructions of the machine it runs on (AVX-512, AVX2,
-/// or baseline x86-64, chosen at load).
+/// or baseline x86-64, chosen at the first call).
 float dot(const float* a, const float* b, std::size_t n);
 
 /// Bytes per stored vector of `dimensions` elements of `type`.
