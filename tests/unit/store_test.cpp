@@ -18,6 +18,8 @@
 #include <sluice/record_stream.hpp>
 #include <sluice/store.hpp>
 
+#include "store/store_backend.hpp"
+
 namespace fs = std::filesystem;
 using namespace sluice;
 
@@ -139,6 +141,30 @@ TEST_CASE("a SQLite store: stopped, resumed, every row once; exact and approxima
   CHECK(approx[1][0].id == "150");
   CHECK(approx[1][0].record.find("record 150") != std::string::npos);
   CHECK_FALSE(ApproximateIndex::open(store, io)->info().built_now);  // the table did not change
+
+  // Each instruction set's products (those this machine has; the others are said) give the same
+  // neighbours: nine queries, eight scored at once and one alone.
+  std::vector<std::vector<float>> nine;
+  for (int i = 0; i < 3; ++i) nine.insert(nine.end(), queries.begin(), queries.end());
+  std::vector<std::vector<std::vector<SearchHit>>> by_isa;
+  for (const char* isa : {"base", "avx2", "avx512"}) {
+    if (!store::limit_search_isa(isa)) {
+      MESSAGE("search's " << isa << " products not run: this CPU lacks " << isa);
+      continue;
+    }
+    by_isa.push_back(search_store(store, nine, 5));
+  }
+  store::limit_search_isa("avx512");  // no limit
+  REQUIRE_FALSE(by_isa.empty());
+  for (const auto& hits : by_isa) {
+    for (std::size_t q = 0; q < nine.size(); ++q) {
+      REQUIRE(hits[q].size() == by_isa[0][q].size());
+      for (std::size_t i = 0; i < hits[q].size(); ++i) {
+        CHECK(hits[q][i].score == doctest::Approx(by_isa[0][q][i].score).epsilon(1e-5));
+      }
+      CHECK(hits[q][0].id == by_isa[0][q][0].id);
+    }
+  }
 }
 
 TEST_CASE("store URIs: what is a store, and passwords never shown") {

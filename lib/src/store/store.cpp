@@ -5,6 +5,7 @@
 #include <sluice/store.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -215,15 +216,18 @@ __attribute__((target("avx2,fma"))) void dot8_avx2(const float* const* q, const 
 }
 void dot8_base(const float* const* q, const float* row, std::size_t n, float* out) { dot8_body(q, row, n, out); }
 
-enum class Isa { avx512, avx2, base };
+enum class Isa : int { avx512, avx2, base };
+Isa best_isa() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+  return Isa::base;
+}
+std::atomic<int> forced_isa{-1};  // limit_search_isa(): at most this one
 Isa machine_isa() {
-  static const Isa isa = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
-    return Isa::base;
-  }();
-  return isa;
+  static const Isa best = best_isa();
+  const int forced = forced_isa.load(std::memory_order_relaxed);
+  return forced > static_cast<int>(best) ? static_cast<Isa>(forced) : best;
 }
 
 void dot8(const float* const* q, const float* row, std::size_t n, float* out) {
@@ -235,6 +239,13 @@ void dot8(const float* const* q, const float* row, std::size_t n, float* out) {
 }
 
 }  // namespace
+
+bool limit_search_isa(std::string_view name) {
+  const int isa = name == "avx512" ? 0 : name == "avx2" ? 1 : name == "base" ? 2 : -2;
+  if (isa == -2) return false;
+  forced_isa.store(isa);
+  return static_cast<Isa>(isa) >= best_isa();  // what was asked is what runs
+}
 
 float dot(const float* a, const float* b, std::size_t n) {
   switch (machine_isa()) {

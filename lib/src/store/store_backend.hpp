@@ -113,6 +113,10 @@ void encode_vector(std::span<const float> embedding, VectorType type, std::strin
 /// or baseline x86-64, chosen at the first call).
 float dot(const float* a, const float* b, std::size_t n);
 
+/// Tests: search's products use at most this instruction set from now on ("avx512", "avx2",
+/// "base"); returns whether that set is the one that runs (false: the machine lacks it).
+bool limit_search_isa(std::string_view name);
+
 /// Bytes per stored vector of `dimensions` elements of `type`.
 std::size_t vector_bytes(VectorType type, std::uint32_t dimensions);
 /// Decodes a stored vector to floats for search (int8 as v/127, binary as +1/-1 per bit).
