@@ -88,6 +88,18 @@ Result<CheckpointState> checkpoint_from_json(std::string_view json) {
   return s;
 }
 
+void check_resume_size(const std::string& path, std::uint64_t offset) {
+  if (offset == 0) return;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec || size < offset) {
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("{}: {} bytes, shorter than the {} the checkpoint records: it was changed since; run "
+                            "without --resume to start again",
+                            path, ec ? 0 : size, offset));
+  }
+}
+
 static std::string errno_message(const std::string& what, const std::string& path) {
   return fmt::format("{}: {}: {}", path, what, std::strerror(errno));
 }

@@ -43,6 +43,10 @@ Result<CheckpointState> checkpoint_from_json(std::string_view json);
 /// Writes `state` to `path` atomically: `path`.tmp, fsync, rename, fsync of the folder.
 /// Returns an empty string on success, else a message naming the path.
 std::string write_checkpoint_file(const std::string& path, const CheckpointState& state);
+/// Before a resumed run cuts `path` back to `offset` (the checkpoint's): throws sluice::Error
+/// (invalid_argument) when the file is shorter, for it was changed since. Offset 0: nothing.
+void check_resume_size(const std::string& path, std::uint64_t offset);
+
 /// Reads a checkpoint; throws sluice::Error(io_error / invalid_argument) naming the path.
 CheckpointState read_checkpoint_file(const std::string& path);
 

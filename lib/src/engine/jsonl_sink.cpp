@@ -4,11 +4,11 @@
 #include <sluice/sink.hpp>
 
 #include <charconv>
-#include <filesystem>
 
 #include <fmt/format.h>
 
 #include "async_file_writer.hpp"
+#include "checkpoint.hpp"
 
 namespace sluice {
 
@@ -34,18 +34,9 @@ class JsonlFileSink final : public Sink {
                     fmt::format("{}: the checkpoint's output position \"{}\" is not a byte offset", path_, run.position));
       }
     }
-    if (start > 0) {
-      // A resumed run cuts the file back to the checkpoint's offset: bytes after it belong to
-      // records that are done again.
-      std::error_code ec;
-      const auto size = std::filesystem::file_size(path_, ec);
-      if (ec || size < start) {
-        throw Error(ErrorCode::invalid_argument,
-                    fmt::format("{}: {} bytes, shorter than the {} the checkpoint records: it was changed since; "
-                                "run without --resume to start again",
-                                path_, ec ? 0 : size, start));
-      }
-    }
+    // A resumed run cuts the file back to the checkpoint's offset: bytes after it belong to
+    // records that are done again.
+    check_resume_size(path_, start);
     out_ = std::make_unique<AsyncFileWriter>(
         run.loop, [](std::uint64_t) {}, [this](const std::string& message) { error_ = message; });
     out_->open(path_, start);

@@ -238,7 +238,7 @@ std::optional<CheckpointState> Pipeline::Impl::open_sink_and_read_checkpoint() {
                   fmt::format("cannot resume reading {}: it is not a regular file (a pipe or device is read once)",
                               input_name_));
     }
-    if (sink_ ? sink_->wants_jsonl() && !sink_->file() : opt_.output == "-") {
+    if (sink_->wants_jsonl() && !sink_->file()) {  // standard output
       throw Error(ErrorCode::invalid_argument, "cannot resume writing to standard output");
     }
     if (!sink_checkpoints() && !own_jsonl_ && sink_->position().empty()) {

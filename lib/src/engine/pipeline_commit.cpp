@@ -1,5 +1,5 @@
-// The ordered commit: results back in input order, written (JSONL, or a sink and its commits),
-// records completed once what they wrote is written (a sink: committed).
+// The ordered commit: results back in input order, written to the sink (the JSONL output is one),
+// records completed once the sink has committed them.
 
 #include "pipeline_impl.hpp"
 
@@ -10,23 +10,13 @@
 namespace sluice {
 
 void Pipeline::Impl::open_outputs() {
-  auto on_error = [this](const std::string& message) { fail_run(message); };
-  // A resumed run cuts each file back to the checkpoint's offset: bytes after it belong to
-  // records that are done again.
-  auto check_size = [](const std::string& path, std::uint64_t offset) {
-    std::error_code ec;
-    auto size = std::filesystem::file_size(path, ec);
-    if (offset > 0 && (ec || size < offset)) {
-      throw Error(ErrorCode::invalid_argument,
-                  fmt::format("{}: {} bytes, shorter than the {} the checkpoint records: it was changed since; "
-                              "run without --resume to start again",
-                              path, ec ? 0 : size, offset));
-    }
-  };
   if (!opt_.dead_letter.empty()) {
-    check_size(opt_.dead_letter, done_.dead_letter_offset);
+    // A resumed run cuts the file back to the checkpoint's offset: lines after it belong to
+    // records that are done again.
+    check_resume_size(opt_.dead_letter, done_.dead_letter_offset);
     dead_ = std::make_unique<AsyncFileWriter>(
-        loop_, [this](std::uint64_t) { on_output_written(); }, on_error);
+        loop_, [this](std::uint64_t) { on_output_written(); },
+        [this](const std::string& message) { fail_run(message); });
     dead_->open(opt_.dead_letter, done_.dead_letter_offset);
   }
 }
@@ -65,32 +55,23 @@ void Pipeline::Impl::release() {
     p.weight = item.weight;
     p.closes_window = item.closes_window;
     if (item.error) {
-      ErrorInfo& e = *item.error;
-      std::string message = fmt::format("{}:{}: {}", input_name_, item.line, e.message);
+      const ErrorInfo& e = *item.error;
       p.failed = true;
-      if (bus_.wants<DocumentFailed>()) {
-        bool retryable = e.code == ErrorCode::model_error || e.code == ErrorCode::io_error;
-        bus_.publish(
-            DocumentFailed{item.index, location(item.line, item.offset), e.code, message, e.field, retryable, 1});
-      }
       if (dead_) {
         // Written when it completes, in order with the records the sink may yet refuse.
         append_dead_letter_line(p.dead_letter_line, location(item.line, item.offset), e, item.json);
       }
-      ++failed_released_;
-      const bool too_many = opt_.max_errors && failed_released_ > *opt_.max_errors;
-      if (opt_.on_error == OnError::fail || too_many) {
+      const bool retryable = e.code == ErrorCode::model_error || e.code == ErrorCode::io_error;
+      if (auto ends_run = report_bad_record(item.index, item.line, item.offset, e, retryable)) {
         // Counted now, as its document_failed was published: the run ends here, and this record
         // stays out of every position (a resume reads it again, fixed or not). The records
-        // before it go to the sink: they are done.
+        // before it go to the sink: they are done. It is dead-lettered too, after the records
+        // before it (finish()), past the final checkpoint's offset: a resume cuts it off and
+        // writes it again if it still fails.
         ++summary_.failed;
-        // Dead-lettered too, after the records before it (finish()), past the final
-        // checkpoint's offset: a resume cuts it off and writes it again if it still fails.
         last_dead_letter_line_ = std::move(p.dead_letter_line);
         flush_sink_batch();
-        fail_run(too_many ? fmt::format("{} records failed, more than --max-errors {} allows; the last: {}",
-                                        failed_released_, *opt_.max_errors, message)
-                          : message);
+        fail_run(*ends_run);
         return;
       }
     } else {
@@ -122,6 +103,23 @@ void Pipeline::Impl::release() {
   if (!flush_sink_batch_ok()) return;
   maybe_commit();
   on_output_written();
+}
+
+std::optional<std::string> Pipeline::Impl::report_bad_record(std::uint64_t index, std::uint64_t line,
+                                                             std::uint64_t offset, const ErrorInfo& error,
+                                                             bool retryable) {
+  const std::string message = fmt::format("{}:{}: {}", input_name_, line, error.message);
+  if (bus_.wants<DocumentFailed>()) {
+    bus_.publish(DocumentFailed{index, location(line, offset), error.code, message, error.field, retryable, 1});
+  }
+  ++failed_released_;
+  const bool too_many = opt_.max_errors && failed_released_ > *opt_.max_errors;
+  if (too_many) {
+    return fmt::format("{} records failed, more than --max-errors {} allows; the last: {}", failed_released_,
+                       *opt_.max_errors, message);
+  }
+  if (opt_.on_error == OnError::fail) return message;
+  return std::nullopt;
 }
 
 void Pipeline::Impl::flush_sink_batch() {
@@ -159,21 +157,13 @@ void Pipeline::Impl::complete(Pending& p) {
   if (p.rejection) {
     // The sink refused it: a bad record like any other, in its place in the input's order.
     const SinkRejection& r = *p.rejection;
-    const std::string message = fmt::format("{}:{}: {}", input_name_, p.line, r.error.message);
-    if (bus_.wants<DocumentFailed>()) {
-      bus_.publish(DocumentFailed{p.index, location(p.line, p.offset), r.error.code, message, r.error.field, false, 1});
-    }
-    ++failed_released_;
-    const bool too_many = opt_.max_errors && failed_released_ > *opt_.max_errors;
-    if (opt_.on_error == OnError::fail || too_many) {
+    if (auto ends_run = report_bad_record(p.index, p.line, p.offset, r.error, false)) {
       // As for a bad record at release: the run ends here, and neither it nor the records
       // after it (already in the sink: a resume writes them again, by id) count as done.
       ++summary_.failed;
       stop_completing_ = true;
       if (dead_) append_dead_letter_line(last_dead_letter_line_, location(p.line, p.offset), r.error, r.json);
-      fail_run(too_many ? fmt::format("{} records failed, more than --max-errors {} allows; the last: {}",
-                                      failed_released_, *opt_.max_errors, message)
-                        : message);
+      fail_run(*ends_run);
       return;
     }
     p.failed = true;
@@ -217,7 +207,7 @@ void Pipeline::Impl::complete(Pending& p) {
 }
 
 void Pipeline::Impl::maybe_commit() {
-  if (!sink_ || sink_commit_busy_ || sink_failed_ || finishing_) return;
+  if (sink_commit_busy_ || sink_failed_ || finishing_) return;
   if (sink_written_ == sink_committed_) return;
   issue_commit(nullptr);
 }
@@ -325,7 +315,7 @@ void Pipeline::Impl::on_commit_done(std::uint64_t covered, CommitResult result) 
 }
 
 void Pipeline::Impl::final_commit(std::function<void()> then) {
-  if (!sink_ || sink_failed_) {
+  if (sink_failed_) {
     then();
     return;
   }

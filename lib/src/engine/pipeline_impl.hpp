@@ -217,6 +217,11 @@ class Pipeline::Impl {
   // Completes, in order, the released records whose bytes are all written.
   void complete_written();
   void complete(Pending& p);
+  // A bad record (of the input, the model or the sink): its DocumentFailed, and its count
+  // against --max-errors. Returns the message that ends the run (OnError::fail, or past
+  // --max-errors), or nothing.
+  std::optional<std::string> report_bad_record(std::uint64_t index, std::uint64_t line, std::uint64_t offset,
+                                               const ErrorInfo& error, bool retryable);
   void check_done();
   void fail_run(const std::string& message);
 

@@ -47,23 +47,6 @@ class DotSpace final : public hnswlib::SpaceInterface<float> {
   std::size_t dim_;
 };
 
-void normalise(std::vector<float>& v) {
-  double n = 0;
-  for (float x : v) n += double{x} * x;
-  const float inv = n > 0 ? static_cast<float>(1.0 / std::sqrt(n)) : 0.0f;
-  for (float& x : v) x *= inv;
-}
-
-// As search_store() takes queries: quantised as the table stores vectors, unit length.
-std::vector<float> as_stored(const std::vector<float>& query, VectorType type, std::uint32_t dims) {
-  std::string bytes;
-  std::vector<float> values, v;
-  store::encode_vector(query, type, bytes, values);
-  store::decode_vector(bytes, type, dims, v);
-  normalise(v);
-  return v;
-}
-
 class HnswIndex final : public ApproximateIndex {
  public:
   HnswIndex(const StoreOptions& store, const ApproximateIndexOptions& options)
@@ -82,11 +65,7 @@ class HnswIndex final : public ApproximateIndex {
     index_->setEf(std::max(options_.ef_search, k));
     std::vector<std::vector<SearchHit>> out;
     for (const auto& query : queries) {
-      if (query.size() != meta_.dimensions) {
-        throw Error(ErrorCode::invalid_argument,
-                    fmt::format("a query has {} dimensions and the table {}", query.size(), meta_.dimensions));
-      }
-      const std::vector<float> q = as_stored(query, meta_.type, meta_.dimensions);
+      const std::vector<float> q = store::query_as_stored(query, meta_.type, meta_.dimensions);
       auto found = index_->searchKnn(q.data(), std::min<std::size_t>(k, ids_.size()));
       std::vector<std::pair<float, std::size_t>> best;
       while (!found.empty()) {
@@ -196,7 +175,7 @@ class HnswIndex final : public ApproximateIndex {
                    [&](std::string_view id, std::string_view, std::span<const float> vector) {
                      if (vector.size() != meta_.dimensions) return;
                      v.assign(vector.begin(), vector.end());
-                     normalise(v);
+                     store::normalise(v);
                      if (ids_.size() >= capacity) {
                        capacity *= 2;
                        index_->resizeIndex(capacity);

@@ -240,6 +240,26 @@ void dot8(const float* const* q, const float* row, std::size_t n, float* out) {
 
 }  // namespace
 
+void normalise(std::vector<float>& v) {
+  double n = 0;
+  for (float x : v) n += double{x} * x;
+  const float inv = n > 0 ? static_cast<float>(1.0 / std::sqrt(n)) : 0.0f;
+  for (float& x : v) x *= inv;
+}
+
+std::vector<float> query_as_stored(std::span<const float> query, VectorType type, std::uint32_t dimensions) {
+  if (query.size() != dimensions) {
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("a query has {} dimensions and the table {}", query.size(), dimensions));
+  }
+  std::string bytes;
+  std::vector<float> values, v;
+  encode_vector(query, type, bytes, values);
+  decode_vector(bytes, type, dimensions, v);
+  normalise(v);
+  return v;
+}
+
 bool limit_search_isa(std::string_view name) {
   const int isa = name == "avx512" ? 0 : name == "avx2" ? 1 : name == "base" ? 2 : -2;
   if (isa == -2) return false;
@@ -520,23 +540,8 @@ std::vector<std::vector<SearchHit>> search_store(const StoreOptions& options,
   if (!meta) {
     throw Error(ErrorCode::invalid_argument, fmt::format("{}: no such table of sluice's", backend->name()));
   }
-  // Queries as the table stores vectors (int8 and binary quantised the same way), unit length.
   std::vector<std::vector<float>> q;
-  for (const auto& query : queries) {
-    if (query.size() != meta->dimensions) {
-      throw Error(ErrorCode::invalid_argument, fmt::format("a query has {} dimensions and the table {}", query.size(),
-                                                           meta->dimensions));
-    }
-    std::string bytes;
-    std::vector<float> values, v;
-    store::encode_vector(query, meta->type, bytes, values);
-    store::decode_vector(bytes, meta->type, meta->dimensions, v);
-    double norm = 0;
-    for (float x : v) norm += double{x} * x;
-    const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.0f;
-    for (float& x : v) x *= inv;
-    q.push_back(std::move(v));
-  }
+  for (const auto& query : queries) q.push_back(store::query_as_stored(query, meta->type, meta->dimensions));
   // A min-heap of the best k per query: the worst kept on top.
   auto worse = [](const SearchHit& a, const SearchHit& b) {
     return a.score != b.score ? a.score > b.score : a.id < b.id;

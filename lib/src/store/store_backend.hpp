@@ -113,6 +113,13 @@ void encode_vector(std::span<const float> embedding, VectorType type, std::strin
 /// or baseline x86-64, chosen at the first call).
 float dot(const float* a, const float* b, std::size_t n);
 
+/// Scales `v` to unit length (a zero vector stays zero).
+void normalise(std::vector<float>& v);
+/// A query as search compares it with stored vectors: quantised as the table stores them (int8,
+/// binary), then of unit length. Throws sluice::Error(invalid_argument) when its dimensions
+/// are not the table's.
+std::vector<float> query_as_stored(std::span<const float> query, VectorType type, std::uint32_t dimensions);
+
 /// Tests: search's products use at most this instruction set from now on ("avx512", "avx2",
 /// "base"); returns whether that set is the one that runs (false: the machine lacks it).
 bool limit_search_isa(std::string_view name);
