@@ -57,6 +57,8 @@
 #include <sluice/error.hpp>
 #include <sluice/store.hpp>
 
+#include "store/store_backend.hpp"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -104,15 +106,6 @@ std::vector<std::size_t> parse_list(const char* s) {
 void check(sqlite3* db, int rc, const char* what) {
   if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
     throw std::runtime_error(fmt::format("{}: {}", what, sqlite3_errmsg(db)));
-  }
-}
-
-void exec(sqlite3* db, const std::string& sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string m = err ? err : "?";
-    sqlite3_free(err);
-    throw std::runtime_error(fmt::format("{}: {}", sql.substr(0, 60), m));
   }
 }
 
@@ -197,52 +190,42 @@ Data store_vectors(const std::string& uri, const std::string& table) {
   return data;
 }
 
-// The base, as sluice's SQLite store holds it (sqlite_store.cpp's DDL, byte for byte).
+// The base, written by sluice's own SQLite store (store_backend.hpp): its schema, its catalog
+// entry and its rows, as `pipeline-run embed -o sqlite:` leaves them.
 void write_store(const std::string& path, const Data& data, const std::vector<std::size_t>& base) {
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) std::filesystem::remove(path + suffix);
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
-    throw std::runtime_error(fmt::format("{}: cannot create", path));
-  }
-  exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;");
-  exec(db,
-       "CREATE TABLE IF NOT EXISTS sluice_tables (name TEXT PRIMARY KEY, model TEXT NOT NULL, model_identity TEXT "
-       "NOT NULL, pooling TEXT NOT NULL, precision TEXT NOT NULL, dimensions INTEGER NOT NULL, output_type TEXT NOT "
-       "NULL, normalized INTEGER NOT NULL, created_at TEXT NOT NULL);"
-       "CREATE TABLE IF NOT EXISTS sluice_runs (table_name TEXT NOT NULL, run INTEGER NOT NULL, pipeline_id TEXT NOT "
-       "NULL, input TEXT NOT NULL, id_field TEXT NOT NULL, started_at TEXT NOT NULL, checkpoint TEXT, PRIMARY KEY "
-       "(table_name, run));");
-  exec(db, "BEGIN");
-  exec(db,
-       "CREATE TABLE \"vectors\" (id TEXT PRIMARY KEY, record TEXT NOT NULL, embedding BLOB NOT NULL, run INTEGER NOT "
-       "NULL, line INTEGER NOT NULL)");
-  std::string identity = "search-bench: " + data.source.substr(0, 200);
-  std::replace(identity.begin(), identity.end(), '\'', ' ');
-  exec(db, fmt::format("INSERT INTO sluice_tables VALUES ('vectors', 'search-bench', '{}', 'none', 'fp32', {}, "
-                       "'float32', 1, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
-                       identity, data.dims));
-  exec(db, "INSERT INTO sluice_runs VALUES ('vectors', 1, 'search-bench', 'search-bench', 'id', "
-           "strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), NULL)");
-  sqlite3_stmt* st = nullptr;
-  check(db, sqlite3_prepare_v2(db, "INSERT INTO \"vectors\" VALUES (?1, ?2, ?3, 1, ?4)", -1, &st, nullptr), "insert");
-  std::string blob(data.dims * 4, '\0');
+  auto store = sluice::store::connect_sqlite(path, "sqlite:" + path + " table vectors", false);
+  store->ensure_catalog();
+  sluice::store::TableMeta meta;
+  meta.model = "search-bench";
+  meta.model_identity = "search-bench: " + data.source.substr(0, 200);
+  meta.pooling = "none";
+  meta.precision = "fp32";
+  meta.dimensions = static_cast<std::uint32_t>(data.dims);
+  meta.type = sluice::VectorType::float32;
+  meta.normalized = true;
+  store->create_table("vectors", meta);
+  const std::int64_t run = store->start_run("vectors", "search-bench", "search-bench", "id");
+  std::vector<sluice::store::Row> rows;
+  auto commit = [&] {
+    for (const auto& outcome : store->commit("vectors", run, rows, "", sluice::VectorType::float32)) {
+      if (outcome) throw std::runtime_error(outcome->message);  // a duplicate id: the base is wrong
+    }
+    rows.clear();
+  };
   for (std::size_t line = 0; line < base.size(); ++line) {
     const std::size_t i = base[line];
-    for (std::size_t j = 0; j < data.dims; ++j) {
-      const std::uint32_t b = std::bit_cast<std::uint32_t>(data.vectors[i * data.dims + j]);
-      for (int byte = 0; byte < 4; ++byte) blob[j * 4 + byte] = static_cast<char>((b >> (8 * byte)) & 0xFF);
-    }
-    sqlite3_bind_text(st, 1, data.ids[i].c_str(), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, data.records[i].c_str(), -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 3, blob.data(), static_cast<int>(blob.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, static_cast<sqlite3_int64>(line + 1));
-    check(db, sqlite3_step(st), "insert row");
-    sqlite3_reset(st);
+    sluice::store::Row row;
+    row.index = line;
+    row.id = data.ids[i];
+    row.record = data.records[i];
+    row.line = line + 1;
+    sluice::store::encode_vector(std::span<const float>(&data.vectors[i * data.dims], data.dims),
+                                 sluice::VectorType::float32, row.embedding, row.values);
+    rows.push_back(std::move(row));
+    if (rows.size() == 10000) commit();
   }
-  sqlite3_finalize(st);
-  exec(db, "COMMIT");
-  exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
-  sqlite3_close_v2(db);
+  commit();
 }
 
 double median(std::vector<double> xs) {
