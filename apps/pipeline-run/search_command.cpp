@@ -11,6 +11,7 @@
 
 #include <sluice/error.hpp>
 #include <sluice/event_stream.hpp>
+#include <sluice/file_roles.hpp>
 #include <sluice/model.hpp>
 #include <sluice/pipeline.hpp>
 #include <sluice/record_stream.hpp>
@@ -155,6 +156,17 @@ int run_search(const SearchArgs& args) {
       io.path = fmt::format("{}.{}.hnsw", args.store.substr(std::string_view("sqlite:").size()), args.table);
     }
     io.ef_search = args.ef;
+    // The index's files are never the store's (nor one another).
+    if (args.store.starts_with("sqlite:")) {
+      try {
+        sluice::check_distinct_files({{"store", args.store.substr(std::string_view("sqlite:").size())},
+                                      {"approximate index", io.path},
+                                      {"approximate index's metadata", io.path + ".meta"}});
+      } catch (const sluice::Error& e) {
+        fmt::print(stderr, "error: {}\n", e.what());
+        return kExitUsage;
+      }
+    }
     fmt::print(stderr, "approximate index {}: opening (built from one scan when missing or stale)\n", io.path);
     index = sluice::ApproximateIndex::open(so, io);
     const auto& ii = index->info();

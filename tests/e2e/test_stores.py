@@ -445,6 +445,16 @@ class SqliteStoreTest(StoreSuite, TempDirTest):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertFalse(os.path.exists(missing))
 
+    def test_the_approximate_index_cannot_be_the_store(self):
+        uri = self.store_uri("idx")
+        src = self.write("in.jsonl", records(5))
+        self.assertEqual(self.embed(src, uri).returncode, 0)
+        before = open(uri[len("sqlite:"):], "rb").read()
+        r = run(["search", uri, "-q", "rivers", "--approximate", "--index", uri[len("sqlite:"):], "--model", TINY])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"approximate index", r.stderr)
+        self.assertEqual(open(uri[len("sqlite:"):], "rb").read(), before)
+
     def test_the_store_cannot_be_the_input(self):
         src = self.write("in.jsonl", records(3))
         r = self.embed(src, "sqlite:" + src)
