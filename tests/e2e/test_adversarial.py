@@ -314,19 +314,30 @@ class ResumeTest(Base):
             good = json.load(f)
         size = os.path.getsize(src)
         out_before = self.read("out.jsonl")
+        # The JSONL source's position: the offset after the last record done, its line, and the
+        # hash of the bytes before the offset.
+        offset, line, digest = good["input_position"].split(" ")
+        offset, line = int(offset), int(line)
+
+        def position(o=offset, n=line, h=digest):
+            return {"input_position": "%d %d %s" % (o, n, h)}
+
         edits = {
             "input offset past the end": {"input_offset": size + 100},
-            "input offset 0": {"input_offset": 0},
-            "input offset 2^64-1": {"input_offset": 2 ** 64 - 1},
-            "input offset mid-line": {"input_offset": good["input_offset"] - 5},
-            "input line": {"input_line": good["input_line"] + 1},
+            "position past the end": position(o=size + 100),
+            "position 0": position(o=0),
+            "position 2^64-1": position(o=2 ** 64 - 1),
+            "position mid-line": position(o=offset - 5),
+            "position line": position(n=line + 1),
+            "position hash": position(h="0" * 16),
+            "position not a number": {"input_position": "x %d %s" % (line, digest)},
+            "position empty": {"input_position": ""},
             "output offset mid-line": {"output_offset": good["output_offset"] - 7},
             "output offset 0": {"output_offset": 0},
             "records done": {"records_done": good["records_done"] + 1},
             "completed": {"completed": good["completed"] - 1},
             "failed": {"failed": 1},
             "finished mid-run": {"finished": True},
-            "input hash": {"input_hash": "0" * 16},
             "output hash": {"output_hash": "0" * 16},
         }
         for what, change in edits.items():

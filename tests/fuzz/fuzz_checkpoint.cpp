@@ -24,6 +24,7 @@
 #include <tuple>
 
 #include "engine/checkpoint.hpp"
+#include "io/jsonl_source.hpp"
 #include "fuzz_check.hpp"
 #include "json_check.hpp"
 
@@ -103,12 +104,23 @@ Prediction predict(const JsonDoc& doc) {
             u64("records_done", s.records_done) && str("output", s.output) && u64("output_offset", s.output_offset) &&
             str("dead_letter", s.dead_letter) && u64("dead_letter_offset", s.dead_letter_offset) &&
             u64("completed", s.completed) && u64("failed", s.failed) && u64("tokens", s.tokens) &&
-            u64("truncated", s.truncated) && str("input_hash", s.input_hash) && str("output_hash", s.output_hash) &&
+            u64("truncated", s.truncated) && str("output_hash", s.output_hash) &&
             str("dead_letter_hash", s.dead_letter_hash) && str("fingerprint", s.fingerprint);
   const Member* fin = first(doc, "finished");
   ok = ok && fin != nullptr && fin->kind == Kind::boolean;
   if (ok) s.finished = fin->raw == "true";
-  p.ok = ok && version == CheckpointState::kVersion;
+  // Optional since version 2: when present, a string.
+  if (ok && first(doc, "output_position") != nullptr) ok = str("output_position", s.output_position);
+  if (ok && version == 2) {
+    // Version 2: the JSONL file's hash, read as the JSONL source's position.
+    std::string hash;
+    ok = str("input_hash", hash);
+    if (ok && !hash.empty()) s.input_position = jsonl_position(s.input_offset, s.input_line, hash);
+  } else if (ok) {
+    ok = str("input_position", s.input_position);
+  }
+  s.version = CheckpointState::kVersion;
+  p.ok = ok && (version == CheckpointState::kVersion || version == 2);
   return p;
 }
 
@@ -127,7 +139,8 @@ void check_round_trip(const CheckpointState& s, const char* what) {
   // Strings that are not valid UTF-8 are written with U+FFFD in place of ill-formed bytes.
   for (auto [field, in, out] : {std::tuple{"input", &s.input, &got.input}, std::tuple{"output", &s.output, &got.output},
                                 std::tuple{"dead_letter", &s.dead_letter, &got.dead_letter},
-                                std::tuple{"input_hash", &s.input_hash, &got.input_hash},
+                                std::tuple{"input_position", &s.input_position, &got.input_position},
+                                std::tuple{"output_position", &s.output_position, &got.output_position},
                                 std::tuple{"output_hash", &s.output_hash, &got.output_hash},
                                 std::tuple{"dead_letter_hash", &s.dead_letter_hash, &got.dead_letter_hash},
                                 std::tuple{"fingerprint", &s.fingerprint, &got.fingerprint}}) {
@@ -140,7 +153,8 @@ void check_round_trip(const CheckpointState& s, const char* what) {
   want.input = got.input;
   want.output = got.output;
   want.dead_letter = got.dead_letter;
-  want.input_hash = got.input_hash;
+  want.input_position = got.input_position;
+  want.output_position = got.output_position;
   want.output_hash = got.output_hash;
   want.dead_letter_hash = got.dead_letter_hash;
   want.fingerprint = got.fingerprint;
@@ -189,7 +203,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   s.input = b.str();
   s.output = b.str();
   s.dead_letter = b.str();
-  s.input_hash = b.str();
+  s.input_position = b.str();
+  s.output_position = b.str();
   s.output_hash = b.str();
   s.dead_letter_hash = b.str();
   s.fingerprint = std::string(b.rest);

@@ -24,7 +24,7 @@ TEST_CASE("checkpoint JSON round-trips") {
   s.failed = 9;
   s.tokens = 18446744073709551615ull;
   s.truncated = 3;
-  s.input_hash = "0123456789abcdef";
+  s.input_position = "123456789 1000 0123456789abcdef";
   s.output_hash = "fedcba9876543210";
   s.dead_letter_hash = "";
   s.fingerprint = "abc";
@@ -54,9 +54,20 @@ TEST_CASE("checkpoint files are written whole and replace the old one") {
   CHECK_THROWS_AS(read_checkpoint_file(path), Error);
   // A checkpoint of another version is refused with a message that says so.
   std::string text = checkpoint_to_json(a);
-  text.replace(text.find("\"version\":2"), 11, "\"version\":1");
+  text.replace(text.find("\"version\":3"), 11, "\"version\":1");
   auto old = checkpoint_from_json(text);
   REQUIRE_FALSE(old.ok());
   CHECK(old.error().message.find("version 1 is not supported") != std::string::npos);
+  // Version 2 (the input was a JSONL file; its hash, not a position) is read as the JSONL
+  // source's position.
+  const std::string v2 =
+      R"({"version":2,"input":"in.jsonl","input_size":1000,"input_offset":500,"input_line":10,"records_done":9,)"
+      R"("output":"out.jsonl","output_offset":4321,"dead_letter":"","dead_letter_offset":0,"completed":8,"failed":1,)"
+      R"("tokens":99,"truncated":0,"input_hash":"0123456789abcdef","output_hash":"fedcba9876543210",)"
+      R"("dead_letter_hash":"","output_position":"","fingerprint":"f","finished":false})";
+  auto converted = checkpoint_from_json(v2);
+  REQUIRE(converted.ok());
+  CHECK(converted.value().input_position == "500 10 0123456789abcdef");
+  CHECK(converted.value().version == CheckpointState::kVersion);
   std::filesystem::remove_all(dir);
 }

@@ -963,3 +963,182 @@ TEST_CASE("a sink with positions resumes from the checkpoint file: the lines of 
   CHECK(resumed.run().status == RunStatus::completed);
   CHECK(lines == reference);
 }
+
+namespace {
+
+// A program's own source: records made in memory, each with its index as position.
+class CountingSource final : public Source {
+ public:
+  CountingSource(int n, bool positions, int* resumed_at = nullptr)
+      : n_(n), positions_(positions), resumed_at_(resumed_at) {}
+  std::vector<Record> read_batch(std::size_t max_records) override {
+    std::vector<Record> out;
+    while (next_ < n_ && out.size() < max_records) {
+      Record r;
+      r.json = fmt::format("{{\"id\": {}, \"text\": \"generated record {} says {}\"}}", next_, next_,
+                           std::string(static_cast<std::size_t>(next_ % 5), 'y'));
+      if (next_ % 17 == 5) r.error = ErrorInfo{ErrorCode::io_error, fmt::format("item {} is unreadable", next_), {}, {}};
+      ++next_;
+      if (positions_) r.position = std::to_string(next_);
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+  std::string name() const override { return "counting"; }
+  std::optional<std::string> resume_refusal() const override {
+    if (positions_) return std::nullopt;
+    return Source::resume_refusal();
+  }
+  void resume(const std::string& position) override {
+    const int at = std::stoi(position);
+    if (at > n_) throw Error(ErrorCode::invalid_argument, fmt::format("position {} is past its {} items", at, n_));
+    next_ = at;
+    if (resumed_at_) *resumed_at_ = at;
+  }
+
+ private:
+  int n_;
+  bool positions_;
+  int* resumed_at_;
+  int next_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("a program's source with positions resumes: the bytes of one run; bad records it names are kept aside") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  opts.max_in_flight_records = 16;
+  opts.checkpoint = (dir.path / "cp.json").string();
+  opts.checkpoint_every_records = 1;
+  opts.dead_letter = (dir.path / "dead.jsonl").string();
+  opts.on_error = OnError::skip;
+  const int n = 300;
+  auto ref_opts = opts;
+  ref_opts.output = (dir.path / "ref.jsonl").string();
+  ref_opts.dead_letter = (dir.path / "ref-dead.jsonl").string();
+  ref_opts.checkpoint.clear();
+  {
+    Pipeline ref(ref_opts, tiny().model, tiny().tokenizer);
+    ref.set_source(std::make_unique<CountingSource>(n, true));
+    RunSummary s = ref.run();
+    REQUIRE(s.status == RunStatus::completed);
+    CHECK(s.failed == 18);  // items 5, 22, ..., 294
+    CHECK(s.completed == n - 18);
+  }
+  const std::string ref_dead = read_file(ref_opts.dead_letter);
+  CHECK(split_lines(ref_dead).size() == 18);
+  CHECK(ref_dead.find("item 5 is unreadable") != std::string::npos);
+  CHECK(ref_dead.find("\"counting\"") != std::string::npos);
+  {
+    Pipeline pipeline(opts, tiny().model, tiny().tokenizer);
+    pipeline.set_source(std::make_unique<CountingSource>(n, true));
+    pipeline.subscribe(EventFilter::of<DocumentCompleted>(), [&](const PipelineEvent& e) {
+      if (std::get<DocumentCompleted>(e.payload).index == 101) pipeline.stop();
+    });
+    CHECK(pipeline.run().status == RunStatus::stopped);
+  }
+  simdjson::dom::parser p;
+  simdjson::dom::element cp = p.parse(simdjson::padded_string(read_file(opts.checkpoint)));
+  const std::uint64_t done = cp["records_done"].get_uint64();
+  CHECK(done > 0);
+  CHECK(std::string(std::string_view(cp["input_position"].get_string())) == std::to_string(done));
+  CHECK(std::string(std::string_view(cp["input"].get_string())) == "counting");
+
+  opts.resume = true;
+  int resumed_at = -1;
+  {
+    Pipeline resumed(opts, tiny().model, tiny().tokenizer);
+    resumed.set_source(std::make_unique<CountingSource>(n, true, &resumed_at));
+    RunSummary s = resumed.run();
+    CHECK(s.status == RunStatus::completed);
+    CHECK(s.completed == n - 18);
+    CHECK(s.failed == 18);
+  }
+  CHECK(resumed_at == static_cast<int>(done));
+  CHECK(read_file(opts.output) == read_file(ref_opts.output));
+  CHECK(read_file(opts.dead_letter) == ref_dead);
+
+  // A position the source no longer accepts: the run refuses, with the source's reason.
+  {
+    std::string text = read_file(opts.checkpoint);
+    const std::string key = "\"input_position\":\"";
+    const auto at = text.find(key) + key.size();
+    text.replace(at, text.find('"', at) - at, "100000");
+    text.replace(text.find("\"finished\":true"), 15, "\"finished\":false");
+    write_file(opts.checkpoint, text);
+    Pipeline bad(opts, tiny().model, tiny().tokenizer);
+    bad.set_source(std::make_unique<CountingSource>(n, true));
+    try {
+      bad.run();
+      FAIL("expected a refusal");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::invalid_argument);
+      CHECK(std::string(e.what()).find("position 100000 is past its 300 items") != std::string::npos);
+    }
+  }
+  // A source without positions cannot be resumed: refused before anything is read.
+  {
+    Pipeline none(opts, tiny().model, tiny().tokenizer);
+    none.set_source(std::make_unique<CountingSource>(n, false));
+    try {
+      none.run();
+      FAIL("expected a refusal");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find("cannot resume reading counting: it cannot go back") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("make_jsonl_source() set by a program is the pipeline's own input: same bytes, same resume") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  // Blank lines over many read chunks in the middle: a batch of no records is not the end.
+  write_file(opts.input, "\xEF\xBB\xBF" + make_input(15) + std::string(1000, ' ') + "\n\n" + make_input(15) +
+                             "\r\n  \n{\"id\": 99, \"text\": \"no newline\"}");
+  auto ref_opts = opts;
+  ref_opts.output = (dir.path / "ref.jsonl").string();
+  {
+    Pipeline ref(ref_opts, tiny().model, tiny().tokenizer);
+    REQUIRE(ref.run().status == RunStatus::completed);
+  }
+  opts.checkpoint = (dir.path / "cp.json").string();
+  std::string first;
+  {
+    Pipeline own(opts, tiny().model, tiny().tokenizer);
+    JsonlSourceOptions so;
+    so.read_chunk_bytes = 100;  // lines across reads
+    own.set_source(make_jsonl_source(opts.input, so));
+    RunSummary s = own.run();
+    CHECK(s.status == RunStatus::completed);
+    CHECK(s.completed == 31);
+    CHECK(s.bytes_read == fs::file_size(opts.input));
+  }
+  CHECK(read_file(opts.output) == read_file(ref_opts.output));
+  // The checkpoint of the finished run: its position is after the last line, which had no
+  // newline; resuming does nothing, and a line appended since is refused.
+  opts.resume = true;
+  {
+    Pipeline again(opts, tiny().model, tiny().tokenizer);
+    again.set_source(make_jsonl_source(opts.input));
+    CHECK(again.run().status == RunStatus::completed);
+  }
+  write_file(opts.input, read_file(opts.input) + "\n{\"text\": \"more\"}\n");
+  {
+    Pipeline grown(opts, tiny().model, tiny().tokenizer);
+    grown.set_source(make_jsonl_source(opts.input));
+    CHECK_THROWS_AS(grown.run(), Error);
+  }
+  // Standard input is read once.
+  {
+    Pipeline piped(opts, tiny().model, tiny().tokenizer);
+    piped.set_source(make_jsonl_source("-"));
+    try {
+      piped.run();
+      FAIL("expected a refusal");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find("cannot resume reading <stdin>: standard input is read once") !=
+            std::string::npos);
+    }
+  }
+}

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include <sluice/error.hpp>
+
 namespace sluice {
 
 /// One input record: a JSON object's bytes and where it came from. A plain value, owned by
@@ -17,6 +19,15 @@ struct Record {
   std::optional<std::string> text;
   std::uint64_t line = 0;    ///< 1-based line (or item number) in its source
   std::uint64_t offset = 0;  ///< byte offset of the record in its source, when it has one
+  /// Byte offset just past the record (its terminator included), when it has one: with
+  /// Source::size_bytes(), the progress and ETA follow bytes. 0: offset + json.size().
+  std::uint64_t end_offset = 0;
+  /// Where reading continues after this record (Source::resume()); opaque to the pipeline.
+  /// Empty: the source cannot resume here.
+  std::string position;
+  /// Set by a source that could not read this record: it becomes a bad record with this
+  /// error (DocumentFailed, the dead-letter file with `json` as its record, --on-error).
+  std::optional<ErrorInfo> error;
 };
 
 /// The string field `name` of the record's top-level JSON object, unescaped; nullopt when the

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "io/jsonl_source.hpp"
 #include "io/output_format.hpp"
 
 namespace sluice {
@@ -28,9 +29,9 @@ std::string checkpoint_to_json(const CheckpointState& s) {
   append_json_string(out, s.dead_letter);
   fmt::format_to(
       std::back_inserter(out),
-      ",\"dead_letter_offset\":{},\"completed\":{},\"failed\":{},\"tokens\":{},\"truncated\":{},\"input_hash\":",
+      ",\"dead_letter_offset\":{},\"completed\":{},\"failed\":{},\"tokens\":{},\"truncated\":{},\"input_position\":",
       s.dead_letter_offset, s.completed, s.failed, s.tokens, s.truncated);
-  append_json_string(out, s.input_hash);
+  append_json_string(out, s.input_position);
   out += ",\"output_hash\":";
   append_json_string(out, s.output_hash);
   out += ",\"dead_letter_hash\":";
@@ -65,7 +66,7 @@ Result<CheckpointState> checkpoint_from_json(std::string_view json) {
   if (!u64("version", version)) {
     return ErrorInfo{ErrorCode::invalid_argument, "checkpoint is missing a field or has a wrong type", {}, {}};
   }
-  if (version != CheckpointState::kVersion) {
+  if (version != CheckpointState::kVersion && version != 2) {
     return ErrorInfo{ErrorCode::invalid_argument,
                      fmt::format("checkpoint version {} is not supported (this sluice writes version {}): it was "
                                  "written by another version; run without --resume to start again",
@@ -78,11 +79,20 @@ Result<CheckpointState> checkpoint_from_json(std::string_view json) {
             u64("records_done", s.records_done) && str("output", s.output) && u64("output_offset", s.output_offset) &&
             str("dead_letter", s.dead_letter) && u64("dead_letter_offset", s.dead_letter_offset) &&
             u64("completed", s.completed) && u64("failed", s.failed) && u64("tokens", s.tokens) &&
-            u64("truncated", s.truncated) && str("input_hash", s.input_hash) && str("output_hash", s.output_hash) &&
+            u64("truncated", s.truncated) && str("output_hash", s.output_hash) &&
             str("dead_letter_hash", s.dead_letter_hash) && str("fingerprint", s.fingerprint) &&
             doc["finished"].get_bool().get(s.finished) == simdjson::SUCCESS;
   // Added in version 2 without a new version: absent in files written before it.
   if (ok && doc["output_position"].error() != simdjson::NO_SUCH_FIELD) ok = str("output_position", s.output_position);
+  if (ok && version == 2) {
+    // Version 2 read only JSONL files, and kept the hash of the bytes before input_offset:
+    // the JSONL source's position.
+    std::string input_hash;
+    ok = str("input_hash", input_hash);
+    if (ok && !input_hash.empty()) s.input_position = jsonl_position(s.input_offset, s.input_line, input_hash);
+  } else if (ok) {
+    ok = str("input_position", s.input_position);
+  }
   if (!ok) return ErrorInfo{ErrorCode::invalid_argument, "checkpoint is missing a field or has a wrong type", {}, {}};
   s.version = CheckpointState::kVersion;
   return s;

@@ -9,12 +9,14 @@
 namespace sluice {
 
 struct CheckpointState {
-  static constexpr int kVersion = 2;
+  // Version 3: the input's position is the source's (input_position), not a file's hash;
+  // version 2 files are read (converted: their input was a JSONL file).
+  static constexpr int kVersion = 3;
   int version = kVersion;
-  std::string input;               // input path
-  std::uint64_t input_size = 0;    // input size when the run began (0: unknown)
-  std::uint64_t input_offset = 0;  // resume reading here
-  std::uint64_t input_line = 0;    // lines before input_offset
+  std::string input;               // the source's name (a path)
+  std::uint64_t input_size = 0;    // input size in bytes when the run began (0: unknown)
+  std::uint64_t input_offset = 0;  // input bytes before the position (progress; 0: unknown)
+  std::uint64_t input_line = 0;    // line of the last record before it
   std::uint64_t records_done = 0;  // records whose output is durable
   std::string output;
   std::uint64_t output_offset = 0;  // output bytes that are durable and belong to done records
@@ -24,9 +26,11 @@ struct CheckpointState {
   std::uint64_t failed = 0;
   std::uint64_t tokens = 0;
   std::uint64_t truncated = 0;
+  // The source's Record::position of the last record done, opaque (Source::resume()); empty
+  // when none is done yet or the source gives none.
+  std::string input_position;
   // ContentHash (io/content_hash.hpp) of the bytes before each offset, 16 hex digits; empty
-  // where there is no file to read back (a program's own source or sink, standard output).
-  std::string input_hash;
+  // where there is no file to read back (a program's own sink, standard output).
   std::string output_hash;
   std::string dead_letter_hash;
   // A program's own sink: where it stood (CommitResult::position), opaque; empty otherwise.

@@ -125,7 +125,7 @@ Pipeline::Impl::~Impl() {
     workers_->abort();
     workers_->join();
   }
-  source_queue_.close_and_clear();
+  stop_source();
   if (source_thread_.joinable()) source_thread_.join();
 }
 
@@ -147,11 +147,13 @@ void Pipeline::Impl::check_files_are_distinct() const {
   // A program's own source or sink takes the place of the input or output file; a sink that
   // writes a file (make_jsonl_sink()) has that file as the output.
   const std::optional<std::string> sink_file = sink_ ? sink_->file() : std::nullopt;
+  const std::optional<std::string> source_file = source_ ? source_->file() : std::nullopt;
   std::erase_if(roles, [&](const FileRole& r) {
-    return (source_ && r.role == "input") || (sink_ && !sink_file && r.role == "output");
+    return (source_ && !source_file && r.role == "input") || (sink_ && !sink_file && r.role == "output");
   });
   for (FileRole& r : roles) {
     if (r.role == "output" && sink_file) r.path = *sink_file;
+    if (r.role == "input" && source_file) r.path = *source_file;
   }
   check_distinct_files(roles);
 }
@@ -169,6 +171,7 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
                 fmt::format("{} keeps the run's checkpoint itself, with its rows: give no checkpoint file",
                             sink_->name()));
   }
+  open_input();
   check_files_are_distinct();
   if (!sink_) {
     // The JSONL output: the same sink any program can make, on the same path as any sink.
@@ -176,7 +179,6 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
     own_jsonl_ = true;
   }
   wants_jsonl_ = sink_->wants_jsonl();
-  open_input();
   fingerprint_ = compute_fingerprint();
   const std::optional<CheckpointState> resume_state = open_sink_and_read_checkpoint();
   const bool resumed = resume_state.has_value();
@@ -229,7 +231,7 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   workers_->start();
 
   const auto& info = model_->info();
-  bus_.publish(PipelineStarted{source_ ? "<source>" : opt_.input, own_jsonl_ ? opt_.output : sink_->name(),
+  bus_.publish(PipelineStarted{input_name_, own_jsonl_ ? opt_.output : sink_->name(),
                                info.dir.string(),
                                input_size_, static_cast<std::uint32_t>(opt_.batch_size),
                                opt_.dimensions > 0 ? opt_.dimensions : info.dimensions,
@@ -250,9 +252,7 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
     auto ms = static_cast<std::uint64_t>(opt_.progress_interval_s * 1000);
     uv_timer_start(&progress_timer_, &Impl::on_progress_timer, ms, ms);
   }
-  if (source_) {
-    source_thread_ = std::thread([this] { source_main(); });
-  }
+  source_thread_ = std::thread([this] { source_main(); });
   // A stop() that came before the handles existed.
   if (stop_requested_.load()) uv_async_send(&control_async_);
   maybe_read();
@@ -302,7 +302,7 @@ void Pipeline::Impl::on_control(uv_async_t* handle) {
 void Pipeline::Impl::check_done() {
   if (finishing_) return;
   const bool input_over = eof_ || failed_ || stop_requested_.load();
-  if (!input_over || read_in_flight_) return;
+  if (!input_over) return;
   // A failure, or a stop before everything read is done: only the model calls under way run
   // to their end (their results are dropped); what was released is written, and the final
   // checkpoint names the last window boundary before the first record not done. So a stop
@@ -337,7 +337,7 @@ void Pipeline::Impl::finish() {
     workers_->join();
     // Results that arrived after the decision to finish are dropped (abort, failure).
   }
-  source_queue_.close_and_clear();
+  stop_source();
   summary_.elapsed_s = unix_time_now() - start_time_;
   summary_.bytes_written = wants_jsonl_ ? done_.output_offset : 0;
   if (workers_) {
@@ -391,7 +391,6 @@ void Pipeline::Impl::finish() {
 void Pipeline::Impl::on_handle_closed(uv_handle_t* handle) {
   auto* self = static_cast<Impl*>(handle->data);
   if (--self->open_handles_ > 0) return;
-  self->input_.reset();  // closes the input file
   if (self->source_thread_.joinable()) self->source_thread_.join();
   const StageState final_state =
       self->summary_.status == RunStatus::failed ? StageState::failed : StageState::stopped;

@@ -49,6 +49,7 @@ void Pipeline::Impl::release() {
     p.line = item.line;
     p.offset = item.offset;
     p.end_offset = item.end_offset;
+    p.source_position = std::move(item.source_position);
     p.tokens = item.tokens;
     p.truncated = item.truncated;
     p.started_at = item.started_at;
@@ -193,6 +194,7 @@ void Pipeline::Impl::complete(Pending& p) {
   done_.records = p.index + 1;
   done_.input_offset = p.end_offset;
   done_.input_line = p.line;
+  done_.source_position = std::move(p.source_position);
   // The output's position: bytes of a JSONL sink, records of another.
   done_.output_offset = wants_jsonl_ ? p.output_bytes_end : p.output_end;
   done_.dead_letter_offset = dead_letter_appended_;

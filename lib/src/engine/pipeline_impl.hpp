@@ -1,7 +1,7 @@
 #pragma once
 // The engine behind sluice::Pipeline, in parts named for what they do (docs/architecture.md):
 //   pipeline.cpp             construction, start, the run's state and its end
-//   pipeline_reading.cpp     reading and admission (in-flight bounds, windows)
+//   pipeline_reading.cpp     reading the source and admission (in-flight bounds, windows)
 //   pipeline_commit.cpp      the ordered commit: input order, writing, sink commits, completion
 //   pipeline_checkpoint.cpp  fingerprint, content hashes, resume, checkpoints
 //   pipeline_progress.cpp    BatchProgress: rates, fraction, ETA
@@ -29,7 +29,6 @@
 #include "embed_workers.hpp"
 #include "event_bus.hpp"
 #include "io/content_hash.hpp"
-#include "io/jsonl_input.hpp"
 #include "io/record_parser.hpp"
 #include "work_item.hpp"
 
@@ -89,6 +88,7 @@ struct Pending {
   std::uint64_t line = 0;
   std::uint64_t offset = 0;
   std::uint64_t end_offset = 0;
+  std::string source_position;
   std::uint32_t tokens = 0;
   bool truncated = false;
   bool failed = false;
@@ -107,8 +107,9 @@ struct Pending {
 // Where a run can resume: everything before it is durable once the output is synced.
 struct Position {
   std::uint64_t records = 0;       // records done (next index)
-  std::uint64_t input_offset = 0;  // input byte offset to resume from
-  std::uint64_t input_line = 0;    // lines before input_offset
+  std::uint64_t input_offset = 0;  // input bytes before it (progress)
+  std::uint64_t input_line = 0;    // line of the last record done
+  std::string source_position;     // Record::position of the last record done
   std::uint64_t output_offset = 0;
   std::uint64_t dead_letter_offset = 0;
   std::uint64_t completed = 0, failed = 0, tokens = 0, truncated = 0;
@@ -160,9 +161,11 @@ class Pipeline::Impl {
   std::string hash_up_to(CheckpointState& state);
   // hash_up_to(state), then the checkpoint file. Returns an empty string, or what failed.
   std::string save_checkpoint(CheckpointState& state);
-  // On resume: the bytes before each of the checkpoint's offsets must be those its run saw.
+  // On resume: the source goes back to the checkpoint's position, and the bytes before the
+  // output's and dead letters' offsets must be those its run wrote.
   void verify_files_against(const CheckpointState& state);
-  bool input_rereadable() const { return input_ && opt_.input != "-" && input_->seekable(); }
+  // After a finished run was resumed: the source must have nothing more.
+  void check_source_ended(const CheckpointState& state);
   // The sink stores the checkpoint in its own commits (a database, in the rows' transaction).
   bool sink_checkpoints() const { return sink_ && sink_->keeps_checkpoint(); }
   bool checkpointing() const { return !opt_.checkpoint.empty() || sink_checkpoints(); }
@@ -198,13 +201,13 @@ class Pipeline::Impl {
     return windows_closed_ == *finishing_window_;
   }
   void maybe_read();
-  void read_file_chunk();
-  static void on_read(uv_fs_t* req);
   void pull_source();
+  // The source thread: one batch per request (request_batch()), so that at most the batch
+  // being admitted and one more are held beyond the in-flight bounds.
   void source_main();
-  void on_line(const Line& line);
-  void handle_record(std::string_view json, const std::optional<std::string>& text, std::uint64_t line,
-                     std::uint64_t offset, std::uint64_t end_offset, bool too_long, std::uint64_t length);
+  void request_batch();
+  void stop_source();
+  void handle_record(Record&& record);
   void reach_end_of_input(const char* reason);
   void set_reader_state(StageState to, const char* reason);
 
@@ -261,16 +264,15 @@ class Pipeline::Impl {
   int open_handles_ = 0;
 
   // Input.
-  std::string input_name_;
-  std::unique_ptr<JsonlInput> input_;  // the input file; none with a Source
-  std::uint64_t input_size_ = 0;
-  uv_fs_t read_req_{};
-  bool read_in_flight_ = false;
+  std::string input_name_;      // source_->name()
+  std::uint64_t input_size_ = 0;  // source_->size_bytes()
   bool eof_ = false;
   bool reader_paused_ = false;
   StageState reader_state_ = StageState::created;
   RecordParser parser_;
   BoundedQueue<SourceBatch> source_queue_{2};
+  BoundedQueue<int> source_requests_{1};
+  bool source_requested_ = false;  // a batch was asked for and has not been taken yet
   std::thread source_thread_;
   std::deque<Record> source_pending_;
   bool source_end_seen_ = false;
@@ -326,7 +328,7 @@ class Pipeline::Impl {
   std::function<void()> final_checkpoint_waiting_;  // the final one, asked for while one was busy
   // Hashes of the bytes before the last checkpoint's positions (io/content_hash.hpp), carried
   // forward at each checkpoint by reading the new bytes back from the files.
-  ContentHash input_hash_, output_hash_, dead_letter_hash_;
+  ContentHash output_hash_, dead_letter_hash_;
   std::uint64_t last_checkpoint_records_ = 0;
   double last_checkpoint_time_ = 0;
 

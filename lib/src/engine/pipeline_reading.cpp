@@ -1,11 +1,8 @@
-// Reading and admission: the input file (or a Source) into records, under the in-flight bounds,
-// in windows, to the tokenizer.
+// Reading and admission: the source's records (the JSONL file's is one like any other), under
+// the in-flight bounds, in windows, to the tokenizer.
 
 #include "pipeline_impl.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 
@@ -14,13 +11,15 @@
 namespace sluice {
 
 void Pipeline::Impl::open_input() {
-  if (source_) {
-    input_name_ = "<source>";
-    return;
+  if (!source_) {
+    // The JSONL input: the same source any program can make, on the same path as any source.
+    JsonlSourceOptions o;
+    o.max_record_bytes = opt_.max_record_bytes;
+    o.read_chunk_bytes = opt_.read_chunk_bytes;
+    source_ = make_jsonl_source(opt_.input, o);
   }
-  input_ = std::make_unique<JsonlInput>(opt_.input, opt_.max_record_bytes, opt_.read_chunk_bytes);
-  input_name_ = input_->name();
-  input_size_ = input_->size();
+  input_name_ = source_->name();
+  input_size_ = source_->size_bytes();
 }
 
 void Pipeline::Impl::set_reader_state(StageState to, const char* reason) {
@@ -44,55 +43,7 @@ void Pipeline::Impl::maybe_read() {
     reader_paused_ = false;
     set_reader_state(StageState::running, "room in the queues");
   }
-  if (source_) {
-    pull_source();
-  } else if (!read_in_flight_) {
-    read_file_chunk();
-  }
-}
-
-void Pipeline::Impl::read_file_chunk() {
-  read_in_flight_ = true;
-  read_req_.data = this;
-  const std::span<char> into = input_->buffer();
-  uv_buf_t buf = uv_buf_init(into.data(), static_cast<unsigned>(into.size()));
-  int r = uv_fs_read(loop_, &read_req_, input_->fd(), &buf, 1, input_->read_offset(), &Impl::on_read);
-  if (r < 0) {
-    read_in_flight_ = false;
-    fail_run(fmt::format("{}: cannot read input: {}", input_name_, uv_strerror(r)));
-  }
-}
-
-void Pipeline::Impl::on_read(uv_fs_t* req) {
-  auto* self = static_cast<Impl*>(req->data);
-  ssize_t n = req->result;
-  uv_fs_req_cleanup(req);
-  self->read_in_flight_ = false;
-  if (self->finishing_) return;
-  if (n < 0) {
-    self->fail_run(fmt::format("{}: cannot read input: {}", self->input_name_, uv_strerror(static_cast<int>(n))));
-    return;
-  }
-  if (self->stop_requested_.load()) {
-    // Drain: the bytes just read are dropped; a resume reads them again from the checkpoint.
-    self->check_done();
-    return;
-  }
-  if (n == 0) {
-    self->read_in_flight_ = true;  // no read past the end while the last line is handled
-    self->input_->consumed(0, [self](const Line& line) { self->on_line(line); });
-    self->read_in_flight_ = false;
-    self->reach_end_of_input("end of input");
-    return;
-  }
-  self->summary_.bytes_read += static_cast<std::uint64_t>(n);
-  // While the buffer is being split, no read may be issued into it: a record that completes
-  // at once (a bad one) reaches maybe_read() from inside consumed().
-  self->read_in_flight_ = true;
-  self->input_->consumed(static_cast<std::size_t>(n), [self](const Line& line) { self->on_line(line); });
-  self->read_in_flight_ = false;
-  self->maybe_read();
-  self->check_done();  // a failure during feed() waited for the read to be over
+  pull_source();
 }
 
 void Pipeline::Impl::reach_end_of_input(const char* reason) {
@@ -105,19 +56,34 @@ void Pipeline::Impl::reach_end_of_input(const char* reason) {
 void Pipeline::Impl::source_main() {
   const std::size_t want = std::max<std::size_t>(opt_.batch_size, 64);
   for (;;) {
+    if (!source_requests_.pop()) return;  // closed: the run is over
     SourceBatch b;
     try {
       b.records = source_->read_batch(want);
       b.end = b.records.empty();
+    } catch (const Error& e) {
+      b.end = true;
+      b.error = e.what();
     } catch (const std::exception& e) {
       b.end = true;
-      b.error = fmt::format("source failed: {}", e.what());
+      b.error = fmt::format("{} failed: {}", source_->name(), e.what());
     }
-    bool end = b.end;
+    const bool end = b.end;
     if (!source_queue_.push(std::move(b))) return;  // aborted
     uv_async_send(&source_async_);
     if (end) return;
   }
+}
+
+void Pipeline::Impl::request_batch() {
+  if (source_requested_ || source_end_seen_) return;
+  source_requested_ = true;
+  source_requests_.push(1);
+}
+
+void Pipeline::Impl::stop_source() {
+  source_requests_.close_and_clear();
+  source_queue_.close_and_clear();
 }
 
 void Pipeline::Impl::pull_source() {
@@ -125,52 +91,53 @@ void Pipeline::Impl::pull_source() {
     if (source_pending_.empty()) {
       if (source_end_seen_) return;
       auto b = source_queue_.try_pop();
-      if (!b) return;  // the source thread will wake us
+      if (!b) {
+        request_batch();
+        return;  // the source thread will wake us
+      }
+      source_requested_ = false;
       if (!b->error.empty()) {
+        source_end_seen_ = true;
         fail_run(b->error);
         return;
       }
       if (b->end) {
         source_end_seen_ = true;
-        reach_end_of_input("end of source");
+        // A source that knows its size has read all of it (blank lines after the last record).
+        summary_.bytes_read = std::max(summary_.bytes_read, input_size_);
+        reach_end_of_input("end of input");
         return;
       }
       for (auto& r : b->records) source_pending_.push_back(std::move(r));
+      // The next batch is read while this one is admitted.
+      request_batch();
       continue;
     }
     Record r = std::move(source_pending_.front());
     source_pending_.pop_front();
-    std::uint64_t line = r.line != 0 ? r.line : next_index_ + 1;
-    summary_.bytes_read += r.json.size();
-    handle_record(r.json, r.text, line, r.offset, r.offset + r.json.size(), false, r.json.size());
+    handle_record(std::move(r));
   }
 }
 
-void Pipeline::Impl::on_line(const Line& line) {
-  handle_record(line.bytes, std::nullopt, line.number, line.offset, line.end_offset, line.too_long, line.length);
-}
-
-void Pipeline::Impl::handle_record(std::string_view json, const std::optional<std::string>& text, std::uint64_t line,
-                                   std::uint64_t offset, std::uint64_t end_offset, bool too_long,
-                                   std::uint64_t length) {
+void Pipeline::Impl::handle_record(Record&& r) {
   if (finishing_ || failed_) return;
   WorkItem item;
   item.index = next_index_++;
-  item.line = line;
-  item.offset = offset;
-  item.end_offset = end_offset;
+  item.line = r.line != 0 ? r.line : item.index + 1;
+  // A record without offsets is placed after the bytes of the records before it.
+  item.offset = r.offset == 0 && r.end_offset == 0 ? summary_.bytes_read : r.offset;
+  item.end_offset = r.end_offset != 0 ? r.end_offset : item.offset + r.json.size();
+  summary_.bytes_read = std::max(summary_.bytes_read, item.end_offset);
+  item.source_position = std::move(r.position);
   ++summary_.records_read;
 
-  if (too_long) {
-    fail_item(std::move(item),
-              ErrorInfo{ErrorCode::record_too_large,
-                        fmt::format("record is {} bytes, more than the limit of {} (raise it with --max-record-bytes)",
-                                    length, opt_.max_record_bytes),
-                        {},
-                        {}});
+  if (r.error) {
+    item.json = std::move(r.json);
+    fail_item(std::move(item), std::move(*r.error));
     return;
   }
-  auto parsed = parser_.parse(json);
+  auto parsed = parser_.parse(r.json);
+  const std::optional<std::string>& text = r.text;
   if (!parsed) {
     ErrorInfo error = parsed.error();
     // A source that supplies the text itself needs only a JSON object without the output field.
@@ -178,11 +145,12 @@ void Pipeline::Impl::handle_record(std::string_view json, const std::optional<st
                          (error.code == ErrorCode::missing_field || error.code == ErrorCode::field_not_string ||
                           error.code == ErrorCode::empty_text);
     if (!text_supplied) {
-      item.json.assign(json);
+      item.json = std::move(r.json);
       fail_item(std::move(item), std::move(error));
       return;
     }
     // Find the closing brace ourselves: the object was valid up to the text check.
+    const std::string_view json = r.json;
     std::size_t end = json.find_last_not_of(" \t\r\n");
     std::size_t first = json.find_first_not_of(" \t\r\n");
     std::size_t before = json.find_last_not_of(" \t\r\n", end - 1);
@@ -195,9 +163,9 @@ void Pipeline::Impl::handle_record(std::string_view json, const std::optional<st
     item.id_json = std::move(parsed.value().id_json);
   }
   if (text) item.text = *text;
-  item.json.assign(json);
+  item.json = std::move(r.json);
   const std::size_t dims = model_->info().dimensions;
-  item.weight = item.json.size() * 2 + item.text.size() + dims * 16 + sizeof(WorkItem);
+  item.weight = item.json.size() * 2 + item.text.size() + item.source_position.size() + dims * 16 + sizeof(WorkItem);
   item.started_at = unix_time_now();
   ++window_records_;
   window_weight_ += item.weight;
@@ -214,7 +182,7 @@ void Pipeline::Impl::handle_record(std::string_view json, const std::optional<st
 
 void Pipeline::Impl::fail_item(WorkItem&& item, ErrorInfo error) {
   item.error = std::move(error);
-  item.weight = item.json.size() + sizeof(WorkItem);
+  item.weight = item.json.size() + item.source_position.size() + sizeof(WorkItem);
   ++in_flight_records_;
   in_flight_bytes_ += item.weight;
   count_processed(item, true);

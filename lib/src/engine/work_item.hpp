@@ -25,6 +25,7 @@ struct WorkItem {
   std::uint64_t line = 0;
   std::uint64_t offset = 0;       // byte offset of the line
   std::uint64_t end_offset = 0;   // byte offset just past the line's terminator
+  std::string source_position;    // Record::position: where reading continues after it
   std::string json;               // the record's bytes
   std::string text;               // the text to embed
   std::size_t prefix_length = 0;  // json[0, prefix_length) is kept before the added field
