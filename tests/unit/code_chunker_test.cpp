@@ -146,7 +146,7 @@ TEST_CASE("a class over the budget: a skeleton, then its methods as chunks of th
   CHECK(skeleton->content.find("def __init__(self, n):") != std::string::npos);
   CHECK(skeleton->content.find("@property") != std::string::npos);
   CHECK(skeleton->content.find("self.n = n") == std::string::npos);  // bodies left out
-  const CodeChunk* area = find(f, "geometry.Shape.area", "function");
+  const CodeChunk* area = find(f, "geometry.Shape.area", "method");
   REQUIRE(area != nullptr);
   CHECK(area->start_line == 22);  // its decorator
   CHECK(area->end_line == 24);

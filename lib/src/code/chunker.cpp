@@ -407,13 +407,18 @@ struct Chunker::Impl {
     }
     // Qualified names: the module, then the enclosing definitions.
     const std::string module = module_name(path);
-    auto name_all = [&](auto&& self, const std::vector<std::size_t>& level, const std::string& prefix) -> void {
+    // A function directly inside a class, struct, impl or interface is a method.
+    auto name_all = [&](auto&& self, const std::vector<std::size_t>& level, const std::string& prefix,
+                        const std::string& parent_kind) -> void {
+      const bool in_type = parent_kind == "class" || parent_kind == "struct" || parent_kind == "impl" ||
+                           parent_kind == "interface" || parent_kind == "enum";
       for (std::size_t i : level) {
         defs[i].name = prefix + "." + defs[i].name;
-        self(self, defs[i].children, defs[i].name);
+        if (in_type && defs[i].kind == "function") defs[i].kind = "method";
+        self(self, defs[i].children, defs[i].name, defs[i].kind);
       }
     };
-    name_all(name_all, top, module);
+    name_all(name_all, top, module, "");
     // Top-level statements are the cut points between definitions.
     std::vector<std::uint32_t> cuts;
     const std::uint32_t n = ts_node_named_child_count(root);
