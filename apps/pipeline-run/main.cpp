@@ -33,6 +33,9 @@
 #include <sluice/vector_format.hpp>
 
 #include "exit_codes.hpp"
+#ifdef SLUICE_CODE_INDEX
+#include "chunk_command.hpp"
+#endif
 #include "progress_reporter.hpp"
 #include "search_command.hpp"
 #include "tokenize_command.hpp"
@@ -616,6 +619,28 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "json", "table"}));
 
+#ifdef SLUICE_CODE_INDEX
+  ChunkArgs chunk;
+  auto* cmd_chunk = app.add_subcommand(
+      "chunk", "Cut a source tree into chunks by syntax (functions, classes...), as JSONL that embed reads");
+  cmd_chunk->add_option("root", chunk.root, "The tree's folder")->required()->check(CLI::ExistingDirectory);
+  cmd_chunk->add_option("-o,--output", chunk.output, "Output JSONL file, or - for stdout")->capture_default_str();
+  cmd_chunk->add_option("--model", chunk.model, "Model folder: its tokenizer counts the tokens of each chunk")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd_chunk->add_option("--chunk-tokens", chunk.chunk_tokens,
+                        "Most tokens a chunk's text may have, special tokens and header line included (default: the "
+                        "model's limit)")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd_chunk->add_option("--include", chunk.include, "Only paths matching this glob (gitignore syntax; repeatable)");
+  cmd_chunk->add_option("--exclude", chunk.exclude, "Leave out paths matching this glob (gitignore syntax; repeatable)");
+  cmd_chunk->add_option("--max-file-bytes", chunk.max_file_bytes, "Larger files are skipped")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));
+  cmd_chunk->add_option("--files", chunk.files_output,
+                        "Also write one JSON line per file: its status (indexed, partial, skipped, failed) and reason");
+#endif
+
   try {
     app.parse(argc, argv);
     if (*cmd_search && search.queries.empty() && search.queries_file.empty()) {
@@ -636,6 +661,9 @@ int main(int argc, char** argv) {
     if (*cmd_validate) return run_validate(validate_input, vo);
     if (*cmd_tokenize) return run_tokenize(tok);
     if (*cmd_search) return run_search(search);
+#ifdef SLUICE_CODE_INDEX
+    if (*cmd_chunk) return run_chunk(chunk);
+#endif
   } catch (const sluice::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     if (!e.detail().empty()) fmt::print(stderr, "detail: {}\n", e.detail());

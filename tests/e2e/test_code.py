@@ -1,0 +1,217 @@
+"""`pipeline-run chunk` end to end: a tree built here with every case the code index must get
+right (ignore rules with negation, vendored folders, binary, huge, minified, a symlink loop, a
+FIFO, invalid UTF-8, syntax errors, a class and a function larger than the budget, nested
+classes, decorators) in every language, chunked with MiniLM's own tokenizer; then the chunks
+embedded into a store and found by search. Python's boundaries are checked against Python's
+own ast. Standard library only.
+"""
+
+import ast
+import json
+import os
+import subprocess
+import unittest
+
+from e2e_files import TempDirTest
+
+PIPELINE_RUN = os.environ.get("PIPELINE_RUN", "build/apps/pipeline-run/pipeline-run")
+MODELS = os.environ.get("SLUICE_TEST_MODELS", "build/tests/test-models")
+MINILM = os.path.join(MODELS, "minilm")
+BUDGET = 128  # --chunk-tokens: with the special tokens and the header line
+
+
+def run(args, timeout=300):
+    return subprocess.run([PIPELINE_RUN] + args, capture_output=True, timeout=timeout)
+
+
+def big_python_class(methods):
+    body = "".join(
+        "    @staticmethod\n    def method_%d(x):\n        \"\"\"Method %d multiplies x by a constant, checks the result "
+        "against the bounds of the table and returns it.\"\"\"\n        return x * %d\n\n"
+        % (i, i, i) for i in range(methods))
+    return "class Big:\n    \"\"\"A class larger than the budget.\"\"\"\n    size = 1\n\n" + body
+
+
+def long_python_function(statements):
+    return "def long_function(a):\n" + "".join(
+        "    value_%d = a + %d  # statement %d\n" % (i, i, i) for i in range(statements)) + "    return a\n"
+
+
+PYTHON = '''import os
+from typing import List
+
+
+# Attached to the decorated function.
+@decorator
+def decorated(x: int) -> int:
+    return x + 1
+
+
+class Outer:
+    """Nested classes."""
+
+    class Inner:
+        def inner_method(self):
+            return "inner"
+
+    def outer_method(self):
+        return self.Inner()
+
+
+''' + big_python_class(4) + "\n\n" + long_python_function(60) + '''
+
+if __name__ == "__main__":
+    print(decorated(1))
+'''
+
+SOURCES = {
+    "app/main.py": PYTHON,
+    "web/app.js": "import x from 'y';\n\n// Adds.\nfunction add(a, b) {\n  return a + b;\n}\n\nclass Box {\n"
+                  "  get() {\n    return 1;\n  }\n}\n",
+    "web/types.ts": "interface Named { name: string }\n\nexport class Person implements Named {\n  name = '';\n}\n",
+    "web/view.tsx": "function View() {\n  return <div/>;\n}\n",
+    "cmd/main.go": "package main\n\nfunc main() {\n\tprintln(1)\n}\n",
+    "src/lib.rs": "/// A point.\n#[derive(Debug)]\npub struct Point {\n    x: i32,\n}\n\nfn main() {}\n",
+    "src/util.c": "int add(int a, int b) {\n  return a + b;\n}\n",
+    "src/shape.cpp": "class Shape {\n public:\n  int area() const { return 1; }\n};\n",
+    "src/Main.java": "public class Main {\n  public static void main(String[] a) {}\n}\n",
+    "docs/guide.md": "# Guide\n\nIntro.\n\n## Install\n\nRun it.\n",
+    "config.toml": "[server]\nport = 8080\n",
+    "broken.py": "def fine():\n    return 1\n\n\ndef broken(:\n    pass\n",
+}
+
+
+class ChunkTest(TempDirTest):
+    def build_tree(self):
+        root = self.path("tree")
+        for rel, text in SOURCES.items():
+            p = os.path.join(root, rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "w") as f:
+                f.write(text)
+
+        def put(rel, data):
+            p = os.path.join(root, rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "wb") as f:
+                f.write(data)
+
+        put(".gitignore", b"*.log\n!keep.log\nsecret/\n/generated.py\n")
+        put("debug.log", b"ignored\n")
+        put("keep.log", b"kept by negation\n")
+        put("secret/key.py", b"KEY = 1\n")
+        put("generated.py", b"x = 1\n")
+        put("node_modules/pkg/index.js", b"module.exports = 1;\n")
+        put("build/out.c", b"int x;\n")
+        put("image.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+        put("huge.py", b"x = 1\n" * 300000)
+        put("bundle.min.js", b"var a=" + b"1," * 20000 + b"2;")
+        put("latin1.py", b"name = 'caf\xe9'\n")
+        os.symlink("loop_b", os.path.join(root, "loop_a"))
+        os.symlink("loop_a", os.path.join(root, "loop_b"))
+        os.symlink("/etc", os.path.join(root, "outside"))
+        os.mkfifo(os.path.join(root, "pipe"))
+        return root
+
+    def test_a_tree_of_every_case(self):
+        root = self.build_tree()
+        out, files = self.path("chunks.jsonl"), self.path("files.jsonl")
+        r = run(["chunk", root, "--model", MINILM, "--chunk-tokens", str(BUDGET), "-o", out, "--files", files])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        status = {}
+        with open(files) as f:
+            for line in f:
+                o = json.loads(line)
+                status[o["path"]] = (o["status"], o["reason"])
+        chunks = [json.loads(l) for l in open(out)]
+        by_path = {}
+        for c in chunks:
+            by_path.setdefault(c["path"], []).append(c)
+
+        # Left out, not recorded: ignored, vendored.
+        for rel in ["debug.log", "secret/key.py", "generated.py", "node_modules/pkg/index.js", "build/out.c"]:
+            self.assertNotIn(rel, status)
+        self.assertIn(b"3 ignored", r.stderr)  # debug.log, generated.py, the folder secret/
+        self.assertIn(b"2 vendored folders", r.stderr)
+        # Recorded with their reasons.
+        expect = {
+            "image.png": "binary", "huge.py": "over --max-file-bytes", "bundle.min.js": "minified",
+            "latin1.py": "invalid UTF-8 at byte 11", "loop_a": "loop", "outside": "out of the tree",
+            "pipe": "not a regular file",
+        }
+        for rel, why in expect.items():
+            self.assertEqual(status[rel][0], "skipped", rel)
+            self.assertIn(why, status[rel][1], rel)
+        self.assertEqual(status["keep.log"][0], "indexed")
+        self.assertEqual(status["broken.py"], ("partial", "syntax error at line 5"))
+
+        # Every language has its definitions by name.
+        names = {c["name"] for c in chunks}
+        for name in ["app.main.decorated", "app.main.Outer", "app.main.Big", "app.main.Big.method_3",
+                     "app.main.long_function", "web.app.add", "web.app.Box", "web.types.Person", "web.view.View",
+                     "cmd.main.main", "src.lib.Point", "src.util.add", "src.shape.Shape", "src.Main.Main",
+                     "broken.fine"]:
+            self.assertIn(name, names)
+        kinds = {(c["name"], c["kind"]) for c in chunks}
+        self.assertIn(("app.main.Big", "skeleton"), kinds)
+        self.assertIn(("app.main.long_function", "part"), kinds)
+        self.assertIn(("app.main.Big.method_3", "method"), kinds)
+
+        # Every chunk within the budget as the model counts it; every non-blank line covered;
+        # chunk text is the header line then the file's bytes.
+        for rel, cs in by_path.items():
+            with open(os.path.join(root, rel), "rb") as f:
+                data = f.read()
+            lines = data.decode().split("\n")
+            covered = set()
+            for c in cs:
+                self.assertLessEqual(c["tokens"], BUDGET, c["id"])
+                header, _, content = c["text"].partition("\n")
+                self.assertTrue(header.startswith(rel), c["id"])
+                if c["kind"] != "skeleton":
+                    self.assertEqual(data[c["start_byte"]:c["end_byte"]].decode(), content, c["id"])
+                covered.update(range(c["start_line"], c["end_line"] + 1))
+            for n, line in enumerate(lines, 1):
+                if line.strip():
+                    self.assertIn(n, covered, "%s:%d not in any chunk" % (rel, n))
+
+        # Python: each top-level definition that fits is one chunk with ast's lines (from its
+        # first decorator, or comments right above).
+        tree = ast.parse(PYTHON)
+        main = {c["name"]: c for c in by_path["app/main.py"]}
+        for node in tree.body:
+            if not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                continue
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            c = main.get("app.main." + node.name)
+            self.assertIsNotNone(c, node.name)
+            if c["kind"] in ("skeleton", "part"):
+                continue
+            self.assertEqual(c["end_line"], node.end_lineno, node.name)
+            self.assertLessEqual(c["start_line"], first, node.name)
+            for n in range(c["start_line"], first):
+                self.assertTrue(PYTHON.split("\n")[n - 1].startswith("#"), node.name)
+
+        # The chunks go into a store as any JSONL does, and search finds them.
+        db = self.path("code.db")
+        r = run(["embed", out, "-o", "sqlite:" + db, "--model", MINILM, "--progress", "never"], timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # The test models have random weights: a chunk's own text is the query that must find it.
+        point = next(c for c in chunks if c["name"] == "src.lib.Point")
+        r = run(["search", "sqlite:" + db, "-q", point["text"], "-k", "3", "--format", "json"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        best = json.loads(r.stdout.splitlines()[0])
+        self.assertEqual(best["id"], point["id"])
+        self.assertAlmostEqual(best["score"], 1.0, places=4)
+        self.assertEqual((best["record"]["start_line"], best["record"]["end_line"]), (1, 5))
+
+    def test_a_rerun_gives_the_same_bytes(self):
+        root = self.build_tree()
+        a, b = self.path("a.jsonl"), self.path("b.jsonl")
+        self.assertEqual(run(["chunk", root, "--model", MINILM, "-o", a]).returncode, 0)
+        self.assertEqual(run(["chunk", root, "--model", MINILM, "-o", b]).returncode, 0)
+        self.assertEqual(self.read("a.jsonl"), self.read("b.jsonl"))
+
+
+if __name__ == "__main__":
+    unittest.main()
