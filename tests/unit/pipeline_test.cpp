@@ -1142,3 +1142,95 @@ TEST_CASE("make_jsonl_source() set by a program is the pipeline's own input: sam
     }
   }
 }
+
+namespace {
+
+// Records of the JSONL input, every third one with its vector given (as a store would for
+// content it holds) or an empty one (kept in order, no vector).
+class GivenVectorSource final : public Source {
+ public:
+  explicit GivenVectorSource(std::vector<Record> records) : records_(std::move(records)) {}
+  std::vector<Record> read_batch(std::size_t max_records) override {
+    std::vector<Record> out;
+    while (next_ < records_.size() && out.size() < max_records) out.push_back(records_[next_++]);
+    return out;
+  }
+
+ private:
+  std::vector<Record> records_;
+  std::size_t next_ = 0;
+};
+
+class VectorSink final : public Sink {
+ public:
+  explicit VectorSink(std::vector<EmbeddedRecord>& out) : out_(out) {}
+  void write(std::span<const EmbeddedRecord> records) override { out_.insert(out_.end(), records.begin(), records.end()); }
+
+ private:
+  std::vector<EmbeddedRecord>& out_;
+};
+
+}  // namespace
+
+TEST_CASE("a record whose vector the source gives is not embedded, and keeps its place") {
+  TempDir dir;
+  auto opts = base_options(dir);
+  opts.sort_window = 8;
+  std::vector<Record> records;
+  for (int i = 0; i < 40; ++i) {
+    Record r;
+    r.json = fmt::format("{{\"id\": {}, \"text\": \"record {} of the given-vector test\"}}", i, i);
+    if (i % 3 == 1) r.embedding = std::vector<float>{static_cast<float>(i), 0.5f};
+    if (i % 3 == 2 && i % 2 == 0) {
+      r.json = fmt::format("{{\"id\": {}, \"file\": \"no text field\"}}", i);
+      r.embedding = std::vector<float>{};
+    }
+    records.push_back(std::move(r));
+  }
+  std::vector<EmbeddedRecord> got, reference;
+  {
+    Pipeline p(opts, tiny().model, tiny().tokenizer);
+    p.set_source(std::make_unique<GivenVectorSource>(records));
+    p.set_sink(std::make_unique<VectorSink>(got));
+    RunSummary s = p.run();
+    CHECK(s.status == RunStatus::completed);
+    CHECK(s.completed == 40);
+  }
+  {
+    // The others alone: the same windows and batches (given vectors take no place in them),
+    // so the same vectors.
+    std::vector<Record> plain;
+    for (const Record& r : records) {
+      if (!r.embedding) plain.push_back(r);
+    }
+    Pipeline p(opts, tiny().model, tiny().tokenizer);
+    p.set_source(std::make_unique<GivenVectorSource>(plain));
+    p.set_sink(std::make_unique<VectorSink>(reference));
+    REQUIRE(p.run().status == RunStatus::completed);
+  }
+  REQUIRE(got.size() == 40);
+  REQUIRE(reference.size() == 20);
+  std::size_t embedded = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    INFO("record " << i);
+    CHECK(got[i].index == i);
+    CHECK(got[i].json == records[i].json);
+    if (records[i].embedding) {
+      CHECK(got[i].embedding == *records[i].embedding);
+      CHECK(got[i].tokens == 0);
+    } else {
+      CHECK(got[i].embedding == reference[embedded++].embedding);  // the model's, unchanged by the others
+      CHECK(got[i].tokens > 0);
+    }
+  }
+  // With the JSONL output the given vector has nowhere to go: those records fail, named.
+  {
+    auto o = opts;
+    o.on_error = OnError::skip;
+    Pipeline p(o, tiny().model, tiny().tokenizer);
+    p.set_source(std::make_unique<GivenVectorSource>(records));
+    RunSummary s = p.run();
+    CHECK(s.failed == 13 + 7);
+    CHECK(s.completed == 20);
+  }
+}

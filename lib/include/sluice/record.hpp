@@ -28,6 +28,12 @@ struct Record {
   /// Set by a source that could not read this record: it becomes a bad record with this
   /// error (DocumentFailed, the dead-letter file with `json` as its record, --on-error).
   std::optional<ErrorInfo> error;
+  /// Set by a source that knows the record's vector already (one a store holds for the same
+  /// content and model), or that wants a record kept in order without one (empty): the
+  /// pipeline does not embed it and hands it to the sink as it is, in its place, counted as
+  /// completed with no tokens. `text` is not needed. Only for sinks that take vectors (not
+  /// Sink::wants_jsonl()): with another, the record fails (invalid_argument).
+  std::optional<std::vector<float>> embedding;
 };
 
 /// The string field `name` of the record's top-level JSON object, unescaped; nullopt when the

@@ -136,6 +136,29 @@ void Pipeline::Impl::handle_record(Record&& r) {
     fail_item(std::move(item), std::move(*r.error));
     return;
   }
+  if (r.embedding) {
+    item.json = std::move(r.json);
+    if (wants_jsonl_) {
+      fail_item(std::move(item), ErrorInfo{ErrorCode::invalid_argument,
+                                           "the source gave this record's vector, and the output takes JSONL lines: "
+                                           "a record with Record::embedding needs a sink that takes vectors",
+                                           {},
+                                           {}});
+      return;
+    }
+    // Not embedded: straight to the ordered commit, as if its results had come back.
+    item.embedding = std::move(*r.embedding);
+    item.weight = item.json.size() + item.embedding.size() * sizeof(float) + item.source_position.size() +
+                  sizeof(WorkItem);
+    ++in_flight_records_;
+    in_flight_bytes_ += item.weight;
+    count_processed(item, true);
+    if (bus_.wants<DocumentStarted>()) bus_.publish(DocumentStarted{item.index, location(item.line, item.offset)});
+    const auto index = item.index;
+    reorder_.emplace(index, std::move(item));
+    release();
+    return;
+  }
   auto parsed = parser_.parse(r.json);
   const std::optional<std::string>& text = r.text;
   if (!parsed) {
