@@ -18,6 +18,8 @@
 
 #include <sluice/error.hpp>
 
+#include "io/output_format.hpp"
+
 namespace sluice::code {
 
 namespace fs = std::filesystem;
@@ -232,36 +234,8 @@ std::optional<std::string> classify_content(std::string_view bytes) {
                        lines ? bytes.size() / lines : 0);
   }
   // UTF-8: the shortest form, no surrogates, nothing past U+10FFFF.
-  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  const std::size_t n = bytes.size();
-  for (std::size_t i = 0; i < n;) {
-    const unsigned char c = p[i];
-    std::size_t len = 0;
-    std::uint32_t cp = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return fmt::format("invalid UTF-8 at byte {}", i);
-    }
-    if (i + len > n) return fmt::format("invalid UTF-8 at byte {}", i);
-    for (std::size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return fmt::format("invalid UTF-8 at byte {}", i);
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return fmt::format("invalid UTF-8 at byte {}", i);
-    }
-    i += len;
+  if (const std::size_t bad = find_invalid_utf8(bytes); bad < bytes.size()) {
+    return fmt::format("invalid UTF-8 at byte {}", bad);
   }
   return std::nullopt;
 }
