@@ -125,7 +125,12 @@ int run_chunk(const ChunkArgs& args) {
             for (std::size_t i = 0; i < f.chunks.size(); ++i) {
               const sluice::code::CodeChunk& c = f.chunks[i];
               std::string header = c.name.empty() ? e->path : fmt::format("{}: {}", e->path, c.name);
-              while (header.size() > 1 && count(header) > kHeaderTokens - 1) header.erase(0, header.size() / 4 + 1);
+              while (header.size() > 1 && count(header) > kHeaderTokens - 1) {
+                // Cut from the front, at a character's start.
+                std::size_t cut = header.size() / 4 + 1;
+                while (cut < header.size() && (static_cast<unsigned char>(header[cut]) & 0xC0) == 0x80) ++cut;
+                header.erase(0, cut);
+              }
               sluice::ContentHash h;
               h.update(c.content);
               line.clear();
@@ -157,7 +162,10 @@ int run_chunk(const ChunkArgs& args) {
       status = e->status == sluice::code::WalkEntry::Status::skipped ? "skipped" : "failed";
     }
     if (status == "skipped") {
-      const std::string kind = reason.substr(0, reason.find_first_of("(,:0123456789"));
+      // By kind: the reason without its numbers and details.
+      std::string kind = reason.find("over --max-file-bytes") != std::string::npos
+                             ? std::string("over --max-file-bytes")
+                             : reason.substr(0, reason.find_first_of("(,:0123456789"));
       ++skipped[kind.substr(0, kind.find_last_not_of(' ') + 1)];
     }
     if (status == "failed") {

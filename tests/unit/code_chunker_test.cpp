@@ -246,9 +246,9 @@ TEST_CASE("every language: its definitions, names and coverage") {
       CHECK(names.count(n) == 1);
     }
     check_cover(s.text, f, 1000);
-    // With a small budget too: skeletons, parts, and still every line.
-    const ChunkedFile small = chunker.chunk(s.path, s.text);
-    check_cover(s.text, small, 1000);
+    // With small budgets too: skeletons, parts, and still every line.
+    Chunker small(count_words, 12);
+    check_cover(s.text, small.chunk(s.path, s.text), 12);
     Chunker tight(count_words, 6);
     check_cover(s.text, tight.chunk(s.path, s.text), 6);
   }
@@ -315,4 +315,66 @@ TEST_CASE("python: boundaries and names of every definition that fits, against P
     ++seen;
   }
   CHECK(seen == 2);
+}
+
+namespace {
+// One token a code point: cuts inside a line land between multi-byte characters.
+std::uint32_t count_code_points(std::string_view s) {
+  std::uint32_t n = 0;
+  for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("a long line of multi-byte characters is cut between characters, within the budget") {
+  std::string line = "x = \"";
+  for (int i = 0; i < 300; ++i) line += i % 3 == 0 ? "\u2192 " : "\u8fd9";
+  line += "\"\n";
+  Chunker chunker(count_code_points, 50);
+  const ChunkedFile f = chunker.chunk("i18n.py", line);
+  std::string joined;
+  for (const CodeChunk& c : f.chunks) {
+    CHECK(c.tokens <= 50);
+    CHECK(c.start_line == 1);
+    joined += c.content;
+  }
+  CHECK(joined == line);
+  CHECK(f.chunks.size() >= 8);
+}
+
+TEST_CASE("C and C++ functions are units with their bodies; a trailing comment stays with its line") {
+  Chunker chunker(count_words, 1000);
+  const std::string c = "/* adds */\nstatic int add(int a, int b)\n{\n  return a + b;\n}\n\nint main(void) {\n  return add(1, 2);\n}\n";
+  const ChunkedFile f = chunker.chunk("a.c", c);
+  const CodeChunk* add = find(f, "a.add", "function");
+  REQUIRE(add != nullptr);
+  CHECK(add->start_line == 1);
+  CHECK(add->end_line == 5);
+  const CodeChunk* main_fn = find(f, "a.main", "function");
+  REQUIRE(main_fn != nullptr);
+  CHECK(main_fn->start_line == 7);
+  CHECK(main_fn->end_line == 9);
+  const std::string cpp = "class Shape {\n public:\n  int area(int s) const {\n    return s * 2;\n  }\n};\n";
+  const ChunkedFile g = Chunker(count_words, 1000).chunk("s.cpp", cpp);
+  const CodeChunk* shape = find(g, "s.Shape", "class");
+  REQUIRE(shape != nullptr);
+  CHECK(shape->end_line == 6);
+  const std::string go = "package p\n\nfunc A() {} // A\nfunc B() {\n\treturn\n}\n";
+  const ChunkedFile h = chunker.chunk("p.go", go);
+  const CodeChunk* a = find(h, "p.A", "function");
+  const CodeChunk* b = find(h, "p.B", "function");
+  REQUIRE(a != nullptr);
+  REQUIRE(b != nullptr);
+  CHECK(a->start_line == 3);
+  CHECK(b->start_line == 4);
+  check_cover(go, h, 1000);
+}
+
+TEST_CASE("a long run of blank lines costs one count a line") {
+  std::uint64_t calls = 0;
+  Chunker chunker([&](std::string_view s) { ++calls; return count_words(s); }, 100);
+  const std::string text = "a = 1\n" + std::string(50000, '\n') + "b = 2\n";
+  const ChunkedFile f = chunker.chunk("blank.txt", text);
+  check_cover(text, f, 100);
+  CHECK(calls < 1000);
 }

@@ -270,3 +270,32 @@ TEST_CASE("classify_content: binary, minified, invalid UTF-8; source text passes
   CHECK(*classify_content("ab\xe2\x82") == "invalid UTF-8 at byte 2");         // cut
   CHECK_FALSE(classify_content("caf\xc3\xa9 \xf0\x9f\x98\x80\n"));
 }
+
+TEST_CASE("ignore files that are not regular files are not read; a folder pattern includes its files") {
+  TempTree t;
+  t.file("a.py");
+  t.file("src/b.py");
+  t.file("src/deep/c.py");
+  t.file("other/d.py");
+  REQUIRE(::mkfifo((t.root / ".gitignore").c_str(), 0600) == 0);  // would block a reader
+  REQUIRE(::symlink("/dev/zero", (t.root / "src" / ".gitignore").c_str()) == 0);
+  auto entries = walk_all(t.root);
+  CHECK(files_of(entries).count("src/deep/c.py") == 1);
+  for (const char* pattern : {"src/", "src", "/src"}) {
+    INFO(pattern);
+    WalkOptions o;
+    o.include = {pattern};
+    CHECK(files_of(walk_all(t.root, o)) == std::set<std::string>{"src/b.py", "src/deep/c.py"});
+  }
+}
+
+TEST_CASE("gitignore: POSIX classes, a BOM, a trailing backslash") {
+  IgnoreFile f = IgnoreFile::parse("\xEF\xBB\xBF" "bom.txt\n[[:digit:]]\nlit\\\n");
+  CHECK(f.match("bom.txt", false) == true);
+  CHECK(f.match("7", false) == true);
+  CHECK(f.match("a", false) == std::nullopt);
+  CHECK(f.match("lit\\", false) == std::nullopt);
+  CHECK(wildmatch("[[:alpha:]]x", "ax"));
+  CHECK_FALSE(wildmatch("[[:alpha:]]x", "1x"));
+  CHECK(wildmatch("[![:space:]]", "a"));
+}

@@ -42,10 +42,7 @@ std::optional<std::string> unit_kind(std::string_view capture, std::string_view 
     if (node_type.find("union") != std::string_view::npos) return std::string("struct");
     if (node_type.find("trait") != std::string_view::npos) return std::string("interface");
     if (node_type.find("interface") != std::string_view::npos) return std::string("interface");
-    if (capture == "type") {
-      // Go's type_spec, C's typedefs: units when they hold a struct or interface.
-      return std::string("type");
-    }
+    if (capture == "type") return std::string("type");  // Go's type_spec, C's typedefs
     return std::string("class");
   }
   return std::nullopt;
@@ -157,22 +154,23 @@ struct Chunker::Impl {
     std::string_view rest = o.lines->line(line);
     std::uint64_t at = o.lines->begin(line);
     while (!rest.empty()) {
-      std::size_t lo = 1, hi = rest.size(), best = 0;
-      while (lo <= hi) {
-        std::size_t mid = lo + (hi - lo) / 2;
-        while (mid < rest.size() && (static_cast<unsigned char>(rest[mid]) & 0xC0) == 0x80) ++mid;
-        if (tokens(rest.substr(0, mid)) <= budget) {
-          best = mid;
+      // The cut is searched among character boundaries only (a cut inside a character would
+      // neither tokenise nor read).
+      std::vector<std::size_t> ends;  // byte length of each prefix that ends a character
+      for (std::size_t i = 1; i <= rest.size(); ++i) {
+        if (i == rest.size() || (static_cast<unsigned char>(rest[i]) & 0xC0) != 0x80) ends.push_back(i);
+      }
+      std::size_t lo = 0, hi = ends.size(), best = 0;  // ends[k] for k < lo fit; k >= hi do not
+      while (lo < hi) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (tokens(rest.substr(0, ends[mid])) <= budget) {
+          best = ends[mid];
           lo = mid + 1;
         } else {
-          if (mid == 0) break;
-          hi = mid - 1;
+          hi = mid;
         }
       }
-      if (best == 0) {  // one character over the budget: it goes alone
-        best = 1;
-        while (best < rest.size() && (static_cast<unsigned char>(rest[best]) & 0xC0) == 0x80) ++best;
-      }
+      if (best == 0) best = ends.front();  // one character over the budget: it goes alone
       CodeChunk c;
       c.kind = kind;
       c.name = name;
@@ -196,16 +194,23 @@ struct Chunker::Impl {
     while (at <= last) {
       while (at <= last && o.lines->blank(at)) ++at;
       if (at > last) return;
-      // Grow line by line while within the budget; remember the last allowed cut.
+      // Grow line by line while the lines' own counts add up to the budget (each line counted
+      // once: linear in the region), remembering the last allowed cut; the piece itself is
+      // counted after, and shrunk where a tokenizer counts a joined text otherwise.
       std::size_t end = at;  // inclusive
       std::size_t best_cut = 0;
       bool have_cut = false;
-      if (tokens(o.lines->line(at)) > budget) {
+      const std::uint32_t first_tokens = tokens(o.lines->line(at));
+      if (first_tokens > budget) {
         split_line(o, kind, name, at);
         at = at + 1;
         continue;
       }
-      while (end + 1 <= last && tokens(o.lines->range(at, end + 1)) <= budget) {
+      std::uint64_t sum = first_tokens;
+      while (end + 1 <= last) {
+        const std::uint32_t next = o.lines->blank(end + 1) ? 0 : tokens(o.lines->line(end + 1));
+        if (sum + next > budget) break;
+        sum += next;
         ++end;
         if (std::binary_search(cuts.begin(), cuts.end(), static_cast<std::uint32_t>(end + 1)) ||
             (end + 1 <= last && o.lines->blank(end + 1))) {
@@ -216,8 +221,16 @@ struct Chunker::Impl {
       if (end < last && have_cut && best_cut >= at) end = best_cut;
       std::size_t trimmed = end;
       while (trimmed > at && o.lines->blank(trimmed)) --trimmed;
-      const std::string_view text = o.lines->range(at, trimmed);
-      push(o, kind, name, at, trimmed, std::string(text), tokens(text));
+      std::uint32_t n = tokens(o.lines->range(at, trimmed));
+      bool shrunk = false;
+      while (n > budget && trimmed > at) {
+        --trimmed;
+        while (trimmed > at && o.lines->blank(trimmed)) --trimmed;
+        n = tokens(o.lines->range(at, trimmed));
+        shrunk = true;
+      }
+      if (shrunk) end = trimmed;  // the lines taken off start the next piece
+      push(o, kind, name, at, trimmed, std::string(o.lines->range(at, trimmed)), n);
       at = end + 1;
     }
   }
@@ -348,6 +361,18 @@ struct Chunker::Impl {
       if (!def || !name) continue;
       auto kind = unit_kind(capture_kind, ts_node_type(*def));
       if (!kind) continue;
+      // C and C++ name the declarator (name and parameters): the definition is above it.
+      if (std::string_view(ts_node_type(*def)).find("declarator") != std::string_view::npos) {
+        TSNode up = *def;
+        for (TSNode p = ts_node_parent(up);
+             !ts_node_is_null(p) && std::string_view(ts_node_type(p)).find("declarator") != std::string_view::npos;
+             p = ts_node_parent(p)) {
+          up = p;
+        }
+        const TSNode p = ts_node_parent(up);
+        const std::string_view pt = ts_node_is_null(p) ? std::string_view() : ts_node_type(p);
+        if (pt == "function_definition" || pt == "declaration" || pt == "field_declaration") def = p;
+      }
       TSNode node = *def;
       // The node that carries decorators, export, template<>; then comments and attributes.
       for (TSNode p = ts_node_parent(node); !ts_node_is_null(p) && is_wrapper(ts_node_type(p)); p = ts_node_parent(p)) {
@@ -358,6 +383,10 @@ struct Chunker::Impl {
            prev = ts_node_prev_named_sibling(prev)) {
         const std::uint32_t prev_end = ts_node_end_point(prev).row;
         if (prev_end + 1 < first) break;  // a blank line between: not attached
+        // A comment after code on its line belongs to that code, not to what follows.
+        const std::size_t at = ts_node_start_byte(prev);
+        const std::size_t line_start = at == 0 ? 0 : text.rfind('\n', at - 1) + 1;  // npos + 1 == 0
+        if (text.substr(line_start, at - line_start).find_first_not_of(" \t\r\f\v") != std::string_view::npos) break;
         first = ts_node_start_point(prev).row;
       }
       TSPoint end_point = ts_node_end_point(node);

@@ -26,8 +26,9 @@ struct Language;
 
 /// One chunk of a file.
 struct CodeChunk {
-  /// "function", "method", "class", "struct", "impl", "interface", "module" (a definition);
-  /// "skeleton" (a class's outline when it did not fit); "part" (a piece of a definition
+  /// "function", "method", "class", "struct", "enum", "interface", "module", "type" (a
+  /// definition; "impl" where a grammar's query names one); "skeleton" (the outline of a
+  /// definition holding others, when it did not fit); "part" (a piece of a definition
   /// split at statements or tokens); "code" (between definitions); "section" (Markdown);
   /// "lines" (a file of no known syntax, or what a parser could not read).
   std::string kind;

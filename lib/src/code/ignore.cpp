@@ -1,5 +1,7 @@
 #include "code/ignore.hpp"
 
+#include <cctype>
+
 namespace sluice::code {
 
 namespace {
@@ -18,6 +20,31 @@ bool match_class(std::string_view pat, std::size_t& p, unsigned char c, bool& cl
   bool first = true;
   closed = false;
   while (p < pat.size()) {
+    // A POSIX class: [:alpha:], [:digit:], ...
+    if (pat[p] == '[' && p + 1 < pat.size() && pat[p + 1] == ':') {
+      const std::size_t close = pat.find(":]", p + 2);
+      if (close != std::string_view::npos) {
+        const std::string_view name = pat.substr(p + 2, close - p - 2);
+        const int ch = c;
+        const bool in = name == "alpha"    ? std::isalpha(ch) != 0
+                        : name == "digit"  ? std::isdigit(ch) != 0
+                        : name == "alnum"  ? std::isalnum(ch) != 0
+                        : name == "upper"  ? std::isupper(ch) != 0
+                        : name == "lower"  ? std::islower(ch) != 0
+                        : name == "space"  ? std::isspace(ch) != 0
+                        : name == "punct"  ? std::ispunct(ch) != 0
+                        : name == "xdigit" ? std::isxdigit(ch) != 0
+                        : name == "blank"  ? (ch == ' ' || ch == '\t')
+                        : name == "cntrl"  ? std::iscntrl(ch) != 0
+                        : name == "graph"  ? std::isgraph(ch) != 0
+                        : name == "print"  ? std::isprint(ch) != 0
+                                           : false;
+        if (in) found = true;
+        p = close + 2;
+        first = false;
+        continue;
+      }
+    }
     unsigned char lo = static_cast<unsigned char>(pat[p]);
     if (lo == ']' && !first) {
       ++p;
@@ -121,6 +148,12 @@ void IgnoreFile::add_line(std::string_view line) {
     line.remove_suffix(1);
   }
   if (line.empty()) return;
+  // A pattern ending in one unescaped backslash matches nothing (git).
+  {
+    std::size_t backslashes = 0;
+    for (std::size_t i = line.size(); i > 0 && line[i - 1] == '\\'; --i) ++backslashes;
+    if (backslashes % 2 == 1) return;
+  }
   Rule r;
   if (line.front() == '!') {
     r.negate = true;
@@ -141,6 +174,7 @@ void IgnoreFile::add_line(std::string_view line) {
 
 IgnoreFile IgnoreFile::parse(std::string_view text) {
   IgnoreFile f;
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // a UTF-8 BOM, as git skips it
   std::size_t start = 0;
   while (start <= text.size()) {
     std::size_t nl = text.find('\n', start);

@@ -33,7 +33,11 @@ struct TreeWalker::Level {
 
 namespace {
 
+// An ignore file: a regular file (git does not follow a symbolic link there; a FIFO would
+// block) of at most 1 MiB.
 std::optional<std::string> read_small_file(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20)) return std::nullopt;
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
   std::ostringstream ss;
@@ -121,7 +125,12 @@ std::optional<bool> TreeWalker::ignored_by_rules(const std::string& rel, bool is
 
 bool TreeWalker::included(const std::string& rel) const {
   if (include_.empty()) return true;
-  return include_.match(rel, false).value_or(false);
+  if (include_.match(rel, false).value_or(false)) return true;
+  // A folder pattern ("src/", "src") includes what is inside.
+  for (std::size_t slash = rel.find('/'); slash != std::string::npos; slash = rel.find('/', slash + 1)) {
+    if (include_.match(std::string_view(rel).substr(0, slash), true).value_or(false)) return true;
+  }
+  return false;
 }
 
 bool TreeWalker::include_reaches_into(const std::string& rel_dir) const {
