@@ -273,6 +273,7 @@ class Pipeline::Impl {
   BoundedQueue<SourceBatch> source_queue_{2};
   BoundedQueue<int> source_requests_{1};
   bool source_requested_ = false;  // a batch was asked for and has not been taken yet
+  bool pulling_ = false;           // pull_source() is running (it is not reentered)
   std::thread source_thread_;
   std::deque<Record> source_pending_;
   bool source_end_seen_ = false;

@@ -87,6 +87,14 @@ void Pipeline::Impl::stop_source() {
 }
 
 void Pipeline::Impl::pull_source() {
+  // A bad record completes at once, and its completion asks for more reading: that request is
+  // this loop's next turn, not a call deeper (a run of bad records would overflow the stack).
+  if (pulling_) return;
+  pulling_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{pulling_};
   while (has_budget() && !finishing_ && !failed_ && !stop_requested_.load()) {
     if (source_pending_.empty()) {
       if (source_end_seen_) return;
