@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <sluice/error.hpp>
+#include <sluice/file_roles.hpp>
 #include <sluice/model.hpp>
 #include <sluice/tokenizer.hpp>
 
@@ -89,6 +90,15 @@ int run_chunk(const ChunkArgs& args) {
   wo.include = args.include;
   wo.exclude = args.exclude;
   wo.max_file_bytes = args.max_file_bytes;
+  // The outputs are distinct files, and never chunked themselves when they lie in the tree.
+  sluice::check_distinct_files({{"output", args.output, STDOUT_FILENO}, {"files list", args.files_output}});
+  std::error_code ec;
+  const auto root = std::filesystem::weakly_canonical(args.root, ec);
+  for (const std::string& out : {args.output, args.files_output}) {
+    if (out.empty() || out == "-") continue;
+    const auto rel = std::filesystem::weakly_canonical(out, ec).lexically_relative(root);
+    if (!rel.empty() && *rel.begin() != "..") wo.exclude.push_back("/" + rel.generic_string());
+  }
   sluice::code::TreeWalker walker(args.root, wo);
   Out out(args.output);
   std::unique_ptr<Out> files;
