@@ -199,6 +199,70 @@ TEST_CASE("offsets are byte ranges of the original text") {
   CHECK(enc.offsets.back() == std::pair<std::uint32_t, std::uint32_t>{0, 0});  // [SEP]
 }
 
+// Marks that are non-starters (combining class not 0) but not Mn in Hugging Face's Unicode 8
+// category tables (U+08D4, U+1B44, U+302E, U+302F, U+1D165, U+1D16D, U+1E018, ...) survive
+// strip_accents, and NFD's canonical ordering moves them. Hugging Face's NormalizedString gives
+// the ranges by position, not with the moved characters (so a survivor may get the range of a
+// mark that is then dropped). Ranges carried with the characters gave a token an empty or
+// reversed range (fuzz_tokenizer: "s < end && end <= text.size()"; the input is the corpus seed
+// tests/fuzz/corpus/tokenizer/reordered_marks). Expected ids and offsets: the Hugging Face
+// tokenizer (tools/reference/tokenize_reference.mjs --full), code points turned into bytes.
+TEST_CASE("reordered combining marks keep Hugging Face's offsets") {
+  struct Case {
+    std::string text;
+    std::vector<std::int32_t> ids;
+    Offsets offsets;
+  };
+  const std::vector<Case> cases = {
+      // " " U+08D4 U+1B44: one [UNK] over both marks (was [4, 4)).
+      {" \xE0\xA3\x94\xE1\xAD\x84", {101, 100, 102}, {{0, 0}, {1, 7}, {0, 0}}},
+      // "`" U+1E018 U+FFFD U+302F U+0011, from the fuzzer: [UNK] over the three characters
+      // (was [8, 5)).
+      {"`\xF0\x9E\x80\x98\xEF\xBF\xBD\xE3\x80\xAF\x11", {101, 1036, 100, 102}, {{0, 0}, {0, 1}, {1, 11}, {0, 0}}},
+      // "a" U+0301 U+1B44: U+1B44 moves before U+0301 and takes its range.
+      {"a\xCC\x81\xE1\xAD\x84", {101, 100, 102}, {{0, 0}, {0, 3}, {0, 0}}},
+      // "Ab" U+1D16D U+1D165 ", " U+1E09 U+1B44 U+08D4 " " U+4E00 U+302F U+0316 U+302E " end"
+      {"Ab\xF0\x9D\x85\xAD\xF0\x9D\x85\xA5, \xE1\xB8\x89\xE1\xAD\x84\xE0\xA3\x94 "
+       "\xE4\xB8\x80\xE3\x80\xAF\xCC\x96\xE3\x80\xAE end",
+       {101, 100, 1010, 100, 1740, 100, 2203, 102},
+       {{0, 0}, {0, 10}, {10, 11}, {12, 21}, {22, 25}, {28, 33}, {34, 37}, {0, 0}}},
+      // "x" U+302F U+302E U+302F " y"
+      {"x\xE3\x80\xAF\xE3\x80\xAE\xE3\x80\xAF y", {101, 100, 1061, 102}, {{0, 0}, {0, 10}, {11, 12}, {0, 0}}},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.text);
+    const Encoding enc = bert().encode(c.text);
+    CHECK(enc.ids == c.ids);
+    CHECK(enc.offsets == c.offsets);
+  }
+  // Every pair of such marks, alone or after a letter or a space: each token's range is
+  // non-empty, inside the text and on character boundaries, and starts do not go back.
+  const std::vector<std::string> marks = {"\xE0\xA3\x94",     "\xE1\xAD\x84",     "\xE3\x80\xAE",
+                                          "\xE3\x80\xAF",     "\xF0\x9D\x85\xA5", "\xF0\x9D\x85\xAD",
+                                          "\xF0\x9E\x80\x98", "\xF0\x91\x8D\x8D", "\xCC\x81"};
+  auto boundary = [](const std::string& t, std::uint32_t at) {
+    return at == t.size() || (at < t.size() && (static_cast<unsigned char>(t[at]) & 0xC0) != 0x80);
+  };
+  for (const char* prefix : {"", "a", " ", "\xC3\xA9"}) {
+    for (const std::string& a : marks) {
+      for (const std::string& b : marks) {
+        const std::string text = prefix + a + b;
+        CAPTURE(text);
+        const Encoding enc = bert().encode(text, false);
+        std::uint32_t previous = 0;
+        for (auto [start, end] : enc.offsets) {
+          CHECK(start < end);
+          CHECK(end <= text.size());
+          CHECK(boundary(text, start));
+          CHECK(boundary(text, end));
+          CHECK(start >= previous);
+          previous = start;
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("truncation keeps room for the special tokens and reports the untruncated length") {
   auto t = Tokenizer::from_file(data_dir() / "bert-base-uncased" / "tokenizer.json");
   std::string text;

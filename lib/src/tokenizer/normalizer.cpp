@@ -103,28 +103,18 @@ void decompose(Symbols& s, std::uint32_t base, bool compat) {
   s.swap(out);
 }
 
-void canonical_order(Symbols& s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    if ((char_class(s[i].c) & kNonStarter) == 0) {
-      ++i;
-      continue;
-    }
-    std::size_t j = i + 1;
-    while (j < s.size() && (char_class(s[j].c) & kNonStarter) != 0) ++j;
-    if (j - i > 1) {
-      std::stable_sort(s.begin() + static_cast<std::ptrdiff_t>(i), s.begin() + static_cast<std::ptrdiff_t>(j),
-                       [](const Symbol& a, const Symbol& b) { return combining_class(a.c) < combining_class(b.c); });
-    }
-    i = j;
-  }
-}
-
 // All four steps in one pass over the text. Each step works character by character, so
-// fusing them gives what running them one after the other gives; the one step that looks
-// at neighbours, NFD's canonical ordering, only moves non-starters, and dropping the Mn
-// ones first leaves the others in the same relative order.
-void BertNormalizer::normalize(Symbols& s, std::uint32_t /*base*/) const {
+// fusing them gives what running them one after the other gives, as long as no character is
+// moved: each output character then has the range of the character it came from, as in
+// Hugging Face. The one step that looks at neighbours, NFD's canonical ordering, moves
+// non-starters; when one survives the Mn filter (a mark Hugging Face's Unicode 8 tables do not
+// class Mn, such as U+08D4, U+1B44, U+302E or U+1D165), reordering may apply, and Hugging
+// Face's ranges then stay with the positions, not with the moved characters (they are given
+// before the Mn filter, which may leave a survivor with a dropped mark's range): the steps
+// are then run one after the other (normalize_in_steps). Carrying the ranges with the moved
+// characters gave tokens ranges out of order, even empty or reversed ones (" " U+08D4 U+1B44,
+// 7 bytes, gave [UNK] at [4, 4) where Hugging Face gives [1, 7)).
+void BertNormalizer::normalize(Symbols& s, std::uint32_t base) const {
   Symbols& out = scratch();
   out.reserve(s.size() + 8);
   bool reorder = false;
@@ -174,8 +164,49 @@ void BertNormalizer::normalize(Symbols& s, std::uint32_t /*base*/) const {
     }
     accents_and_case(sym, k);
   }
-  if (reorder) canonical_order(out);
+  if (reorder) {
+    normalize_in_steps(s, base);
+    return;
+  }
   s.swap(out);
+}
+
+// The four steps one after the other, with Hugging Face's ranges: clean_text and
+// handle_chinese_chars keep each character's range; NFD (decompose) gives the ranges by
+// position, as Hugging Face's transform does, so canonical ordering moves characters but not
+// ranges; the Mn filter and lowercase keep each character's range.
+void BertNormalizer::normalize_in_steps(Symbols& s, std::uint32_t base) const {
+  Symbols& out = scratch();
+  out.reserve(s.size() + 8);
+  for (const Symbol& sym : s) {
+    const char32_t c = sym.c;
+    const std::uint16_t k = char_class(c);
+    if (clean_text_) {
+      if (c == 0 || c == 0xFFFD || ((k & kControl) != 0 && c != '\t' && c != '\n' && c != '\r')) continue;
+      if ((k & kWhitespace) != 0) {
+        out.push_back({' ', sym.start, sym.end});
+        continue;
+      }
+    }
+    if (handle_chinese_chars_ && (k & kChinese) != 0) {
+      out.push_back({' ', sym.start, sym.end});
+      out.push_back(sym);
+      out.push_back({' ', sym.start, sym.end});
+      continue;
+    }
+    out.push_back(sym);
+  }
+  s.swap(out);
+  if (strip_accents_) {
+    decompose(s, base, false);
+    std::erase_if(s, [](const Symbol& sym) { return (char_class(sym.c) & kNonspacingMark) != 0; });
+  }
+  if (lowercase_) {
+    Symbols& lower = scratch();
+    lower.reserve(s.size() + 4);
+    for (const Symbol& sym : s) emit_lowercase(sym, lower);
+    s.swap(lower);
+  }
 }
 
 void LowercaseNormalizer::normalize(Symbols& s, std::uint32_t /*base*/) const {

@@ -59,6 +59,9 @@ class BertNormalizer : public Normalizer {
   void normalize(Symbols& s, std::uint32_t base) const override;
 
  private:
+  // The steps one after the other (normalize() fuses them where that gives the same ranges).
+  void normalize_in_steps(Symbols& s, std::uint32_t base) const;
+
   bool clean_text_, handle_chinese_chars_, strip_accents_, lowercase_;
 };
 
@@ -161,8 +164,5 @@ class PrecompiledNormalizer : public Normalizer {
 
 /// NFD (or NFKD with `compat`) of `s`, with Hugging Face's offsets.
 void decompose(Symbols& s, std::uint32_t base, bool compat);
-
-/// Canonical ordering: stably sorts every run of non-starters by combining class.
-void canonical_order(Symbols& s);
 
 }  // namespace sluice::tok
