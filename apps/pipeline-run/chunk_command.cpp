@@ -18,6 +18,7 @@
 #include <sluice/tokenizer.hpp>
 
 #include "code/chunker.hpp"
+#include "code/index.hpp"
 #include "code/walk.hpp"
 #include "exit_codes.hpp"
 #include "io/content_hash.hpp"
@@ -27,8 +28,7 @@ namespace pipeline_run {
 
 namespace {
 
-// Tokens kept for the header line in front of each chunk's content ("PATH: NAME").
-constexpr std::uint32_t kHeaderTokens = 32;
+using sluice::code::kHeaderTokens;
 
 class Out {
  public:
@@ -134,13 +134,7 @@ int run_chunk(const ChunkArgs& args) {
             }
             for (std::size_t i = 0; i < f.chunks.size(); ++i) {
               const sluice::code::CodeChunk& c = f.chunks[i];
-              std::string header = c.name.empty() ? e->path : fmt::format("{}: {}", e->path, c.name);
-              while (header.size() > 1 && count(header) > kHeaderTokens - 1) {
-                // Cut from the front, at a character's start.
-                std::size_t cut = header.size() / 4 + 1;
-                while (cut < header.size() && (static_cast<unsigned char>(header[cut]) & 0xC0) == 0x80) ++cut;
-                header.erase(0, cut);
-              }
+              const std::string header = sluice::code::chunk_header(e->path, c.name, count);
               sluice::ContentHash h;
               h.update(c.content);
               line.clear();

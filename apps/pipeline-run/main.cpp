@@ -33,8 +33,10 @@
 #include <sluice/vector_format.hpp>
 
 #include "exit_codes.hpp"
+#include "run_support.hpp"
 #ifdef SLUICE_CODE_INDEX
 #include "chunk_command.hpp"
+#include "index_command.hpp"
 #endif
 #include "progress_reporter.hpp"
 #include "search_command.hpp"
@@ -84,99 +86,6 @@ std::uint64_t run_validation(const std::string& input, const sluice::ValidationO
   return summary.invalid;
 }
 
-// The event stream as JSON lines. Thread: loop. The user asked for this file: a write that
-// fails (a full disk, /dev/full, a closed pipe) stops the run, which then fails naming it.
-class EventWriter {
- public:
-  EventWriter(const std::string& path, std::function<void()> on_failure)
-      : path_(path == "-" ? "standard output" : path), on_failure_(std::move(on_failure)) {
-    if (path == "-") {
-      file_ = stdout;
-    } else {
-      file_ = std::fopen(path.c_str(), "wb");
-      if (!file_) {
-        throw sluice::Error(sluice::ErrorCode::io_error,
-                            fmt::format("{}: cannot open for writing: {}", path, std::strerror(errno)));
-      }
-      owned_ = true;
-    }
-    std::setvbuf(file_, nullptr, _IOFBF, 1 << 16);
-  }
-  ~EventWriter() { close(); }
-  void on_event(const sluice::PipelineEvent& e) {
-    if (!error_.empty() || file_ == nullptr) return;
-    line_.clear();
-    line_ = sluice::to_json(e);
-    line_.push_back('\n');
-    bool ok = std::fwrite(line_.data(), 1, line_.size(), file_) == line_.size();
-    // Progress-level events are flushed at once so a reader sees them live.
-    if (ok && !std::holds_alternative<sluice::DocumentStarted>(e.payload) &&
-        !std::holds_alternative<sluice::DocumentCompleted>(e.payload)) {
-      ok = std::fflush(file_) == 0;
-    }
-    if (!ok) fail();
-  }
-  /// Flushes and closes; false (with error()) when anything could not be written.
-  bool close() {
-    if (file_ != nullptr) {
-      if (error_.empty() && std::fflush(file_) != 0) fail();
-      if (owned_ && std::fclose(file_) != 0 && error_.empty()) fail();
-      file_ = nullptr;
-    }
-    return error_.empty();
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  void fail() {
-    error_ = fmt::format("{}: cannot write the event log: {}", path_, std::strerror(errno != 0 ? errno : EIO));
-    if (on_failure_) on_failure_();
-  }
-
-  std::string path_;
-  std::function<void()> on_failure_;
-  std::FILE* file_ = nullptr;
-  bool owned_ = false;
-  std::string line_;
-  std::string error_;
-};
-
-struct SignalState {
-  sluice::Pipeline* pipeline = nullptr;
-  int count = 0;
-};
-
-// The default model folder: $SLUICE_DEFAULT_MODEL, else models/use-lite of the source tree
-// this binary was built in (build/apps/pipeline-run/), else <prefix>/share/sluice/use-lite.
-std::filesystem::path default_model_dir() {
-  if (const char* env = std::getenv("SLUICE_DEFAULT_MODEL"); env && *env) return env;
-  std::error_code ec;
-  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    for (const auto& candidate : {exe.parent_path() / "../../../models/use-lite",
-                                  exe.parent_path() / "../share/sluice/use-lite"}) {
-      if (std::filesystem::exists(candidate / "config.json")) return std::filesystem::weakly_canonical(candidate);
-    }
-  }
-  throw sluice::Error(sluice::ErrorCode::invalid_argument,
-                      "no --model given and the default model (Universal Sentence Encoder Lite) is not installed: "
-                      "run `bash tools/models/install_default_model.sh` in the source tree, or set "
-                      "SLUICE_DEFAULT_MODEL to its folder");
-}
-
-// A finished run leaves nothing the kernel does not clean up: its files are written, synced
-// and closed, and its threads are done. Exiting at once skips the destructors of the pipeline
-// (the model's tensors) and of libtorch's shared libraries (about 290 on Debian): about 0.1 s,
-// and the pages those destructors fault in, several MiB of peak RSS. A build with
-// AddressSanitizer or ThreadSanitizer takes the normal path, so leak checks see every object.
-int finished(int code) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  return code;
-#else
-  std::fflush(nullptr);
-  _exit(code);
-#endif
-}
 
 int run_embed(EmbedArgs& args) {
   auto& opt = args.pipeline;
@@ -332,39 +241,17 @@ int run_embed(EmbedArgs& args) {
 
   uv_loop_t loop;
   uv_loop_init(&loop);
-  SignalState sig{&pipeline, 0};
-  uv_signal_t sigint, sigterm;
-  uv_signal_init(&loop, &sigint);
-  uv_signal_init(&loop, &sigterm);
-  sigint.data = sigterm.data = &sig;
-  auto on_signal = [](uv_signal_t* h, int signum) {
-    auto* s = static_cast<SignalState*>(h->data);
-    if (++s->count == 1) {
-      fmt::print(stderr,
-                 "\n{}: stopping: finishing the records in flight and writing a checkpoint "
-                 "(again to abort at once)\n",
-                 signum == SIGINT ? "SIGINT" : "SIGTERM");
-      s->pipeline->stop();
-    } else {
-      fmt::print(stderr, "\naborting\n");
-      std::fflush(stderr);
-      _exit(kExitInterrupted);
-    }
-  };
-  uv_signal_start(&sigint, on_signal, SIGINT);
-  uv_signal_start(&sigterm, on_signal, SIGTERM);
+  StopSignals signals(&loop, pipeline, "finishing the records in flight and writing a checkpoint");
 
   sluice::RunSummary summary;
   try {
     pipeline.start(&loop, [&](const sluice::RunSummary& s) {
       summary = s;
-      uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-      uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+      signals.close();
     });
   } catch (...) {
     // Refused before it ran (a resume that does not match, say): the loop is closed all the same.
-    uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+    signals.close();
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     throw;
@@ -639,6 +526,50 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));
   cmd_chunk->add_option("--files", chunk.files_output,
                         "Also write one JSON line per file: its status (indexed, partial, skipped, failed) and reason");
+
+  IndexArgs index;
+  auto* cmd_index = app.add_subcommand(
+      "index", "Index a source tree into a store: chunked by syntax, embedded, one transaction per file, incremental");
+  cmd_index->add_option("root", index.root, "The tree's folder")->required()->check(CLI::ExistingDirectory);
+  cmd_index->add_option("-o,--output", index.store, "The store: sqlite:PATH")->capture_default_str();
+  cmd_index
+      ->add_option("--model", index.model,
+                   "Hugging Face model folder; default: the bundled Universal Sentence Encoder Lite")
+      ->check(CLI::ExistingDirectory);
+  cmd_index->add_option("--chunk-tokens", index.chunk_tokens,
+                        "Most tokens a chunk's text may have, special tokens and header line included (default: the "
+                        "model's limit)")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd_index->add_option("--include", index.include, "Only paths matching this glob (gitignore syntax; repeatable)");
+  cmd_index->add_option("--exclude", index.exclude, "Leave out paths matching this glob (gitignore syntax; repeatable)");
+  cmd_index->add_option("--max-file-bytes", index.max_file_bytes, "Larger files are skipped")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));
+  cmd_index->add_option("--events", index.events, "Write every event as a JSON line to PATH, or - for standard output");
+  cmd_index->add_option("--progress", index.progress, "auto: live line on a terminal, plain lines otherwise")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  cmd_index->add_option("--dead-letter", index.dead_letter, "Write the chunks that could not be embedded here (JSONL)");
+  cmd_index->add_option("--precision", index.precision, "Linear layers in fp32, bf16 or dynamic int8")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
+  cmd_index->add_option("--threads", index.threads, "Cores the model uses (0 = all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd_index->add_option("--model-workers", index.model_workers, "Model calls at once (0 = chosen by core count)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd_index->add_option("--batch-size", index.batch_size, "Chunks per model call, at most")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{65536}));
+  cmd_index->add_option("--max-batch-tokens", index.max_batch_tokens, "Padded tokens per model call, at most")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 24));
+  cmd_index->add_option("--sort-window", index.sort_window,
+                        "Chunks sorted by length together; files are written as their window completes (0: 64, or "
+                        "the batch size when smaller)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20));
 #endif
 
   try {
@@ -663,6 +594,7 @@ int main(int argc, char** argv) {
     if (*cmd_search) return run_search(search);
 #ifdef SLUICE_CODE_INDEX
     if (*cmd_chunk) return run_chunk(chunk);
+    if (*cmd_index) return run_index(index);
 #endif
   } catch (const sluice::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());

@@ -101,7 +101,9 @@ std::string format_progress_line(const ProgressView& v, std::size_t width, bool 
     std::string line = v.phase;
     if (v.fraction_known) line += fmt::format(" {:3.0f}%", std::floor(v.fraction * 100));
     if (show[kBar]) line += "|" + bar(v.fraction, bar_width, unicode) + "|";
-    if (show[kCounts]) {
+    if (show[kCounts] && !v.counts.empty()) {
+      line += " " + v.counts;
+    } else if (show[kCounts]) {
       line += fmt::format(" {} embedded", v.processed);
       if (show[kWritten]) line += fmt::format(", {} written", v.written);
     }
@@ -110,7 +112,7 @@ std::string format_progress_line(const ProgressView& v, std::size_t width, bool 
                                 : fmt::format(" | {}", human_bytes(v.bytes_done));
     }
     line += fmt::format(" [{}<{}", clock(v.elapsed_s), v.eta_s ? clock(*v.eta_s) : "?");
-    if (show[kRate]) line += ", " + rate(v.docs_per_s, "rec/s");
+    if (show[kRate]) line += ", " + rate(v.docs_per_s, v.rate_unit);
     if (show[kTokens]) line += ", " + rate(v.tokens_per_s, "tok/s");
     line += "]";
     if (v.failed > 0) line += fmt::format(" {} failed", v.failed);
@@ -136,11 +138,16 @@ std::string format_progress_line(const ProgressView& v, std::size_t width, bool 
 std::string format_plain_line(const ProgressView& v) {
   std::string line = v.phase;
   if (v.fraction_known) line += fmt::format(" {:.1f}%", std::floor(v.fraction * 1000) / 10);
-  line += fmt::format(" | {} embedded, {} written", v.processed, v.written);
+  if (!v.counts.empty()) {
+    line += " | " + v.counts;
+  } else {
+    line += fmt::format(" | {} embedded, {} written", v.processed, v.written);
+  }
   if (v.failed > 0) line += fmt::format(", {} failed", v.failed);
   line += v.bytes_total > 0 ? fmt::format(" | {} of {}", human_bytes(v.bytes_done), human_bytes(v.bytes_total))
                             : fmt::format(" | {}", human_bytes(v.bytes_done));
-  line += fmt::format(" | {:.1f} docs/s | {:.0f} tokens/s | elapsed {}", v.docs_per_s, v.tokens_per_s,
+  line += fmt::format(" | {:.1f} {} | {:.0f} tokens/s | elapsed {}", v.docs_per_s,
+                      v.rate_unit == "rec/s" ? std::string("docs/s") : v.rate_unit, v.tokens_per_s,
                       format_duration(v.elapsed_s));
   if (v.eta_s) line += fmt::format(" | ETA {}", format_duration(*v.eta_s));
   return line;
@@ -240,6 +247,7 @@ void ProgressReporter::print_progress(const sluice::BatchProgress& p, double ts)
   v.tokens_per_s = p.tokens_per_s;
   v.elapsed_s = p.elapsed_s;
   v.eta_s = p.eta_s;
+  if (adjust_) adjust_(v);
   const std::size_t w = live_ ? width() : 0;
   show(live_ ? format_progress_line(v, w > 1 ? w - 1 : 1, unicode_) : std::string(), format_plain_line(v), ts,
        false);
@@ -247,6 +255,10 @@ void ProgressReporter::print_progress(const sluice::BatchProgress& p, double ts)
 
 void ProgressReporter::on_event(const sluice::PipelineEvent& event) {
   // --progress never still reports failed records and the final summary.
+  if (std::holds_alternative<sluice::PipelineFinished>(event.payload) && !summary_) {
+    clear_line();
+    return;
+  }
   if (!enabled_ && !std::holds_alternative<sluice::DocumentFailed>(event.payload) &&
       !std::holds_alternative<sluice::PipelineFinished>(event.payload)) {
     return;

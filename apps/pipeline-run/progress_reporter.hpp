@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,6 +30,10 @@ struct ProgressView {
   double tokens_per_s = 0;
   double elapsed_s = 0;
   std::optional<double> eta_s;
+  /// Set by a command with counts of its own (index: files and chunks): shown in place of
+  /// "N embedded, M written", with docs_per_s in `rate_unit`.
+  std::string counts;
+  std::string rate_unit = "rec/s";
 };
 
 /// The live line, tqdm-like, in at most `width` columns (display columns, not bytes): phase,
@@ -55,6 +60,10 @@ class ProgressReporter {
   void loading_model(const std::string& model);
   /// Clears a live line (before other output).
   void clear_line();
+  /// A command's own counts and rate, filled into each progress line's view (index).
+  void set_adjust(std::function<void(ProgressView&)> adjust) { adjust_ = std::move(adjust); }
+  /// Without the run's final summary lines (a command that prints its own).
+  void set_summary(bool on) { summary_ = on; }
 
  private:
   void print_progress(const sluice::BatchProgress& p, double ts);
@@ -62,6 +71,8 @@ class ProgressReporter {
   std::size_t width() const;
 
   std::FILE* out_;
+  std::function<void(ProgressView&)> adjust_;
+  bool summary_ = true;
   bool live_;
   bool enabled_;
   bool unicode_;

@@ -6,8 +6,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <utility>
 
 #include <fmt/format.h>
+#include <simdjson.h>
 
 #include <sluice/error.hpp>
 #include <sluice/event_stream.hpp>
@@ -78,6 +81,21 @@ std::string one_line(std::string_view text, std::size_t width) {
   }
   if (points >= width && !out.empty()) out += "…";
   return out;
+}
+
+// "path:start-end" and the qualified name of a code index chunk's record; nothing for another.
+std::optional<std::pair<std::string, std::string>> code_location(const std::string& record) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(record).get(doc) != simdjson::SUCCESS) return std::nullopt;
+  std::string_view path, name;
+  std::int64_t start = 0, end = 0;
+  if (doc["path"].get(path) != simdjson::SUCCESS || doc["start_line"].get(start) != simdjson::SUCCESS ||
+      doc["end_line"].get(end) != simdjson::SUCCESS) {
+    return std::nullopt;
+  }
+  if (doc["name"].get(name) != simdjson::SUCCESS) name = {};
+  return std::make_pair(fmt::format("{}:{}-{}", path, start, end), std::string(name));
 }
 
 }  // namespace
@@ -213,10 +231,16 @@ int run_search(const SearchArgs& args) {
           sluice::Record r;
           r.json = hit.record;
           const auto hit_text = sluice::string_field(r, args.text_field);
-          const std::string id = one_line(hit.id, 20);
-          const int room = std::max(10, width - 38);
+          std::string id = one_line(hit.id, 20);
+          std::string shown = hit_text ? *hit_text : hit.record;
+          // A chunk of the code index: where it is (path:start-end) and its qualified name.
+          if (auto where = code_location(hit.record)) {
+            id = where->first;
+            if (!where->second.empty()) shown = where->second;
+          }
+          const int room = std::max(10, width - 38 - std::max(0, static_cast<int>(id.size()) - 20));
           fmt::print("{:>4}  {:>6.4f}  {:<20}  {}\n", ++rank, hit.score, id,
-                     one_line(hit_text ? *hit_text : hit.record, static_cast<std::size_t>(room)));
+                     one_line(shown, static_cast<std::size_t>(room)));
         }
       } else {
         std::size_t rank = 0;

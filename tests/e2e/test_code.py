@@ -9,7 +9,10 @@ own ast. Standard library only.
 import ast
 import json
 import os
+import random
+import sqlite3
 import subprocess
+import time
 import unittest
 
 from e2e_files import TempDirTest
@@ -81,7 +84,9 @@ SOURCES = {
 }
 
 
-class ChunkTest(TempDirTest):
+class TreeTest(TempDirTest):
+    """Builds the tree of every case."""
+
     def build_tree(self):
         root = self.path("tree")
         for rel, text in SOURCES.items():
@@ -113,6 +118,8 @@ class ChunkTest(TempDirTest):
         os.mkfifo(os.path.join(root, "pipe"))
         return root
 
+
+class ChunkTest(TreeTest):
     def test_a_tree_of_every_case(self):
         root = self.build_tree()
         out, files = self.path("chunks.jsonl"), self.path("files.jsonl")
@@ -211,6 +218,198 @@ class ChunkTest(TempDirTest):
         self.assertEqual(run(["chunk", root, "--model", MINILM, "-o", a]).returncode, 0)
         self.assertEqual(run(["chunk", root, "--model", MINILM, "-o", b]).returncode, 0)
         self.assertEqual(self.read("a.jsonl"), self.read("b.jsonl"))
+
+
+def store_rows(db):
+    """The index's rows as comparable values: files without the run that saw them last, and
+    chunks with their vectors as floats."""
+    con = sqlite3.connect(db)
+    try:
+        files = sorted(con.execute(
+            "SELECT path, size, mtime_ns, inode, sha256, language, status, reason, chunks FROM files"))
+        chunks = []
+        for row in con.execute("SELECT id, path, ordinal, kind, name, start_line, end_line, start_byte, end_byte, "
+                               "content, content_hash, text_hash, tokens, embedding FROM chunks ORDER BY id"):
+            blob = row[-1]
+            floats = [int.from_bytes(blob[i:i + 4], "little") for i in range(0, len(blob), 4)]
+            chunks.append((row[:-1], floats))
+        return files, chunks
+    finally:
+        con.close()
+
+
+def as_floats(words):
+    import struct
+    return struct.unpack("<%df" % len(words), b"".join(w.to_bytes(4, "little") for w in words))
+
+
+class IndexTest(TreeTest):
+    """`pipeline-run index`: the same tree into a SQLite store, then again after changes."""
+
+    def index(self, root, db, *extra, timeout=600):
+        return run(["index", root, "-o", "sqlite:" + db, "--model", MINILM, "--chunk-tokens", str(BUDGET),
+                    "--progress", "never"] + list(extra), timeout=timeout)
+
+    def test_index_a_tree_of_every_case(self):
+        root = self.build_tree()
+        db = self.path("index.db")
+        r = self.index(root, db)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        con = sqlite3.connect(db)
+        status = {p: (s, why) for p, s, why in con.execute("SELECT path, status, reason FROM files")}
+        for rel in ["debug.log", "secret/key.py", "generated.py", "node_modules/pkg/index.js", "build/out.c"]:
+            self.assertNotIn(rel, status)
+        self.assertIn(b"3 ignored", r.stderr)
+        self.assertIn(b"2 vendored folders", r.stderr)
+        expect = {
+            "image.png": "binary", "huge.py": "over --max-file-bytes", "bundle.min.js": "minified",
+            "latin1.py": "invalid UTF-8 at byte 11", "loop_a": "loop", "outside": "out of the tree",
+            "pipe": "not a regular file",
+        }
+        for rel, why in expect.items():
+            self.assertEqual(status[rel][0], "skipped", rel)
+            self.assertIn(why, status[rel][1], rel)
+        self.assertEqual(status["keep.log"][0], "indexed")
+        self.assertEqual(status["broken.py"], ("partial", "syntax error at line 5"))
+        for rel in SOURCES:
+            self.assertIn(status[rel][0], ("indexed", "partial"), rel)
+
+        # The chunks are those `chunk` gives, with the same lines and bytes, and each file's
+        # row counts them.
+        out = self.path("chunks.jsonl")
+        self.assertEqual(run(["chunk", root, "--model", MINILM, "--chunk-tokens", str(BUDGET), "-o", out]).returncode, 0)
+        want = sorted((c["path"], c["kind"], c["name"], c["start_line"], c["end_line"], c["start_byte"],
+                       c["end_byte"], c["tokens"]) for c in map(json.loads, open(out)))
+        got = sorted(con.execute("SELECT path, kind, name, start_line, end_line, start_byte, end_byte, tokens "
+                                 "FROM chunks"))
+        self.assertEqual(got, want)
+        for path, n in con.execute("SELECT path, chunks FROM files"):
+            self.assertEqual(n, con.execute("SELECT count(*) FROM chunks WHERE path = ?", (path,)).fetchone()[0])
+        # Every non-blank line of every indexed file is in a chunk; content is the file's bytes.
+        for (rel,) in con.execute("SELECT path FROM files WHERE status IN ('indexed', 'partial')"):
+            with open(os.path.join(root, rel), "rb") as f:
+                data = f.read()
+            covered = set()
+            for kind, start, end, sb, eb, content in con.execute(
+                    "SELECT kind, start_line, end_line, start_byte, end_byte, content FROM chunks WHERE path = ?",
+                    (rel,)):
+                if kind != "skeleton":
+                    self.assertEqual(data[sb:eb].decode(), content, rel)
+                covered.update(range(start, end + 1))
+            for n, line in enumerate(data.decode().split("\n"), 1):
+                if line.strip():
+                    self.assertIn(n, covered, "%s:%d not in any chunk" % (rel, n))
+        import hashlib
+        for rel, sha in con.execute("SELECT path, sha256 FROM files WHERE status = 'indexed'"):
+            with open(os.path.join(root, rel), "rb") as f:
+                self.assertEqual(sha, hashlib.sha256(f.read()).hexdigest(), rel)
+
+        # search --table chunks finds a chunk by its own text (random weights) and shows where it is.
+        text, cid = con.execute("SELECT content, id FROM chunks WHERE name = 'src.lib.Point'").fetchone()
+        con.close()
+        r = run(["search", "sqlite:" + db, "--table", "chunks", "-q", "src/lib.rs: src.lib.Point\n" + text, "-k", "2",
+                 "--format", "json"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        best = json.loads(r.stdout.splitlines()[0])
+        self.assertEqual(best["id"], cid)
+        self.assertAlmostEqual(best["score"], 1.0, places=4)
+        self.assertEqual((best["record"]["path"], best["record"]["start_line"], best["record"]["end_line"]),
+                         ("src/lib.rs", 1, 5))
+        r = run(["search", "sqlite:" + db, "--table", "chunks", "-q", "src/lib.rs: src.lib.Point\n" + text, "-k", "1",
+                 "--format", "table"])
+        self.assertIn(b"src/lib.rs:1-5", r.stdout)
+        self.assertIn(b"src.lib.Point", r.stdout)
+
+    def test_a_rerun_reads_only_what_changed(self):
+        root = self.build_tree()
+        db = self.path("index.db")
+        self.assertEqual(self.index(root, db).returncode, 0)
+        first = store_rows(db)
+        # Nothing changed: nothing read, nothing embedded, the same rows.
+        r = self.index(root, db)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"0 indexed, 0 partial, %d unchanged" % len(first[0]), r.stderr)
+        self.assertIn(b"0 embedded", r.stderr)
+        self.assertEqual(store_rows(db), first)
+        # One function edited: that file read again, only the edited chunk embedded.
+        p = os.path.join(root, "web/app.js")
+        with open(p) as f:
+            text = f.read()
+        with open(p, "w") as f:
+            f.write(text.replace("return a + b;", "return a + b + 0;"))
+        r = self.index(root, db)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"1 indexed", r.stderr)
+        self.assertIn(b"(1 embedded", r.stderr)
+        # A file deleted, and one newly ignored: their rows go.
+        os.remove(os.path.join(root, "config.toml"))
+        with open(os.path.join(root, ".gitignore"), "a") as f:
+            f.write("docs/\n")
+        r = self.index(root, db)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"2 files removed", r.stderr)
+        con = sqlite3.connect(db)
+        paths = {p for (p,) in con.execute("SELECT path FROM chunks")} | {p for (p,) in con.execute("SELECT path FROM files")}
+        con.close()
+        self.assertNotIn("config.toml", paths)
+        self.assertNotIn("docs/guide.md", paths)
+        self.assertIn("web/app.js", paths)
+
+    @unittest.skipIf(os.geteuid() == 0, "runs as root, who can read a file without permission")
+    def test_an_unreadable_file_fails_alone_and_keeps_its_rows(self):
+        root = self.build_tree()
+        db = self.path("index.db")
+        self.assertEqual(self.index(root, db).returncode, 0)
+        p = os.path.join(root, "src/util.c")
+        with open(p, "a") as f:
+            f.write("\n")
+        os.chmod(p, 0)
+        r = self.index(root, db)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"failed: src/util.c: cannot read", r.stderr)
+        con = sqlite3.connect(db)
+        self.assertEqual(con.execute("SELECT status FROM files WHERE path = 'src/util.c'").fetchone()[0], "failed")
+        self.assertGreater(con.execute("SELECT count(*) FROM chunks WHERE path = 'src/util.c'").fetchone()[0], 0)
+
+    def test_another_model_is_refused(self):
+        root = self.build_tree()
+        db = self.path("index.db")
+        self.assertEqual(self.index(root, db).returncode, 0)
+        r = run(["index", root, "-o", "sqlite:" + db, "--model", os.path.join(MODELS, "tiny"), "--progress", "never"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"another model", r.stderr)
+
+    def test_killed_at_any_moment_then_run_again_gives_the_store_of_one_run(self):
+        root = self.build_tree()
+        # More files, so that kills land between files as well as inside them.
+        for i in range(40):
+            with open(os.path.join(root, "app", "m%02d.py" % i), "w") as f:
+                f.write("".join("def f%d_%d(x):\n    return x * %d\n\n\n" % (i, j, j) for j in range(8)))
+        whole_db = self.path("whole.db")
+        t0 = time.time()
+        self.assertEqual(self.index(root, whole_db, "--batch-size", "8").returncode, 0)
+        whole = time.time() - t0
+        want = store_rows(whole_db)
+        rng = random.Random(int(os.environ.get("SLUICE_TEST_SEED", "7")))
+        db = self.path("killed.db")
+        cmd = [PIPELINE_RUN, "index", root, "-o", "sqlite:" + db, "--model", MINILM, "--chunk-tokens", str(BUDGET),
+               "--progress", "never", "--batch-size", "8"]
+        for _ in range(5):
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                p.wait(timeout=rng.uniform(0.02, 1.1) * whole)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            p.communicate()
+        r = subprocess.run(cmd, capture_output=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = store_rows(db)
+        self.assertEqual(got[0], want[0])
+        self.assertEqual([c[0] for c in got[1]], [c[0] for c in want[1]])
+        # Vectors: the same, up to the last bits that another batching of the same texts gives.
+        for (key, a), (_, b) in zip(got[1], want[1]):
+            for x, y in zip(as_floats(a), as_floats(b)):
+                self.assertAlmostEqual(x, y, delta=1e-4, msg=key[0])
 
 
 if __name__ == "__main__":

@@ -8,54 +8,12 @@
 
 #include <fmt/format.h>
 
+#include "sqlite_statement.hpp"
 #include "store_backend.hpp"
 
 namespace sluice::store {
 
 namespace {
-
-class Statement {
- public:
-  Statement(sqlite3* db, const std::string& sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &stmt_, nullptr) != SQLITE_OK) {
-      throw StoreError(fmt::format("cannot prepare \"{}\": {}", sql.substr(0, 60), sqlite3_errmsg(db)), false);
-    }
-  }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  Statement& text(int i, std::string_view v) {
-    sqlite3_bind_text64(stmt_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8);
-    return *this;
-  }
-  Statement& blob(int i, std::string_view v) {
-    sqlite3_bind_blob64(stmt_, i, v.data(), v.size(), SQLITE_STATIC);
-    return *this;
-  }
-  Statement& integer(int i, std::int64_t v) {
-    sqlite3_bind_int64(stmt_, i, v);
-    return *this;
-  }
-  int step() { return sqlite3_step(stmt_); }
-  void reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-  std::int64_t column_int(int i) { return sqlite3_column_int64(stmt_, i); }
-  std::string_view column_text(int i) {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
-    return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i))) : std::string_view();
-  }
-  std::string_view column_blob(int i) {
-    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, i));
-    return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i))) : std::string_view();
-  }
-  bool column_null(int i) { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
 
 // Errors of one row (the record's fault) rather than of the database.
 bool row_error(int rc) {

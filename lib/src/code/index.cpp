@@ -1,0 +1,428 @@
+#include "code/index.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include <sluice/error.hpp>
+
+#include "code/chunker.hpp"
+#include "io/output_format.hpp"
+#include "io/sha256.hpp"
+
+namespace sluice::code {
+
+using store::CodeChunkRow;
+using store::CodeFileRow;
+using store::CodeFileWrite;
+using store::CodeStore;
+
+std::string chunk_header(std::string_view path, std::string_view name,
+                         const std::function<std::uint32_t(std::string_view)>& count, std::uint32_t max_tokens) {
+  std::string header = name.empty() ? std::string(path) : fmt::format("{}: {}", path, name);
+  while (header.size() > 1 && count(header) > max_tokens - 1) {
+    // Cut from the front, at a character's start.
+    std::size_t cut = header.size() / 4 + 1;
+    while (cut < header.size() && (static_cast<unsigned char>(header[cut]) & 0xC0) == 0x80) ++cut;
+    header.erase(0, cut);
+  }
+  return header;
+}
+
+namespace {
+
+// The kind of a skip reason: without its numbers and details.
+std::string reason_kind(const std::string& reason) {
+  if (reason.find("over --max-file-bytes") != std::string::npos) return "over --max-file-bytes";
+  std::string kind = reason.substr(0, reason.find_first_of("(,:0123456789"));
+  return kind.substr(0, kind.find_last_not_of(' ') + 1);
+}
+
+}  // namespace
+
+// One file in flight: what the source decided, and (for a file read again) its chunks, whose
+// vectors the sink fills in as they arrive.
+struct CodeIndex::Plan {
+  std::uint64_t first_index = 0;  // the record index of its first chunk
+  std::uint64_t close_index = 0;  // of the record that closes it
+  CodeFileWrite write;
+  std::vector<bool> reused;       // per chunk: its vector came from the store
+  std::vector<bool> arrived;      // per chunk
+};
+
+struct CodeIndex::Shared {
+  IndexOptions opt;
+  std::shared_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<CodeStore> writer;   // the sink's (loop thread)
+  std::unique_ptr<CodeStore> reader;   // the source's (source thread)
+  std::int64_t run = 0;
+  std::uint32_t dimensions = 0;
+
+  std::mutex mu;  // guards plans, totals
+  std::deque<Plan> plans;
+  IndexTotals totals;
+
+  // Loop thread only: chunk record index -> why it failed (DocumentFailed).
+  std::map<std::uint64_t, std::string> failures;
+};
+
+namespace {
+
+using Plan = CodeIndex::Plan;
+
+class TreeSource final : public Source {
+ public:
+  explicit TreeSource(std::shared_ptr<CodeIndex::Shared> s)
+      : s_(std::move(s)),
+        walker_(s_->opt.root, s_->opt.walk),
+        count_([t = s_->tokenizer](std::string_view text) {
+          return static_cast<std::uint32_t>(t->count_tokens(text, false));
+        }),
+        chunker_(count_, s_->opt.budget) {}
+
+  std::vector<Record> read_batch(std::size_t max_records) override {
+    std::vector<Record> out;
+    std::size_t bytes = 0;
+    while (out.size() < std::max<std::size_t>(max_records, 1) && bytes < (std::size_t{1} << 20)) {
+      auto e = walker_.next();
+      if (!e) {
+        std::lock_guard lock(s_->mu);
+        s_->totals.walk = walker_.counts();
+        s_->totals.walk_complete = true;
+        break;
+      }
+      bytes += add_file(*e, out);
+    }
+    return out;
+  }
+
+  std::uint64_t size_bytes() const override { return s_->totals.bytes_total; }
+  std::string name() const override { return s_->opt.root; }
+  std::optional<std::string> resume_refusal() const override {
+    return "the code index resumes by itself: run the same command again, and files the store holds unchanged "
+           "are not read";
+  }
+
+ private:
+  // Appends the file's records; returns the bytes of text they carry.
+  std::size_t add_file(const WalkEntry& e, std::vector<Record>& out) {
+    Plan plan;
+    CodeFileRow& row = plan.write.file;
+    row.path = e.path;
+    row.size = e.size;
+    row.mtime_ns = e.mtime_ns;
+    row.inode = e.inode;
+    const std::uint64_t start = offset_;
+    offset_ += e.size;
+    std::size_t bytes = 0;
+
+    const auto stored = s_->reader->file(e.path);
+    if (stored && stored->stat_known && stored->size == e.size && stored->mtime_ns == e.mtime_ns &&
+        stored->inode == e.inode) {
+      plan.write.kind = CodeFileWrite::Kind::unchanged;
+      row.status = stored->status;
+    } else if (e.status != WalkEntry::Status::file) {
+      plan.write.kind = e.status == WalkEntry::Status::skipped ? CodeFileWrite::Kind::replace : CodeFileWrite::Kind::fail;
+      row.status = e.status == WalkEntry::Status::skipped ? "skipped" : "failed";
+      row.reason = e.reason;
+    } else {
+      read_and_chunk(e, plan, out, start, bytes);
+    }
+    plan.first_index = next_index_;
+    next_index_ += plan.write.chunks.size();
+    plan.close_index = next_index_++;
+    // The record that closes the file: not embedded, in its place.
+    Record close;
+    close.json = "{\"file\":";
+    append_json_string(close.json, e.path);
+    close.json += ",\"status\":";
+    append_json_string(close.json, plan.write.kind == CodeFileWrite::Kind::unchanged ? "unchanged" : row.status);
+    close.json += "}";
+    // Progress and the ETA follow bytes: a file's bytes are its chunks' (read_and_chunk()), or
+    // this record's when it has none.
+    close.line = 1;
+    close.offset = plan.write.chunks.empty() ? start : offset_;
+    close.end_offset = offset_;
+    close.embedding.emplace();
+    out.push_back(std::move(close));
+    std::lock_guard lock(s_->mu);
+    s_->plans.push_back(std::move(plan));
+    return bytes + 64;
+  }
+
+  void read_and_chunk(const WalkEntry& e, Plan& plan, std::vector<Record>& out, std::uint64_t start,
+                      std::size_t& bytes) {
+    CodeFileRow& row = plan.write.file;
+    std::string text;
+    if (auto error = read_file(s_->opt.root + "/" + e.path, row, text)) {
+      plan.write.kind = CodeFileWrite::Kind::fail;
+      row.status = "failed";
+      row.reason = *error;
+      return;
+    }
+    row.sha256 = sha256_hex(text);
+    if (auto why = classify_content(text)) {
+      row.status = "skipped";
+      row.reason = *why;
+      return;
+    }
+    ChunkedFile f;
+    try {
+      f = chunker_.chunk(e.path, text);
+    } catch (const std::exception& ex) {
+      plan.write.kind = CodeFileWrite::Kind::fail;
+      row.status = "failed";
+      row.reason = fmt::format("cannot chunk: {}", ex.what());
+      return;
+    }
+    row.language = f.language;
+    row.status = f.partial ? "partial" : "indexed";
+    if (f.partial) row.reason = fmt::format("syntax error at line {}", f.first_error_line);
+    plan.write.chunks.reserve(f.chunks.size());
+    std::string vector_bytes;
+    std::uint64_t cut = 0;
+    for (std::size_t i = 0; i < f.chunks.size(); ++i) {
+      CodeChunk& c = f.chunks[i];
+      CodeChunkRow r;
+      r.id = fmt::format("{}#{}", e.path, i);
+      r.ordinal = static_cast<std::uint32_t>(i);
+      r.kind = std::move(c.kind);
+      r.name = std::move(c.name);
+      r.start_line = c.start_line;
+      r.end_line = c.end_line;
+      r.start_byte = c.start_byte;
+      r.end_byte = c.end_byte;
+      r.tokens = c.tokens;
+      r.content_hash = sha256_hex(c.content);
+      std::string embedded = chunk_header(e.path, r.name, count_) + "\n" + c.content;
+      r.text_hash = sha256_hex(embedded);
+      r.content = std::move(c.content);
+
+      Record rec;
+      rec.json = "{\"path\":";
+      append_json_string(rec.json, e.path);
+      rec.json += fmt::format(",\"chunk\":{},\"start_line\":{},\"end_line\":{},\"name\":", i, r.start_line, r.end_line);
+      append_json_string(rec.json, r.name);
+      rec.json += "}";
+      // The file's bytes cut among its chunks, in order, so that together they are its size.
+      rec.line = r.start_line;
+      rec.offset = start + cut;
+      cut = i + 1 < f.chunks.size() ? std::clamp<std::uint64_t>(f.chunks[i + 1].start_byte, cut, e.size) : e.size;
+      rec.end_offset = start + cut;
+      const bool reused = s_->reader->embedding_of(r.text_hash, vector_bytes) &&
+                          vector_bytes.size() == std::size_t{s_->dimensions} * sizeof(float);
+      if (reused) {
+        std::vector<float> v(s_->dimensions);
+        std::memcpy(v.data(), vector_bytes.data(), vector_bytes.size());
+        rec.embedding = std::move(v);
+      } else {
+        bytes += embedded.size();
+        rec.text = std::move(embedded);
+      }
+      plan.reused.push_back(reused);
+      out.push_back(std::move(rec));
+      plan.write.chunks.push_back(std::move(r));
+    }
+    plan.arrived.assign(plan.write.chunks.size(), false);
+  }
+
+  // The file's bytes, and its stat from the open descriptor; an error message when it cannot
+  // be read.
+  static std::optional<std::string> read_file(const std::string& path, CodeFileRow& row, std::string& text) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return fmt::format("cannot read: {}", std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      const int err = errno;
+      ::close(fd);
+      return fmt::format("cannot read: {}", S_ISREG(st.st_mode) ? std::strerror(err) : "not a regular file");
+    }
+    row.size = static_cast<std::uint64_t>(st.st_size);
+    row.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    row.inode = static_cast<std::uint64_t>(st.st_ino);
+    text.resize(row.size);
+    std::size_t got = 0;
+    while (got < text.size()) {
+      const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const int err = errno;
+        ::close(fd);
+        return fmt::format("cannot read: {}", std::strerror(err));
+      }
+      if (n == 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    text.resize(got);  // a file that shrank meanwhile: what was there
+    return std::nullopt;
+  }
+
+  std::shared_ptr<CodeIndex::Shared> s_;
+  TreeWalker walker_;
+  TokenCounter count_;
+  Chunker chunker_;
+  std::uint64_t offset_ = 0;
+  std::uint64_t next_index_ = 0;
+};
+
+class IndexSink final : public Sink {
+ public:
+  explicit IndexSink(std::shared_ptr<CodeIndex::Shared> s) : s_(std::move(s)) {}
+
+  std::string name() const override { return s_->writer->name(); }
+
+  void write(std::span<const EmbeddedRecord> records) override {
+    std::vector<Plan> ready;
+    {
+      std::lock_guard lock(s_->mu);
+      for (const EmbeddedRecord& r : records) {
+        if (s_->plans.empty()) throw Error(ErrorCode::internal, "a record arrived for no file");
+        Plan& p = s_->plans.front();
+        if (r.index < p.close_index) {
+          if (r.index < p.first_index) throw Error(ErrorCode::internal, "a record arrived out of its file");
+          const std::size_t i = r.index - p.first_index;
+          std::vector<float> values;
+          store::encode_vector(r.embedding, VectorType::float32, p.write.chunks[i].embedding, values);
+          p.arrived[i] = true;
+          continue;
+        }
+        if (r.index != p.close_index) throw Error(ErrorCode::internal, "a file's closing record is missing");
+        ready.push_back(std::move(p));
+        s_->plans.pop_front();
+      }
+    }
+    if (ready.empty()) return;
+    std::vector<CodeFileWrite> writes;
+    writes.reserve(ready.size());
+    for (Plan& p : ready) {
+      // A chunk that could not be embedded fails its file: the store keeps what it had.
+      for (std::size_t i = 0; i < p.arrived.size(); ++i) {
+        if (p.arrived[i]) continue;
+        std::string why = "a chunk could not be embedded";
+        if (auto it = s_->failures.find(p.first_index + i); it != s_->failures.end()) why = it->second;
+        const CodeChunkRow& c = p.write.chunks[i];
+        p.write.kind = CodeFileWrite::Kind::fail;
+        p.write.file.status = "failed";
+        p.write.file.reason = fmt::format("lines {}-{}: {}", c.start_line, c.end_line, why);
+        break;
+      }
+      s_->failures.erase(s_->failures.begin(), s_->failures.lower_bound(p.close_index));
+      writes.push_back(std::move(p.write));
+    }
+    const std::vector<std::string> errors = s_->writer->commit(writes, s_->run);
+    std::lock_guard lock(s_->mu);
+    IndexTotals& t = s_->totals;
+    for (std::size_t i = 0; i < writes.size(); ++i) {
+      const CodeFileWrite& w = writes[i];
+      ++t.files_done;
+      std::string status = w.file.status;
+      std::string reason = errors[i].empty() ? w.file.reason : errors[i];
+      if (!errors[i].empty()) status = "failed";
+      if (w.kind == CodeFileWrite::Kind::unchanged) {
+        ++t.unchanged;
+        continue;
+      }
+      if (status == "failed") {
+        ++t.failed;
+        if (t.first_failures.size() < 10) t.first_failures.push_back(fmt::format("{}: {}", w.file.path, reason));
+        continue;
+      }
+      if (status == "skipped") {
+        ++t.skipped[reason_kind(reason)];
+        continue;
+      }
+      ++(status == "partial" ? t.partial : t.indexed);
+      t.chunks += w.chunks.size();
+    }
+    for (const Plan& p : ready) {
+      for (bool r : p.reused) t.chunks_reused += r ? 1 : 0;
+    }
+  }
+
+  void finish() override {
+    bool remove = false;
+    {
+      std::lock_guard lock(s_->mu);
+      // Only after a whole walk without errors: a folder that could not be read is not gone.
+      remove = s_->totals.walk_complete && s_->plans.empty() && s_->totals.walk.errors == 0;
+      s_->totals.removal_skipped = s_->totals.walk_complete && s_->totals.walk.errors > 0;
+    }
+    if (!remove) return;
+    const std::uint64_t removed = s_->writer->remove_unseen(s_->run);
+    std::lock_guard lock(s_->mu);
+    s_->totals.removed = removed;
+  }
+
+ private:
+  std::shared_ptr<CodeIndex::Shared> s_;
+};
+
+}  // namespace
+
+CodeIndex::CodeIndex(IndexOptions options, std::shared_ptr<Tokenizer> tokenizer, const SinkRun& model)
+    : shared_(std::make_shared<Shared>()) {
+  Shared& s = *shared_;
+  s.opt = std::move(options);
+  s.tokenizer = std::move(tokenizer);
+  s.dimensions = model.dimensions;
+  s.writer = CodeStore::open(s.opt.store, false);
+  s.writer->lock();
+  store::TableMeta meta;
+  meta.model = model.model;
+  meta.model_identity = model.model_identity;
+  meta.pooling = model.pooling;
+  meta.precision = model.precision;
+  meta.dimensions = model.dimensions;
+  meta.type = VectorType::float32;
+  meta.normalized = model.normalized;
+  if (auto have = s.writer->meta()) {
+    if (have->model_identity != meta.model_identity || have->dimensions != meta.dimensions) {
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{} holds a code index made by another model ({}, {} dimensions); this run's is {} ({} "
+                              "dimensions). Index into another store, or give --model {}",
+                              redact_uri(s.opt.store), have->model, have->dimensions, meta.model, meta.dimensions,
+                              have->model));
+    }
+  } else {
+    s.writer->create(meta);
+  }
+  run_ = s.run = s.writer->start_run(s.opt.pipeline_id, s.opt.root);
+  s.reader = CodeStore::open(s.opt.store, true);
+  // The totals, for the progress line and its ETA: one walk that only lists.
+  TreeWalker walker(s.opt.root, s.opt.walk);
+  while (auto e = walker.next()) {
+    ++s.totals.files_total;
+    s.totals.bytes_total += e->size;
+  }
+}
+
+CodeIndex::~CodeIndex() = default;
+
+std::unique_ptr<Source> CodeIndex::make_source() { return std::make_unique<TreeSource>(shared_); }
+std::unique_ptr<Sink> CodeIndex::make_sink() { return std::make_unique<IndexSink>(shared_); }
+
+EventFilter CodeIndex::filter() { return EventFilter::of<DocumentFailed>(); }
+
+void CodeIndex::on_event(const PipelineEvent& event) {
+  if (const auto* f = std::get_if<DocumentFailed>(&event.payload)) {
+    // The message without the "ROOT:LINE: " the run puts in front.
+    std::string message = f->message;
+    const std::string prefix = fmt::format("{}:{}: ", shared_->opt.root, f->location.line);
+    if (message.starts_with(prefix)) message.erase(0, prefix.size());
+    shared_->failures[f->index] = std::move(message);
+  }
+}
+
+IndexTotals CodeIndex::totals() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->totals;
+}
+
+}  // namespace sluice::code
