@@ -26,7 +26,8 @@ namespace pipeline_run {
 
 int run_index(IndexArgs& args) {
   if (!sluice::is_store_uri(args.store)) {
-    fmt::print(stderr, "error: -o names the store to index into: sqlite:PATH (docs/code-index.md)\n");
+    fmt::print(stderr,
+               "error: -o names the store to index into: sqlite:PATH or postgresql://... (docs/code-index.md)\n");
     return kExitUsage;
   }
   if (args.model.empty()) args.model = default_model_dir();
@@ -182,6 +183,12 @@ int run_index(IndexArgs& args) {
              format_duration(summary.elapsed_s),
              summary.elapsed_s > 0 && embedded > 0 ? fmt::format(" ({:.1f} chunks/s)", embedded / summary.elapsed_s)
                                                    : std::string());
+  if (t.graph_built) {
+    fmt::print(stderr, "graph: {} edges, {} resolved to chunks ({} of {} imports); PageRank over {} chunks in {} "
+               "iterations (pipeline-run graph {})\n",
+               t.graph.edges, t.graph.resolved, t.graph.imports_resolved, t.graph.imports, t.graph.chunks,
+               t.graph.pagerank_iterations, sluice::redact_uri(args.store));
+  }
   for (const std::string& f : t.first_failures) fmt::print(stderr, "failed: {}\n", f);
   if (t.failed > t.first_failures.size()) {
     fmt::print(stderr, "... and {} more failed files (SELECT path, reason FROM files WHERE status = 'failed')\n",

@@ -36,6 +36,7 @@
 #include "run_support.hpp"
 #ifdef SLUICE_CODE_INDEX
 #include "chunk_command.hpp"
+#include "graph_command.hpp"
 #include "index_command.hpp"
 #endif
 #include "progress_reporter.hpp"
@@ -570,6 +571,21 @@ int main(int argc, char** argv) {
                         "the batch size when smaller)")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20));
+
+  GraphArgs graph;
+  auto* cmd_graph = app.add_subcommand(
+      "graph", "The code index's most central chunks (PageRank over imports, calls and bases), or the graph as DOT "
+               "or GraphML");
+  cmd_graph->add_option("store", graph.store, "The store: sqlite:PATH")->required();
+  cmd_graph->add_option("--top", graph.top, "Chunks listed, by PageRank")->capture_default_str()->check(
+      CLI::Range(std::size_t{1}, std::size_t{1} << 30));
+  cmd_graph->add_option("--format", graph.format, "auto: a table on a terminal, JSON lines otherwise")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "json", "table"}));
+  cmd_graph->add_option("--export", graph.export_format, "Write the whole graph instead: dot (Graphviz) or graphml")
+      ->check(CLI::IsMember({"dot", "graphml"}));
+  cmd_graph->add_option("-o,--output", graph.output, "With --export: the file (- for standard output)")
+      ->capture_default_str();
 #endif
 
   try {
@@ -595,6 +611,7 @@ int main(int argc, char** argv) {
 #ifdef SLUICE_CODE_INDEX
     if (*cmd_chunk) return run_chunk(chunk);
     if (*cmd_index) return run_index(index);
+    if (*cmd_graph) return run_graph(graph);
 #endif
   } catch (const sluice::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());

@@ -233,7 +233,9 @@ def store_rows(db):
             blob = row[-1]
             floats = [int.from_bytes(blob[i:i + 4], "little") for i in range(0, len(blob), 4)]
             chunks.append((row[:-1], floats))
-        return files, chunks
+        edges = sorted(con.execute("SELECT source_id, coalesce(target_id, ''), target_name, kind FROM edges"))
+        metrics = sorted((c, i, o, round(r, 9)) for c, i, o, r in con.execute("SELECT * FROM chunk_metrics"))
+        return files, chunks, edges, metrics
     finally:
         con.close()
 
@@ -320,6 +322,40 @@ class IndexTest(TreeTest):
         self.assertIn(b"src/lib.rs:1-5", r.stdout)
         self.assertIn(b"src.lib.Point", r.stdout)
 
+    def test_each_file_has_its_events(self):
+        root = self.build_tree()
+        db = self.path("index.db")
+        r = self.index(root, db, "--events", self.path("events.jsonl"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        events = [json.loads(l) for l in open(self.path("events.jsonl"))]
+        self.assertEqual([e["seq"] for e in events], list(range(1, len(events) + 1)))
+        self.assertEqual(events[-1]["type"], "pipeline_finished")
+        con = sqlite3.connect(db)
+        rows = {p: (st, why, n) for p, st, why, n in con.execute("SELECT path, status, reason, chunks FROM files")}
+        con.close()
+        started = {e["path"]: e["seq"] for e in events if e["type"] == "file_started"}
+        ended = {}
+        for e in events:
+            if e["type"] in ("file_indexed", "file_skipped", "file_failed"):
+                self.assertNotIn(e["path"], ended)
+                ended[e["path"]] = e
+        self.assertEqual(set(started), set(rows))
+        self.assertEqual(set(ended), set(rows))
+        for path, (status, reason, n) in rows.items():
+            e = ended[path]
+            self.assertLess(started[path], e["seq"], path)
+            if status == "skipped":
+                self.assertEqual((e["type"], e["reason"]), ("file_skipped", reason), path)
+            else:
+                self.assertEqual((e["type"], e["status"], e["chunks"], e["chunks_embedded"]),
+                                 ("file_indexed", status, n, n), path)
+        # Again, nothing changed: every file unchanged.
+        r = self.index(root, db, "--events", self.path("again.jsonl"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        again = [json.loads(l) for l in open(self.path("again.jsonl"))]
+        self.assertEqual({e["path"]: e["status"] for e in again if e["type"] == "file_indexed"},
+                         {p: "unchanged" for p in rows})
+
     def test_a_rerun_reads_only_what_changed(self):
         root = self.build_tree()
         db = self.path("index.db")
@@ -354,6 +390,82 @@ class IndexTest(TreeTest):
         self.assertNotIn("config.toml", paths)
         self.assertNotIn("docs/guide.md", paths)
         self.assertIn("web/app.js", paths)
+
+    def test_the_graph_resolves_imports_calls_and_bases(self):
+        root = self.path("proj")
+        files = {
+            "pkg/__init__.py": "",
+            "pkg/util.py": "def helper(x):\n    return x + 1\n\n\ndef unused():\n    return 0\n",
+            "pkg/base.py": "class Base:\n    def run(self):\n        return 1\n",
+            "app.py": "from pkg import util\nimport pkg.base\nfrom pkg.base import Base\n\n\n"
+                      "class App(Base):\n    def go(self):\n        return util.helper(1) + local()\n\n\n"
+                      "def local():\n    print('x')\n    return helper(2)\n",
+            "other.py": "from pkg.util import helper\n\n\ndef twice(x):\n    return helper(helper(x))\n",
+            "web/main.js": "import { f } from './lib.js';\nfunction main() { return f(1); }\n",
+            "web/lib.js": "export function f(x) { return x; }\n",
+        }
+        for rel, text in files.items():
+            os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+            with open(os.path.join(root, rel), "w") as f:
+                f.write(text)
+        db = self.path("g.db")
+        r = self.index(root, db)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"graph: ", r.stderr)
+        con = sqlite3.connect(db)
+        edges = set(con.execute("SELECT source_id, coalesce(target_id, ''), target_name, kind FROM edges"))
+        ids = {name: cid for cid, name in con.execute("SELECT id, name FROM chunks")}
+        helper, base, app_go, local, twice = (ids["pkg.util.helper"], ids["pkg.base.Base"], ids["app.App"],
+                                               ids["app.local"], ids["other.twice"])
+        first = {p: cid for cid, p in con.execute("SELECT id, path FROM chunks WHERE ordinal = 0")}
+        self.assertIn((app_go, helper, "helper", "calls"), edges)        # through the import of pkg.util
+        self.assertIn((app_go, local, "local", "calls"), edges)          # the same file
+        self.assertIn((app_go, base, "Base", "inherits"), edges)
+        self.assertIn((local, helper, "helper", "calls"), edges)         # the only definition of that name
+        self.assertIn((local, "", "print", "calls"), edges)              # unresolved: kept by name
+        self.assertIn((twice, helper, "helper", "calls"), edges)
+        self.assertIn((first["other.py"], first["pkg/util.py"], "pkg.util", "imports"), edges)
+        self.assertIn((first["app.py"], first["pkg/base.py"], "pkg.base", "imports"), edges)
+        self.assertIn((first["web/main.js"], first["web/lib.js"], "./lib.js", "imports"), edges)
+        self.assertIn((ids["web.main.main"], ids["web.lib.f"], "f", "calls"), edges)
+        fan_in, fan_out, rank = con.execute("SELECT fan_in, fan_out, pagerank FROM chunk_metrics WHERE chunk_id = ?",
+                                            (helper,)).fetchone()
+        # App.go, local, twice (twice calls it twice: one edge), and other.py's import of
+        # pkg.util, whose target is that file's first chunk: helper.
+        self.assertEqual(fan_in, 4)
+        self.assertEqual(fan_out, 0)
+        total = con.execute("SELECT sum(pagerank) FROM chunk_metrics").fetchone()[0]
+        self.assertAlmostEqual(total, 1.0, places=6)
+        con.close()
+        # The most central chunk is the one everything calls.
+        r = run(["graph", "sqlite:" + db, "--top", "3", "--format", "json"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        top = [json.loads(l) for l in r.stdout.splitlines()]
+        self.assertEqual(top[0]["id"], helper)
+        self.assertEqual((top[0]["path"], top[0]["start_line"], top[0]["end_line"]), ("pkg/util.py", 1, 2))
+        # Exports that graph tools read.
+        import xml.etree.ElementTree as ET
+        r = run(["graph", "sqlite:" + db, "--export", "graphml", "-o", self.path("g.graphml")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ns = {"g": "http://graphml.graphdrawing.org/xmlns"}
+        graph = ET.parse(self.path("g.graphml")).getroot().find("g:graph", ns)
+        nodes = {n.get("id") for n in graph.findall("g:node", ns)}
+        links = [(e.get("source"), e.get("target")) for e in graph.findall("g:edge", ns)]
+        self.assertIn(helper, nodes)
+        self.assertIn((local, helper), links)
+        self.assertTrue(all(a in nodes and b in nodes for a, b in links))
+        r = run(["graph", "sqlite:" + db, "--export", "dot"])
+        self.assertTrue(r.stdout.startswith(b"digraph code {"))
+        self.assertIn(('"%s" -> "%s"' % (local, helper)).encode(), r.stdout)
+        # A rename in one file: the callers, unchanged, no longer resolve to it.
+        with open(os.path.join(root, "pkg/util.py"), "w") as f:
+            f.write("def assist(x):\n    return x + 1\n")
+        r = self.index(root, db)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        con = sqlite3.connect(db)
+        self.assertEqual(con.execute("SELECT count(*) FROM edges WHERE target_name = 'helper' AND target_id IS NOT "
+                                     "NULL").fetchone()[0], 0)
+        con.close()
 
     @unittest.skipIf(os.geteuid() == 0, "runs as root, who can read a file without permission")
     def test_an_unreadable_file_fails_alone_and_keeps_its_rows(self):
@@ -405,6 +517,8 @@ class IndexTest(TreeTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         got = store_rows(db)
         self.assertEqual(got[0], want[0])
+        self.assertEqual(got[2], want[2])
+        self.assertEqual(got[3], want[3])
         self.assertEqual([c[0] for c in got[1]], [c[0] for c in want[1]])
         # Vectors: the same, up to the last bits that another batching of the same texts gives.
         for (key, a), (_, b) in zip(got[1], want[1]):

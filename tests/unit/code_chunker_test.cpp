@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "code/chunker.hpp"
+#include "code/index.hpp"
 #include "code/languages.hpp"
 
 using namespace sluice::code;
@@ -377,4 +378,72 @@ TEST_CASE("a long run of blank lines costs one count a line") {
   const ChunkedFile f = chunker.chunk("blank.txt", text);
   check_cover(text, f, 100);
   CHECK(calls < 1000);
+}
+
+TEST_CASE("each language's graph query names its calls, imports and bases") {
+  struct Case {
+    const char* path;
+    const char* source;
+    std::set<std::string> want;  // "kind name"
+  };
+  const Case cases[] = {
+      {"a.py",
+       "import os.path\nfrom .util import helper\nimport numpy as np\n\nclass B(Base, mod.Mixin):\n"
+       "    def f(self):\n        return helper(os.path.join('a'))\n",
+       {"imports os.path", "imports .util", "imports numpy", "inherits Base", "inherits Mixin", "calls helper",
+        "calls join"}},
+      {"a.js",
+       "import { x } from './lib/x.js';\nclass C extends Base {\n  m() { return run(this.go(), new Thing()); }\n}\n",
+       {"imports ./lib/x.js", "inherits Base", "calls run", "calls go", "calls Thing"}},
+      {"a.ts",
+       "import { x } from \"./x\";\ninterface I extends J {}\nclass C extends B implements I {\n"
+       "  m(): void { helper(); }\n}\n",
+       {"imports ./x", "inherits J", "inherits B", "inherits I", "calls helper"}},
+      {"a.tsx", "import * as React from 'react';\nfunction App() { return render(<div/>); }\n",
+       {"imports react", "calls render"}},
+      {"a.go", "package main\n\nimport (\n\t\"fmt\"\n\t\"example.com/pkg/util\"\n)\n\nfunc main() {\n"
+               "\tfmt.Println(util.Do(helper()))\n}\n",
+       {"imports fmt", "imports example.com/pkg/util", "calls Println", "calls Do", "calls helper"}},
+      {"a.rs", "use crate::util::helper;\nstruct S;\nimpl Display for S {}\nfn main() {\n"
+               "    helper(S::new(), x.go());\n    println!(\"hi\");\n}\n",
+       {"imports crate::util::helper", "inherits Display", "calls helper", "calls new", "calls go", "calls println"}},
+      {"a.c", "#include <stdio.h>\n#include \"util.h\"\nint main(void) { return helper(s->go(1)); }\n",
+       {"imports stdio.h", "imports util.h", "calls helper", "calls go"}},
+      {"a.cpp", "#include \"shape.hpp\"\nclass C : public Base, public ns::Other {\n  int f() { return ns::g(h()); }\n};\n",
+       {"imports shape.hpp", "inherits Base", "inherits Other", "calls g", "calls h"}},
+      {"A.java", "import java.util.List;\nclass A extends B implements I, J {\n  void f() { run(new C()); }\n}\n",
+       {"imports java.util.List", "inherits B", "inherits I", "inherits J", "calls run", "calls C"}},
+  };
+  sluice::code::Chunker chunker(count_words, 1000);
+  for (const Case& c : cases) {
+    CAPTURE(c.path);
+    const auto f = chunker.chunk(c.path, c.source);
+    std::set<std::string> got;
+    for (const auto& r : f.references) {
+      got.insert(r.kind + " " + r.name);
+      CHECK(r.byte < std::string_view(c.source).size());
+    }
+    CHECK(got == c.want);
+  }
+}
+
+TEST_CASE("an import names the files it may be, by language") {
+  using sluice::code::import_candidates;
+  using V = std::vector<std::string>;
+  CHECK(import_candidates("app/main.py", "pkg.util") ==
+        V{"pkg/util.py", "pkg/util/__init__.py", "src/pkg/util.py", "src/pkg/util/__init__.py", "app/pkg/util.py",
+          "app/pkg/util/__init__.py"});
+  CHECK(import_candidates("app/sub/main.py", "..util") == V{"app/util.py", "app/util/__init__.py"});
+  CHECK(import_candidates("app/main.py", ".") == V{"app/__init__.py"});
+  CHECK(import_candidates("web/a/main.ts", "../lib/x")[0] == "web/lib/x");
+  CHECK(import_candidates("web/a/main.ts", "../lib/x")[1] == "web/lib/x.ts");
+  CHECK(import_candidates("web/main.js", "react").empty());
+  CHECK(import_candidates("web/main.js", "../../../outside").empty());
+  CHECK(import_candidates("src/a.c", "util.h") == V{"src/util.h", "util.h", "include/util.h"});
+  CHECK(import_candidates("src/Main.java", "com.example.Util") ==
+        V{"com/example/Util.java", "src/com/example/Util.java", "src/main/java/com/example/Util.java"});
+  CHECK(import_candidates("src/main.rs", "crate::net::http::{Client, get}") ==
+        V{"src/net/http.rs", "src/net/http/mod.rs", "src/net.rs", "src/net/mod.rs"});
+  CHECK(import_candidates("src/main.rs", "std::fmt").empty());
+  CHECK(import_candidates("cmd/main.go", "fmt").empty());
 }

@@ -47,3 +47,19 @@ TEST_CASE("subscribing and unsubscribing from inside a callback is safe") {
   CHECK(self_calls == 1);
   CHECK(late == 100);
 }
+
+TEST_CASE("an event published from inside a callback is delivered after the one being delivered") {
+  EventBus bus("p");
+  std::vector<std::pair<std::uint64_t, std::string>> a, b;
+  bus.subscribe(EventFilter::all(), [&](const PipelineEvent& e) {
+    a.emplace_back(e.seq, std::string(event_type(e.payload)));
+    if (std::holds_alternative<DocumentStarted>(e.payload)) bus.publish(FileStarted{"x.py", 1});
+  });
+  bus.subscribe(EventFilter::all(), [&](const PipelineEvent& e) { b.emplace_back(e.seq, std::string(event_type(e.payload))); });
+  bus.publish(DocumentStarted{0, {"f", 1, 0}});
+  bus.publish(DocumentStarted{1, {"f", 2, 0}});
+  const std::vector<std::pair<std::uint64_t, std::string>> want = {
+      {1, "document_started"}, {2, "file_started"}, {3, "document_started"}, {4, "file_started"}};
+  CHECK(a == want);
+  CHECK(b == want);  // the second subscriber sees the first event before the nested one
+}

@@ -159,6 +159,39 @@ struct Sample<PipelineFinished> {
   static std::vector<std::string_view> keys(const PipelineFinished&) { return {"summary"}; }
 };
 
+template <>
+struct Sample<FileStarted> {
+  static std::vector<FileStarted> values() {
+    return {{}, {kTrickyPath, kMax64}, {"src/main.py", 1234}};
+  }
+  static std::vector<std::string_view> keys(const FileStarted&) { return {"path", "size"}; }
+};
+
+template <>
+struct Sample<FileIndexed> {
+  static std::vector<FileIndexed> values() {
+    return {{}, {kTrickyPath, kTrickyText, 4294967295u, 4294967294u, kTrickyText},
+            {"src/main.py", "partial", 12, 3, "syntax error at line 5"}};
+  }
+  static std::vector<std::string_view> keys(const FileIndexed&) {
+    return {"path", "status", "chunks", "chunks_embedded", "reason"};
+  }
+};
+
+template <>
+struct Sample<FileSkipped> {
+  static std::vector<FileSkipped> values() { return {{}, {kTrickyPath, kTrickyText}, {"a.png", "binary"}}; }
+  static std::vector<std::string_view> keys(const FileSkipped&) { return {"path", "reason"}; }
+};
+
+template <>
+struct Sample<FileFailed> {
+  static std::vector<FileFailed> values() {
+    return {{}, {kTrickyPath, kTrickyText}, {"a.c", "cannot read: Permission denied"}};
+  }
+  static std::vector<std::string_view> keys(const FileFailed&) { return {"path", "error"}; }
+};
+
 // Envelopes to combine with the payloads. Timestamps are whole microseconds, which is what
 // "ts" keeps.
 std::vector<PipelineEvent> envelopes() {
@@ -344,7 +377,15 @@ TEST_CASE("event_type names every alternative by its kType") {
   CHECK(event_type(p) == "checkpointed");
   p = PipelineFinished{};
   CHECK(event_type(p) == "pipeline_finished");
-  CHECK(kEventKinds == 8);  // a new kind also needs a line above and a section in docs/events.md
+  p = FileStarted{};
+  CHECK(event_type(p) == "file_started");
+  p = FileIndexed{};
+  CHECK(event_type(p) == "file_indexed");
+  p = FileSkipped{};
+  CHECK(event_type(p) == "file_skipped");
+  p = FileFailed{};
+  CHECK(event_type(p) == "file_failed");
+  CHECK(kEventKinds == 12);  // a new kind also needs a line above and a section in docs/events.md
 }
 
 TEST_CASE("timestamps keep microseconds") {
@@ -520,7 +561,8 @@ TEST_CASE("each mistyped field is named") {
                                                             path == "to" || path == "reason" ||
                                                             path == "path" || path == "location.file" ||
                                                             path == "summary.status" || path == "summary.error" ||
-                                                            path == "phase")) ||
+                                                            path == "phase" || path == "status" ||
+                                                            path == "error")) ||
                                       (wrong == "true" && (path == "truncated" || path == "retryable"));
           CHECK(wrong_is_right);
           continue;

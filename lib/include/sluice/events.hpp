@@ -200,8 +200,50 @@ struct PipelineFinished {
   bool operator==(const PipelineFinished&) const = default;
 };
 
+/// The code index (`pipeline-run index`, docs/code-index.md) began a file: the first of its
+/// records entered the pipeline.
+struct FileStarted {
+  static constexpr std::string_view kType = "file_started";
+  std::string path;  ///< relative to the indexed folder
+  std::uint64_t size = 0;
+
+  bool operator==(const FileStarted&) const = default;
+};
+
+/// A file's rows are in the store (its transaction committed).
+struct FileIndexed {
+  static constexpr std::string_view kType = "file_indexed";
+  std::string path;
+  std::string status;  ///< "indexed", "partial" (syntax errors) or "unchanged" (not read)
+  std::uint32_t chunks = 0;           ///< its chunks (0 when unchanged)
+  std::uint32_t chunks_embedded = 0;  ///< of which embedded now (the others' vectors were stored)
+  std::string reason;                 ///< for partial: the first syntax error's line
+
+  bool operator==(const FileIndexed&) const = default;
+};
+
+/// A file recorded as skipped (binary, too large, minified, invalid UTF-8, a link...).
+struct FileSkipped {
+  static constexpr std::string_view kType = "file_skipped";
+  std::string path;
+  std::string reason;
+
+  bool operator==(const FileSkipped&) const = default;
+};
+
+/// A file that failed: unreadable, not chunked, a chunk not embedded, or refused by the store.
+/// Its old rows stay.
+struct FileFailed {
+  static constexpr std::string_view kType = "file_failed";
+  std::string path;
+  std::string error;
+
+  bool operator==(const FileFailed&) const = default;
+};
+
 using EventPayload = std::variant<PipelineStarted, DocumentStarted, DocumentCompleted, DocumentFailed,
-                                  BatchProgress, StageStateChanged, Checkpointed, PipelineFinished>;
+                                  BatchProgress, StageStateChanged, Checkpointed, PipelineFinished, FileStarted,
+                                  FileIndexed, FileSkipped, FileFailed>;
 
 inline constexpr std::size_t kEventKinds = std::variant_size_v<EventPayload>;
 

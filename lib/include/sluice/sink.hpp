@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <sluice/error.hpp>
+#include <sluice/events.hpp>
 #include <sluice/record.hpp>
 #include <sluice/vector_format.hpp>
 
@@ -44,6 +45,11 @@ struct SinkRun {
   /// The loop the pipeline runs on: a sink may issue its I/O there (libuv calls back on the
   /// loop thread, the thread of every Sink call).
   uv_loop_s* loop = nullptr;
+  /// Publishes an event of the sink's own to the run's subscribers (the code index's file
+  /// events), stamped and numbered in order with the engine's. Call it on the loop thread
+  /// only (from a Sink call, or a subscriber's callback); an event published from inside a
+  /// subscriber's callback is delivered after the one being delivered.
+  std::function<void(EventPayload)> publish;
 };
 
 /// A record the sink refused (a database constraint, an id it cannot store): the run treats

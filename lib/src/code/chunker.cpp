@@ -12,6 +12,7 @@
 
 #include <tree_sitter/api.h>
 
+#include "code/graph_queries.hpp"
 #include "code/languages.hpp"
 
 namespace sluice::code {
@@ -106,6 +107,7 @@ struct Chunker::Impl {
   struct Compiled {
     ParserPtr parser;
     std::unique_ptr<TSQuery, QueryDeleter> query;
+    std::unique_ptr<TSQuery, QueryDeleter> graph;  // graph_queries.hpp; null for none
   };
   std::map<std::string_view, Compiled> compiled;
 
@@ -122,6 +124,14 @@ struct Chunker::Impl {
       throw std::runtime_error("the tags query of " + std::string(lang.name) + " does not compile (error " +
                                std::to_string(static_cast<int>(error)) + " at byte " + std::to_string(error_offset) +
                                ")");
+    }
+    if (const std::string_view g = graph_query_text(lang.name); !g.empty()) {
+      c.graph.reset(ts_query_new(lang.grammar, g.data(), static_cast<std::uint32_t>(g.size()), &error_offset, &error));
+      if (!c.graph) {
+        throw std::runtime_error("the graph query of " + std::string(lang.name) + " does not compile (error " +
+                                 std::to_string(static_cast<int>(error)) + " at byte " + std::to_string(error_offset) +
+                                 ")");
+      }
     }
     return compiled.emplace(lang.name, std::move(c)).first->second;
   }
@@ -454,7 +464,43 @@ struct Chunker::Impl {
     for (std::uint32_t k = 0; k < n; ++k) cuts.push_back(ts_node_start_point(ts_node_named_child(root, k)).row);
     std::sort(cuts.begin(), cuts.end());
     emit_region(o, defs, top, 0, last_line, cuts);
+    if (c.graph) collect_references(c.graph.get(), root, text, out.references);
     return out;
+  }
+
+  // What the file names (graph_queries.hpp), in the order the query finds them.
+  static void collect_references(const TSQuery* query, TSNode root, std::string_view text,
+                                 std::vector<CodeReference>& refs) {
+    std::unique_ptr<TSQueryCursor, CursorDeleter> cursor(ts_query_cursor_new());
+    ts_query_cursor_exec(cursor.get(), query, root);
+    TSQueryMatch match;
+    while (ts_query_cursor_next_match(cursor.get(), &match)) {
+      for (std::uint16_t k = 0; k < match.capture_count; ++k) {
+        std::uint32_t len = 0;
+        const char* cname = ts_query_capture_name_for_id(query, match.captures[k].index, &len);
+        const std::string_view cn(cname, len);
+        const TSNode node = match.captures[k].node;
+        const std::uint32_t b = ts_node_start_byte(node), e = ts_node_end_byte(node);
+        if (e <= b || e > text.size()) continue;
+        std::string name;
+        // Whitespace runs as one space; the quotes of a path or a <header> dropped.
+        for (char ch : text.substr(b, e - b)) {
+          if (ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r') {
+            if (!name.empty() && name.back() != ' ') name.push_back(' ');
+          } else {
+            name.push_back(ch);
+          }
+        }
+        if (name.size() >= 2 && ((name.front() == '"' && name.back() == '"') ||
+                                 (name.front() == '<' && name.back() == '>') ||
+                                 (name.front() == '\'' && name.back() == '\''))) {
+          name = name.substr(1, name.size() - 2);
+        }
+        if (name.empty() || name.size() > 512) continue;
+        const std::string_view kind = cn == "call" ? "calls" : cn == "import" ? "imports" : "inherits";
+        refs.push_back(CodeReference{std::string(kind), std::move(name), b});
+      }
+    }
   }
 
   static std::uint32_t first_error_line(TSNode node) {

@@ -45,8 +45,17 @@ struct CodeChunk {
   std::uint32_t tokens = 0;  ///< of `content` as the counter counts them
 };
 
+/// Something a file names: a call, an import or a base (graph_queries.hpp).
+struct CodeReference {
+  std::string kind;  ///< "calls", "imports", "inherits"
+  std::string name;  ///< the called or inherited name; the module or file as written (no quotes)
+  std::uint64_t byte = 0;  ///< where in the file
+};
+
 struct ChunkedFile {
   std::vector<CodeChunk> chunks;  ///< in file order (by start byte, then a skeleton first)
+  /// What the file's code names, for the graph (empty for files of no known language).
+  std::vector<CodeReference> references;
   bool partial = false;           ///< the parser found syntax errors
   std::uint32_t first_error_line = 0;
   std::string language;           ///< the language's name, "markdown" or "text"

@@ -7,12 +7,15 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 
 #include <sluice/error.hpp>
 
 #include "code/chunker.hpp"
+#include "code/languages.hpp"
 #include "io/output_format.hpp"
 #include "io/sha256.hpp"
 
@@ -33,6 +36,130 @@ std::string chunk_header(std::string_view path, std::string_view name,
     header.erase(0, cut);
   }
   return header;
+}
+
+namespace {
+
+// "a/b/../c" -> "a/c"; nothing when it climbs out of the root.
+std::optional<std::string> normalise_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  std::size_t at = 0;
+  while (at <= path.size()) {
+    const std::size_t slash = std::min(path.find('/', at), path.size());
+    const std::string_view part = path.substr(at, slash - at);
+    at = slash + 1;
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (parts.empty()) return std::nullopt;
+      parts.pop_back();
+      continue;
+    }
+    parts.push_back(part);
+  }
+  std::string out;
+  for (std::string_view p : parts) {
+    if (!out.empty()) out += '/';
+    out += p;
+  }
+  return out;
+}
+
+std::string dir_of(std::string_view path) {
+  const std::size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? std::string() : std::string(path.substr(0, slash));
+}
+
+std::string join(std::string_view dir, std::string_view rel) {
+  return dir.empty() ? std::string(rel) : std::string(dir) + "/" + std::string(rel);
+}
+
+std::string replace_all(std::string s, std::string_view from, std::string_view to) {
+  for (std::size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
+    s.replace(at, from.size(), to);
+  }
+  return s;
+}
+
+}  // namespace
+
+std::vector<std::string> import_candidates(std::string_view source, std::string_view name) {
+  std::vector<std::string> raw;
+  const Language* lang = language_for_path(source);
+  const std::string_view language = lang ? lang->name : std::string_view();
+  const std::string dir = dir_of(source);
+  if (language == "python") {
+    // "a.b" from the root, from src/, and beside the source; ".b" and "..b" from the package.
+    std::size_t dots = 0;
+    while (dots < name.size() && name[dots] == '.') ++dots;
+    const std::string rel = replace_all(std::string(name.substr(dots)), ".", "/");
+    std::vector<std::string> bases;
+    if (dots > 0) {
+      std::string base = dir;
+      for (std::size_t i = 1; i < dots; ++i) base = dir_of(base);
+      bases.push_back(base);
+    } else {
+      bases = {"", "src", dir};
+    }
+    for (const std::string& b : bases) {
+      if (rel.empty()) {
+        raw.push_back(join(b, "__init__.py"));
+        continue;
+      }
+      raw.push_back(join(b, rel + ".py"));
+      raw.push_back(join(b, rel + "/__init__.py"));
+    }
+  } else if (language == "javascript" || language == "typescript" || language == "tsx") {
+    // Relative specifiers only: a bare one names a package.
+    if (name.starts_with("./") || name.starts_with("../") || name.starts_with("/")) {
+      const std::string base = name.starts_with("/") ? std::string(name.substr(1)) : join(dir, name);
+      for (std::string_view ext : {"", ".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", "/index.ts", "/index.tsx",
+                                   "/index.js", "/index.jsx"}) {
+        raw.push_back(base + std::string(ext));
+      }
+    }
+  } else if (language == "c" || language == "cpp") {
+    raw = {join(dir, name), std::string(name), join("include", name), join("src", name)};
+  } else if (language == "java") {
+    const std::string rel = replace_all(std::string(name), ".", "/") + ".java";
+    raw = {rel, join("src", rel), join("src/main/java", rel)};
+  } else if (language == "rust") {
+    // crate::a::b::C -> src/a/b.rs, src/a/b/mod.rs, src/a.rs (the item may be in its parent).
+    std::string path(name);
+    if (const std::size_t brace = path.find("::{"); brace != std::string::npos) path.resize(brace);
+    std::string base;
+    if (path.starts_with("crate::")) {
+      base = "src";
+      path = path.substr(7);
+    } else if (path.starts_with("super::")) {
+      base = dir_of(dir);
+      path = path.substr(7);
+    } else if (path.starts_with("self::")) {
+      base = dir;
+      path = path.substr(6);
+    } else {
+      return {};  // another crate
+    }
+    std::string rel = replace_all(path, "::", "/");
+    while (!rel.empty()) {
+      raw.push_back(join(base, rel + ".rs"));
+      raw.push_back(join(base, rel + "/mod.rs"));
+      const std::size_t slash = rel.rfind('/');
+      if (slash == std::string::npos) break;
+      rel.resize(slash);
+    }
+  } else if (language == "go") {
+    // A package is a folder: its path's last parts, from the longest; the folder's first file.
+    // (The store is asked for each candidate path as a file: Go candidates name no file, so
+    // imports in Go are resolved by the folder's files in the store.)
+    return {};
+  }
+  std::vector<std::string> out;
+  for (const std::string& r : raw) {
+    if (auto p = normalise_path(r); p && !p->empty() && p->size() < 4096) {
+      if (std::find(out.begin(), out.end(), *p) == out.end()) out.push_back(std::move(*p));
+    }
+  }
+  return out;
 }
 
 namespace {
@@ -70,6 +197,14 @@ struct CodeIndex::Shared {
 
   // Loop thread only: chunk record index -> why it failed (DocumentFailed).
   std::map<std::uint64_t, std::string> failures;
+  // The index of each file's first record, its path and size, for file_started (guarded by mu).
+  struct Start {
+    std::uint64_t index;
+    std::string path;
+    std::uint64_t size;
+  };
+  std::deque<Start> starts;
+  std::function<void(EventPayload)> publish;  // SinkRun::publish (loop thread)
 };
 
 namespace {
@@ -137,6 +272,10 @@ class TreeSource final : public Source {
     plan.first_index = next_index_;
     next_index_ += plan.write.chunks.size();
     plan.close_index = next_index_++;
+    {
+      std::lock_guard lock(s_->mu);
+      s_->starts.push_back({plan.first_index, e.path, e.size});
+    }
     // The record that closes the file: not embedded, in its place.
     Record close;
     close.json = "{\"file\":";
@@ -230,6 +369,23 @@ class TreeSource final : public Source {
       plan.write.chunks.push_back(std::move(r));
     }
     plan.arrived.assign(plan.write.chunks.size(), false);
+    // What each chunk names: a reference belongs to the smallest chunk around it (a method's
+    // chunk, not its class's skeleton); once per chunk, kind and name.
+    std::set<std::tuple<std::size_t, std::string_view, std::string_view>> seen;
+    for (const CodeReference& ref : f.references) {
+      std::size_t best = plan.write.chunks.size();
+      for (std::size_t i = 0; i < plan.write.chunks.size(); ++i) {
+        const CodeChunkRow& c = plan.write.chunks[i];
+        if (c.start_byte > ref.byte || ref.byte >= c.end_byte) continue;
+        if (best == plan.write.chunks.size() ||
+            c.end_byte - c.start_byte < plan.write.chunks[best].end_byte - plan.write.chunks[best].start_byte) {
+          best = i;
+        }
+      }
+      if (best == plan.write.chunks.size()) continue;
+      if (!seen.emplace(best, ref.kind, ref.name).second) continue;
+      plan.write.edges.push_back({plan.write.chunks[best].id, ref.name, ref.kind});
+    }
   }
 
   // The file's bytes, and its stat from the open descriptor; an error message when it cannot
@@ -278,6 +434,8 @@ class IndexSink final : public Sink {
 
   std::string name() const override { return s_->writer->name(); }
 
+  void open(const SinkRun& run) override { s_->publish = run.publish; }
+
   void write(std::span<const EmbeddedRecord> records) override {
     std::vector<Plan> ready;
     {
@@ -317,47 +475,66 @@ class IndexSink final : public Sink {
       writes.push_back(std::move(p.write));
     }
     const std::vector<std::string> errors = s_->writer->commit(writes, s_->run);
-    std::lock_guard lock(s_->mu);
-    IndexTotals& t = s_->totals;
-    for (std::size_t i = 0; i < writes.size(); ++i) {
-      const CodeFileWrite& w = writes[i];
-      ++t.files_done;
-      std::string status = w.file.status;
-      std::string reason = errors[i].empty() ? w.file.reason : errors[i];
-      if (!errors[i].empty()) status = "failed";
-      if (w.kind == CodeFileWrite::Kind::unchanged) {
-        ++t.unchanged;
-        continue;
+    std::vector<EventPayload> events;
+    {
+      std::lock_guard lock(s_->mu);
+      IndexTotals& t = s_->totals;
+      for (std::size_t i = 0; i < writes.size(); ++i) {
+        const CodeFileWrite& w = writes[i];
+        const std::string& path = w.file.path;
+        std::uint32_t reused = 0;
+        for (bool r : ready[i].reused) reused += r ? 1 : 0;
+        ++t.files_done;
+        const std::string reason = errors[i].empty() ? w.file.reason : errors[i];
+        const std::string status = errors[i].empty() ? w.file.status : "failed";
+        if (w.kind == CodeFileWrite::Kind::unchanged) {
+          ++t.unchanged;
+          events.emplace_back(FileIndexed{path, "unchanged", 0, 0, {}});
+        } else if (status == "failed") {
+          ++t.failed;
+          if (t.first_failures.size() < 10) t.first_failures.push_back(fmt::format("{}: {}", path, reason));
+          events.emplace_back(FileFailed{path, reason});
+        } else if (status == "skipped") {
+          ++t.skipped[reason_kind(reason)];
+          events.emplace_back(FileSkipped{path, reason});
+        } else {
+          const auto n = static_cast<std::uint32_t>(w.chunks.size());
+          ++(status == "partial" ? t.partial : t.indexed);
+          t.chunks += n;
+          t.chunks_reused += reused;
+          events.emplace_back(FileIndexed{path, status, n, n - reused, reason});
+        }
       }
-      if (status == "failed") {
-        ++t.failed;
-        if (t.first_failures.size() < 10) t.first_failures.push_back(fmt::format("{}: {}", w.file.path, reason));
-        continue;
-      }
-      if (status == "skipped") {
-        ++t.skipped[reason_kind(reason)];
-        continue;
-      }
-      ++(status == "partial" ? t.partial : t.indexed);
-      t.chunks += w.chunks.size();
     }
-    for (const Plan& p : ready) {
-      for (bool r : p.reused) t.chunks_reused += r ? 1 : 0;
+    // After the lock: a subscriber may ask for totals().
+    if (s_->publish) {
+      for (auto& e : events) s_->publish(std::move(e));
     }
   }
 
   void finish() override {
-    bool remove = false;
+    bool complete = false, clean = false;
     {
       std::lock_guard lock(s_->mu);
-      // Only after a whole walk without errors: a folder that could not be read is not gone.
-      remove = s_->totals.walk_complete && s_->plans.empty() && s_->totals.walk.errors == 0;
-      s_->totals.removal_skipped = s_->totals.walk_complete && s_->totals.walk.errors > 0;
+      complete = s_->totals.walk_complete && s_->plans.empty();
+      clean = s_->totals.walk.errors == 0;
+      s_->totals.removal_skipped = complete && !clean;
     }
-    if (!remove) return;
-    const std::uint64_t removed = s_->writer->remove_unseen(s_->run);
+    if (!complete) return;  // stopped: the next run goes on
+    // Gone files only after a whole walk without errors: a folder that could not be read is
+    // not gone.
+    const std::uint64_t removed = clean ? s_->writer->remove_unseen(s_->run) : 0;
+    {
+      std::lock_guard lock(s_->mu);
+      s_->totals.removed = removed;
+    }
+    // The graph, again, when a file was written or removed since it was last resolved: names
+    // may now resolve elsewhere.
+    if (!s_->writer->graph_stale()) return;
+    const store::GraphStats g = s_->writer->resolve_graph(import_candidates);
     std::lock_guard lock(s_->mu);
-    s_->totals.removed = removed;
+    s_->totals.graph = g;
+    s_->totals.graph_built = true;
   }
 
  private:
@@ -408,9 +585,24 @@ CodeIndex::~CodeIndex() = default;
 std::unique_ptr<Source> CodeIndex::make_source() { return std::make_unique<TreeSource>(shared_); }
 std::unique_ptr<Sink> CodeIndex::make_sink() { return std::make_unique<IndexSink>(shared_); }
 
-EventFilter CodeIndex::filter() { return EventFilter::of<DocumentFailed>(); }
+EventFilter CodeIndex::filter() { return EventFilter::of<DocumentStarted, DocumentFailed>(); }
 
 void CodeIndex::on_event(const PipelineEvent& event) {
+  if (const auto* d = std::get_if<DocumentStarted>(&event.payload)) {
+    // A file starts with its first record (records enter in order).
+    std::optional<FileStarted> started;
+    {
+      std::lock_guard lock(shared_->mu);
+      auto& starts = shared_->starts;
+      while (!starts.empty() && starts.front().index < d->index) starts.pop_front();
+      if (!starts.empty() && starts.front().index == d->index) {
+        started = FileStarted{std::move(starts.front().path), starts.front().size};
+        starts.pop_front();
+      }
+    }
+    if (started && shared_->publish) shared_->publish(std::move(*started));
+    return;
+  }
   if (const auto* f = std::get_if<DocumentFailed>(&event.payload)) {
     // The message without the "ROOT:LINE: " the run puts in front.
     std::string message = f->message;

@@ -63,7 +63,23 @@ struct IndexTotals {
   WalkCounts walk;
   bool walk_complete = false;
   bool removal_skipped = false;  ///< gone files kept: the walk had errors
+  bool graph_built = false;      ///< resolved again by this run (something changed)
+  store::GraphStats graph;
+  std::uint64_t skipped_total() const {
+    std::uint64_t n = 0;
+    for (const auto& [kind, k] : skipped) n += k;
+    return n;
+  }
 };
+
+/// The files (relative to the root) that an import of `name` in the file `source` may name,
+/// most likely first, by the source's language: Python modules ("a.b", ".b") as a/b.py or
+/// a/b/__init__.py from the root, src/ or the source's folder; relative JavaScript and
+/// TypeScript specifiers with their usual extensions and index files; C and C++ includes beside
+/// the source, from the root, include/ and src/; Java classes from the root, src/ and
+/// src/main/java/; Rust paths under crate::, super:: and self::. Other imports (packages of
+/// other projects, Go's) name none.
+std::vector<std::string> import_candidates(std::string_view source, std::string_view name);
 
 class CodeIndex {
  public:

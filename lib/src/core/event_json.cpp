@@ -154,6 +154,37 @@ constexpr void for_each_field(T& v, F&& f) {
   f("summary", v.summary);
 }
 
+template <typename T, typename F>
+  requires Is<T, FileStarted>
+constexpr void for_each_field(T& v, F&& f) {
+  f("path", v.path);
+  f("size", v.size);
+}
+
+template <typename T, typename F>
+  requires Is<T, FileIndexed>
+constexpr void for_each_field(T& v, F&& f) {
+  f("path", v.path);
+  f("status", v.status);
+  f("chunks", v.chunks);
+  f("chunks_embedded", v.chunks_embedded);
+  f("reason", v.reason);
+}
+
+template <typename T, typename F>
+  requires Is<T, FileSkipped>
+constexpr void for_each_field(T& v, F&& f) {
+  f("path", v.path);
+  f("reason", v.reason);
+}
+
+template <typename T, typename F>
+  requires Is<T, FileFailed>
+constexpr void for_each_field(T& v, F&& f) {
+  f("path", v.path);
+  f("error", v.error);
+}
+
 // ---- compile-time checks --------------------------------------------------------------------
 
 template <typename T>

@@ -30,21 +30,32 @@ void EventBus::recompute_wanted() {
 }
 
 std::uint64_t EventBus::publish(EventPayload payload) {
-  PipelineEvent event{++seq_, unix_time_now(), pipeline_id_, std::move(payload)};
-  const std::size_t kind = event.payload.index();
-  delivering_ = true;
-  for (auto& s : subscribers_) {
-    if (s.filter.wants_index(kind)) s.callback(event);
+  if (delivering_) {
+    // From inside a callback: delivered after the event being delivered, in order.
+    nested_.push_back(std::move(payload));
+    return seq_ + nested_.size();
   }
-  delivering_ = false;
-  for (auto& s : pending_additions_) subscribers_.push_back(std::move(s));
-  pending_additions_.clear();
-  if (!pending_removals_.empty()) {
-    auto removals = std::move(pending_removals_);
-    pending_removals_.clear();
-    for (SubscriptionId id : removals) unsubscribe(id);
+  std::uint64_t first = 0;
+  for (;;) {
+    PipelineEvent event{++seq_, unix_time_now(), pipeline_id_, std::move(payload)};
+    if (first == 0) first = event.seq;
+    const std::size_t kind = event.payload.index();
+    delivering_ = true;
+    for (auto& s : subscribers_) {
+      if (s.filter.wants_index(kind)) s.callback(event);
+    }
+    delivering_ = false;
+    for (auto& s : pending_additions_) subscribers_.push_back(std::move(s));
+    pending_additions_.clear();
+    if (!pending_removals_.empty()) {
+      auto removals = std::move(pending_removals_);
+      pending_removals_.clear();
+      for (SubscriptionId id : removals) unsubscribe(id);
+    }
+    if (nested_.empty()) return first;
+    payload = std::move(nested_.front());
+    nested_.pop_front();
   }
-  return event.seq;
 }
 
 

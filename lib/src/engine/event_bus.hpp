@@ -3,6 +3,7 @@
 /// Internal: a program subscribes through Pipeline::subscribe() or reads an EventStream.
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
 #include <vector>
@@ -30,7 +31,9 @@ class EventBus {
   }
 
   /// Stamps the envelope (next sequence number, current time) and delivers to each
-  /// subscriber that wants this kind. Returns the event's sequence number.
+  /// subscriber that wants this kind. Returns the event's sequence number. Called from inside
+  /// a callback, the event is delivered once the one being delivered has reached every
+  /// subscriber (its number is then the one it will get).
   std::uint64_t publish(EventPayload payload);
 
   const std::string& pipeline_id() const noexcept { return pipeline_id_; }
@@ -52,6 +55,7 @@ class EventBus {
   bool delivering_ = false;
   std::vector<Subscriber> pending_additions_;
   std::vector<SubscriptionId> pending_removals_;
+  std::deque<EventPayload> nested_;  // published during a delivery
 };
 
 

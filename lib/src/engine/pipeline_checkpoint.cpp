@@ -186,6 +186,9 @@ SinkRun Pipeline::Impl::sink_run(bool resume, std::string position) const {
   run.precision = precision_name(info.precision);
   run.dimensions = opt_.dimensions > 0 ? opt_.dimensions : info.dimensions;
   run.normalized = info.normalize;
+  // The bus outlives the sink (both are the pipeline's); publishing is not part of describing
+  // the run, hence the const_cast of this const method.
+  run.publish = [bus = const_cast<EventBus*>(&bus_)](EventPayload payload) { bus->publish(std::move(payload)); };
   run.vector_format = opt_.vector_format;
   run.input = input_name_;
   run.resume = resume;

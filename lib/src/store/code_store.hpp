@@ -9,6 +9,8 @@
 // its old chunks kept. Thread: one connection, one thread at a time.
 
 #include <cstdint>
+#include <functional>
+#include <string_view>
 #include <memory>
 #include <optional>
 #include <span>
@@ -49,6 +51,13 @@ struct CodeChunkRow {
   std::string embedding;     ///< the float32 vector's little-endian bytes
 };
 
+/// A row of `edges`: what a chunk names, before it is resolved to a chunk (resolve_graph()).
+struct CodeEdgeRow {
+  std::string source_id;
+  std::string target_name;
+  std::string kind;  ///< "imports", "calls", "inherits"
+};
+
 /// What a file's stored row says of it (for the incremental walk).
 struct StoredFile {
   std::uint64_t size = 0;
@@ -68,11 +77,24 @@ struct CodeFileWrite {
   Kind kind = Kind::replace;
   CodeFileRow file;
   std::vector<CodeChunkRow> chunks;
+  std::vector<CodeEdgeRow> edges;
 };
+
+/// What resolve_graph() did.
+struct GraphStats {
+  std::uint64_t edges = 0, resolved = 0;
+  std::uint64_t imports = 0, imports_resolved = 0;
+  std::uint64_t chunks = 0;
+  int pagerank_iterations = 0;
+};
+
+/// The files an import may name, most likely first: `source_path` imports `name` (as written).
+using ImportCandidates = std::function<std::vector<std::string>(std::string_view source_path, std::string_view name)>;
 
 class CodeStore {
  public:
-  /// Connects to the store at `uri` (sqlite:PATH). Throws sluice::Error.
+  /// Connects to the store at `uri` (sqlite:PATH). Throws
+  /// sluice::Error.
   static std::unique_ptr<CodeStore> open(const std::string& uri, bool read_only);
   virtual ~CodeStore() = default;
   virtual const std::string& name() const = 0;
@@ -95,14 +117,40 @@ class CodeStore {
   /// the error that made it fail (its old rows kept, its files row marked failed). Throws
   /// StoreError when the transaction itself cannot be written.
   virtual std::vector<std::string> commit(std::span<const CodeFileWrite> files, std::int64_t run) = 0;
-  /// Deletes the files (and their chunks) no run since `run` has seen; returns how many.
+  /// Deletes the files (and their chunks and edges) no run since `run` has seen; returns how many.
   virtual std::uint64_t remove_unseen(std::int64_t run) = 0;
+  /// Resolves every edge again (docs/code-index.md, "The graph"): an import to the first chunk
+  /// of the first candidate file the store holds; a call or base to a definition of that name
+  /// in the same file, else in a file the source file imports, else the only one in the store;
+  /// unresolved edges keep their target's name. Then each chunk's fan-in, fan-out and PageRank
+  /// into chunk_metrics. One transaction. Memory: 16 bytes a chunk (the ranks).
+  /// A store without a graph (none yet) throws sluice::Error (invalid_argument).
+  virtual GraphStats resolve_graph(const ImportCandidates& candidates);
+  /// Whether a file was written or removed since the graph was last resolved (kept in the
+  /// store, so a run killed before resolving leaves it to the next).
+  /// A store without a graph says false.
+  virtual bool graph_stale() { return false; }
+
+  /// A chunk with its metrics.
+  struct RankedChunk {
+    std::string id, path, kind, name;
+    std::uint32_t start_line = 0, end_line = 0;
+    std::uint64_t fan_in = 0, fan_out = 0;
+    double pagerank = 0;
+  };
+  /// The `n` chunks of highest PageRank (ties by id). Throws sluice::Error.
+  virtual std::vector<RankedChunk> top_chunks(std::size_t n);
+  /// Every chunk with its metrics (by id), then every resolved edge (source id, target id,
+  /// kind), a row at a time (memory: one row).
+  virtual void each_node(const std::function<void(const RankedChunk&)>& fn);
+  virtual void each_edge(const std::function<void(std::string_view, std::string_view, std::string_view)>& fn);
 
   struct Counts {
     std::uint64_t files = 0, chunks = 0;
   };
   virtual Counts counts() = 0;
 };
+
 
 /// The chunks table's name in sluice_tables (and for search --table).
 inline constexpr const char* kChunksTable = "chunks";

@@ -51,6 +51,7 @@ class Statement {
     return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i))) : std::string_view();
   }
   bool column_null(int i) { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
+  sqlite3_stmt* handle() { return stmt_; }
 
  private:
   sqlite3* db_;
