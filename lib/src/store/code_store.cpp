@@ -541,11 +541,10 @@ GraphStats CodeStore::resolve_graph(const ImportCandidates&) {
 }
 
 std::unique_ptr<CodeStore> CodeStore::open(const std::string& uri, bool read_only) {
+  if (uri.starts_with("postgresql://") || uri.starts_with("postgres://")) return open_postgres_code_store(uri, read_only);
   if (!uri.starts_with("sqlite:")) {
     throw Error(ErrorCode::invalid_argument,
-                fmt::format("{}: the code index is kept in SQLite stores (sqlite:PATH); PostgreSQL is not supported "
-                            "by index yet",
-                            redact_uri(uri)));
+                fmt::format("{}: not a store URI (sqlite:PATH, postgresql://..., postgres://...)", redact_uri(uri)));
   }
   std::string path = uri.substr(7);
   if (path.starts_with("//")) path = path.substr(2);

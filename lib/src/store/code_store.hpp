@@ -93,7 +93,7 @@ using ImportCandidates = std::function<std::vector<std::string>(std::string_view
 
 class CodeStore {
  public:
-  /// Connects to the store at `uri` (sqlite:PATH). Throws
+  /// Connects to the store at `uri` (sqlite:PATH, postgresql://..., postgres://...). Throws
   /// sluice::Error.
   static std::unique_ptr<CodeStore> open(const std::string& uri, bool read_only);
   virtual ~CodeStore() = default;
@@ -151,6 +151,8 @@ class CodeStore {
   virtual Counts counts() = 0;
 };
 
+/// The PostgreSQL store (postgres_code_store.cpp); CodeStore::open() calls it.
+std::unique_ptr<CodeStore> open_postgres_code_store(const std::string& uri, bool read_only);
 
 /// The chunks table's name in sluice_tables (and for search --table).
 inline constexpr const char* kChunksTable = "chunks";
