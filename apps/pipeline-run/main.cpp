@@ -532,7 +532,7 @@ int main(int argc, char** argv) {
   auto* cmd_index = app.add_subcommand(
       "index", "Index a source tree into a store: chunked by syntax, embedded, one transaction per file, incremental");
   cmd_index->add_option("root", index.root, "The tree's folder")->required()->check(CLI::ExistingDirectory);
-  cmd_index->add_option("-o,--output", index.store, "The store: sqlite:PATH")->capture_default_str();
+  cmd_index->add_option("-o,--output", index.store, "The store: sqlite:PATH, postgresql://...")->capture_default_str();
   cmd_index
       ->add_option("--model", index.model,
                    "Hugging Face model folder; default: the bundled Universal Sentence Encoder Lite")
@@ -576,7 +576,7 @@ int main(int argc, char** argv) {
   auto* cmd_graph = app.add_subcommand(
       "graph", "The code index's most central chunks (PageRank over imports, calls and bases), or the graph as DOT "
                "or GraphML");
-  cmd_graph->add_option("store", graph.store, "The store: sqlite:PATH")->required();
+  cmd_graph->add_option("store", graph.store, "The store: sqlite:PATH (or postgresql://...)")->required();
   cmd_graph->add_option("--top", graph.top, "Chunks listed, by PageRank")->capture_default_str()->check(
       CLI::Range(std::size_t{1}, std::size_t{1} << 30));
   cmd_graph->add_option("--format", graph.format, "auto: a table on a terminal, JSON lines otherwise")

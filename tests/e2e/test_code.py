@@ -491,6 +491,26 @@ class IndexTest(TreeTest):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn(b"another model", r.stderr)
 
+    def test_a_store_whose_tables_are_not_an_index_is_refused(self):
+        root = self.build_tree()
+        db = self.path("embedded.db")
+        src = self.path("in.jsonl")
+        with open(src, "w") as f:
+            f.write('{"id": "a", "text": "hello"}\n')
+        r = run(["embed", src, "-o", "sqlite:" + db, "--table", "chunks", "--model", MINILM, "--progress", "never"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.index(root, db)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"made by pipeline-run embed", r.stderr)
+        other = self.path("other.db")
+        con = sqlite3.connect(other)
+        con.execute("CREATE TABLE files (name TEXT)")
+        con.commit()
+        con.close()
+        r = self.index(root, other)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"not a code index", r.stderr)
+
     def test_killed_at_any_moment_then_run_again_gives_the_store_of_one_run(self):
         root = self.build_tree()
         # More files, so that kills land between files as well as inside them.

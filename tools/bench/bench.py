@@ -922,6 +922,96 @@ class Bench:
                          f"per query, one query a call, 1 thread, {ann['queries']:,} queries; recall@{k} against the exact "
                          f"top {k}" + (f"; exact (IndexFlatIP, 1 thread) {ann['flat_us']:,.0f} µs a query" if i == 0 else ""))
 
+    def index(self):
+        """pipeline-run index on a tree of source files against the raw model on the same
+        chunks (pipeline-run chunk gives their texts: header line and content), then a rerun
+        with nothing changed, and a rerun over 10,000 small files."""
+        a = self.args
+        tree = os.path.join(self.work, "index-tree")
+        shutil.rmtree(tree, ignore_errors=True)
+        files = [f for f in code_files() if os.path.getsize(f) <= 1 << 20][:a.index_files]
+        for f in files:
+            dst = os.path.join(tree, f.lstrip("/"))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(f, dst)
+        chunks = os.path.join(self.work, "index-chunks.jsonl")
+        run([self.pipeline_run, "chunk", tree, "--model", self.model, "-o", chunks], ok=(0, 4), log=self.log)
+        # Warm-up: page cache and libtorch loaded once before anything is timed (three files).
+        warm_tree = os.path.join(self.work, "index-warm")
+        shutil.rmtree(warm_tree, ignore_errors=True)
+        os.makedirs(warm_tree)
+        for k, f in enumerate(files[:3]):
+            shutil.copyfile(f, os.path.join(warm_tree, f"{k}_{os.path.basename(f)}"))
+        run([self.pipeline_run, "index", warm_tree, "-o", "sqlite:" + os.path.join(self.work, "index-warm.db"),
+             "--model", self.model, "--progress", "never"], ok=(0, 4), log=self.log)
+        help_text = subprocess.run([self.pipeline_run, "index", "--help"], capture_output=True, text=True).stdout
+
+        def default(opt):
+            m = re.search(rf"--{opt}\b[^\n]*?=(\d+)", help_text)
+            return int(m[1]) if m else 0
+        batch, budget = default("batch-size"), default("max-batch-tokens")
+        window = default("sort-window") or min(batch, 64)
+        rounds = []
+        for i in range(a.repeat):
+            rr = run([self.raw_forward, self.model, chunks, "--batch-size", str(batch), "--max-batch-tokens",
+                      str(budget), "--sort-window", str(window)], log=self.log)
+            raw = {**last_json(rr.stdout), "process_wall": rr.wall}
+            db = os.path.join(self.work, "index.db")
+            for suffix in ("", "-wal", "-shm", ".sluice-lock"):
+                if os.path.exists(db + suffix):
+                    os.remove(db + suffix)
+            ir = run([self.pipeline_run, "index", tree, "-o", "sqlite:" + db, "--model", self.model, "--progress",
+                      "never"], ok=(0, 4), log=self.log)
+            m = re.search(r"(\d+) chunks written \((\d+) embedded", ir.stderr)
+            if not m:
+                raise SystemExit(f"pipeline-run index printed no summary:\n{ir.stderr[-2000:]}")
+            again = run([self.pipeline_run, "index", tree, "-o", "sqlite:" + db, "--model", self.model, "--progress",
+                         "never"], ok=(0, 4), log=self.log)
+            rounds.append({"raw": raw, "chunks": int(m[1]), "embedded": int(m[2]), "wall": ir.wall, "cpu": ir.cpu,
+                           "rss_mib": ir.rss_mib, "rerun_wall": again.wall})
+            self.log(f"index round {i + 1}: raw {raw['docs_per_s']:.1f} chunks/s, index "
+                     f"{int(m[2]) / ir.wall:.1f} chunks/s, rerun {again.wall:.2f} s")
+
+        def median(xs):
+            xs = sorted(xs)
+            return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
+        last = rounds[-1]
+        section = "index"
+        self.row(section, "tree, chunks", f"{len(files):,} files, {last['chunks']:,} chunks, "
+                 f"{last['raw']['tokens']:,} tokens", "source files of this machine (the code corpus's), copied into "
+                 "a folder; chunks as pipeline-run chunk cuts them with the model's tokenizer")
+        self.row(section, "raw model (Model::embed only, same chunk texts)",
+                 f"{median([r['raw']['docs_per_s'] for r in rounds]):,.1f} chunks/s",
+                 f"batch size {batch}, max batch tokens {budget}, sort window {window}; "
+                 f"{median([r['raw']['seconds'] for r in rounds]):.1f} s timed")
+        self.row(section, "pipeline-run index end to end (whole process, empty store)",
+                 f"{median([r['embedded'] / r['wall'] for r in rounds]):,.1f} chunks/s",
+                 f"{median([r['wall'] for r in rounds]):.1f} s, {last['cpu']:.1f} CPU s, peak RSS "
+                 f"{max(r['rss_mib'] for r in rounds):.0f} MiB: walk, read, chunk, embed, one transaction per file, "
+                 "graph")
+        ratio = median([(r["embedded"] / r["wall"]) / r["raw"]["docs_per_s"] for r in rounds])
+        self.row(section, "**index / raw model** (chunks/s)", f"**{ratio:.3f}**", f"median of {len(rounds)} round(s)")
+        self.row(section, "rerun, nothing changed", f"{median([r['rerun_wall'] for r in rounds]):.2f} s",
+                 f"{len(files):,} files, none read")
+        # 10,000 small files, the tiny model: what a rerun costs when the tree is large.
+        small = os.path.join(self.work, "index-10k")
+        shutil.rmtree(small, ignore_errors=True)
+        for k in range(10_000):
+            d = os.path.join(small, f"pkg{k // 100:03d}")
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, f"mod{k:05d}.py"), "w") as f:
+                f.write(f"def f{k}(x):\n    return x + {k}\n")
+        db = os.path.join(self.work, "index-10k.db")
+        first = run([self.pipeline_run, "index", small, "-o", "sqlite:" + db, "--model", self.tiny,
+                     "--progress", "never"], log=self.log)
+        again = [run([self.pipeline_run, "index", small, "-o", "sqlite:" + db, "--model", self.tiny,
+                      "--progress", "never"], log=self.log) for _ in range(3)]
+        self.row(section, "10,000 files: first run, then rerun with nothing changed",
+                 f"{median([r.wall for r in again]):.2f} s",
+                 f"tiny model; first run {first.wall:.2f} s, peak RSS {first.rss_mib:.0f} MiB; rerun median of 3, "
+                 f"peak RSS {max(r.rss_mib for r in again):.0f} MiB")
+        self.facts["index"] = {"rounds": rounds, "files": len(files), "rerun_10k": [r.wall for r in again]}
+
     def gigabyte(self):
         a = self.args
         corpus = os.path.join(self.work, "big-code.jsonl")
@@ -980,6 +1070,8 @@ class Bench:
             self.stores()
         if "search" in a.sections:
             self.search()
+        if "index" in a.sections:
+            self.index()
         load1 = loadavg()
         total = time.monotonic() - self.t_start
         self.print_table(info, load0, load1, total)
@@ -1032,6 +1124,7 @@ def main():
     ap.add_argument("--model", help="model folder for throughput (default BUILD/tests/test-models/minilm)")
     ap.add_argument("--tiny-model", help="model folder for memory and scale (default BUILD/tests/test-models/tiny)")
     ap.add_argument("--code-records", type=int)
+    ap.add_argument("--index-files", type=int, help="source files in the index section's tree")
     ap.add_argument("--short-records", type=int)
     ap.add_argument("--input", action="append", default=[], metavar="JSONL",
                     help="also measure throughput on this JSONL file (e.g. held-out data); repeatable")
@@ -1068,10 +1161,10 @@ def main():
                       (["search"] if a.search else []))
     if not (a.all or a.quick or a.only or a.input):
         ap.error("choose --all, --quick, --only SECTIONS, --stores, --search or --input FILE")
-    full = {"code_records": 5000, "short_records": 20000, "repeat": 1, "rss_sizes": [10_000, 100_000, 1_000_000],
+    full = {"index_files": 400, "code_records": 5000, "short_records": 20000, "repeat": 1, "rss_sizes": [10_000, 100_000, 1_000_000],
             "big_bytes": 1e9, "stores_records": 20000, "stores_repeat": 3,
             "stores_rss_sizes": [10_000, 100_000, 1_000_000], "search_records": 100_000, "ann_queries": 1000}
-    quick = {"code_records": 400, "short_records": 2000, "repeat": 1, "rss_sizes": [2_000, 20_000],
+    quick = {"index_files": 60, "code_records": 400, "short_records": 2000, "repeat": 1, "rss_sizes": [2_000, 20_000],
              "big_bytes": 20e6, "stores_records": 2000, "stores_repeat": 2, "stores_rss_sizes": [2_000, 20_000],
              "search_records": 5000, "ann_queries": 200}
     preset = full if a.all else quick
@@ -1079,7 +1172,7 @@ def main():
         if getattr(a, k) is None:
             setattr(a, k, v)
     a.big_bytes = int(a.big_bytes)
-    every = {"code", "short", "padding", "gemm", "rss", "gb", "precision", "stores", "search"}
+    every = {"code", "short", "padding", "gemm", "rss", "gb", "precision", "stores", "search", "index"}
     a.sections = set(s for s in a.only.split(",") if s) or (every if (a.all or a.quick) else set())
     unknown = a.sections - every
     if unknown:

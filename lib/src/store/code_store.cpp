@@ -90,7 +90,25 @@ class SqliteCodeStore final : public CodeStore {
   const std::string& name() const override { return name_; }
 
   std::optional<TableMeta> meta() override {
-    auto m = catalog_->read_meta(kChunksTable);
+    std::optional<TableMeta> m;
+    try {
+      m = catalog_->read_meta(kChunksTable);
+    } catch (const Error&) {
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{}: it has a table \"chunks\" that sluice did not make: index into another store",
+                              name_));
+    }
+    if (m) {
+      // A chunks table of `embed --table chunks` is in the catalog too, without the index's columns.
+      Statement index(db_, "SELECT 1 FROM pragma_table_info('chunks') WHERE name = 'text_hash'");
+      Statement files(db_, "SELECT 1 FROM sqlite_schema WHERE name = 'files'");
+      if (index.step() != SQLITE_ROW || files.step() != SQLITE_ROW) {
+        throw Error(ErrorCode::invalid_argument,
+                    fmt::format("{}: its table \"chunks\" was made by pipeline-run embed, not by index: index into "
+                                "another store",
+                                name_));
+      }
+    }
     if (!m) {
       Statement other(db_, "SELECT 1 FROM sqlite_schema WHERE name IN ('files', 'chunks_path', 'chunks_text_hash') "
                            "COLLATE NOCASE");
