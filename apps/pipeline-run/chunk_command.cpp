@@ -18,6 +18,7 @@
 #include <sluice/tokenizer.hpp>
 
 #include "code/chunker.hpp"
+#include "code/ignore.hpp"
 #include "code/index.hpp"
 #include "code/walk.hpp"
 #include "exit_codes.hpp"
@@ -97,7 +98,7 @@ int run_chunk(const ChunkArgs& args) {
   for (const std::string& out : {args.output, args.files_output}) {
     if (out.empty() || out == "-") continue;
     const auto rel = std::filesystem::weakly_canonical(out, ec).lexically_relative(root);
-    if (!rel.empty() && *rel.begin() != "..") wo.exclude.push_back("/" + rel.generic_string());
+    if (!rel.empty() && *rel.begin() != "..") wo.exclude.push_back("/" + sluice::code::escape_glob(rel.generic_string()));
   }
   sluice::code::TreeWalker walker(args.root, wo);
   Out out(args.output);

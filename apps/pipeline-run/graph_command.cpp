@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <sluice/error.hpp>
+#include <sluice/file_roles.hpp>
 #include <sluice/store.hpp>
 
 #include "exit_codes.hpp"
@@ -25,23 +26,37 @@ std::string json_string(std::string_view s) {
   return out;
 }
 
-// Text for XML character data and attribute values.
+// Text for XML character data and attribute values: markup escaped; tab, newline and carriage
+// return as character references (an attribute keeps them then); other control characters,
+// which XML 1.0 does not allow, and bytes that are not UTF-8, as U+FFFD.
 std::string xml(std::string_view s) {
   std::string out;
-  for (char c : s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default:
-        // Control characters other than tab and newline are not allowed in XML 1.0.
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') {
-          out += ' ';
-        } else {
-          out.push_back(c);
-        }
+      case '&': out += "&amp;"; ++i; continue;
+      case '<': out += "&lt;"; ++i; continue;
+      case '>': out += "&gt;"; ++i; continue;
+      case '"': out += "&quot;"; ++i; continue;
+      case '\t': out += "&#9;"; ++i; continue;
+      case '\n': out += "&#10;"; ++i; continue;
+      case '\r': out += "&#13;"; ++i; continue;
+      default: break;
     }
+    if (c < 0x20) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    const std::size_t bad = sluice::find_invalid_utf8(s.substr(i, 4 < s.size() - i ? 4 : s.size() - i));
+    const std::size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (c >= 0x80 && (bad < len || i + len > s.size())) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, len));
+    i += len;
   }
   return out;
 }
@@ -100,8 +115,23 @@ int run_graph(const GraphArgs& args) {
                sluice::redact_uri(args.store), sluice::redact_uri(args.store));
     return kExitUsage;
   }
+  if (store->graph_stale()) {
+    fmt::print(stderr, "note: files changed since the graph was last resolved (a run stopped before its end): the "
+                       "metrics are those of the last complete run; run pipeline-run index again to update them\n");
+  }
   if (!args.export_format.empty()) {
-    Output out(args.output);
+    // Never over the store: written to a temporary file beside the output, renamed at the end.
+    if (args.output != "-") {
+      std::vector<sluice::FileRole> roles = {{"export", args.output}};
+      if (auto file = sluice::sqlite_store_path(args.store)) {
+        roles.push_back({"store", *file});
+        roles.push_back({"store's journal", *file + "-wal"});
+        roles.push_back({"store's shared memory", *file + "-shm"});
+      }
+      sluice::check_distinct_files(roles);
+    }
+    const std::string temp = args.output == "-" ? "-" : args.output + ".partial";
+    Output out(temp);
     const bool graphml = args.export_format == "graphml";
     if (graphml) {
       out.put("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -129,7 +159,7 @@ int run_graph(const GraphArgs& args) {
                             c.fan_out, c.pagerank));
       } else {
         out.put(fmt::format("  {} [label={}, path={}, kind={}, lines=\"{}-{}\", fan_in={}, fan_out={}, "
-                            "pagerank={:.9g}];\n",
+                            "pagerank=\"{:.9g}\"];\n",
                             dot(c.id), dot(c.name.empty() ? c.id : c.name), dot(c.path), dot(c.kind), c.start_line,
                             c.end_line, c.fan_in, c.fan_out, c.pagerank));
       }
@@ -145,6 +175,10 @@ int run_graph(const GraphArgs& args) {
     });
     out.put(graphml ? "  </graph>\n</graphml>\n" : "}\n");
     out.close();
+    if (temp != "-" && std::rename(temp.c_str(), args.output.c_str()) != 0) {
+      throw sluice::Error(sluice::ErrorCode::io_error,
+                          fmt::format("{}: cannot write: {}", args.output, std::strerror(errno)));
+    }
     return kExitOk;
   }
 

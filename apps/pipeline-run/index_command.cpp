@@ -16,6 +16,7 @@
 #include <sluice/store.hpp>
 #include <sluice/tokenizer.hpp>
 
+#include "code/ignore.hpp"
 #include "code/index.hpp"
 #include "exit_codes.hpp"
 #include "model/model_config.hpp"
@@ -38,7 +39,7 @@ int run_index(IndexArgs& args) {
   }
   // The files this run writes are distinct, and none of them is indexed.
   std::vector<sluice::FileRole> roles;
-  const std::string store_path = args.store.starts_with("sqlite:") ? args.store.substr(7) : std::string();
+  const std::string store_path = sluice::sqlite_store_path(args.store).value_or(std::string());
   if (!store_path.empty()) roles.push_back({"store", store_path});
   if (!args.events.empty()) roles.push_back({"event log", args.events, STDOUT_FILENO});
   if (!args.dead_letter.empty()) roles.push_back({"dead-letter file", args.dead_letter});
@@ -57,7 +58,9 @@ int run_index(IndexArgs& args) {
                                    args.events, args.dead_letter}) {
       if (out.empty() || out == "-" || out == "-wal" || out == "-shm" || out == ".sluice-lock") continue;
       const auto rel = std::filesystem::weakly_canonical(out, ec).lexically_relative(root);
-      if (!rel.empty() && *rel.begin() != "..") io.walk.exclude.push_back("/" + rel.generic_string());
+      if (!rel.empty() && *rel.begin() != "..") {
+        io.walk.exclude.push_back("/" + sluice::code::escape_glob(rel.generic_string()));
+      }
     }
   }
 

@@ -147,7 +147,7 @@ int run_embed(EmbedArgs& args) {
       fmt::print(stderr, "error: --resume needs the checkpoint that --no-checkpoint turns off\n");
       return kExitUsage;
     }
-    if (store->uri.starts_with("sqlite:")) opt.other_files.push_back({"store", store->uri.substr(7)});
+    if (auto file = sluice::sqlite_store_path(store->uri)) opt.other_files.push_back({"store", *file});
   } else {
     if (args.table_given) {
       fmt::print(stderr, "error: --table names a store's table: give -o sqlite:PATH or -o postgresql://...\n");

@@ -171,13 +171,13 @@ int run_search(const SearchArgs& args) {
         fmt::print(stderr, "error: --approximate on PostgreSQL needs --index PATH: the file to keep the index in\n");
         return kExitUsage;
       }
-      io.path = fmt::format("{}.{}.hnsw", args.store.substr(std::string_view("sqlite:").size()), args.table);
+      io.path = fmt::format("{}.{}.hnsw", *sluice::sqlite_store_path(args.store), args.table);
     }
     io.ef_search = args.ef;
     // The index's files are never the store's (nor one another).
     if (args.store.starts_with("sqlite:")) {
       try {
-        sluice::check_distinct_files({{"store", args.store.substr(std::string_view("sqlite:").size())},
+        sluice::check_distinct_files({{"store", *sluice::sqlite_store_path(args.store)},
                                       {"approximate index", io.path},
                                       {"approximate index's metadata", io.path + ".meta"}});
       } catch (const sluice::Error& e) {

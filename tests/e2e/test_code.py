@@ -10,6 +10,7 @@ import ast
 import json
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -418,7 +419,8 @@ class IndexTest(TreeTest):
         helper, base, app_go, local, twice = (ids["pkg.util.helper"], ids["pkg.base.Base"], ids["app.App"],
                                                ids["app.local"], ids["other.twice"])
         first = {p: cid for cid, p in con.execute("SELECT id, path FROM chunks WHERE ordinal = 0")}
-        self.assertIn((app_go, helper, "helper", "calls"), edges)        # through the import of pkg.util
+        self.assertIn((app_go, helper, "helper", "calls"), edges)        # the only definition of that name
+        self.assertIn((first["app.py"], first["pkg/util.py"], "pkg.util", "imports"), edges)  # from pkg import util
         self.assertIn((app_go, local, "local", "calls"), edges)          # the same file
         self.assertIn((app_go, base, "Base", "inherits"), edges)
         self.assertIn((local, helper, "helper", "calls"), edges)         # the only definition of that name
@@ -430,9 +432,9 @@ class IndexTest(TreeTest):
         self.assertIn((ids["web.main.main"], ids["web.lib.f"], "f", "calls"), edges)
         fan_in, fan_out, rank = con.execute("SELECT fan_in, fan_out, pagerank FROM chunk_metrics WHERE chunk_id = ?",
                                             (helper,)).fetchone()
-        # App.go, local, twice (twice calls it twice: one edge), and other.py's import of
-        # pkg.util, whose target is that file's first chunk: helper.
-        self.assertEqual(fan_in, 4)
+        # App.go, local, twice (twice calls it twice: one edge), and the imports of pkg.util in
+        # other.py and app.py, whose target is that file's first chunk: helper.
+        self.assertEqual(fan_in, 5)
         self.assertEqual(fan_out, 0)
         total = con.execute("SELECT sum(pagerank) FROM chunk_metrics").fetchone()[0]
         self.assertAlmostEqual(total, 1.0, places=6)
@@ -490,6 +492,55 @@ class IndexTest(TreeTest):
         r = run(["index", root, "-o", "sqlite:" + db, "--model", os.path.join(MODELS, "tiny"), "--progress", "never"])
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn(b"another model", r.stderr)
+
+    def test_other_options_read_every_file_again_and_another_folder_is_refused(self):
+        root = self.build_tree()
+        db = self.path("index.db")
+        self.assertEqual(self.index(root, db).returncode, 0)
+        con = sqlite3.connect(db)
+        before = con.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        con.close()
+        # A smaller budget: every file read again (the stats are unchanged), more chunks.
+        r = run(["index", root, "-o", "sqlite:" + db, "--model", MINILM, "--chunk-tokens", "80", "--progress",
+                 "never"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b" 0 unchanged", r.stderr)
+        con = sqlite3.connect(db)
+        self.assertGreater(con.execute("SELECT count(*) FROM chunks").fetchone()[0], before)
+        self.assertLessEqual(con.execute("SELECT max(tokens) FROM chunks").fetchone()[0], 80)
+        con.close()
+        r = run(["index", root, "-o", "sqlite:" + db, "--model", MINILM, "--chunk-tokens", "80", "--progress",
+                 "never"])
+        self.assertIn(b" 0 indexed", r.stderr)
+        # Another folder into the same store would remove every row: refused.
+        other = self.path("other")
+        os.makedirs(other)
+        r = self.index(other, db)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"holds the index of", r.stderr)
+
+    def test_outputs_inside_the_tree_are_not_indexed(self):
+        for absolute, store, events in ((True, "idx[1].db", "ev[1].jsonl"), (False, "idx.db", "ev.jsonl")):
+            root = self.build_tree()
+            if absolute:
+                store, events = os.path.join(root, store), os.path.join(root, events)
+            uri = "sqlite:" + store if absolute else "sqlite://" + store
+            for _ in range(2):
+                r = subprocess.run([os.path.abspath(PIPELINE_RUN), "index", ".", "-o", uri, "--model",
+                                    os.path.abspath(MINILM), "--chunk-tokens", str(BUDGET), "--progress", "never",
+                                    "--events", events], capture_output=True, timeout=600, cwd=root)
+                self.assertEqual(r.returncode, 0, r.stderr)
+            con = sqlite3.connect(os.path.join(root, store))
+            paths = {p for (p,) in con.execute("SELECT path FROM files")}
+            con.close()
+            self.assertFalse([p for p in paths if p.startswith(("idx", "ev"))], paths)
+            self.assertIn("app/main.py", paths)
+            # The graph's export never goes over the store.
+            db = os.path.join(root, store)
+            r = run(["graph", "sqlite:" + db, "--export", "dot", "-o", db])
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(b"same file", r.stderr)
+            shutil.rmtree(root)
 
     def test_a_store_whose_tables_are_not_an_index_is_refused(self):
         root = self.build_tree()

@@ -390,8 +390,8 @@ TEST_CASE("each language's graph query names its calls, imports and bases") {
       {"a.py",
        "import os.path\nfrom .util import helper\nimport numpy as np\n\nclass B(Base, mod.Mixin):\n"
        "    def f(self):\n        return helper(os.path.join('a'))\n",
-       {"imports os.path", "imports .util", "imports numpy", "inherits Base", "inherits Mixin", "calls helper",
-        "calls join"}},
+       {"imports os.path", "imports .util", "imports .util.helper", "imports numpy", "inherits Base",
+        "inherits Mixin", "calls helper", "calls join"}},
       {"a.js",
        "import { x } from './lib/x.js';\nclass C extends Base {\n  m() { return run(this.go(), new Thing()); }\n}\n",
        {"imports ./lib/x.js", "inherits Base", "calls run", "calls go", "calls Thing"}},
@@ -445,5 +445,11 @@ TEST_CASE("an import names the files it may be, by language") {
   CHECK(import_candidates("src/main.rs", "crate::net::http::{Client, get}") ==
         V{"src/net/http.rs", "src/net/http/mod.rs", "src/net.rs", "src/net/mod.rs"});
   CHECK(import_candidates("src/main.rs", "std::fmt").empty());
+  // A module's own folder: src/net/http.rs is the module src/net/http; mod.rs is its folder's.
+  CHECK(import_candidates("src/net/http.rs", "super::tcp::connect")[0] == "src/net/tcp/connect.rs");
+  CHECK(import_candidates("src/net/http.rs", "super::tcp::connect")[2] == "src/net/tcp.rs");
+  CHECK(import_candidates("src/net/http.rs", "self::inner::helper")[2] == "src/net/http/inner.rs");
+  CHECK(import_candidates("src/net/mod.rs", "self::tcp")[0] == "src/net/tcp.rs");
+  CHECK(import_candidates("src/net/mod.rs", "super::util")[0] == "src/util.rs");
   CHECK(import_candidates("cmd/main.go", "fmt").empty());
 }

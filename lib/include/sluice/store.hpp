@@ -46,6 +46,9 @@ struct StoreOptions {
 
 /// Whether `output` names a store rather than a JSONL file.
 bool is_store_uri(std::string_view output) noexcept;
+/// The file of a SQLite store's URI (`sqlite:PATH`, `sqlite://PATH`, `sqlite:///ABS`), or
+/// nothing for another URI.
+std::optional<std::string> sqlite_store_path(std::string_view uri);
 /// The URI with any password replaced by "***" (for messages, events and logs).
 std::string redact_uri(std::string_view uri);
 

@@ -498,6 +498,28 @@ struct Chunker::Impl {
         }
         if (name.empty() || name.size() > 512) continue;
         const std::string_view kind = cn == "call" ? "calls" : cn == "import" ? "imports" : "inherits";
+        // Python's `from pkg import util` may import the module pkg.util: named too.
+        const TSNode parent = ts_node_parent(node);
+        if (cn == "import" && !ts_node_is_null(parent) &&
+            std::string_view(ts_node_type(parent)) == "import_from_statement" &&
+            ts_node_eq(ts_node_child_by_field_name(parent, "module_name", 11), node)) {
+          const std::uint32_t n = ts_node_child_count(parent);
+          for (std::uint32_t i = 0; i < n; ++i) {
+            const char* field = ts_node_field_name_for_child(parent, i);
+            if (field == nullptr || std::string_view(field) != "name") continue;
+            TSNode item = ts_node_child(parent, i);
+            if (std::string_view(ts_node_type(item)) == "aliased_import") {
+              item = ts_node_child_by_field_name(item, "name", 4);
+            }
+            if (ts_node_is_null(item) || std::string_view(ts_node_type(item)) != "dotted_name") continue;
+            const std::uint32_t ib = ts_node_start_byte(item), ie = ts_node_end_byte(item);
+            if (ie <= ib || ie > text.size()) continue;
+            std::string full = name;
+            if (!full.ends_with(".")) full += ".";
+            full += text.substr(ib, ie - ib);
+            refs.push_back(CodeReference{"imports", std::move(full), b});
+          }
+        }
         refs.push_back(CodeReference{std::string(kind), std::move(name), b});
       }
     }

@@ -201,4 +201,18 @@ std::optional<bool> IgnoreFile::match(std::string_view path, bool is_dir) const 
   return std::nullopt;
 }
 
+std::string escape_glob(std::string_view path) {
+  std::size_t keep = path.size();
+  while (keep > 0 && path[keep - 1] == ' ') --keep;
+  std::string out;
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    const char c = path[i];
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\' || c == '!' || c == '#' || i >= keep) {
+      out.push_back('\\');
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
 }  // namespace sluice::code

@@ -47,4 +47,8 @@ class IgnoreFile {
   std::vector<Rule> rules_;
 };
 
+/// `path` as a pattern that matches only itself: "\" before each of "*?[]\!#" and before
+/// trailing spaces.
+std::string escape_glob(std::string_view path);
+
 }  // namespace sluice::code

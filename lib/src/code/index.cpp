@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <set>
 #include <tuple>
 
@@ -126,15 +127,22 @@ std::vector<std::string> import_candidates(std::string_view source, std::string_
     // crate::a::b::C -> src/a/b.rs, src/a/b/mod.rs, src/a.rs (the item may be in its parent).
     std::string path(name);
     if (const std::size_t brace = path.find("::{"); brace != std::string::npos) path.resize(brace);
+    // The importing file's module folder: its folder for mod.rs, lib.rs and main.rs, else the
+    // folder named after it (src/net/http.rs is the module src/net/http).
+    const std::string_view file_name = source.substr(source.rfind('/') == std::string_view::npos ? 0
+                                                                                                 : source.rfind('/') + 1);
+    const bool folder_module = file_name == "mod.rs" || file_name == "lib.rs" || file_name == "main.rs";
+    const std::string module_dir =
+        folder_module ? dir : join(dir, file_name.substr(0, file_name.size() - std::string_view(".rs").size()));
     std::string base;
     if (path.starts_with("crate::")) {
       base = "src";
       path = path.substr(7);
     } else if (path.starts_with("super::")) {
-      base = dir_of(dir);
+      base = dir_of(module_dir);
       path = path.substr(7);
     } else if (path.starts_with("self::")) {
-      base = dir;
+      base = module_dir;
       path = path.substr(6);
     } else {
       return {};  // another crate
@@ -148,9 +156,7 @@ std::vector<std::string> import_candidates(std::string_view source, std::string_
       rel.resize(slash);
     }
   } else if (language == "go") {
-    // A package is a folder: its path's last parts, from the longest; the folder's first file.
-    // (The store is asked for each candidate path as a file: Go candidates name no file, so
-    // imports in Go are resolved by the folder's files in the store.)
+    // A package is a folder, not a file: Go imports stay unresolved.
     return {};
   }
   std::vector<std::string> out;
@@ -167,6 +173,7 @@ namespace {
 // The kind of a skip reason: without its numbers and details.
 std::string reason_kind(const std::string& reason) {
   if (reason.find("over --max-file-bytes") != std::string::npos) return "over --max-file-bytes";
+  if (reason.starts_with("invalid UTF-8")) return "invalid UTF-8";
   std::string kind = reason.substr(0, reason.find_first_of("(,:0123456789"));
   return kind.substr(0, kind.find_last_not_of(' ') + 1);
 }
@@ -190,6 +197,10 @@ struct CodeIndex::Shared {
   std::unique_ptr<CodeStore> reader;   // the source's (source thread)
   std::int64_t run = 0;
   std::uint32_t dimensions = 0;
+  // What rows depend on besides a file's bytes: the store keeps it ("options"); when this run's
+  // differs, every file is read again, and the new value is kept once the run is complete.
+  std::string options_fingerprint;
+  bool reread_all = false;
 
   std::mutex mu;  // guards plans, totals
   std::deque<Plan> plans;
@@ -257,17 +268,24 @@ class TreeSource final : public Source {
     offset_ += e.size;
     std::size_t bytes = 0;
 
-    const auto stored = s_->reader->file(e.path);
-    if (stored && stored->stat_known && stored->size == e.size && stored->mtime_ns == e.mtime_ns &&
-        stored->inode == e.inode) {
+    row.ctime_ns = e.ctime_ns;
+    // Not read again: a file the store holds with the same size, mtime, ctime and inode, made
+    // with the same options (after other options, every file is read again; stored vectors
+    // are still reused).
+    const auto stored = e.status != WalkEntry::Status::failed && !s_->reread_all ? s_->reader->file(e.path)
+                                                                                  : std::nullopt;
+    // A file the walk skips (a link, a FIFO, too large) is unchanged only if it was skipped.
+    const bool same_kind = stored && (e.status == WalkEntry::Status::file || stored->status == "skipped");
+    if (same_kind && stored->stat_known && stored->size == e.size && stored->mtime_ns == e.mtime_ns &&
+        stored->inode == e.inode && stored->ctime_ns == e.ctime_ns) {
       plan.write.kind = CodeFileWrite::Kind::unchanged;
       row.status = stored->status;
     } else if (e.status != WalkEntry::Status::file) {
       plan.write.kind = e.status == WalkEntry::Status::skipped ? CodeFileWrite::Kind::replace : CodeFileWrite::Kind::fail;
       row.status = e.status == WalkEntry::Status::skipped ? "skipped" : "failed";
       row.reason = e.reason;
-    } else {
-      read_and_chunk(e, plan, out, start, bytes);
+    } else if (!read_and_chunk(e, plan, out, start, bytes)) {
+      return bytes;  // gone since the walk saw it: no row (a rerun removes an older one)
     }
     plan.first_index = next_index_;
     next_index_ += plan.write.chunks.size();
@@ -295,21 +313,23 @@ class TreeSource final : public Source {
     return bytes + 64;
   }
 
-  void read_and_chunk(const WalkEntry& e, Plan& plan, std::vector<Record>& out, std::uint64_t start,
+  // False when the file is gone.
+  bool read_and_chunk(const WalkEntry& e, Plan& plan, std::vector<Record>& out, std::uint64_t start,
                       std::size_t& bytes) {
     CodeFileRow& row = plan.write.file;
     std::string text;
     if (auto error = read_file(s_->opt.root + "/" + e.path, row, text)) {
+      if (error->empty()) return false;
       plan.write.kind = CodeFileWrite::Kind::fail;
       row.status = "failed";
       row.reason = *error;
-      return;
+      return true;
     }
     row.sha256 = sha256_hex(text);
     if (auto why = classify_content(text)) {
       row.status = "skipped";
       row.reason = *why;
-      return;
+      return true;
     }
     ChunkedFile f;
     try {
@@ -318,7 +338,7 @@ class TreeSource final : public Source {
       plan.write.kind = CodeFileWrite::Kind::fail;
       row.status = "failed";
       row.reason = fmt::format("cannot chunk: {}", ex.what());
-      return;
+      return true;
     }
     row.language = f.language;
     row.status = f.partial ? "partial" : "indexed";
@@ -386,12 +406,14 @@ class TreeSource final : public Source {
       if (!seen.emplace(best, ref.kind, ref.name).second) continue;
       plan.write.edges.push_back({plan.write.chunks[best].id, ref.name, ref.kind});
     }
+    return true;
   }
 
   // The file's bytes, and its stat from the open descriptor; an error message when it cannot
-  // be read.
+  // be read, an empty one when it is gone.
   static std::optional<std::string> read_file(const std::string& path, CodeFileRow& row, std::string& text) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0 && errno == ENOENT) return std::string();  // gone
     if (fd < 0) return fmt::format("cannot read: {}", std::strerror(errno));
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -402,6 +424,7 @@ class TreeSource final : public Source {
     row.size = static_cast<std::uint64_t>(st.st_size);
     row.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     row.inode = static_cast<std::uint64_t>(st.st_ino);
+    row.ctime_ns = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
     text.resize(row.size);
     std::size_t got = 0;
     while (got < text.size()) {
@@ -521,6 +544,8 @@ class IndexSink final : public Sink {
       s_->totals.removal_skipped = complete && !clean;
     }
     if (!complete) return;  // stopped: the next run goes on
+    // Every file seen with this run's options: a rerun may trust the rows' stats.
+    if (s_->reread_all) s_->writer->set_state("options", s_->options_fingerprint);
     // Gone files only after a whole walk without errors: a folder that could not be read is
     // not gone.
     const std::uint64_t removed = clean ? s_->writer->remove_unseen(s_->run) : 0;
@@ -560,6 +585,7 @@ CodeIndex::CodeIndex(IndexOptions options, std::shared_ptr<Tokenizer> tokenizer,
   meta.type = VectorType::float32;
   meta.normalized = model.normalized;
   if (auto have = s.writer->meta()) {
+    s.writer->upgrade();
     if (have->model_identity != meta.model_identity || have->dimensions != meta.dimensions) {
       throw Error(ErrorCode::invalid_argument,
                   fmt::format("{} holds a code index made by another model ({}, {} dimensions); this run's is {} ({} "
@@ -570,7 +596,22 @@ CodeIndex::CodeIndex(IndexOptions options, std::shared_ptr<Tokenizer> tokenizer,
   } else {
     s.writer->create(meta);
   }
-  run_ = s.run = s.writer->start_run(s.opt.pipeline_id, s.opt.root);
+  // One tree per store: another folder's run would remove every row as gone.
+  std::error_code ec;
+  const auto canonical = std::filesystem::weakly_canonical(s.opt.root, ec);
+  const std::string root = ec ? s.opt.root : canonical.string();
+  const std::string indexed = s.writer->state("root");
+  if (!indexed.empty() && indexed != root) {
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("{} holds the index of {}; this run indexes {}: index into another store (or, when the "
+                            "folder was moved, into a new one)",
+                            redact_uri(s.opt.store), indexed, root));
+  }
+  if (indexed.empty()) s.writer->set_state("root", root);
+  s.options_fingerprint = fmt::format("format {}, chunk budget {} tokens, header {} tokens, max file bytes {}",
+                                      kIndexFormat, s.opt.budget, kHeaderTokens, s.opt.walk.max_file_bytes);
+  s.reread_all = s.writer->state("options") != s.options_fingerprint;
+  run_ = s.run = s.writer->start_run(s.opt.pipeline_id, root);
   s.reader = CodeStore::open(s.opt.store, true);
   // The totals, for the progress line and its ETA: one walk that only lists.
   TreeWalker walker(s.opt.root, s.opt.walk);

@@ -31,6 +31,10 @@
 
 namespace sluice::code {
 
+/// The version of what the index writes for a file (chunking, hashing, the header line): a new
+/// one makes the next run read every file again.
+inline constexpr int kIndexFormat = 1;
+
 /// Tokens kept for the header line in front of each chunk's content ("PATH: NAME").
 inline constexpr std::uint32_t kHeaderTokens = 32;
 

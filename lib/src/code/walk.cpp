@@ -165,6 +165,7 @@ std::optional<WalkEntry> TreeWalker::next() {
     entry.size = static_cast<std::uint64_t>(st.st_size);
     entry.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     entry.inode = static_cast<std::uint64_t>(st.st_ino);
+    entry.ctime_ns = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
     const bool is_dir = S_ISDIR(st.st_mode);
     if (name == ".git") continue;  // the repository itself (a folder, or a worktree's file)
     if (exclude_.match(rel, is_dir).value_or(false)) {

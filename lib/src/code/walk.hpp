@@ -44,6 +44,7 @@ struct WalkEntry {
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
   std::uint64_t inode = 0;
+  std::int64_t ctime_ns = 0;  ///< the inode's change time (no user sets it; an edit changes it)
 };
 
 struct WalkCounts {

@@ -40,11 +40,17 @@ std::uint64_t EventBus::publish(EventPayload payload) {
     PipelineEvent event{++seq_, unix_time_now(), pipeline_id_, std::move(payload)};
     if (first == 0) first = event.seq;
     const std::size_t kind = event.payload.index();
-    delivering_ = true;
-    for (auto& s : subscribers_) {
-      if (s.filter.wants_index(kind)) s.callback(event);
+    {
+      // Even when a callback throws, the bus goes on delivering later events.
+      struct Delivering {
+        bool& flag;
+        explicit Delivering(bool& f) : flag(f) { flag = true; }
+        ~Delivering() { flag = false; }
+      } delivering(delivering_);
+      for (auto& s : subscribers_) {
+        if (s.filter.wants_index(kind)) s.callback(event);
+      }
     }
-    delivering_ = false;
     for (auto& s : pending_additions_) subscribers_.push_back(std::move(s));
     pending_additions_.clear();
     if (!pending_removals_.empty()) {

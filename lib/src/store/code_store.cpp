@@ -27,28 +27,28 @@ bool busy(int rc) {
 }
 
 constexpr const char* kSchema =
-    "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, sha256 TEXT NOT "
-    "NULL, language TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, chunks INTEGER NOT NULL, seen_run "
-    "INTEGER NOT NULL);"
-    "CREATE TABLE chunks (id TEXT PRIMARY KEY, path TEXT NOT NULL, ordinal INTEGER NOT NULL, kind TEXT NOT NULL, "
-    "name TEXT NOT NULL, start_line INTEGER NOT NULL, end_line INTEGER NOT NULL, start_byte INTEGER NOT NULL, "
-    "end_byte INTEGER NOT NULL, content TEXT NOT NULL, content_hash TEXT NOT NULL, text_hash TEXT NOT NULL, tokens "
-    "INTEGER NOT NULL, embedding BLOB NOT NULL, run INTEGER NOT NULL, line INTEGER NOT NULL DEFAULT 0, symbol TEXT NOT "
-    "NULL DEFAULT '', "
-    "record TEXT GENERATED ALWAYS AS (json_object('path', path, 'start_line', start_line, 'end_line', end_line, "
-    "'name', name, 'kind', kind, 'text', content)) VIRTUAL);"
-    "CREATE INDEX chunks_path ON chunks (path);"
-    "CREATE INDEX chunks_text_hash ON chunks (text_hash);"
-    "CREATE INDEX chunks_symbol ON chunks (symbol);"
-    "CREATE TABLE edges (source_id TEXT NOT NULL, target_id TEXT, target_name TEXT NOT NULL, kind TEXT NOT NULL, "
-    "source_path TEXT NOT NULL, target_path TEXT);"
-    "CREATE INDEX edges_source_path ON edges (source_path);"
-    "CREATE INDEX edges_source ON edges (source_id);"
-    "CREATE INDEX edges_target ON edges (target_id);"
-    "CREATE TABLE chunk_metrics (chunk_id TEXT PRIMARY KEY, fan_in INTEGER NOT NULL, fan_out INTEGER NOT NULL, "
-    "pagerank REAL NOT NULL);"
-    "CREATE TABLE sluice_code_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "INSERT INTO sluice_code_state VALUES ('graph_stale', '0');";
+    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, sha256 "
+    "TEXT NOT NULL, language TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, chunks INTEGER NOT NULL, "
+    "seen_run INTEGER NOT NULL, ctime_ns INTEGER);"
+    "CREATE TABLE IF NOT EXISTS chunks (id TEXT PRIMARY KEY, path TEXT NOT NULL, ordinal INTEGER NOT NULL, kind TEXT "
+    "NOT NULL, name TEXT NOT NULL, start_line INTEGER NOT NULL, end_line INTEGER NOT NULL, start_byte INTEGER NOT "
+    "NULL, end_byte INTEGER NOT NULL, content TEXT NOT NULL, content_hash TEXT NOT NULL, text_hash TEXT NOT NULL, "
+    "tokens INTEGER NOT NULL, embedding BLOB NOT NULL, run INTEGER NOT NULL, line INTEGER NOT NULL DEFAULT 0, symbol "
+    "TEXT NOT NULL DEFAULT '', record TEXT GENERATED ALWAYS AS (json_object('path', path, 'start_line', start_line, "
+    "'end_line', end_line, 'name', name, 'kind', kind, 'text', content)) VIRTUAL);"
+    "CREATE INDEX IF NOT EXISTS chunks_path ON chunks (path);"
+    "CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks (text_hash);"
+    "CREATE INDEX IF NOT EXISTS chunks_symbol ON chunks (symbol);"
+    "CREATE TABLE IF NOT EXISTS edges (source_id TEXT NOT NULL, target_id TEXT, target_name TEXT NOT NULL, kind TEXT "
+    "NOT NULL, source_path TEXT NOT NULL, target_path TEXT);"
+    "CREATE INDEX IF NOT EXISTS edges_source_path ON edges (source_path);"
+    "CREATE INDEX IF NOT EXISTS edges_source ON edges (source_id);"
+    "CREATE INDEX IF NOT EXISTS edges_target ON edges (target_id);"
+    "CREATE INDEX IF NOT EXISTS edges_imports ON edges (source_path, kind, target_path);"
+    "CREATE TABLE IF NOT EXISTS chunk_metrics (chunk_id TEXT PRIMARY KEY, fan_in INTEGER NOT NULL, fan_out INTEGER "
+    "NOT NULL, pagerank REAL NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS sluice_code_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "INSERT OR IGNORE INTO sluice_code_state VALUES ('graph_stale', '1');";
 
 // The last part of a qualified name ("pkg.mod.Class.method" -> "method", "ns::f" -> "f").
 std::string_view symbol_of(std::string_view name) {
@@ -147,12 +147,48 @@ class SqliteCodeStore final : public CodeStore {
     catalog_->lock_for_writing(kChunksTable);
   }
 
+  void upgrade() override {
+    // An index made by an earlier version: what it lacks is added (tables, columns, indexes).
+    Statement has(db_, "SELECT 1 FROM sqlite_schema WHERE name = 'files'");
+    Statement chunks(db_, "SELECT 1 FROM sqlite_schema WHERE name = 'chunks'");
+    if (has.step() != SQLITE_ROW || chunks.step() != SQLITE_ROW) return;
+    exec_setup("BEGIN IMMEDIATE");
+    try {
+      for (const auto& [table, column, type] :
+           {std::tuple{"chunks", "symbol", "TEXT NOT NULL DEFAULT ''"}, std::tuple{"files", "ctime_ns", "INTEGER"}}) {
+        Statement col(db_, fmt::format("SELECT 1 FROM pragma_table_info('{}') WHERE name = '{}'", table, column));
+        if (col.step() != SQLITE_ROW) exec_setup(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", table, column, type));
+      }
+      exec_setup(kSchema);
+      exec_setup("COMMIT");
+    } catch (...) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+
+  std::string state(const std::string& key) override {
+    Statement table(db_, "SELECT 1 FROM sqlite_schema WHERE name = 'sluice_code_state'");
+    if (table.step() != SQLITE_ROW) return {};
+    Statement st(db_, "SELECT value FROM sluice_code_state WHERE key = ?1");
+    st.text(1, key);
+    return st.step() == SQLITE_ROW ? std::string(st.column_text(0)) : std::string();
+  }
+
+  void set_state(const std::string& key, const std::string& value) override {
+    Statement st(db_, "INSERT INTO sluice_code_state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET "
+                      "value = excluded.value");
+    st.text(1, key).text(2, value);
+    check_setup(st.step(), "cannot write the index's state");
+  }
+
   std::int64_t start_run(const std::string& pipeline_id, const std::string& root) override {
     return catalog_->start_run(kChunksTable, pipeline_id, root, "path");
   }
 
   std::optional<StoredFile> file(const std::string& path) override {
-    Statement& st = statement(kFile, "SELECT size, mtime_ns, inode, status FROM files WHERE path = ?1");
+    Statement& st = statement(kFile, "SELECT size, mtime_ns, inode, status, coalesce(ctime_ns, 0) FROM files WHERE "
+                                     "path = ?1");
     st.text(1, path);
     std::optional<StoredFile> out;
     const int rc = st.step();
@@ -163,6 +199,7 @@ class SqliteCodeStore final : public CodeStore {
       f.mtime_ns = st.column_int(1);
       f.inode = static_cast<std::uint64_t>(st.column_int(2));
       f.status = std::string(st.column_text(3));
+      f.ctime_ns = st.column_int(4);
       out = std::move(f);
     } else if (rc != SQLITE_DONE) {
       st.reset();
@@ -378,10 +415,11 @@ class SqliteCodeStore final : public CodeStore {
       // The old chunks stay; the row says why, without a stat, so the next run reads it again.
       Statement& st = statement(
           kUpsertFailed,
-          "INSERT INTO files (path, size, mtime_ns, inode, sha256, language, status, reason, chunks, seen_run) "
-          "VALUES (?1, NULL, NULL, NULL, '', ?2, 'failed', ?3, (SELECT count(*) FROM chunks WHERE path = ?1), ?4) "
-          "ON CONFLICT (path) DO UPDATE SET size = NULL, mtime_ns = NULL, inode = NULL, sha256 = '', status = "
-          "'failed', reason = excluded.reason, chunks = excluded.chunks, seen_run = excluded.seen_run");
+          "INSERT INTO files (path, size, mtime_ns, inode, ctime_ns, sha256, language, status, reason, chunks, "
+          "seen_run) VALUES (?1, NULL, NULL, NULL, NULL, '', ?2, 'failed', ?3, (SELECT count(*) FROM chunks WHERE path "
+          "= ?1), ?4) ON CONFLICT (path) DO UPDATE SET size = NULL, mtime_ns = NULL, inode = NULL, ctime_ns = NULL, "
+          "sha256 = '', status = 'failed', reason = excluded.reason, chunks = excluded.chunks, seen_run = "
+          "excluded.seen_run");
       st.text(1, f.path).text(2, f.language).text(3, f.reason).integer(4, run);
       step_done(st, "cannot write the file's row");
       return;
@@ -414,13 +452,15 @@ class SqliteCodeStore final : public CodeStore {
     }
     Statement& up = statement(
         kUpsertFile,
-        "INSERT INTO files (path, size, mtime_ns, inode, sha256, language, status, reason, chunks, seen_run) VALUES "
-        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = "
-        "excluded.mtime_ns, inode = excluded.inode, sha256 = excluded.sha256, language = excluded.language, status = "
-        "excluded.status, reason = excluded.reason, chunks = excluded.chunks, seen_run = excluded.seen_run");
+        "INSERT INTO files (path, size, mtime_ns, inode, sha256, language, status, reason, chunks, seen_run, ctime_ns) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (path) DO UPDATE SET size = excluded.size, "
+        "mtime_ns = excluded.mtime_ns, inode = excluded.inode, sha256 = excluded.sha256, language = excluded.language, "
+        "status = excluded.status, reason = excluded.reason, chunks = excluded.chunks, seen_run = excluded.seen_run, "
+        "ctime_ns = excluded.ctime_ns");
     up.text(1, f.path).integer(2, static_cast<std::int64_t>(f.size)).integer(3, f.mtime_ns);
     up.integer(4, static_cast<std::int64_t>(f.inode)).text(5, f.sha256).text(6, f.language).text(7, f.status);
     up.text(8, f.reason).integer(9, static_cast<std::int64_t>(w.chunks.size())).integer(10, run);
+    up.integer(11, f.ctime_ns);
     step_done(up, "cannot write the file's row");
   }
 
@@ -564,8 +604,7 @@ std::unique_ptr<CodeStore> CodeStore::open(const std::string& uri, bool read_onl
     throw Error(ErrorCode::invalid_argument,
                 fmt::format("{}: not a store URI (sqlite:PATH, postgresql://..., postgres://...)", redact_uri(uri)));
   }
-  std::string path = uri.substr(7);
-  if (path.starts_with("//")) path = path.substr(2);
+  const std::string path = *sqlite_store_path(uri);
   if (path.empty()) throw Error(ErrorCode::invalid_argument, "sqlite: needs a path, e.g. sqlite:index.db");
   return std::make_unique<SqliteCodeStore>(path, uri, read_only);
 }

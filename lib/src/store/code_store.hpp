@@ -27,6 +27,7 @@ struct CodeFileRow {
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
   std::uint64_t inode = 0;
+  std::int64_t ctime_ns = 0;
   std::string sha256;    ///< of the file's bytes; empty when they were not read
   std::string language;  ///< "python", ..., "markdown", "text"; empty when not read
   std::string status;    ///< indexed, partial, skipped, failed
@@ -63,6 +64,7 @@ struct StoredFile {
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
   std::uint64_t inode = 0;
+  std::int64_t ctime_ns = 0;
   std::string status;
   bool stat_known = false;  ///< false for a failed file: it is read again
 };
@@ -106,10 +108,23 @@ class CodeStore {
   virtual void create(const TableMeta& meta) = 0;
   /// One writer at a time per store (throws sluice::Error naming the store).
   virtual void lock() = 0;
+  /// After meta() found an index: adds what an index made by an earlier version lacks.
+  virtual void upgrade() {}
   /// Records a run of `root`; returns its number (files seen by it carry it).
   virtual std::int64_t start_run(const std::string& pipeline_id, const std::string& root) = 0;
 
   virtual std::optional<StoredFile> file(const std::string& path) = 0;
+  /// A value the index keeps about itself (sluice_code_state): "root" (the folder indexed),
+  /// "options" (what the rows were made with); empty when unset. set_state() commits at once.
+  /// A store that keeps none says "" and ignores set_state().
+  virtual std::string state(const std::string& key) {
+    (void)key;
+    return {};
+  }
+  virtual void set_state(const std::string& key, const std::string& value) {
+    (void)key;
+    (void)value;
+  }
   /// The vector stored for a chunk whose embedded text has this hash; false when none.
   virtual bool embedding_of(const std::string& text_hash, std::string& bytes) = 0;
 

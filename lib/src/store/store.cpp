@@ -72,10 +72,8 @@ void check_table_name(const std::string& table) {
 
 std::unique_ptr<Backend> connect(const StoreOptions& options) {
   check_table_name(options.table);
-  if (options.uri.starts_with("sqlite:")) {
-    std::string path = options.uri.substr(7);
-    // sqlite:///abs/path and sqlite://rel are spelled as URLs by some tools: both mean a path.
-    if (path.starts_with("//")) path = path.substr(2);
+  if (auto file = sqlite_store_path(options.uri)) {
+    const std::string& path = *file;
     if (path.empty()) throw Error(ErrorCode::invalid_argument, "sqlite: needs a path, e.g. sqlite:embeddings.db");
     return connect_sqlite(path, fmt::format("{} table {}", options.uri, options.table), options.read_only);
   }
@@ -86,6 +84,18 @@ std::unique_ptr<Backend> connect(const StoreOptions& options) {
   throw Error(ErrorCode::invalid_argument,
               fmt::format("{}: not a store URI (sqlite:PATH, postgresql://..., postgres://...)", redact_uri(options.uri)));
 }
+
+}  // namespace store
+
+std::optional<std::string> sqlite_store_path(std::string_view uri) {
+  if (!uri.starts_with("sqlite:")) return std::nullopt;
+  std::string path(uri.substr(7));
+  // sqlite:///abs/path and sqlite://rel are spelled as URLs by some tools: both mean a path.
+  if (path.starts_with("//")) path = path.substr(2);
+  return path;
+}
+
+namespace store {
 
 std::size_t vector_bytes(VectorType type, std::uint32_t dimensions) {
   switch (type) {
