@@ -167,11 +167,7 @@ int run_chunk(const ChunkArgs& args) {
       status = e->status == sluice::code::WalkEntry::Status::skipped ? "skipped" : "failed";
     }
     if (status == "skipped") {
-      // By kind: the reason without its numbers and details.
-      std::string kind = reason.find("over --max-file-bytes") != std::string::npos
-                             ? std::string("over --max-file-bytes")
-                             : reason.substr(0, reason.find_first_of("(,:0123456789"));
-      ++skipped[kind.substr(0, kind.find_last_not_of(' ') + 1)];
+      ++skipped[sluice::code::skip_reason_kind(reason)];
     }
     if (status == "failed") {
       ++failed;

@@ -68,6 +68,12 @@ int run_index(IndexArgs& args) {
                       : args.progress == "never" ? ProgressMode::never
                                                  : ProgressMode::automatic;
   ProgressReporter reporter(stderr, mode);
+  // The thread layout embed's pipeline gives a model it loads: concurrent single-threaded
+  // calls, one per core (a model passed to a pipeline keeps the threads it was loaded with).
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const sluice::ThreadLayout layout =
+      sluice::model_thread_layout(std::min(args.threads, cores), std::min(args.model_workers, cores), true);
+  mo.threads = layout.threads_per_worker;
   reporter.loading_model(args.model.string());
   std::shared_ptr<sluice::Model> model = sluice::Model::load(args.model, mo);
   std::shared_ptr<sluice::Tokenizer> tokenizer = sluice::Tokenizer::from_file(args.model / "tokenizer.json");
@@ -102,8 +108,8 @@ int run_index(IndexArgs& args) {
   sluice::PipelineOptions po;
   po.on_error = sluice::OnError::skip;  // a chunk that fails fails its file; the run goes on
   po.dead_letter = args.dead_letter;
-  po.threads = args.threads;
-  po.model_workers = args.model_workers;
+  po.threads = layout.workers * layout.threads_per_worker;
+  po.model_workers = model->concurrent_embed() ? layout.workers : 1;
   po.batch_size = args.batch_size;
   po.max_batch_tokens = args.max_batch_tokens;
   po.long_input = sluice::LongInput::truncate;
@@ -111,9 +117,6 @@ int run_index(IndexArgs& args) {
   // chunks, or the batch size when smaller), so a run killed or stopped loses at most the
   // files of the windows in flight (the engine's default window is 4096 records).
   po.sort_window = args.sort_window != 0 ? args.sort_window : std::min<std::size_t>(args.batch_size, 64);
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  po.threads = std::min(po.threads, cores);
-  po.model_workers = std::min(po.model_workers, cores);
 
   std::unique_ptr<sluice::code::CodeIndex> index;
   try {
@@ -188,9 +191,9 @@ int run_index(IndexArgs& args) {
                                                    : std::string());
   if (t.graph_built) {
     fmt::print(stderr, "graph: {} edges, {} resolved to chunks ({} of {} imports); PageRank over {} chunks in {} "
-               "iterations (pipeline-run graph {})\n",
+               "iterations; {:.2f} s (pipeline-run graph {})\n",
                t.graph.edges, t.graph.resolved, t.graph.imports_resolved, t.graph.imports, t.graph.chunks,
-               t.graph.pagerank_iterations, sluice::redact_uri(args.store));
+               t.graph.pagerank_iterations, t.graph.seconds, sluice::redact_uri(args.store));
   }
   for (const std::string& f : t.first_failures) fmt::print(stderr, "failed: {}\n", f);
   if (t.failed > t.first_failures.size()) {

@@ -573,11 +573,11 @@ class IndexTest(TreeTest):
         self.assertEqual(self.index(root, whole_db, "--batch-size", "8").returncode, 0)
         whole = time.time() - t0
         want = store_rows(whole_db)
-        rng = random.Random(int(os.environ.get("SLUICE_TEST_SEED", "7")))
+        rng = random.Random(int(os.environ.get("SLUICE_KILL_SEED", "7")))
         db = self.path("killed.db")
         cmd = [PIPELINE_RUN, "index", root, "-o", "sqlite:" + db, "--model", MINILM, "--chunk-tokens", str(BUDGET),
                "--progress", "never", "--batch-size", "8"]
-        for _ in range(5):
+        for _ in range(int(os.environ.get("SLUICE_KILL_TRIALS", "5"))):
             p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 p.wait(timeout=rng.uniform(0.02, 1.1) * whole)

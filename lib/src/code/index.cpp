@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -82,6 +83,13 @@ std::string replace_all(std::string s, std::string_view from, std::string_view t
 }
 
 }  // namespace
+
+std::string skip_reason_kind(const std::string& reason) {
+  if (reason.find("over --max-file-bytes") != std::string::npos) return "over --max-file-bytes";
+  if (reason.starts_with("invalid UTF-8")) return "invalid UTF-8";
+  std::string kind = reason.substr(0, reason.find_first_of("(,:0123456789"));
+  return kind.substr(0, kind.find_last_not_of(' ') + 1);
+}
 
 std::vector<std::string> import_candidates(std::string_view source, std::string_view name) {
   std::vector<std::string> raw;
@@ -167,18 +175,6 @@ std::vector<std::string> import_candidates(std::string_view source, std::string_
   }
   return out;
 }
-
-namespace {
-
-// The kind of a skip reason: without its numbers and details.
-std::string reason_kind(const std::string& reason) {
-  if (reason.find("over --max-file-bytes") != std::string::npos) return "over --max-file-bytes";
-  if (reason.starts_with("invalid UTF-8")) return "invalid UTF-8";
-  std::string kind = reason.substr(0, reason.find_first_of("(,:0123456789"));
-  return kind.substr(0, kind.find_last_not_of(' ') + 1);
-}
-
-}  // namespace
 
 // One file in flight: what the source decided, and (for a file read again) its chunks, whose
 // vectors the sink fills in as they arrive.
@@ -518,7 +514,7 @@ class IndexSink final : public Sink {
           if (t.first_failures.size() < 10) t.first_failures.push_back(fmt::format("{}: {}", path, reason));
           events.emplace_back(FileFailed{path, reason});
         } else if (status == "skipped") {
-          ++t.skipped[reason_kind(reason)];
+          ++t.skipped[skip_reason_kind(reason)];
           events.emplace_back(FileSkipped{path, reason});
         } else {
           const auto n = static_cast<std::uint32_t>(w.chunks.size());
@@ -556,7 +552,9 @@ class IndexSink final : public Sink {
     // The graph, again, when a file was written or removed since it was last resolved: names
     // may now resolve elsewhere.
     if (!s_->writer->graph_stale()) return;
-    const store::GraphStats g = s_->writer->resolve_graph(import_candidates);
+    const auto t0 = std::chrono::steady_clock::now();
+    store::GraphStats g = s_->writer->resolve_graph(import_candidates);
+    g.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::lock_guard lock(s_->mu);
     s_->totals.graph = g;
     s_->totals.graph_built = true;

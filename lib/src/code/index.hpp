@@ -76,6 +76,10 @@ struct IndexTotals {
   }
 };
 
+/// A skip reason's kind, for summaries: without its numbers and details ("binary",
+/// "over --max-file-bytes", "invalid UTF-8", "symbolic link in a loop"...).
+std::string skip_reason_kind(const std::string& reason);
+
 /// The files (relative to the root) that an import of `name` in the file `source` may name,
 /// most likely first, by the source's language: Python modules ("a.b", ".b") as a/b.py or
 /// a/b/__init__.py from the root, src/ or the source's folder; relative JavaScript and

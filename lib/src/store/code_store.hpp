@@ -88,6 +88,7 @@ struct GraphStats {
   std::uint64_t imports = 0, imports_resolved = 0;
   std::uint64_t chunks = 0;
   int pagerank_iterations = 0;
+  double seconds = 0;  ///< resolve_graph()'s wall time
 };
 
 /// The files an import may name, most likely first: `source_path` imports `name` (as written).
