@@ -94,10 +94,10 @@ int run_chunk(const ChunkArgs& args) {
   // The outputs are distinct files, and never chunked themselves when they lie in the tree.
   sluice::check_distinct_files({{"output", args.output, STDOUT_FILENO}, {"files list", args.files_output}});
   std::error_code ec;
-  const auto root = std::filesystem::weakly_canonical(args.root, ec);
+  const auto root = std::filesystem::weakly_canonical(std::filesystem::absolute(args.root), ec);
   for (const std::string& out : {args.output, args.files_output}) {
     if (out.empty() || out == "-") continue;
-    const auto rel = std::filesystem::weakly_canonical(out, ec).lexically_relative(root);
+    const auto rel = std::filesystem::weakly_canonical(std::filesystem::absolute(out), ec).lexically_relative(root);
     if (!rel.empty() && *rel.begin() != "..") wo.exclude.push_back("/" + sluice::code::escape_glob(rel.generic_string()));
   }
   sluice::code::TreeWalker walker(args.root, wo);

@@ -53,11 +53,11 @@ int run_index(IndexArgs& args) {
   io.walk.max_file_bytes = args.max_file_bytes;
   {
     std::error_code ec;
-    const auto root = std::filesystem::weakly_canonical(args.root, ec);
+    const auto root = std::filesystem::weakly_canonical(std::filesystem::absolute(args.root), ec);
     for (const std::string& out : {store_path, store_path + "-wal", store_path + "-shm", store_path + ".sluice-lock",
                                    args.events, args.dead_letter}) {
       if (out.empty() || out == "-" || out == "-wal" || out == "-shm" || out == ".sluice-lock") continue;
-      const auto rel = std::filesystem::weakly_canonical(out, ec).lexically_relative(root);
+      const auto rel = std::filesystem::weakly_canonical(std::filesystem::absolute(out), ec).lexically_relative(root);
       if (!rel.empty() && *rel.begin() != "..") {
         io.walk.exclude.push_back("/" + sluice::code::escape_glob(rel.generic_string()));
       }
@@ -96,7 +96,7 @@ int run_index(IndexArgs& args) {
 
   sluice::SinkRun run;
   std::error_code ec;
-  const auto dir = std::filesystem::weakly_canonical(args.model, ec);
+  const auto dir = std::filesystem::weakly_canonical(std::filesystem::absolute(args.model), ec);
   run.model = ec ? args.model.string() : dir.string();
   run.model_family = info.family;
   run.model_identity = sluice::model_identity(info);
@@ -151,23 +151,7 @@ int run_index(IndexArgs& args) {
   pipeline.subscribe(sluice::EventFilter::of<sluice::PipelineStarted, sluice::BatchProgress, sluice::PipelineFinished>(),
                      [&](const sluice::PipelineEvent& e) { reporter.on_event(e); });
 
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  StopSignals signals(&loop, pipeline, "writing the files done; those in flight are left for the next run");
-  sluice::RunSummary summary;
-  try {
-    pipeline.start(&loop, [&](const sluice::RunSummary& s) {
-      summary = s;
-      signals.close();
-    });
-  } catch (...) {
-    signals.close();
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    throw;
-  }
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+  const sluice::RunSummary summary = run_on_loop(pipeline, "writing the files done; those in flight are left for the next run");
   reporter.clear_line();
   const bool events_ok = !events || events->close();
 

@@ -240,25 +240,7 @@ int run_embed(EmbedArgs& args) {
   }
   pipeline.subscribe(ProgressReporter::filter(), [&](const sluice::PipelineEvent& e) { reporter.on_event(e); });
 
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  StopSignals signals(&loop, pipeline, "finishing the records in flight and writing a checkpoint");
-
-  sluice::RunSummary summary;
-  try {
-    pipeline.start(&loop, [&](const sluice::RunSummary& s) {
-      summary = s;
-      signals.close();
-    });
-  } catch (...) {
-    // Refused before it ran (a resume that does not match, say): the loop is closed all the same.
-    signals.close();
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    throw;
-  }
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+  const sluice::RunSummary summary = run_on_loop(pipeline, "finishing the records in flight and writing a checkpoint");
   const bool events_ok = !events || events->close();
   auto resume_hint = [&opt, &store] {
     if (store && store->keep_checkpoint) {

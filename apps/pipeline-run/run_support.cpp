@@ -56,6 +56,27 @@ void StopSignals::on_signal(uv_signal_t* handle, int signum) {
   }
 }
 
+sluice::RunSummary run_on_loop(sluice::Pipeline& pipeline, const std::string& what) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  StopSignals signals(&loop, pipeline, what);
+  sluice::RunSummary summary;
+  try {
+    pipeline.start(&loop, [&](const sluice::RunSummary& s) {
+      summary = s;
+      signals.close();
+    });
+  } catch (...) {
+    signals.close();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    throw;
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  return summary;
+}
+
 // A finished run leaves nothing the kernel does not clean up: its files are written, synced
 // and closed, and its threads are done. Exiting at once skips the destructors of the pipeline
 // (the model's tensors) and of libtorch's shared libraries (about 290 on Debian): about 0.1 s,

@@ -98,6 +98,11 @@ class StopSignals {
   uv_signal_t sigint_{}, sigterm_{};
 };
 
+/// Starts `pipeline` on a loop of its own with StopSignals (`what` a stop does) and runs the
+/// loop until the run has ended; returns its summary. Rethrows what start() throws (a run
+/// refused before it began), the loop closed.
+sluice::RunSummary run_on_loop(sluice::Pipeline& pipeline, const std::string& what);
+
 /// The exit of a finished run: see run_support.cpp.
 int finished(int code);
 

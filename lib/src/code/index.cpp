@@ -596,7 +596,7 @@ CodeIndex::CodeIndex(IndexOptions options, std::shared_ptr<Tokenizer> tokenizer,
   }
   // One tree per store: another folder's run would remove every row as gone.
   std::error_code ec;
-  const auto canonical = std::filesystem::weakly_canonical(s.opt.root, ec);
+  const auto canonical = std::filesystem::weakly_canonical(std::filesystem::absolute(s.opt.root), ec);
   const std::string root = ec ? s.opt.root : canonical.string();
   const std::string indexed = s.writer->state("root");
   if (!indexed.empty() && indexed != root) {

@@ -21,11 +21,6 @@ namespace sluice::store {
 
 namespace {
 
-bool busy(int rc) {
-  const int primary = rc & 0xFF;
-  return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
-}
-
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, sha256 "
     "TEXT NOT NULL, language TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, chunks INTEGER NOT NULL, "
@@ -545,10 +540,7 @@ class SqliteCodeStore final : public CodeStore {
     check(rc, what);
   }
 
-  void check(int rc, const char* what) {
-    if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return;
-    throw StoreError(fmt::format("{}: {}: {}", name_, what, sqlite3_errmsg(db_)), busy(rc));
-  }
+  void check(int rc, const char* what) { sqlite_check(db_, name_, rc, what); }
 
   void check_setup(int rc, const char* what) {
     try {
@@ -558,23 +550,9 @@ class SqliteCodeStore final : public CodeStore {
     }
   }
 
-  void exec(const std::string& sql) {
-    char* err = nullptr;
-    const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
-    if (rc != SQLITE_OK) {
-      std::string message = err ? err : sqlite3_errstr(rc);
-      sqlite3_free(err);
-      throw StoreError(fmt::format("{}: {}", name_, message), busy(rc));
-    }
-  }
+  void exec(const std::string& sql) { sqlite_exec(db_, name_, sql); }
 
-  void exec_setup(const std::string& sql) {
-    try {
-      exec(sql);
-    } catch (const StoreError& e) {
-      throw Error(ErrorCode::io_error, e.what());
-    }
-  }
+  void exec_setup(const std::string& sql) { sqlite_exec_setup(db_, name_, sql); }
 
   std::string path_;
   std::string name_;

@@ -58,4 +58,36 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
+/// A lock another connection holds (the operation may succeed later).
+inline bool sqlite_busy(int rc) {
+  const int primary = rc & 0xFF;
+  return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
+}
+
+/// Throws StoreError "NAME: WHAT: message" unless `rc` is SQLITE_OK, SQLITE_DONE or SQLITE_ROW.
+inline void sqlite_check(sqlite3* db, const std::string& name, int rc, const char* what) {
+  if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return;
+  throw StoreError(fmt::format("{}: {}: {}", name, what, sqlite3_errmsg(db)), sqlite_busy(rc));
+}
+
+/// Runs `sql` (one or more statements); throws StoreError "NAME: message".
+inline void sqlite_exec(sqlite3* db, const std::string& name, const std::string& sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string message = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    throw StoreError(fmt::format("{}: {}", name, message), sqlite_busy(rc));
+  }
+}
+
+/// sqlite_exec() for setup, before a run: failures are sluice::Error (io_error).
+inline void sqlite_exec_setup(sqlite3* db, const std::string& name, const std::string& sql) {
+  try {
+    sqlite_exec(db, name, sql);
+  } catch (const StoreError& e) {
+    throw Error(ErrorCode::io_error, e.what());
+  }
+}
+
 }  // namespace sluice::store

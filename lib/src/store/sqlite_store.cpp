@@ -21,11 +21,6 @@ bool row_error(int rc) {
   return primary == SQLITE_CONSTRAINT || primary == SQLITE_TOOBIG || primary == SQLITE_MISMATCH;
 }
 
-bool busy(int rc) {
-  const int primary = rc & 0xFF;
-  return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
-}
-
 class SqliteBackend final : public Backend {
  public:
   SqliteBackend(std::string path, std::string name, bool read_only)
@@ -264,29 +259,12 @@ class SqliteBackend final : public Backend {
                      {}};
   }
 
-  void check(int rc, const char* what) {
-    if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return;
-    throw StoreError(fmt::format("{}: {}: {}", name_, what, sqlite3_errmsg(db_)), busy(rc));
-  }
+  void check(int rc, const char* what) { sqlite_check(db_, name_, rc, what); }
 
-  void exec(const std::string& sql) {
-    char* err = nullptr;
-    const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
-    if (rc != SQLITE_OK) {
-      std::string message = err ? err : sqlite3_errstr(rc);
-      sqlite3_free(err);
-      throw StoreError(fmt::format("{}: {}", name_, message), busy(rc));
-    }
-  }
+  void exec(const std::string& sql) { sqlite_exec(db_, name_, sql); }
 
   // Setup statements report as sluice::Error (before the run: exit 2 or 1).
-  void exec_setup(const std::string& sql) {
-    try {
-      exec(sql);
-    } catch (const StoreError& e) {
-      throw Error(ErrorCode::io_error, e.what());
-    }
-  }
+  void exec_setup(const std::string& sql) { sqlite_exec_setup(db_, name_, sql); }
 
   std::string path_;
   std::string name_;
