@@ -60,16 +60,7 @@ class SqliteCodeStore final : public CodeStore {
  public:
   SqliteCodeStore(const std::string& path, const std::string& uri, bool read_only)
       : path_(path), name_(uri), read_only_(read_only) {
-    const int rc = sqlite3_open_v2(path.c_str(), &db_,
-                                   read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
-    if (rc != SQLITE_OK) {
-      std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-      sqlite3_close_v2(db_);
-      db_ = nullptr;
-      throw Error(ErrorCode::io_error, fmt::format("{}: cannot open: {}", name_, message));
-    }
-    sqlite3_extended_result_codes(db_, 1);
-    sqlite3_busy_timeout(db_, 10000);
+    db_ = sqlite_open(path, name_, read_only);
     if (!read_only) exec_setup("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
     StoreOptions so;
     so.uri = uri;

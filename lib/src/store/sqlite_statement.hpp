@@ -90,4 +90,20 @@ inline void sqlite_exec_setup(sqlite3* db, const std::string& name, const std::s
   }
 }
 
+/// Opens the database at `path` (created when missing unless `read_only`) with extended result
+/// codes and a 10 s busy timeout. Throws sluice::Error (io_error) "NAME: cannot open: ...".
+inline sqlite3* sqlite_open(const std::string& path, const std::string& name, bool read_only) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db,
+                                 read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    sqlite3_close_v2(db);
+    throw Error(ErrorCode::io_error, fmt::format("{}: cannot open: {}", name, message));
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, 10000);
+  return db;
+}
+
 }  // namespace sluice::store

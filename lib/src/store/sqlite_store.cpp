@@ -233,16 +233,7 @@ class SqliteBackend final : public Backend {
 
  private:
   void open() {
-    const int rc = sqlite3_open_v2(path_.c_str(), &db_,
-                                   read_only_ ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
-    if (rc != SQLITE_OK) {
-      std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-      sqlite3_close_v2(db_);
-      db_ = nullptr;
-      throw Error(ErrorCode::io_error, fmt::format("{}: cannot open: {}", name_, message));
-    }
-    sqlite3_extended_result_codes(db_, 1);
-    sqlite3_busy_timeout(db_, 10000);
+    db_ = sqlite_open(path_, name_, read_only_);
     // WAL: readers (search) do not block the writer; FULL: each commit is synced.
     if (!read_only_) exec_setup("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
   }

@@ -103,6 +103,28 @@ void decompose(Symbols& s, std::uint32_t base, bool compat) {
   s.swap(out);
 }
 
+template <typename Emit>
+void BertNormalizer::clean_and_space(const Symbols& s, Symbols& out, Emit&& emit) const {
+  for (const Symbol& sym : s) {
+    const char32_t c = sym.c;
+    const std::uint16_t k = char_class(c);
+    if (clean_text_) {
+      if (c == 0 || c == 0xFFFD || ((k & kControl) != 0 && c != '\t' && c != '\n' && c != '\r')) continue;
+      if ((k & kWhitespace) != 0) {
+        out.push_back({' ', sym.start, sym.end});
+        continue;
+      }
+    }
+    if (handle_chinese_chars_ && (k & kChinese) != 0) {
+      out.push_back({' ', sym.start, sym.end});
+      emit(sym, k);
+      out.push_back({' ', sym.start, sym.end});
+      continue;
+    }
+    emit(sym, k);
+  }
+}
+
 // All four steps in one pass over the text. Each step works character by character, so
 // fusing them gives what running them one after the other gives, as long as no character is
 // moved: each output character then has the range of the character it came from, as in
@@ -146,24 +168,8 @@ void BertNormalizer::normalize(Symbols& s, std::uint32_t base) const {
       out.push_back(sym);
     }
   };
-  for (const Symbol& sym : s) {
-    const char32_t c = sym.c;
-    const std::uint16_t k = char_class(c);
-    if (clean_text_) {
-      if (c == 0 || c == 0xFFFD || ((k & kControl) != 0 && c != '\t' && c != '\n' && c != '\r')) continue;
-      if ((k & kWhitespace) != 0) {
-        out.push_back({' ', sym.start, sym.end});
-        continue;
-      }
-    }
-    if (handle_chinese_chars_ && (k & kChinese) != 0) {
-      out.push_back({' ', sym.start, sym.end});
-      accents_and_case(sym, k);  // compatibility ideographs (U+F900...) decompose
-      out.push_back({' ', sym.start, sym.end});
-      continue;
-    }
-    accents_and_case(sym, k);
-  }
+  // Compatibility ideographs (U+F900...) decompose too.
+  clean_and_space(s, out, accents_and_case);
   if (reorder) {
     normalize_in_steps(s, base);
     return;
@@ -178,24 +184,7 @@ void BertNormalizer::normalize(Symbols& s, std::uint32_t base) const {
 void BertNormalizer::normalize_in_steps(Symbols& s, std::uint32_t base) const {
   Symbols& out = scratch();
   out.reserve(s.size() + 8);
-  for (const Symbol& sym : s) {
-    const char32_t c = sym.c;
-    const std::uint16_t k = char_class(c);
-    if (clean_text_) {
-      if (c == 0 || c == 0xFFFD || ((k & kControl) != 0 && c != '\t' && c != '\n' && c != '\r')) continue;
-      if ((k & kWhitespace) != 0) {
-        out.push_back({' ', sym.start, sym.end});
-        continue;
-      }
-    }
-    if (handle_chinese_chars_ && (k & kChinese) != 0) {
-      out.push_back({' ', sym.start, sym.end});
-      out.push_back(sym);
-      out.push_back({' ', sym.start, sym.end});
-      continue;
-    }
-    out.push_back(sym);
-  }
+  clean_and_space(s, out, [&out](const Symbol& sym, std::uint16_t) { out.push_back(sym); });
   s.swap(out);
   if (strip_accents_) {
     decompose(s, base, false);

@@ -61,6 +61,11 @@ class BertNormalizer : public Normalizer {
  private:
   // The steps one after the other (normalize() fuses them where that gives the same ranges).
   void normalize_in_steps(Symbols& s, std::uint32_t base) const;
+  // clean_text and handle_chinese_chars over `s` into `out`: dropped characters skipped,
+  // whitespace as a space, a Chinese character between spaces; `emit(sym, char class)` puts
+  // each kept character (Chinese ones included) into `out`.
+  template <typename Emit>
+  void clean_and_space(const Symbols& s, Symbols& out, Emit&& emit) const;
 
   bool clean_text_, handle_chinese_chars_, strip_accents_, lowercase_;
 };
