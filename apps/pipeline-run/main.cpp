@@ -26,6 +26,7 @@
 #include <sluice/events.hpp>
 #include <sluice/file_roles.hpp>
 #include <sluice/model.hpp>
+#include <sluice/nats.hpp>
 #include <sluice/omp_wait_policy.hpp>
 #include <sluice/pipeline.hpp>
 #include <sluice/store.hpp>
@@ -33,7 +34,9 @@
 #include <sluice/vector_format.hpp>
 
 #include "exit_codes.hpp"
+#include "nats_args.hpp"
 #include "run_support.hpp"
+#include "worker_command.hpp"
 #ifdef SLUICE_CODE_INDEX
 #include "chunk_command.hpp"
 #include "graph_command.hpp"
@@ -66,6 +69,7 @@ struct EmbedArgs {
   std::optional<std::uint64_t> max_errors;
   std::string table = "embeddings";
   bool table_given = false;
+  NatsArgs nats;
 };
 
 
@@ -225,7 +229,23 @@ int run_embed(EmbedArgs& args) {
   reporter.loading_model(opt.model);
   std::optional<sluice::Pipeline> pipeline_holder;
   try {
-    pipeline_holder.emplace(opt);
+    if (args.nats.given) {
+      // The model stage on NATS workers: the folder is loaded here only for what the workers
+      // must have (its identity) and its tokenizer; connect_nats_model() lets the weights go.
+      sluice::ModelOptions mo;
+      mo.threads = 1;
+      mo.pooling = opt.pooling;
+      mo.normalize = opt.normalize;
+      mo.precision = opt.precision;
+      mo.device = opt.device;
+      std::shared_ptr<sluice::Model> remote =
+          sluice::connect_nats_model(sluice::Model::load(opt.model, mo), args.nats.remote);
+      std::shared_ptr<sluice::Tokenizer> tokenizer = sluice::Tokenizer::from_file(opt.model / "tokenizer.json");
+      reporter.set_remote(true);
+      pipeline_holder.emplace(opt, std::move(remote), std::move(tokenizer));
+    } else {
+      pipeline_holder.emplace(opt);
+    }
   } catch (...) {
     reporter.clear_line();
     throw;
@@ -433,6 +453,30 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 40));
   cmd_embed->add_flag("--no-validate", embed.no_validate, "Skip the validation pass before the model loads");
+  add_nats_options(*cmd_embed, embed.nats, true);
+
+  WorkerArgs worker;
+  auto* cmd_worker = app.add_subcommand(
+      "worker", "Serve runs started with --nats: pull their batches from NATS JetStream and embed them here");
+  add_nats_options(*cmd_worker, worker.nats, false);
+  cmd_worker
+      ->add_option("--model", worker.model,
+                   "Model folder: the same files as the run's (compared by content); default: the bundled model")
+      ->check(CLI::ExistingDirectory);
+  cmd_worker->add_option("--name", worker.name, "How runs name this worker (default: HOST-PID)");
+  cmd_worker->add_option("--threads", worker.threads, "Cores the model uses, all its calls together (0 = all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd_worker->add_option("--model-workers", worker.calls, "Batches embedded at once (0 = one per core up to 8 cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd_worker->add_option("--pooling", worker.pooling, "As the run's --pooling (part of the model's identity)")
+      ->check(CLI::IsMember({"mean", "cls", "max", "last_token"}));
+  cmd_worker->add_flag("--normalize", worker.normalize, "As the run's --normalize");
+  cmd_worker->add_flag("--no-normalize", worker.no_normalize, "As the run's --no-normalize");
+  cmd_worker->add_option("--precision", worker.precision, "As the run's --precision")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
 
   std::string validate_input;
   sluice::ValidationOptions vo;
@@ -587,6 +631,7 @@ int main(int argc, char** argv) {
 
   try {
     if (*cmd_embed) return run_embed(embed);
+    if (*cmd_worker) return run_worker(worker);
     if (*cmd_validate) return run_validate(validate_input, vo);
     if (*cmd_tokenize) return run_tokenize(tok);
     if (*cmd_search) return run_search(search);

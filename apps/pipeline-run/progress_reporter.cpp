@@ -116,6 +116,7 @@ std::string format_progress_line(const ProgressView& v, std::size_t width, bool 
     if (show[kTokens]) line += ", " + rate(v.tokens_per_s, "tok/s");
     line += "]";
     if (v.failed > 0) line += fmt::format(" {} failed", v.failed);
+    if (v.workers) line += fmt::format(" {} worker{}", *v.workers, *v.workers == 1 ? "" : "s");
     return line;
   };
 
@@ -150,6 +151,7 @@ std::string format_plain_line(const ProgressView& v) {
                       v.rate_unit == "rec/s" ? std::string("docs/s") : v.rate_unit, v.tokens_per_s,
                       format_duration(v.elapsed_s));
   if (v.eta_s) line += fmt::format(" | ETA {}", format_duration(*v.eta_s));
+  if (v.workers) line += fmt::format(" | {} worker{}", *v.workers, *v.workers == 1 ? "" : "s");
   return line;
 }
 
@@ -172,7 +174,8 @@ ProgressReporter::ProgressReporter(std::FILE* out, ProgressMode mode, double pla
 
 sluice::EventFilter ProgressReporter::filter() {
   return sluice::EventFilter::of<sluice::PipelineStarted, sluice::BatchProgress, sluice::DocumentFailed,
-                                 sluice::PipelineFinished>();
+                                 sluice::PipelineFinished, sluice::WorkerJoined, sluice::WorkerLeft,
+                                 sluice::WorkerRefused, sluice::BatchRedelivered>();
 }
 
 std::size_t ProgressReporter::width() const {
@@ -247,6 +250,7 @@ void ProgressReporter::print_progress(const sluice::BatchProgress& p, double ts)
   v.tokens_per_s = p.tokens_per_s;
   v.elapsed_s = p.elapsed_s;
   v.eta_s = p.eta_s;
+  if (remote_) v.workers = workers_.size();
   if (adjust_) adjust_(v);
   const std::size_t w = live_ ? width() : 0;
   show(live_ ? format_progress_line(v, w > 1 ? w - 1 : 1, unicode_) : std::string(), format_plain_line(v), ts,
@@ -274,6 +278,26 @@ void ProgressReporter::on_event(const sluice::PipelineEvent& event) {
                        e.dimensions, e.max_tokens);
         } else if constexpr (std::is_same_v<T, sluice::BatchProgress>) {
           print_progress(e, event.timestamp);
+        } else if constexpr (std::is_same_v<T, sluice::WorkerJoined>) {
+          workers_.insert(e.worker);
+          clear_line();
+          fmt::print(out_, "worker {} joined from {} ({} call{} at once); {} serving\n", e.worker, e.host, e.calls,
+                     e.calls == 1 ? "" : "s", workers_.size());
+        } else if constexpr (std::is_same_v<T, sluice::WorkerLeft>) {
+          workers_.erase(e.worker);
+          clear_line();
+          fmt::print(out_, "worker {} left ({}); {} serving{}\n", e.worker, e.reason, workers_.size(),
+                     workers_.empty() ? ": the run waits for a worker" : "");
+        } else if constexpr (std::is_same_v<T, sluice::WorkerRefused>) {
+          clear_line();
+          fmt::print(out_, "note: worker {} on {} has model {}, and this run needs {}: it takes none of this run's "
+                           "batches\n", e.worker, e.host, e.worker_model, e.run_model);
+        } else if constexpr (std::is_same_v<T, sluice::BatchRedelivered>) {
+          if (e.abandoned) {
+            clear_line();
+            fmt::print(out_, "note: batch {} was delivered {} times and no worker answered: its records are tried "
+                             "one by one\n", e.batch, e.deliveries - 1);
+          }
         } else if constexpr (std::is_same_v<T, sluice::DocumentFailed>) {
           if (++errors_shown_ <= kMaxErrorLines) {
             clear_line();
@@ -292,7 +316,11 @@ void ProgressReporter::on_event(const sluice::PipelineEvent& event) {
               "{}: {} records embedded, {} failed, {} tokens ({} truncated) in {} ({:.1f} docs/s, {:.0f} tokens/s)\n",
               sluice::to_string(s.status), s.completed, s.failed, s.tokens, s.truncated, format_duration(s.elapsed_s),
               s.elapsed_s > 0 ? s.completed / s.elapsed_s : 0.0, s.elapsed_s > 0 ? s.tokens / s.elapsed_s : 0.0);
-          if (s.model_calls > 0 && s.padded_tokens > 0 && s.elapsed_s > 0) {
+          if (remote_ && s.model_calls > 0 && s.padded_tokens > 0) {
+            fmt::print(out_, "NATS workers: {} {}, {} of {} padded tokens real ({:.1f}%)\n", s.model_calls,
+                       s.model_calls == 1 ? "batch" : "batches", s.model_tokens, s.padded_tokens,
+                       100.0 * s.model_tokens / s.padded_tokens);
+          } else if (s.model_calls > 0 && s.padded_tokens > 0 && s.elapsed_s > 0) {
             // What the model was given: padding efficiency and how busy it was kept (with
             // several concurrent calls, busy time is summed over them: W x the run at most).
             const unsigned workers = std::max(1u, s.model_workers);

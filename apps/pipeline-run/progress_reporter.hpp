@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,7 @@ struct ProgressView {
   /// "N embedded, M written", with docs_per_s in `rate_unit`.
   std::string counts;
   std::string rate_unit = "rec/s";
+  std::optional<std::size_t> workers;  // NATS workers serving the run (embed --nats)
 };
 
 /// The live line, tqdm-like, in at most `width` columns (display columns, not bytes): phase,
@@ -64,6 +66,9 @@ class ProgressReporter {
   void set_adjust(std::function<void(ProgressView&)> adjust) { adjust_ = std::move(adjust); }
   /// Without the run's final summary lines (a command that prints its own).
   void set_summary(bool on) { summary_ = on; }
+  /// The model runs on NATS workers: the line shows how many serve the run, and their joining
+  /// and leaving is said.
+  void set_remote(bool on) { remote_ = on; }
 
  private:
   void print_progress(const sluice::BatchProgress& p, double ts);
@@ -73,6 +78,8 @@ class ProgressReporter {
   std::FILE* out_;
   std::function<void(ProgressView&)> adjust_;
   bool summary_ = true;
+  bool remote_ = false;
+  std::set<std::string> workers_;
   bool live_;
   bool enabled_;
   bool unicode_;

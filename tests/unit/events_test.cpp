@@ -192,6 +192,50 @@ struct Sample<FileFailed> {
   static std::vector<std::string_view> keys(const FileFailed&) { return {"path", "error"}; }
 };
 
+template <>
+struct Sample<WorkerJoined> {
+  static std::vector<WorkerJoined> values() {
+    return {{}, {kTrickyText, kTrickyText, 4294967295u, 4294967294u}, {"gpu-3-1234", "gpu-3", 2, 2}};
+  }
+  static std::vector<std::string_view> keys(const WorkerJoined&) { return {"worker", "host", "calls", "threads"}; }
+};
+
+template <>
+struct Sample<WorkerLeft> {
+  static std::vector<WorkerLeft> values() { return {{}, {kTrickyText, kTrickyText}, {"w1", "silent for 5 s"}}; }
+  static std::vector<std::string_view> keys(const WorkerLeft&) { return {"worker", "reason"}; }
+};
+
+template <>
+struct Sample<WorkerRefused> {
+  static std::vector<WorkerRefused> values() {
+    return {{}, {kTrickyText, kTrickyText, kTrickyText, kTrickyText}, {"w1", "h", "bert (ab12)", "bert (cd34)"}};
+  }
+  static std::vector<std::string_view> keys(const WorkerRefused&) {
+    return {"worker", "host", "worker_model", "run_model"};
+  }
+};
+
+template <>
+struct Sample<BatchRedelivered> {
+  static std::vector<BatchRedelivered> values() {
+    return {{}, {kMax64, 4294967295u, kTrickyText, true}, {17, 2, "w2", false}};
+  }
+  static std::vector<std::string_view> keys(const BatchRedelivered&) {
+    return {"batch", "deliveries", "worker", "abandoned"};
+  }
+};
+
+template <>
+struct Sample<WorkerRate> {
+  static std::vector<WorkerRate> values() {
+    return {{}, {kTrickyText, kMax64, kMax64, 1e300, 0.125, 1.0}, {"w1", 10, 320, 64.5, 2048.25, 0.5}};
+  }
+  static std::vector<std::string_view> keys(const WorkerRate&) {
+    return {"worker", "batches", "rows", "rows_per_s", "tokens_per_s", "busy"};
+  }
+};
+
 // Envelopes to combine with the payloads. Timestamps are whole microseconds, which is what
 // "ts" keeps.
 std::vector<PipelineEvent> envelopes() {
@@ -385,7 +429,17 @@ TEST_CASE("event_type names every alternative by its kType") {
   CHECK(event_type(p) == "file_skipped");
   p = FileFailed{};
   CHECK(event_type(p) == "file_failed");
-  CHECK(kEventKinds == 12);  // a new kind also needs a line above and a section in docs/events.md
+  p = WorkerJoined{};
+  CHECK(event_type(p) == "worker_joined");
+  p = WorkerLeft{};
+  CHECK(event_type(p) == "worker_left");
+  p = WorkerRefused{};
+  CHECK(event_type(p) == "worker_refused");
+  p = BatchRedelivered{};
+  CHECK(event_type(p) == "batch_redelivered");
+  p = WorkerRate{};
+  CHECK(event_type(p) == "worker_rate");
+  CHECK(kEventKinds == 17);  // a new kind also needs a line above and a section in docs/events.md
 }
 
 TEST_CASE("timestamps keep microseconds") {

@@ -33,7 +33,8 @@ namespace sluice {
   X(internal, "internal error")                                 \
   X(invalid_id, "the id field is not a string or an integer")   \
   X(duplicate_id, "an earlier record of this run has the same id") \
-  X(store_rejected, "the store refused the record")
+  X(store_rejected, "the store refused the record")              \
+  X(backend_unavailable, "the model backend cannot be reached")
 
 enum class ErrorCode : std::uint8_t {
 #define SLUICE_ERROR_ENUM(name, msg) name,

@@ -241,9 +241,73 @@ struct FileFailed {
   bool operator==(const FileFailed&) const = default;
 };
 
+/// A model worker (`pipeline-run worker`, docs/scale-out.md) with this run's model was heard
+/// from for the first time: it takes the run's batches.
+struct WorkerJoined {
+  static constexpr std::string_view kType = "worker_joined";
+  std::string worker;  ///< the worker's name (its host and process id unless it was given one)
+  std::string host;
+  std::uint32_t calls = 0;    ///< model calls it runs at once
+  std::uint32_t threads = 0;  ///< cores it uses, all its calls together
+
+  bool operator==(const WorkerJoined&) const = default;
+};
+
+/// A worker left: it said so when it stopped ("stopped"), or nothing was heard from it for a
+/// while ("silent for N s": killed, or cut off). Its unfinished batches go to other workers
+/// when their acknowledgement deadline passes.
+struct WorkerLeft {
+  static constexpr std::string_view kType = "worker_left";
+  std::string worker;
+  std::string reason;
+
+  bool operator==(const WorkerLeft&) const = default;
+};
+
+/// A worker whose model differs from the run's (other weights, pooling, normalisation or
+/// precision) is connected: it takes none of this run's batches.
+struct WorkerRefused {
+  static constexpr std::string_view kType = "worker_refused";
+  std::string worker;
+  std::string host;
+  std::string worker_model;  ///< the worker's model, as model_identity() names it
+  std::string run_model;     ///< this run's
+
+  bool operator==(const WorkerRefused&) const = default;
+};
+
+/// A batch came back from its second (or later) delivery: a worker that took it before died or
+/// was cut off before answering. `abandoned`: it was delivered as often as the run allows and no
+/// worker answered, so its records fail (each alone, as a failing batch's do) instead of being
+/// sent again and again.
+struct BatchRedelivered {
+  static constexpr std::string_view kType = "batch_redelivered";
+  std::uint64_t batch = 0;       ///< the run's batch number, from 1
+  std::uint32_t deliveries = 0;  ///< times the batch was handed to a worker
+  std::string worker;            ///< the worker that answered
+  bool abandoned = false;
+
+  bool operator==(const BatchRedelivered&) const = default;
+};
+
+/// A worker's rate over the last interval, as it reports it (every worker sends its counts
+/// each second; the run publishes each active worker's rate every 5 s).
+struct WorkerRate {
+  static constexpr std::string_view kType = "worker_rate";
+  std::string worker;
+  std::uint64_t batches = 0;  ///< batches it answered since it started (any run's)
+  std::uint64_t rows = 0;     ///< model rows it embedded since it started
+  double rows_per_s = 0;      ///< over the interval
+  double tokens_per_s = 0;
+  double busy = 0;            ///< fraction of the interval its model calls took, per call slot
+
+  bool operator==(const WorkerRate&) const = default;
+};
+
 using EventPayload = std::variant<PipelineStarted, DocumentStarted, DocumentCompleted, DocumentFailed,
                                   BatchProgress, StageStateChanged, Checkpointed, PipelineFinished, FileStarted,
-                                  FileIndexed, FileSkipped, FileFailed>;
+                                  FileIndexed, FileSkipped, FileFailed, WorkerJoined, WorkerLeft, WorkerRefused,
+                                  BatchRedelivered, WorkerRate>;
 
 inline constexpr std::size_t kEventKinds = std::variant_size_v<EventPayload>;
 

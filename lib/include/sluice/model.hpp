@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -12,6 +13,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <sluice/events.hpp>
 
 namespace sluice {
 
@@ -77,6 +80,11 @@ struct ModelInfo {
   /// The Pooling module's "include_prompt" (default true). When false, mean and max pooling
   /// leave out each row's TokenBatch::prompt_tokens, as sentence-transformers does.
   bool include_prompt = true;
+  /// Empty for a model that runs in this process; otherwise where its calls go, as the
+  /// checkpoint's fingerprint names it (e.g. "NATS JetStream workers"): vectors made
+  /// elsewhere may differ from this process's in their last bits, so a run is not resumed
+  /// across a change of backend.
+  std::string backend;
 };
 
 /// A padded batch of token ids, row-major [batch, seq_len]. Rows shorter than seq_len are
@@ -153,6 +161,22 @@ class Model {
   /// share the staging buffers and the device's stream). A Model of your own: false unless
   /// it overrides this.
   virtual bool concurrent_embed() const noexcept { return false; }
+
+  /// How many calls a backend wants in flight at once, whatever this machine's cores; 0 (a
+  /// model in this process): the pipeline chooses by cores (model_thread_layout()). A remote
+  /// backend (NATS workers) says how many batches it keeps on the wire.
+  virtual int calls_in_flight() const noexcept { return 0; }
+
+  /// Makes the calls under way return at once, throwing sluice::Error (cancelled), and every
+  /// later call too: the pipeline calls it when a run stops or fails, so a backend that waits
+  /// on other machines does not hold the stop. A model in this process ignores it (its calls
+  /// end on their own). Thread: any.
+  virtual void interrupt() noexcept {}
+
+  /// Where a backend sends events of its own (a worker joined or left, a batch redelivered):
+  /// the pipeline passes a function that any thread may call, and an empty one at the end of a
+  /// run. The pipeline publishes them on its loop, in the order they were posted.
+  virtual void set_event_sink(std::function<void(EventPayload)> post) { (void)post; }
 };
 
 }  // namespace sluice

@@ -185,6 +185,51 @@ constexpr void for_each_field(T& v, F&& f) {
   f("error", v.error);
 }
 
+template <typename T, typename F>
+  requires Is<T, WorkerJoined>
+constexpr void for_each_field(T& v, F&& f) {
+  f("worker", v.worker);
+  f("host", v.host);
+  f("calls", v.calls);
+  f("threads", v.threads);
+}
+
+template <typename T, typename F>
+  requires Is<T, WorkerLeft>
+constexpr void for_each_field(T& v, F&& f) {
+  f("worker", v.worker);
+  f("reason", v.reason);
+}
+
+template <typename T, typename F>
+  requires Is<T, WorkerRefused>
+constexpr void for_each_field(T& v, F&& f) {
+  f("worker", v.worker);
+  f("host", v.host);
+  f("worker_model", v.worker_model);
+  f("run_model", v.run_model);
+}
+
+template <typename T, typename F>
+  requires Is<T, BatchRedelivered>
+constexpr void for_each_field(T& v, F&& f) {
+  f("batch", v.batch);
+  f("deliveries", v.deliveries);
+  f("worker", v.worker);
+  f("abandoned", v.abandoned);
+}
+
+template <typename T, typename F>
+  requires Is<T, WorkerRate>
+constexpr void for_each_field(T& v, F&& f) {
+  f("worker", v.worker);
+  f("batches", v.batches);
+  f("rows", v.rows);
+  f("rows_per_s", v.rows_per_s);
+  f("tokens_per_s", v.tokens_per_s);
+  f("busy", v.busy);
+}
+
 // ---- compile-time checks --------------------------------------------------------------------
 
 template <typename T>

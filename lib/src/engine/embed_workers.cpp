@@ -53,6 +53,7 @@ void EmbedWorkers::finish_input() { input_.close(); }
 
 void EmbedWorkers::abort() {
   aborted_.store(true);
+  model_->interrupt();  // a remote backend's calls under way return now
   input_.close_and_clear();
   batches_.close_and_clear();
 }
@@ -390,6 +391,11 @@ void EmbedWorkers::run_batch(std::vector<WorkItem>& batch) {
     return;
   }
   if (aborted_.load()) return;  // stopped: what is left is dropped
+  if (error.code == ErrorCode::backend_unavailable) {
+    // Not the records' fault: the run fails on it (pipeline release()) and a resume embeds them.
+    for (WorkItem* item : good) item->error = error;
+    return;
+  }
   // The batch failed: embed each record alone so only the records that fail by themselves
   // are reported, and the rest go on.
   for (WorkItem* item : good) {

@@ -57,6 +57,8 @@ Pipeline::Impl::Impl(PipelineOptions options, std::shared_ptr<Model> model, std:
   // it runs one call at a time unless model_workers asks for more.
   layout_ = model_thread_layout(opt_.threads, opt_.model_workers,
                                 model_->concurrent_embed() && (loaded_here || opt_.model_workers > 0));
+  // A remote backend keeps its own number of batches on the wire, whatever the cores here.
+  if (const int calls = model_->calls_in_flight(); calls > 0) layout_ = ThreadLayout{calls, 1};
   if (opt_.read_chunk_bytes == 0) throw Error(ErrorCode::invalid_argument, "read chunk size must be at least 1");
   if (opt_.text_field.empty()) throw Error(ErrorCode::invalid_argument, "the text field name is empty");
   if (opt_.output_field.empty()) throw Error(ErrorCode::invalid_argument, "the output field name is empty");
@@ -119,6 +121,7 @@ Pipeline::Impl::Impl(PipelineOptions options, std::shared_ptr<Model> model, std:
 }
 
 Pipeline::Impl::~Impl() {
+  model_->set_event_sink({});
   // A sink's thread may still be committing: it is joined before anything its callback uses.
   sink_.reset();
   if (workers_) {
@@ -228,6 +231,13 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   wc.chunk_document = opt_.chunk_document;
   wc.inference_threads = static_cast<std::size_t>(layout_.workers);
   workers_ = std::make_unique<EmbedWorkers>(model_, tokenizer_, wc, [this] { uv_async_send(&results_async_); });
+  // A backend's own events (workers joining, redeliveries) reach the bus through the loop.
+  model_->set_event_sink([this](EventPayload payload) {
+    std::lock_guard lock(sink_mutex_);
+    if (!async_ready_.load()) return;
+    backend_events_.push_back(std::move(payload));
+    uv_async_send(&results_async_);
+  });
   workers_->start();
 
   const auto& info = model_->info();
@@ -337,6 +347,8 @@ void Pipeline::Impl::finish() {
     workers_->join();
     // Results that arrived after the decision to finish are dropped (abort, failure).
   }
+  model_->set_event_sink({});
+  publish_backend_events();
   stop_source();
   summary_.elapsed_s = unix_time_now() - start_time_;
   summary_.bytes_written = wants_jsonl_ ? done_.output_offset : 0;

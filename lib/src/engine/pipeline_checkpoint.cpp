@@ -65,10 +65,13 @@ std::string Pipeline::Impl::compute_fingerprint() {
   // The threads of one model call can change a vector's last bits (how work is split inside
   // a product); how many calls run at once cannot.
   model_hash_ = model_content_hash(info.dir);
-  std::string model = fmt::format("model={} ({}), pooling {}, {}normalized, precision {}, device {}, {} thread(s) a call",
-                                  info.family, model_hash_, pooling_name(info.pooling),
-                                  info.normalize ? "" : "not ", precision_name(info.precision),
-                                  device_name(info.device), layout_.threads_per_worker);
+  const std::string runs_on =
+      info.backend.empty()
+          ? fmt::format("device {}, {} thread(s) a call", device_name(info.device), layout_.threads_per_worker)
+          : fmt::format("on {}", info.backend);
+  std::string model = fmt::format("model={} ({}), pooling {}, {}normalized, precision {}, {}", info.family,
+                                  model_hash_, pooling_name(info.pooling), info.normalize ? "" : "not ",
+                                  precision_name(info.precision), runs_on);
   std::string options = fmt::format(
       "options=text field \"{}\", output field \"{}\", batch size {}, max batch tokens {}, sort window {}, "
       "sort window bytes {}, max record bytes {}, on error {}, dead letter {}, prompt \"{}\", dimensions {}, output {} {}, "

@@ -21,8 +21,22 @@ void Pipeline::Impl::open_outputs() {
   }
 }
 
+void Pipeline::Impl::publish_backend_events() {
+  std::vector<EventPayload> events;
+  {
+    std::lock_guard lock(sink_mutex_);
+    events.swap(backend_events_);
+  }
+  for (EventPayload& e : events) {
+    const bool wanted = std::visit(
+        [this](const auto& payload) { return bus_.wants<std::decay_t<decltype(payload)>>(); }, e);
+    if (wanted) bus_.publish(std::move(e));
+  }
+}
+
 void Pipeline::Impl::on_results(uv_async_t* handle) {
   auto* self = static_cast<Impl*>(handle->data);
+  self->publish_backend_events();
   if (!self->workers_) return;
   auto results = self->workers_->take_results();
   if (self->finishing_) return;
@@ -55,6 +69,13 @@ void Pipeline::Impl::release() {
     p.started_at = item.started_at;
     p.weight = item.weight;
     p.closes_window = item.closes_window;
+    if (item.error && item.error->code == ErrorCode::backend_unavailable) {
+      // The model backend is gone (NATS unreachable past its timeout): the run fails here, and
+      // neither this record nor any after it counts as done, so a resume embeds them.
+      flush_sink_batch();
+      fail_run(item.error->message);
+      return;
+    }
     if (item.error) {
       const ErrorInfo& e = *item.error;
       p.failed = true;

@@ -213,6 +213,8 @@ class Pipeline::Impl {
 
   // Results, order and writing.
   static void on_results(uv_async_t* handle);
+  // Publishes what the model backend posted (Model::set_event_sink), on the loop.
+  void publish_backend_events();
   static void on_control(uv_async_t* handle);
   void release();
   void fail_item(WorkItem&& item, ErrorInfo error);
@@ -308,6 +310,7 @@ class Pipeline::Impl {
   std::function<void()> final_commit_waiting_;  // the final commit, asked for while one was busy
   std::mutex sink_mutex_;
   std::deque<std::pair<std::uint64_t, CommitResult>> sink_results_;  // guarded by sink_mutex_
+  std::vector<EventPayload> backend_events_;  // posted by the model backend; guarded by sink_mutex_
 
   // Done position: every record before it is written or failed. Boundary: the last done
   // position at a batch boundary, the one checkpoints name (a resume recomputes the batch

@@ -1,0 +1,127 @@
+#pragma once
+// What the run's side (nats_model.cpp) and the worker's (nats_worker.cpp) share: the
+// connection, the JetStream streams and subjects, and the wire format of a batch and of its
+// answer. docs/scale-out.md describes the protocol.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <nats/nats.h>
+
+#include <sluice/error.hpp>
+#include <sluice/model.hpp>
+#include <sluice/nats.hpp>
+
+namespace sluice::nats_wire {
+
+// Streams (work queues: a message is gone once acknowledged; MaxAge ends what a vanished run
+// left behind).
+inline constexpr const char* kWorkStream = "SLUICE_WORK";
+inline constexpr const char* kResultStream = "SLUICE_RESULTS";
+
+// Subjects. A model's work: sluice.work.<model key>.<job>; a job's answers: sluice.result.<job>;
+// worker heartbeats: sluice.workers.<model key>.<worker>; job announcements: sluice.jobs.<job>.
+std::string model_key(const ModelInfo& info);  // 16 hex digits of SHA-256 of model_identity()
+std::string work_subject(std::string_view key, std::string_view job);
+std::string work_filter(std::string_view key);
+std::string work_consumer(std::string_view key);
+std::string result_subject(std::string_view job);
+std::string result_consumer(std::string_view job);
+inline constexpr const char* kWorkersSubjects = "sluice.workers.>";
+std::string workers_subject(std::string_view key, std::string_view worker);
+inline constexpr const char* kJobsSubjects = "sluice.jobs.>";
+std::string jobs_subject(std::string_view job);
+// A name as one subject token: letters, digits, '-' and '_' kept, anything else '_'.
+std::string subject_token(std::string_view name);
+std::string random_hex(int digits);
+
+// Headers.
+inline constexpr const char* kJob = "Sluice-Job";
+inline constexpr const char* kBatch = "Sluice-Batch";
+inline constexpr const char* kModel = "Sluice-Model";
+inline constexpr const char* kMaxDeliveries = "Sluice-Max-Deliveries";
+inline constexpr const char* kWorker = "Sluice-Worker";
+inline constexpr const char* kDeliveries = "Sluice-Deliveries";
+inline constexpr const char* kAbandoned = "Sluice-Abandoned";
+
+// A batch on the wire: "SLW1", u32 rows, u32 seq_len, u32 flags (1: type ids, 2: prompt
+// tokens), i64 pad id, rows x u32 real length, the real ids (i32), then the type ids (i32) and
+// the prompt tokens (u32 per row) when flagged. Little-endian. Padding is not sent.
+std::string encode_batch(const TokenBatch& batch);
+// Throws sluice::Error (model_error) for a malformed message.
+TokenBatch decode_batch(std::string_view data);
+// Bytes encode_batch() takes for rows x seq_len, at most.
+std::size_t batch_bytes_bound(std::size_t rows, std::size_t seq_len);
+
+// An answer: "SLR1", u32 status. 0: u32 rows, u32 dims, rows x dims f32. 1: u32 length and the
+// error code's name, u32 length and the message.
+std::string encode_vectors(std::uint32_t rows, std::uint32_t dims, const float* values);
+std::string encode_error(const ErrorInfo& error);
+struct Answer {
+  std::uint32_t rows = 0;
+  std::uint32_t dims = 0;
+  std::vector<float> values;
+  std::optional<ErrorInfo> error;
+};
+Answer decode_answer(std::string_view data);  // throws sluice::Error (model_error)
+
+// The status's text and the library's last error, for messages.
+std::string status_text(natsStatus s);
+
+// A connection that reconnects forever and remembers since when it is disconnected.
+class Connection {
+ public:
+  Connection(const NatsOptions& options, const std::string& client_name);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  natsConnection* nc() const noexcept { return nc_; }
+  jsCtx* js() const noexcept { return js_; }
+  bool connected() const;
+  // Seconds the connection has been down (0 when up).
+  double down_s() const;
+  const NatsOptions& options() const noexcept { return options_; }
+  std::string url() const { return redact_nats_url(options_.url); }
+
+  // Runs `op` until it returns NATS_OK, a failure that retrying cannot mend, the connection has
+  // been down longer than options().timeout_s, or `cancel` is set. Returns the last status.
+  template <typename Op>
+  natsStatus retry(Op&& op, const std::atomic<bool>* cancel = nullptr) const {
+    const double first = now_s();
+    for (;;) {
+      const natsStatus s = op();
+      if (s == NATS_OK || !transient(s)) return s;
+      if (cancel && cancel->load()) return s;
+      // Down, or up but failing (a JetStream not answering yet after a restart): bounded alike.
+      if (down_s() > options_.timeout_s || now_s() - first > options_.timeout_s) return s;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  static bool transient(natsStatus s);
+
+  // Creates the two streams when missing (an existing one is used as it is).
+  void ensure_streams() const;
+
+ private:
+  static void on_disconnected(natsConnection*, void* self);
+  static void on_reconnected(natsConnection*, void* self);
+
+ public:
+  static double now_s();
+
+ private:
+  NatsOptions options_;
+  natsConnection* nc_ = nullptr;
+  jsCtx* js_ = nullptr;
+  std::atomic<double> down_since_{0};  // 0: connected
+};
+
+}  // namespace sluice::nats_wire

@@ -1,0 +1,333 @@
+// The worker's side of scale-out: pull batches of one model from JetStream, embed them, publish
+// the answer, and only then acknowledge the batch.
+//
+// `calls` threads each pull one batch at a time from the model's shared consumer (a batch
+// goes to one worker; one that is not acknowledged within the ack wait goes to another). While
+// a batch is embedded, a keeper thread tells JetStream every second that it is in progress, so
+// a slow batch is not taken away from a live worker. The same thread sends the worker's
+// heartbeat, which runs use to see who works for them.
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include <sluice/nats.hpp>
+#include <sluice/pipeline.hpp>
+
+#include "core/json_writer.hpp"
+#include "nats_common.hpp"
+
+namespace sluice {
+
+using namespace nats_wire;
+
+class NatsWorker::Impl {
+ public:
+  Impl(std::shared_ptr<Model> model, WorkerOptions options)
+      : model_(std::move(model)), options_(std::move(options)), conn_(options_.nats, "sluice worker") {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    host_ = host;
+    name_ = options_.name.empty() ? fmt::format("{}-{}", host_, ::getpid()) : options_.name;
+    identity_ = model_identity(model_->info());
+    key_ = model_key(model_->info());
+    options_.calls = std::max(1, options_.calls);
+    if (!model_->concurrent_embed()) options_.calls = 1;
+    conn_.ensure_streams();
+    natsStatus s = natsConnection_Subscribe(&jobs_sub_, conn_.nc(), kJobsSubjects, &Impl::on_job, this);
+    if (s != NATS_OK) throw Error(ErrorCode::backend_unavailable, fmt::format("NATS subscribe: {}", status_text(s)));
+    listening_since_ = Connection::now_s();
+    for (int i = 0; i < options_.calls; ++i) subs_.push_back(pull_subscription());
+  }
+
+  ~Impl() {
+    if (jobs_sub_) {
+      natsSubscription_Unsubscribe(jobs_sub_);
+      natsSubscription_Destroy(jobs_sub_);
+    }
+    for (natsSubscription* sub : subs_) natsSubscription_Destroy(sub);
+  }
+
+  void log(const std::string& line) {
+    if (options_.log) options_.log(line);
+  }
+
+  void run() {
+    log(fmt::format("worker {}: model {}; {} call(s) at once; serving {} on {}", name_, identity_, options_.calls,
+                    work_filter(key_), conn_.url()));
+    std::thread keeper([this] { keeper_main(); });
+    std::vector<std::thread> threads;
+    for (int i = 1; i < options_.calls; ++i) threads.emplace_back([this, i] { pull_main(subs_[i]); });
+    pull_main(subs_[0]);
+    for (auto& t : threads) t.join();
+    {
+      std::lock_guard lock(mu_);
+      keeper_cv_.notify_all();
+    }
+    keeper.join();
+    send_heartbeat("leaving");
+    natsConnection_Flush(conn_.nc());
+    const WorkerCounts c = counts();
+    log(fmt::format("worker {} stopped: {} batches, {} rows, {} failed, {} dropped", name_, c.batches, c.rows,
+                    c.failed, c.dropped));
+  }
+
+  void stop() noexcept { stopping_.store(true); }
+
+  WorkerCounts counts() const {
+    std::lock_guard lock(mu_);
+    return counts_;
+  }
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  natsSubscription* pull_subscription() {
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = kWorkStream;
+    // Used when no run made the consumer yet; a run's settings win when it makes it.
+    so.Config.AckPolicy = js_AckExplicit;
+    so.Config.AckWait = std::int64_t{30} * 1000 * 1000 * 1000;
+    so.Config.MaxDeliver = -1;
+    so.Config.MaxAckPending = 100000;
+    const std::string durable = work_consumer(key_), filter = work_filter(key_);
+    natsSubscription* sub = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const natsStatus s = conn_.retry(
+        [&] { return js_PullSubscribe(&sub, conn_.js(), filter.c_str(), durable.c_str(), nullptr, &so, &jerr); });
+    if (s != NATS_OK) {
+      throw Error(ErrorCode::backend_unavailable,
+                  fmt::format("cannot pull from the work queue {} at {}: {}", durable, conn_.url(), status_text(s)));
+    }
+    return sub;
+  }
+
+  static void on_job(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
+    static_cast<Impl*>(self)->job_seen(
+        std::string(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+    natsMsg_Destroy(msg);
+  }
+
+  void job_seen(const std::string& json) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    if (parser.parse(json).get(doc) != simdjson::SUCCESS) return;
+    std::string_view job, key, model;
+    if (doc["job"].get(job) != simdjson::SUCCESS || doc["key"].get(key) != simdjson::SUCCESS) return;
+    if (doc["model"].get(model) != simdjson::SUCCESS) model = "?";
+    bool refuse = false;
+    {
+      std::lock_guard lock(mu_);
+      jobs_[std::string(job)] = Connection::now_s();
+      refuse = key != key_ && refused_.insert(std::string(job)).second;
+    }
+    if (refuse) {
+      log(fmt::format("worker {}: refusing run {}: it needs model {}, and this worker has {}; it takes none of that "
+                      "run's batches",
+                      name_, job, model, identity_));
+    }
+  }
+
+  // Whether the run that queued a batch is still there: it announces itself every second.
+  bool job_alive(const std::string& job) {
+    constexpr double kGone = 10;
+    std::lock_guard lock(mu_);
+    const double now = Connection::now_s();
+    if (now - listening_since_ < 3) return true;  // not heard every run yet
+    auto it = jobs_.find(job);
+    return it != jobs_.end() && now - it->second < kGone;
+  }
+
+  void pull_main(natsSubscription* sub) {
+    natsStatus last_error = NATS_OK;
+    while (!stopping_.load()) {
+      natsMsgList list{};
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      const natsStatus s = natsSubscription_Fetch(&list, sub, 1, 1000, &jerr);
+      if (s == NATS_TIMEOUT) continue;
+      if (s != NATS_OK) {
+        if (s != last_error) log(fmt::format("worker {}: pulling work: {} (retrying)", name_, status_text(s)));
+        last_error = s;
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        continue;
+      }
+      last_error = NATS_OK;
+      for (int i = 0; i < list.Count; ++i) handle(list.Msgs[i]);
+      natsMsgList_Destroy(&list);
+    }
+  }
+
+  void handle(natsMsg* msg) {
+    auto header = [&](const char* k) {
+      const char* v = nullptr;
+      return natsMsgHeader_Get(msg, k, &v) == NATS_OK && v ? std::string(v) : std::string();
+    };
+    const std::string job = header(kJob), batch_id = header(kBatch);
+    std::uint64_t delivered = 1;
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+      delivered = meta->NumDelivered;
+      jsMsgMetaData_Destroy(meta);
+    }
+    const std::uint64_t max_deliveries = std::max<std::uint64_t>(1, std::strtoull(header(kMaxDeliveries).c_str(), nullptr, 10));
+    if (job.empty() || batch_id.empty()) {
+      log(fmt::format("worker {}: dropped a message without a run or batch number", name_));
+      natsMsg_AckSync(msg, nullptr, nullptr);
+      return;
+    }
+    if (!job_alive(job)) {
+      // Its run stopped or was killed: nobody would read the answer.
+      {
+        std::lock_guard lock(mu_);
+        ++counts_.dropped;
+      }
+      natsMsg_AckSync(msg, nullptr, nullptr);
+      return;
+    }
+    std::string answer;
+    bool abandoned = false;
+    std::uint64_t rows = 0, tokens = 0;
+    double busy = 0;
+    if (header(kModel) != key_) {
+      answer = encode_error(ErrorInfo{ErrorCode::model_error,
+                                      fmt::format("worker {} has model {}, not the run's", name_, identity_), {}, {}});
+    } else if (delivered > max_deliveries) {
+      abandoned = true;
+      answer = encode_error(ErrorInfo{
+          ErrorCode::model_error,
+          fmt::format("no worker answered this batch in {} deliveries: each worker that took it stopped before "
+                      "answering (killed, out of memory?)",
+                      delivered - 1),
+          {},
+          {}});
+    } else {
+      {
+        std::lock_guard lock(mu_);
+        in_hand_.insert(msg);
+      }
+      try {
+        const TokenBatch batch = decode_batch(
+            std::string_view(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+        const std::uint32_t dims = model_->info().dimensions;
+        std::vector<float> out(std::size_t{batch.batch} * dims);
+        const auto t0 = std::chrono::steady_clock::now();
+        model_->embed(batch, out);
+        busy = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        rows = batch.batch;
+        for (auto m : batch.attention_mask) tokens += m != 0;
+        answer = encode_vectors(batch.batch, dims, out.data());
+      } catch (const Error& e) {
+        answer = encode_error(ErrorInfo{e.code(), e.what(), {}, {}});
+      } catch (const std::exception& e) {
+        answer = encode_error(ErrorInfo{ErrorCode::model_error, fmt::format("model inference failed: {}", e.what()), {}, {}});
+      }
+      std::lock_guard lock(mu_);
+      in_hand_.erase(msg);
+    }
+    const bool failed = rows == 0;
+    if (!publish_answer(job, batch_id, delivered, abandoned, answer)) {
+      // Not acknowledged: the batch goes to a worker again after the ack wait.
+      log(fmt::format("worker {}: could not publish the answer to batch {} of run {}; it will be delivered again",
+                      name_, batch_id, job));
+      return;
+    }
+    natsStatus s = conn_.retry([&] { return natsMsg_AckSync(msg, nullptr, nullptr); });
+    if (s != NATS_OK) {
+      log(fmt::format("worker {}: could not acknowledge batch {} of run {} ({}); its run drops a second answer",
+                      name_, batch_id, job, status_text(s)));
+    }
+    std::lock_guard lock(mu_);
+    ++counts_.batches;
+    counts_.rows += rows;
+    counts_.tokens += tokens;
+    counts_.busy_s += busy;
+    if (failed) ++counts_.failed;
+  }
+
+  bool publish_answer(const std::string& job, const std::string& batch_id, std::uint64_t delivered, bool abandoned,
+                      const std::string& answer) {
+    const std::string subject = result_subject(job), deliveries = std::to_string(delivered);
+    const std::string msg_id = fmt::format("{}.{}", job, batch_id);
+    const natsStatus s = conn_.retry([&] {
+      natsMsg* out = nullptr;
+      natsStatus st = natsMsg_Create(&out, subject.c_str(), nullptr, answer.data(), static_cast<int>(answer.size()));
+      if (st != NATS_OK) return st;
+      natsMsgHeader_Set(out, kBatch, batch_id.c_str());
+      natsMsgHeader_Set(out, kWorker, name_.c_str());
+      natsMsgHeader_Set(out, kDeliveries, deliveries.c_str());
+      if (abandoned) natsMsgHeader_Set(out, kAbandoned, "1");
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      po.MsgId = msg_id.c_str();  // a second answer to the batch is stored once
+      jsPubAck* ack = nullptr;
+      st = js_PublishMsg(&ack, conn_.js(), out, &po, nullptr);
+      if (ack) jsPubAck_Destroy(ack);
+      natsMsg_Destroy(out);
+      return st;
+    });
+    return s == NATS_OK;
+  }
+
+  void send_heartbeat(const char* state) {
+    const WorkerCounts c = counts();
+    std::string json = "{\"worker\":";
+    json::append_string(json, name_);
+    json += ",\"host\":";
+    json::append_string(json, host_);
+    json += ",\"key\":";
+    json::append_string(json, key_);
+    json += ",\"model\":";
+    json::append_string(json, identity_);
+    json += ",\"state\":";
+    json::append_string(json, state);
+    json += fmt::format(",\"calls\":{},\"threads\":{},\"batches\":{},\"rows\":{},\"tokens\":{},\"busy_s\":{:.6f}}}",
+                        options_.calls, options_.threads, c.batches, c.rows, c.tokens, c.busy_s);
+    const std::string subject = workers_subject(key_, name_);
+    natsConnection_Publish(conn_.nc(), subject.c_str(), json.data(), static_cast<int>(json.size()));
+  }
+
+  void keeper_main() {
+    std::unique_lock lock(mu_);
+    while (!stopping_.load() || !in_hand_.empty()) {
+      for (natsMsg* m : in_hand_) natsMsg_InProgress(m, nullptr);
+      lock.unlock();
+      send_heartbeat("up");
+      lock.lock();
+      keeper_cv_.wait_for(lock, std::chrono::seconds(1));
+      if (stopping_.load() && in_hand_.empty()) break;
+    }
+  }
+
+  std::shared_ptr<Model> model_;
+  WorkerOptions options_;
+  Connection conn_;
+  std::string host_, name_, identity_, key_;
+  natsSubscription* jobs_sub_ = nullptr;
+  std::vector<natsSubscription*> subs_;
+  double listening_since_ = 0;
+  std::atomic<bool> stopping_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable keeper_cv_;
+  WorkerCounts counts_;                // guarded by mu_
+  std::map<std::string, double> jobs_;  // run -> when last announced; guarded by mu_
+  std::set<std::string> refused_;       // guarded by mu_
+  std::set<natsMsg*> in_hand_;          // guarded by mu_
+};
+
+NatsWorker::NatsWorker(std::shared_ptr<Model> model, WorkerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(model), std::move(options))) {}
+NatsWorker::~NatsWorker() = default;
+void NatsWorker::run() { impl_->run(); }
+void NatsWorker::stop() noexcept { impl_->stop(); }
+WorkerCounts NatsWorker::counts() const { return impl_->counts(); }
+const std::string& NatsWorker::name() const noexcept { return impl_->name(); }
+
+}  // namespace sluice
