@@ -21,6 +21,9 @@ packages=(
   # The code index: tree-sitter's runtime (the grammars come from npm: tools/grammars.sh, below;
   # ignore rules are read by lib/src/code/ignore.cpp, checked against git in the tests)
   libtree-sitter-dev git
+  # Scale-out (docs/scale-out.md): the NATS C client with JetStream, and the server the tests
+  # start on 127.0.0.1 with a temporary store folder
+  libnats-dev nats-server
 )
 if [[ "${1:-}" == "--dev" ]]; then
   packages+=(python3-onnx)

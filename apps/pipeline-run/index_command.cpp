@@ -12,6 +12,7 @@
 #include <sluice/error.hpp>
 #include <sluice/file_roles.hpp>
 #include <sluice/model.hpp>
+#include <sluice/nats.hpp>
 #include <sluice/pipeline.hpp>
 #include <sluice/store.hpp>
 #include <sluice/tokenizer.hpp>
@@ -76,6 +77,11 @@ int run_index(IndexArgs& args) {
   mo.threads = layout.threads_per_worker;
   reporter.loading_model(args.model.string());
   std::shared_ptr<sluice::Model> model = sluice::Model::load(args.model, mo);
+  if (args.nats.given) {
+    // Chunks embedded on NATS workers (docs/scale-out.md); the store's rows name the same model.
+    model = sluice::connect_nats_model(std::move(model), args.nats.remote);
+    reporter.set_remote(true);
+  }
   std::shared_ptr<sluice::Tokenizer> tokenizer = sluice::Tokenizer::from_file(args.model / "tokenizer.json");
   const sluice::ModelInfo& info = model->info();
 

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "nats_args.hpp"
+
 namespace pipeline_run {
 
 struct IndexArgs {
@@ -27,6 +29,7 @@ struct IndexArgs {
   std::size_t batch_size = 256;
   std::size_t max_batch_tokens = 4096;
   std::size_t sort_window = 0;  // 0: the batch size
+  NatsArgs nats;
 };
 
 /// Runs the command; returns the exit code (exit_codes.hpp): 0 when every file was indexed or

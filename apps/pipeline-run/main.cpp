@@ -226,6 +226,11 @@ int run_embed(EmbedArgs& args) {
     }
   }
 
+  if (args.nats.given && opt.device.kind != sluice::DeviceKind::cpu) {
+    fmt::print(stderr, "error: --device {} and --nats do not go together: with --nats the model runs on the "
+                       "workers, on their CPUs\n", args.device);
+    return kExitUsage;
+  }
   reporter.loading_model(opt.model);
   std::optional<sluice::Pipeline> pipeline_holder;
   try {
@@ -592,6 +597,7 @@ int main(int argc, char** argv) {
   cmd_index->add_option("--max-batch-tokens", index.max_batch_tokens, "Padded tokens per model call, at most")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 24));
+  add_nats_options(*cmd_index, index.nats, true);
   cmd_index->add_option("--sort-window", index.sort_window,
                         "Chunks sorted by length together; files are written as their window completes (0: 64, or "
                         "the batch size when smaller)")

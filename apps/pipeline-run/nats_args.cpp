@@ -26,7 +26,9 @@ void add_nats_options(CLI::App& cmd, NatsArgs& args, bool run) {
       ->check(CLI::ExistingFile);
   cmd.add_option("--nats-tls-key", n.tls_key, "The client certificate's private key (PEM)")->check(CLI::ExistingFile);
   cmd.add_option("--nats-timeout", n.timeout_s,
-                 "Seconds the NATS server may stay unreachable before the run (or worker) gives up")
+                 run ? "Seconds the NATS server may stay unreachable before the run gives up (it fails, resumable)"
+                     : "Seconds an answer may wait for an unreachable NATS server before the batch is left to "
+                       "another worker (the worker itself keeps reconnecting)")
       ->check(CLI::Range(1.0, 86400.0))
       ->capture_default_str();
   if (!run) return;

@@ -22,7 +22,9 @@ std::string redact_nats_url(std::string_view url) {
     std::string_view one = url.substr(start, end - start);
     const std::size_t scheme = one.find("://");
     const std::size_t host_from = scheme == std::string_view::npos ? 0 : scheme + 3;
-    const std::size_t at = one.find('@', host_from);
+    // The user info ends at the last '@' (as the client library reads it): a password may hold '@'.
+    std::size_t at = one.rfind('@');
+    if (at != std::string_view::npos && at < host_from) at = std::string_view::npos;
     if (!out.empty() || start > 0) out += ',';
     if (at != std::string_view::npos) {
       out += one.substr(0, host_from);
@@ -39,7 +41,7 @@ std::string redact_nats_url(std::string_view url) {
 
 namespace nats_wire {
 
-std::string model_key(const ModelInfo& info) { return sha256_hex(model_identity(info)).substr(0, 16); }
+std::string model_key(std::string_view identity) { return sha256_hex(identity).substr(0, 16); }
 std::string work_subject(std::string_view key, std::string_view job) {
   return fmt::format("sluice.work.{}.{}", key, job);
 }
@@ -284,7 +286,11 @@ void Connection::on_disconnected(natsConnection*, void* self) {
   c->down_since_.compare_exchange_strong(expected, now_s());
 }
 
-void Connection::on_reconnected(natsConnection*, void* self) { static_cast<Connection*>(self)->down_since_.store(0); }
+void Connection::on_reconnected(natsConnection*, void* self) {
+  auto* c = static_cast<Connection*>(self);
+  c->reconnected_at_.store(now_s());
+  c->down_since_.store(0);
+}
 
 bool Connection::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
 
@@ -315,6 +321,10 @@ Connection::Connection(const NatsOptions& options, const std::string& client_nam
   if (!options.creds_file.empty() &&
       (s = natsOptions_SetUserCredentialsFromFiles(opts, options.creds_file.c_str(), nullptr)) != NATS_OK) {
     fail(s, fmt::format("credentials file {}", options.creds_file));
+  }
+  if (!options.tls_key.empty() && options.tls_cert.empty()) {
+    natsOptions_Destroy(opts);
+    throw Error(ErrorCode::invalid_argument, "a TLS key (--nats-tls-key) needs its certificate (--nats-tls-cert)");
   }
   if (!options.tls_ca.empty() || !options.tls_cert.empty()) {
     if ((s = natsOptions_SetSecure(opts, true)) != NATS_OK) fail(s, "TLS");
@@ -361,7 +371,14 @@ void Connection::ensure_streams() const {
   for (const char* name : {kWorkStream, kResultStream}) {
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = retry([&] { return js_GetStreamInfo(&si, js_, name, nullptr, &jerr); });
+    // A server without JetStream answers nothing ("no responders"): said after a few seconds,
+    // not after the whole --nats-timeout.
+    natsStatus s = NATS_OK;
+    for (int attempt = 0; attempt < 25; ++attempt) {
+      s = js_GetStreamInfo(&si, js_, name, nullptr, &jerr);
+      if (s == NATS_OK || !transient(s)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
     if (s == NATS_OK) {
       jsStreamInfo_Destroy(si);
       continue;

@@ -28,7 +28,7 @@ inline constexpr const char* kResultStream = "SLUICE_RESULTS";
 
 // Subjects. A model's work: sluice.work.<model key>.<job>; a job's answers: sluice.result.<job>;
 // worker heartbeats: sluice.workers.<model key>.<worker>; job announcements: sluice.jobs.<job>.
-std::string model_key(const ModelInfo& info);  // 16 hex digits of SHA-256 of model_identity()
+std::string model_key(std::string_view identity);  // 16 hex digits of SHA-256 of model_identity()
 std::string work_subject(std::string_view key, std::string_view job);
 std::string work_filter(std::string_view key);
 std::string work_consumer(std::string_view key);
@@ -88,6 +88,8 @@ class Connection {
   bool connected() const;
   // Seconds the connection has been down (0 when up).
   double down_s() const;
+  // When it last came back (steady seconds; 0: never lost).
+  double reconnected_at() const { return reconnected_at_.load(); }
   const NatsOptions& options() const noexcept { return options_; }
   std::string url() const { return redact_nats_url(options_.url); }
 
@@ -122,6 +124,7 @@ class Connection {
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
   std::atomic<double> down_since_{0};  // 0: connected
+  std::atomic<double> reconnected_at_{0};
 };
 
 }  // namespace sluice::nats_wire

@@ -32,7 +32,7 @@ class NatsModel final : public Model {
   NatsModel(ModelInfo info, const RemoteModelOptions& options)
       : info_(std::move(info)), options_(options), conn_(options.nats, "sluice run") {
     identity_ = model_identity(info_);
-    key_ = model_key(info_);
+    key_ = model_key(identity_);
     job_ = random_hex(16);
     info_.backend = "NATS JetStream workers";
     conn_.ensure_streams();
@@ -88,6 +88,11 @@ class NatsModel final : public Model {
   void set_event_sink(std::function<void(EventPayload)> post) override {
     std::lock_guard lock(events_mu_);
     post_ = std::move(post);
+    if (!post_) return;
+    // Workers heard from before the run started listening (while it hashed the model, say).
+    std::lock_guard watch(watch_mu_);
+    for (const auto& [name, w] : workers_) post_(WorkerJoined{name, w.host, w.calls, w.threads});
+    for (const auto& [name, r] : refused_) post_(WorkerRefused{name, r.first, r.second, identity_});
   }
 
   void embed(const TokenBatch& batch, std::span<float> out) override {
@@ -104,6 +109,7 @@ class NatsModel final : public Model {
     if (interrupted_.load()) throw Error(ErrorCode::cancelled, "the run was stopped");
     const std::uint64_t id = next_batch_.fetch_add(1) + 1;
     auto pending = std::make_shared<Pending>();
+    pending->payload = encode_batch(batch);
     {
       std::lock_guard lock(mu_);
       pending_[id] = pending;
@@ -116,7 +122,7 @@ class NatsModel final : public Model {
         self->pending_.erase(id);
       }
     } forget{this, id};
-    publish(batch, id);
+    publish(pending->payload, id, 0);
     std::unique_lock lock(mu_);
     while (!pending->done && !interrupted_.load()) {
       pending->cv.wait_for(lock, std::chrono::milliseconds(500));
@@ -139,6 +145,7 @@ class NatsModel final : public Model {
 
  private:
   struct Pending {
+    std::string payload;  // the batch as sent, to send again after a silence of the run's
     std::condition_variable cv;
     bool done = false;
     Answer answer;
@@ -153,6 +160,7 @@ class NatsModel final : public Model {
     std::uint64_t rows0 = 0, tokens0 = 0;
     double busy0 = 0;
     std::uint32_t calls = 1;
+    std::uint32_t threads = 0;
   };
 
   static TokenBatch rows_of(const TokenBatch& b, std::uint32_t from, std::uint32_t to) {
@@ -184,6 +192,8 @@ class NatsModel final : public Model {
     cc.MaxAckPending = 100000;
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
+    // Made, or updated to this run's ack wait (the server takes a create of an existing durable
+    // consumer as an update; js_UpdateConsumer where it does not).
     natsStatus s = conn_.retry([&] { return js_AddConsumer(&ci, conn_.js(), kWorkStream, &cc, nullptr, &jerr); });
     if (s != NATS_OK && jerr == JSConsumerNameExistErr) {
       s = conn_.retry([&] { return js_UpdateConsumer(&ci, conn_.js(), kWorkStream, &cc, nullptr, &jerr); });
@@ -208,6 +218,8 @@ class NatsModel final : public Model {
     cc.AckPolicy = js_AckExplicit;
     cc.AckWait = std::int64_t{30} * 1000 * 1000 * 1000;
     cc.MaxAckPending = 100000;
+    // A run killed before it could remove its consumer leaves it: the server ends it.
+    cc.InactiveThreshold = std::int64_t{24} * 3600 * 1000 * 1000 * 1000;
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = conn_.retry([&] { return js_AddConsumer(&ci, conn_.js(), kResultStream, &cc, nullptr, &jerr); });
@@ -225,11 +237,12 @@ class NatsModel final : public Model {
     }
   }
 
-  void publish(const TokenBatch& batch, std::uint64_t id) {
-    const std::string payload = encode_batch(batch);
+  // `sending`: 0 the first time; later sendings get message ids of their own (JetStream would
+  // drop a repeated one as a duplicate).
+  void publish(const std::string& payload, std::uint64_t id, std::uint64_t sending) {
     const std::string subject = work_subject(key_, job_);
     const std::string batch_id = std::to_string(id), max = std::to_string(options_.max_deliveries);
-    const std::string msg_id = fmt::format("{}.{}", job_, id);
+    const std::string msg_id = fmt::format("{}.{}.{}", job_, id, sending);
     jsErrCode jerr = static_cast<jsErrCode>(0);
     const natsStatus s = conn_.retry(
         [&] {
@@ -254,6 +267,24 @@ class NatsModel final : public Model {
     if (interrupted_.load()) throw Error(ErrorCode::cancelled, "the run was stopped");
     throw Error(ErrorCode::backend_unavailable,
                 fmt::format("cannot queue a batch on NATS JetStream at {}: {}", conn_.url(), status_text(s)));
+  }
+
+  void send_again() {
+    std::vector<std::pair<std::uint64_t, std::string>> unanswered;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [id, p] : pending_) {
+        if (!p->done) unanswered.emplace_back(id, p->payload);
+      }
+    }
+    const std::uint64_t sending = ++sendings_;
+    for (const auto& [id, payload] : unanswered) {
+      try {
+        publish(payload, id, sending);
+      } catch (const Error&) {
+        return;  // gone again, or stopped: the next gap sends them
+      }
+    }
   }
 
   void results_main() {
@@ -331,7 +362,9 @@ class NatsModel final : public Model {
     {
       std::lock_guard lock(watch_mu_);
       if (key != key_) {
-        if (refused_.insert(name).second) events.emplace_back(WorkerRefused{name, host, str("model"), identity_});
+        if (refused_.try_emplace(name, host, str("model")).second) {
+          events.emplace_back(WorkerRefused{name, host, str("model"), identity_});
+        }
       } else if (state == "leaving") {
         if (workers_.erase(name)) events.emplace_back(WorkerLeft{name, "stopped"});
       } else {
@@ -345,12 +378,13 @@ class NatsModel final : public Model {
         w.tokens = static_cast<std::uint64_t>(num("tokens"));
         w.busy_s = num("busy_s");
         w.calls = static_cast<std::uint32_t>(std::max(1.0, num("calls")));
+        w.threads = static_cast<std::uint32_t>(num("threads"));
         if (fresh) {
           w.rate_at = now;
           w.rows0 = w.rows;
           w.tokens0 = w.tokens;
           w.busy0 = w.busy_s;
-          events.emplace_back(WorkerJoined{name, host, w.calls, static_cast<std::uint32_t>(num("threads"))});
+          events.emplace_back(WorkerJoined{name, host, w.calls, w.threads});
         }
       }
     }
@@ -369,10 +403,21 @@ class NatsModel final : public Model {
     json::append_string(announcement, identity_);
     announcement += '}';
     const std::string subject = jobs_subject(job_);
+    // Workers drop the batches of a run not heard from for 10 s (a run killed long ago). A run
+    // that was silent for a while (suspended, cut off, the server down) sends its unanswered
+    // batches again once it is back: a second answer is dropped by batch number.
+    constexpr double kGap = 4;
+    double last_heard = 0;
     std::unique_lock lock(watch_mu_);
     while (!closing_.load()) {
       lock.unlock();
-      natsConnection_Publish(conn_.nc(), subject.c_str(), announcement.data(), static_cast<int>(announcement.size()));
+      const bool sent = conn_.connected() && natsConnection_Publish(conn_.nc(), subject.c_str(), announcement.data(),
+                                                                  static_cast<int>(announcement.size())) == NATS_OK;
+      if (sent) {
+        const double at = Connection::now_s();
+        if (last_heard > 0 && at - last_heard > kGap) send_again();
+        last_heard = at;
+      }
       lock.lock();
       const double now = Connection::now_s();
       std::vector<EventPayload> events;
@@ -411,6 +456,7 @@ class NatsModel final : public Model {
   std::mutex mu_;
   std::unordered_map<std::uint64_t, std::shared_ptr<Pending>> pending_;  // guarded by mu_
   std::atomic<std::uint64_t> next_batch_{0};
+  std::atomic<std::uint64_t> sendings_{0};
   std::atomic<bool> interrupted_{false};
   std::atomic<bool> closing_{false};
 
@@ -420,7 +466,7 @@ class NatsModel final : public Model {
   std::mutex watch_mu_;
   std::condition_variable watch_cv_;
   std::map<std::string, WorkerSeen> workers_;  // guarded by watch_mu_
-  std::set<std::string> refused_;              // guarded by watch_mu_
+  std::map<std::string, std::pair<std::string, std::string>> refused_;  // name -> host, model; watch_mu_
 
   std::thread results_thread_;
   std::thread watch_thread_;

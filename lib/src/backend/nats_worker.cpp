@@ -7,7 +7,11 @@
 // a slow batch is not taken away from a live worker. The same thread sends the worker's
 // heartbeat, which runs use to see who works for them.
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
 
 #include <condition_variable>
 #include <map>
@@ -37,7 +41,7 @@ class NatsWorker::Impl {
     host_ = host;
     name_ = options_.name.empty() ? fmt::format("{}-{}", host_, ::getpid()) : options_.name;
     identity_ = model_identity(model_->info());
-    key_ = model_key(model_->info());
+    key_ = model_key(identity_);
     options_.calls = std::max(1, options_.calls);
     if (!model_->concurrent_embed()) options_.calls = 1;
     conn_.ensure_streams();
@@ -45,6 +49,11 @@ class NatsWorker::Impl {
     if (s != NATS_OK) throw Error(ErrorCode::backend_unavailable, fmt::format("NATS subscribe: {}", status_text(s)));
     listening_since_ = Connection::now_s();
     for (int i = 0; i < options_.calls; ++i) subs_.push_back(pull_subscription());
+    // Fault injection for the tests of docs/scale-out.md ("Testing"): a worker that takes a
+    // batch holding this token id dies at once, as one killed for memory would.
+    if (const char* fault = std::getenv("SLUICE_WORKER_DIE_ON_TOKEN"); fault && *fault) {
+      die_on_token_ = std::strtoll(fault, nullptr, 10);
+    }
   }
 
   ~Impl() {
@@ -89,19 +98,37 @@ class NatsWorker::Impl {
 
  private:
   natsSubscription* pull_subscription() {
+    const std::string durable = work_consumer(key_), filter = work_filter(key_);
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    // The consumer is the model's, shared by every worker: made here only when no run or worker
+    // made it yet (a run's settings, --nats-ack-wait, win when it makes it), else used as it is.
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable.c_str();
+    cc.FilterSubject = filter.c_str();
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = std::int64_t{30} * 1000 * 1000 * 1000;
+    cc.MaxDeliver = -1;
+    cc.MaxAckPending = 100000;
+    // Asked first: the server takes a create of an existing consumer as an update of its
+    // settings, which would undo the run's.
+    jsConsumerInfo* ci = nullptr;
+    natsStatus s =
+        conn_.retry([&] { return js_GetConsumerInfo(&ci, conn_.js(), kWorkStream, durable.c_str(), nullptr, &jerr); });
+    if (s == NATS_NOT_FOUND) {
+      s = conn_.retry([&] { return js_AddConsumer(&ci, conn_.js(), kWorkStream, &cc, nullptr, &jerr); });
+    }
+    if (ci) jsConsumerInfo_Destroy(ci);
+    if (s != NATS_OK && jerr != JSConsumerNameExistErr) {
+      throw Error(ErrorCode::backend_unavailable,
+                  fmt::format("cannot make the work queue's consumer {} at {}: {}", durable, conn_.url(), status_text(s)));
+    }
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = kWorkStream;
-    // Used when no run made the consumer yet; a run's settings win when it makes it.
-    so.Config.AckPolicy = js_AckExplicit;
-    so.Config.AckWait = std::int64_t{30} * 1000 * 1000 * 1000;
-    so.Config.MaxDeliver = -1;
-    so.Config.MaxAckPending = 100000;
-    const std::string durable = work_consumer(key_), filter = work_filter(key_);
+    so.Consumer = durable.c_str();  // bind to it, whatever its settings
     natsSubscription* sub = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    const natsStatus s = conn_.retry(
-        [&] { return js_PullSubscribe(&sub, conn_.js(), filter.c_str(), durable.c_str(), nullptr, &so, &jerr); });
+    s = conn_.retry([&] { return js_PullSubscribe(&sub, conn_.js(), filter.c_str(), nullptr, nullptr, &so, &jerr); });
     if (s != NATS_OK) {
       throw Error(ErrorCode::backend_unavailable,
                   fmt::format("cannot pull from the work queue {} at {}: {}", durable, conn_.url(), status_text(s)));
@@ -126,7 +153,7 @@ class NatsWorker::Impl {
     {
       std::lock_guard lock(mu_);
       jobs_[std::string(job)] = Connection::now_s();
-      refuse = key != key_ && refused_.insert(std::string(job)).second;
+      refuse = key != key_ && refused_.emplace(std::string(job), Connection::now_s()).second;
     }
     if (refuse) {
       log(fmt::format("worker {}: refusing run {}: it needs model {}, and this worker has {}; it takes none of that "
@@ -140,7 +167,8 @@ class NatsWorker::Impl {
     constexpr double kGone = 10;
     std::lock_guard lock(mu_);
     const double now = Connection::now_s();
-    if (now - listening_since_ < 3) return true;  // not heard every run yet
+    // Not heard every run yet: just started, or just back from a lost connection.
+    if (now - std::max(listening_since_, conn_.reconnected_at()) < 3) return true;
     auto it = jobs_.find(job);
     return it != jobs_.end() && now - it->second < kGone;
   }
@@ -215,6 +243,15 @@ class NatsWorker::Impl {
       try {
         const TokenBatch batch = decode_batch(
             std::string_view(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+        if (die_on_token_ >= 0 &&
+            [&] {
+              for (std::size_t i = 0; i < batch.ids.size(); ++i) {
+                if (batch.attention_mask[i] && batch.ids[i] == die_on_token_) return true;
+              }
+              return false;
+            }()) {
+          ::raise(SIGKILL);
+        }
         const std::uint32_t dims = model_->info().dimensions;
         std::vector<float> out(std::size_t{batch.batch} * dims);
         const auto t0 = std::chrono::steady_clock::now();
@@ -297,6 +334,10 @@ class NatsWorker::Impl {
     std::unique_lock lock(mu_);
     while (!stopping_.load() || !in_hand_.empty()) {
       for (natsMsg* m : in_hand_) natsMsg_InProgress(m, nullptr);
+      // Runs not heard from for an hour are forgotten (a worker may serve runs for months).
+      const double now = Connection::now_s();
+      std::erase_if(jobs_, [now](const auto& j) { return now - j.second > 3600; });
+      std::erase_if(refused_, [now](const auto& j) { return now - j.second > 3600; });
       lock.unlock();
       send_heartbeat("up");
       lock.lock();
@@ -312,13 +353,14 @@ class NatsWorker::Impl {
   natsSubscription* jobs_sub_ = nullptr;
   std::vector<natsSubscription*> subs_;
   double listening_since_ = 0;
+  long long die_on_token_ = -1;
   std::atomic<bool> stopping_{false};
 
   mutable std::mutex mu_;
   std::condition_variable keeper_cv_;
   WorkerCounts counts_;                // guarded by mu_
   std::map<std::string, double> jobs_;  // run -> when last announced; guarded by mu_
-  std::set<std::string> refused_;       // guarded by mu_
+  std::map<std::string, double> refused_;  // runs of another model, when refused; guarded by mu_
   std::set<natsMsg*> in_hand_;          // guarded by mu_
 };
 
