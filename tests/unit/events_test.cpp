@@ -616,8 +616,11 @@ TEST_CASE("each mistyped field is named") {
                                                             path == "path" || path == "location.file" ||
                                                             path == "summary.status" || path == "summary.error" ||
                                                             path == "phase" || path == "status" ||
-                                                            path == "error")) ||
-                                      (wrong == "true" && (path == "truncated" || path == "retryable"));
+                                                            path == "error" || path == "worker" ||
+                                                            path == "host" || path == "worker_model" ||
+                                                            path == "run_model")) ||
+                                      (wrong == "true" && (path == "truncated" || path == "retryable" ||
+                                                           path == "abandoned"));
           CHECK(wrong_is_right);
           continue;
         }
