@@ -309,6 +309,25 @@ class ScaleOutTest(TempDirTest):
         self.assertEqual(p.returncode, 0, err.decode())
         self.assertEqual(self.read("out.jsonl"), self.local("--batch-size", "32"))
 
+    def test_the_nats_options_change_no_byte_on_resume(self):
+        # test_adversarial.py classifies every option of embed; these it leaves to this file.
+        self.worker("w1")
+        out = self.path("out.jsonl")
+        first = self.embed_cmd(out, "--batch-size", "32", "--checkpoint-every", "32", "--nats-in-flight", "2")
+        p = subprocess.Popen(first, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) < 200_000):
+            time.sleep(0.02)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 130, err.decode())
+        second = [PIPELINE_RUN, "embed", self.input, "-o", out, "--model", MINILM, "--nats", self.server.url,
+                  "--progress", "never", "--batch-size", "32", "--checkpoint-every", "32", "--nats-in-flight", "16",
+                  "--nats-ack-wait", "7", "--nats-max-deliveries", "5", "--nats-timeout", "60", "--resume"]
+        r = subprocess.run(second, capture_output=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertEqual(self.read("out.jsonl"), self.local("--batch-size", "32"))
+
     def test_a_batch_that_kills_every_worker_fails_only_its_bad_record(self):
         bad = 37
         self.input = self.path("rare.jsonl")

@@ -253,6 +253,22 @@ Answer decode_answer(std::string_view data) {
   return a;
 }
 
+jsConsumerConfig pull_consumer_config(const std::string& durable, const std::string& filter, double ack_wait_s) {
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = durable.c_str();
+  cc.FilterSubject = filter.c_str();
+  cc.AckPolicy = js_AckExplicit;
+  cc.AckWait = static_cast<std::int64_t>(ack_wait_s * 1e9);
+  cc.MaxDeliver = -1;
+  cc.MaxAckPending = 100000;
+  return cc;
+}
+
+std::string_view message_data(natsMsg* msg) {
+  return {natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))};
+}
+
 std::string status_text(natsStatus s) {
   std::string text = natsStatus_GetText(s);
   if (const char* last = nats_GetLastError(nullptr); last && *last && text.find(last) == std::string::npos) {

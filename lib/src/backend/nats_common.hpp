@@ -72,6 +72,13 @@ struct Answer {
 };
 Answer decode_answer(std::string_view data);  // throws sluice::Error (model_error)
 
+// A durable pull consumer's settings: explicit acknowledgement, redelivery without limit (the
+// workers count deliveries), 100,000 unacknowledged messages at most. `durable` and `filter`
+// must outlive the result.
+jsConsumerConfig pull_consumer_config(const std::string& durable, const std::string& filter, double ack_wait_s);
+// A message's payload.
+std::string_view message_data(natsMsg* msg);
+
 // The status's text and the library's last error, for messages.
 std::string status_text(natsStatus s);
 

@@ -181,15 +181,8 @@ class NatsModel final : public Model {
   }
 
   void ensure_work_consumer() {
-    jsConsumerConfig cc;
-    jsConsumerConfig_Init(&cc);
     const std::string durable = work_consumer(key_), filter = work_filter(key_);
-    cc.Durable = durable.c_str();
-    cc.FilterSubject = filter.c_str();
-    cc.AckPolicy = js_AckExplicit;
-    cc.AckWait = static_cast<std::int64_t>(options_.ack_wait_s * 1e9);
-    cc.MaxDeliver = -1;  // the workers count deliveries (Sluice-Max-Deliveries)
-    cc.MaxAckPending = 100000;
+    jsConsumerConfig cc = pull_consumer_config(durable, filter, options_.ack_wait_s);
     jsConsumerInfo* ci = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     // Made, or updated to this run's ack wait (the server takes a create of an existing durable
@@ -210,14 +203,8 @@ class NatsModel final : public Model {
   }
 
   void create_result_consumer() {
-    jsConsumerConfig cc;
-    jsConsumerConfig_Init(&cc);
     const std::string durable = result_consumer(job_), filter = result_subject(job_);
-    cc.Durable = durable.c_str();
-    cc.FilterSubject = filter.c_str();
-    cc.AckPolicy = js_AckExplicit;
-    cc.AckWait = std::int64_t{30} * 1000 * 1000 * 1000;
-    cc.MaxAckPending = 100000;
+    jsConsumerConfig cc = pull_consumer_config(durable, filter, 30);
     // A run killed before it could remove its consumer leaves it: the server ends it.
     cc.InactiveThreshold = std::int64_t{24} * 3600 * 1000 * 1000 * 1000;
     jsConsumerInfo* ci = nullptr;
@@ -322,7 +309,7 @@ class NatsModel final : public Model {
     }
     Answer a;
     try {
-      a = decode_answer(std::string_view(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+      a = decode_answer(message_data(msg));
     } catch (const Error& e) {
       a.error = ErrorInfo{ErrorCode::model_error, fmt::format("worker {}: {}", worker, e.what()), {}, {}};
     }
@@ -337,8 +324,7 @@ class NatsModel final : public Model {
   }
 
   static void on_heartbeat(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
-    static_cast<NatsModel*>(self)->heartbeat(
-        std::string(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+    static_cast<NatsModel*>(self)->heartbeat(std::string(message_data(msg)));
     natsMsg_Destroy(msg);
   }
 

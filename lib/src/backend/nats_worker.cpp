@@ -102,14 +102,7 @@ class NatsWorker::Impl {
     jsErrCode jerr = static_cast<jsErrCode>(0);
     // The consumer is the model's, shared by every worker: made here only when no run or worker
     // made it yet (a run's settings, --nats-ack-wait, win when it makes it), else used as it is.
-    jsConsumerConfig cc;
-    jsConsumerConfig_Init(&cc);
-    cc.Durable = durable.c_str();
-    cc.FilterSubject = filter.c_str();
-    cc.AckPolicy = js_AckExplicit;
-    cc.AckWait = std::int64_t{30} * 1000 * 1000 * 1000;
-    cc.MaxDeliver = -1;
-    cc.MaxAckPending = 100000;
+    jsConsumerConfig cc = pull_consumer_config(durable, filter, 30);
     // Asked first: the server takes a create of an existing consumer as an update of its
     // settings, which would undo the run's.
     jsConsumerInfo* ci = nullptr;
@@ -137,8 +130,7 @@ class NatsWorker::Impl {
   }
 
   static void on_job(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
-    static_cast<Impl*>(self)->job_seen(
-        std::string(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+    static_cast<Impl*>(self)->job_seen(std::string(message_data(msg)));
     natsMsg_Destroy(msg);
   }
 
@@ -241,8 +233,7 @@ class NatsWorker::Impl {
         in_hand_.insert(msg);
       }
       try {
-        const TokenBatch batch = decode_batch(
-            std::string_view(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+        const TokenBatch batch = decode_batch(message_data(msg));
         if (die_on_token_ >= 0 &&
             [&] {
               for (std::size_t i = 0; i < batch.ids.size(); ++i) {
