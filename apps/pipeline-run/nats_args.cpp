@@ -37,12 +37,12 @@ void add_nats_options(CLI::App& cmd, NatsArgs& args, bool run) {
       ->capture_default_str();
   cmd.add_option("--nats-ack-wait", args.remote.ack_wait_s,
                  "Seconds before a batch whose worker went silent goes to another worker")
-      ->check(CLI::Range(1.0, 3600.0))
+      ->check(CLI::Range(2.0, 3600.0))
       ->capture_default_str();
   cmd.add_option("--nats-max-deliveries", args.remote.max_deliveries,
                  "Deliveries of a batch without an answer before its records are tried one by one and, if they "
                  "still get none, fail")
-      ->check(CLI::Range(1u, 100u))
+      ->check(CLI::Range(2u, 100u))
       ->capture_default_str();
 }
 

@@ -328,6 +328,36 @@ class ScaleOutTest(TempDirTest):
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         self.assertEqual(self.read("out.jsonl"), self.local("--batch-size", "32"))
 
+    def test_the_run_suspended_past_the_workers_patience(self):
+        # Workers drop the batches of a run silent for 10 s. The run and its workers suspended
+        # for 12 s (Ctrl-Z, a host frozen), the workers woken first: they drop what is queued,
+        # and the run, woken a moment later, gets it back (it sends it again, told by the
+        # workers and by its own silence).
+        self.worker("w1")
+        self.worker("w2")
+        out = self.path("out.jsonl")
+        p = subprocess.Popen(self.embed_cmd(out, "--batch-size", "32", "--events", self.path("ev.jsonl")),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) < 100_000):
+            time.sleep(0.02)
+        everyone = [w.proc.pid for w in self.workers]
+        for pid in everyone:
+            os.killpg(pid, signal.SIGSTOP)
+        p.send_signal(signal.SIGSTOP)
+        time.sleep(12)
+        for pid in everyone:
+            os.killpg(pid, signal.SIGCONT)
+        time.sleep(1.5)
+        p.send_signal(signal.SIGCONT)
+        _, err = p.communicate(timeout=600)
+        self.assertEqual(p.returncode, 0, err.decode())
+        self.assertEqual(self.read("out.jsonl"), self.local("--batch-size", "32"))
+        for w in self.workers:
+            w.stop()
+        dropped = sum(int(w.log().split(" failed, ")[1].split(" dropped")[0]) for w in self.workers)
+        self.assertGreater(dropped, 0, "the workers dropped nothing: the run was not silent long enough")
+
     def test_a_batch_that_kills_every_worker_fails_only_its_bad_record(self):
         bad = 37
         self.input = self.path("rare.jsonl")
@@ -337,7 +367,7 @@ class ScaleOutTest(TempDirTest):
         self.worker("d2", env=env, restart=True)
         out = self.path("out.jsonl")
         r = subprocess.run(self.embed_cmd(out, "--events", self.path("ev.jsonl"), "--on-error", "skip",
-                                          "--dead-letter", self.path("dead.jsonl"), "--nats-max-deliveries", "2"),
+                                          "--dead-letter", self.path("dead.jsonl")),
                            capture_output=True, timeout=600)
         self.assertEqual(r.returncode, 4, r.stderr.decode())  # finished; some records failed
         dead = [json.loads(line) for line in self.read("dead.jsonl").splitlines()]

@@ -48,10 +48,12 @@ struct RemoteModelOptions {
   /// memory both here and on the server.
   int in_flight = 8;
   /// A worker that took a batch and went silent (killed, cut off) loses it after this long;
-  /// it is then delivered to another worker. Workers extend it while they embed.
+  /// it is then delivered to another worker. Workers extend it while they embed. At least 2.
   double ack_wait_s = 30;
   /// A batch delivered this many times without an answer is abandoned: its records fail (each
-  /// alone, as a failing batch's do) instead of killing worker after worker.
+  /// alone, as a failing batch's do) instead of killing worker after worker. At least 2: a
+  /// batch on its second delivery runs alone in its worker, so only the first can be blamed
+  /// for another batch's crash.
   std::uint32_t max_deliveries = 3;
 };
 

@@ -286,6 +286,7 @@ bool Connection::transient(natsStatus s) {
     case NATS_STALE_CONNECTION:
     case NATS_IO_ERROR:
     case NATS_SLOW_CONSUMER:
+    case NATS_INSUFFICIENT_BUFFER:
       return true;
     default:
       return false;
@@ -296,23 +297,63 @@ double Connection::now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-void Connection::on_disconnected(natsConnection*, void* self) {
-  auto* c = static_cast<Connection*>(self);
+// The callbacks' closure is a heap copy of the connection's shared_ptr<State>; the closed
+// callback, the library's last, releases it.
+void Connection::on_disconnected(natsConnection*, void* state) {
+  State& st = **static_cast<std::shared_ptr<State>*>(state);
   double expected = 0;
-  c->down_since_.compare_exchange_strong(expected, now_s());
+  st.down_since.compare_exchange_strong(expected, now_s());
 }
 
-void Connection::on_reconnected(natsConnection*, void* self) {
-  auto* c = static_cast<Connection*>(self);
-  c->reconnected_at_.store(now_s());
-  c->down_since_.store(0);
+void Connection::on_reconnected(natsConnection*, void* state) {
+  State& st = **static_cast<std::shared_ptr<State>*>(state);
+  st.reconnected_at.store(now_s());
+  st.down_since.store(0);
+}
+
+void Connection::on_closed(natsConnection*, void* state) {
+  auto* held = static_cast<std::shared_ptr<State>*>(state);
+  const std::shared_ptr<State> st = *held;
+  delete held;
+  std::lock_guard lock(st->mu);
+  st->closed = true;
+  st->cv.notify_all();
 }
 
 bool Connection::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
 
 double Connection::down_s() const {
-  const double since = down_since_.load();
+  const double since = state_->down_since.load();
   return since == 0 ? 0 : now_s() - since;
+}
+
+void close_subscription(natsSubscription* sub) {
+  if (!sub) return;
+  struct Done {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto done = std::make_shared<Done>();
+  auto* held = new std::shared_ptr<Done>(done);
+  const bool waiting = natsSubscription_SetOnCompleteCB(
+                           sub,
+                           [](void* p) {
+                             auto* h = static_cast<std::shared_ptr<Done>*>(p);
+                             const std::shared_ptr<Done> d = *h;
+                             delete h;
+                             std::lock_guard lock(d->mu);
+                             d->done = true;
+                             d->cv.notify_all();
+                           },
+                           held) == NATS_OK;
+  if (!waiting) delete held;
+  natsSubscription_Unsubscribe(sub);
+  if (waiting) {
+    std::unique_lock lock(done->mu);
+    done->cv.wait_for(lock, std::chrono::seconds(5), [&] { return done->done; });
+  }
+  natsSubscription_Destroy(sub);
 }
 
 Connection::Connection(const NatsOptions& options, const std::string& client_name) : options_(options) {
@@ -332,8 +373,6 @@ Connection::Connection(const NatsOptions& options, const std::string& client_nam
   natsOptions_SetReconnectWait(opts, 250);
   natsOptions_SetReconnectJitter(opts, 100, 1000);
   natsOptions_SetTimeout(opts, 5000);
-  natsOptions_SetDisconnectedCB(opts, &Connection::on_disconnected, this);
-  natsOptions_SetReconnectedCB(opts, &Connection::on_reconnected, this);
   if (!options.creds_file.empty() &&
       (s = natsOptions_SetUserCredentialsFromFiles(opts, options.creds_file.c_str(), nullptr)) != NATS_OK) {
     fail(s, fmt::format("credentials file {}", options.creds_file));
@@ -358,10 +397,15 @@ Connection::Connection(const NatsOptions& options, const std::string& client_nam
   if (user && *user) natsOptions_SetUserInfo(opts, user, password ? password : "");
   if (token && *token) natsOptions_SetToken(opts, token);
 
+  auto* closure = new std::shared_ptr<State>(state_);  // released by on_closed
+  natsOptions_SetDisconnectedCB(opts, &Connection::on_disconnected, closure);
+  natsOptions_SetReconnectedCB(opts, &Connection::on_reconnected, closure);
+  natsOptions_SetClosedCB(opts, &Connection::on_closed, closure);
   s = natsConnection_Connect(&nc_, opts);
   natsOptions_Destroy(opts);
   opts = nullptr;
   if (s != NATS_OK) {
+    delete closure;  // no connection: no callback will run
     throw Error(ErrorCode::backend_unavailable,
                 fmt::format("cannot connect to the NATS server at {}: {}", redact_nats_url(options.url), status_text(s)));
   }
@@ -369,6 +413,7 @@ Connection::Connection(const NatsOptions& options, const std::string& client_nam
   jsOptions_Init(&jo);
   jo.Wait = 5000;
   if ((s = natsConnection_JetStream(&js_, nc_, &jo)) != NATS_OK) {
+    natsConnection_Close(nc_);
     natsConnection_Destroy(nc_);
     throw Error(ErrorCode::backend_unavailable, fmt::format("NATS JetStream: {}", status_text(s)));
   }
@@ -377,8 +422,13 @@ Connection::Connection(const NatsOptions& options, const std::string& client_nam
 Connection::~Connection() {
   if (js_) jsCtx_Destroy(js_);
   if (nc_) {
-    natsConnection_Flush(nc_);
+    if (connected()) natsConnection_FlushTimeout(nc_, 2000);
     natsConnection_Close(nc_);
+    // The callbacks run on the library's thread after Close returns; the closed one comes last.
+    {
+      std::unique_lock lock(state_->mu);
+      state_->cv.wait_for(lock, std::chrono::seconds(5), [&] { return state_->closed; });
+    }
     natsConnection_Destroy(nc_);
   }
 }

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <memory>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -50,6 +52,7 @@ inline constexpr const char* kMaxDeliveries = "Sluice-Max-Deliveries";
 inline constexpr const char* kWorker = "Sluice-Worker";
 inline constexpr const char* kDeliveries = "Sluice-Deliveries";
 inline constexpr const char* kAbandoned = "Sluice-Abandoned";
+inline constexpr const char* kDropped = "Sluice-Dropped";  // the worker dropped the batch unembedded
 
 // A batch on the wire: "SLW1", u32 rows, u32 seq_len, u32 flags (1: type ids, 2: prompt
 // tokens), i64 pad id, rows x u32 real length, the real ids (i32), then the type ids (i32) and
@@ -79,6 +82,10 @@ jsConsumerConfig pull_consumer_config(const std::string& durable, const std::str
 // A message's payload.
 std::string_view message_data(natsMsg* msg);
 
+// Unsubscribes an asynchronous subscription and waits (a few seconds at most) until its
+// handler can no longer run, then destroys it: the handler's object may then go.
+void close_subscription(natsSubscription* sub);
+
 // The status's text and the library's last error, for messages.
 std::string status_text(natsStatus s);
 
@@ -96,7 +103,9 @@ class Connection {
   // Seconds the connection has been down (0 when up).
   double down_s() const;
   // When it last came back (steady seconds; 0: never lost).
-  double reconnected_at() const { return reconnected_at_.load(); }
+  double reconnected_at() const { return state_->reconnected_at.load(); }
+  // Whether the client library gave up on the connection for good (closed).
+  bool closed() const { return natsConnection_IsClosed(nc_); }
   const NatsOptions& options() const noexcept { return options_; }
   std::string url() const { return redact_nats_url(options_.url); }
 
@@ -106,6 +115,11 @@ class Connection {
   natsStatus retry(Op&& op, const std::atomic<bool>* cancel = nullptr) const {
     const double first = now_s();
     for (;;) {
+      // Nothing is attempted while the connection is down: a publish would only fill the
+      // reconnect buffer with a copy that the retry then sends again.
+      while (!connected() && !closed() && !(cancel && cancel->load()) && down_s() <= options_.timeout_s) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
       const natsStatus s = op();
       if (s == NATS_OK || !transient(s)) return s;
       if (cancel && cancel->load()) return s;
@@ -120,8 +134,18 @@ class Connection {
   void ensure_streams() const;
 
  private:
-  static void on_disconnected(natsConnection*, void* self);
-  static void on_reconnected(natsConnection*, void* self);
+  // What the client library's callback thread touches: shared with it, so that a callback run
+  // after the connection is destroyed (the library does not wait for them) finds it alive.
+  struct State {
+    std::atomic<double> down_since{0};  // 0: connected
+    std::atomic<double> reconnected_at{0};
+    std::mutex mu;
+    std::condition_variable cv;
+    bool closed = false;  // guarded by mu
+  };
+  static void on_disconnected(natsConnection*, void* state);
+  static void on_reconnected(natsConnection*, void* state);
+  static void on_closed(natsConnection*, void* state);
 
  public:
   static double now_s();
@@ -130,8 +154,7 @@ class Connection {
   NatsOptions options_;
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
-  std::atomic<double> down_since_{0};  // 0: connected
-  std::atomic<double> reconnected_at_{0};
+  std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
 }  // namespace sluice::nats_wire

@@ -40,6 +40,7 @@ class NatsModel final : public Model {
     create_result_consumer();
     natsStatus s = natsConnection_Subscribe(&workers_sub_, conn_.nc(), kWorkersSubjects, &NatsModel::on_heartbeat, this);
     if (s != NATS_OK) {
+      natsSubscription_Destroy(results_sub_);
       throw Error(ErrorCode::backend_unavailable, fmt::format("NATS subscribe: {}", status_text(s)));
     }
     results_thread_ = std::thread([this] { results_main(); });
@@ -50,16 +51,13 @@ class NatsModel final : public Model {
     closing_.store(true);
     interrupt();
     {
-      std::lock_guard lock(watch_mu_);
-      watch_cv_.notify_all();
+      std::lock_guard lock(wake_mu_);
+      wake_cv_.notify_all();
     }
     if (watch_thread_.joinable()) watch_thread_.join();
     if (results_thread_.joinable()) results_thread_.join();
     if (results_sub_) natsSubscription_Destroy(results_sub_);
-    if (workers_sub_) {
-      natsSubscription_Unsubscribe(workers_sub_);
-      natsSubscription_Destroy(workers_sub_);
-    }
+    close_subscription(workers_sub_);  // its handler may run until then
     // What this job left on the server: unanswered work and its answers' consumer.
     if (conn_.connected()) {
       jsOptions jo;
@@ -89,6 +87,7 @@ class NatsModel final : public Model {
     std::lock_guard lock(events_mu_);
     post_ = std::move(post);
     if (!post_) return;
+    interrupted_.store(false);  // a new run with this model
     // Workers heard from before the run started listening (while it hashed the model, say).
     std::lock_guard watch(watch_mu_);
     for (const auto& [name, w] : workers_) post_(WorkerJoined{name, w.host, w.calls, w.threads});
@@ -175,8 +174,13 @@ class NatsModel final : public Model {
     return part;
   }
 
+  // Lock order: events_mu_, then watch_mu_ (events about workers are posted in the order their
+  // facts were seen).
   void post(EventPayload e) {
     std::lock_guard lock(events_mu_);
+    post_locked(std::move(e));
+  }
+  void post_locked(EventPayload e) {
     if (post_) post_(std::move(e));
   }
 
@@ -256,12 +260,14 @@ class NatsModel final : public Model {
                 fmt::format("cannot queue a batch on NATS JetStream at {}: {}", conn_.url(), status_text(s)));
   }
 
-  void send_again() {
+  // Sends every unanswered batch again (or only `only`); false when a publish failed (the
+  // caller tries again later).
+  bool send_again(std::optional<std::uint64_t> only = std::nullopt) {
     std::vector<std::pair<std::uint64_t, std::string>> unanswered;
     {
       std::lock_guard lock(mu_);
       for (const auto& [id, p] : pending_) {
-        if (!p->done) unanswered.emplace_back(id, p->payload);
+        if (!p->done && (!only || *only == id)) unanswered.emplace_back(id, p->payload);
       }
     }
     const std::uint64_t sending = ++sendings_;
@@ -269,20 +275,36 @@ class NatsModel final : public Model {
       try {
         publish(payload, id, sending);
       } catch (const Error&) {
-        return;  // gone again, or stopped: the next gap sends them
+        return false;
       }
     }
+    return true;
   }
 
   void results_main() {
+    int errors = 0;
     while (!closing_.load()) {
       natsMsgList list{};
       jsErrCode jerr = static_cast<jsErrCode>(0);
       const natsStatus s = natsSubscription_Fetch(&list, results_sub_, 64, 500, &jerr);
       if (s != NATS_OK) {
-        if (s != NATS_TIMEOUT) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (s == NATS_TIMEOUT) continue;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        // Failing while connected (a server restarted on an empty store lost the consumer):
+        // made again, and every unanswered batch sent again.
+        if (conn_.connected() && ++errors >= 20) {
+          errors = 0;
+          try {
+            natsSubscription* old = results_sub_;
+            create_result_consumer();
+            natsSubscription_Destroy(old);
+            resend_.store(true);
+          } catch (const Error&) {
+          }
+        }
         continue;
       }
+      errors = 0;
       for (int i = 0; i < list.Count; ++i) {
         natsMsg* msg = list.Msgs[i];
         take_answer(msg);
@@ -300,12 +322,19 @@ class NatsModel final : public Model {
     std::uint32_t deliveries = 1;
     if (natsMsgHeader_Get(msg, kDeliveries, &value) == NATS_OK) deliveries = static_cast<std::uint32_t>(std::strtoul(value, nullptr, 10));
     const bool abandoned = natsMsgHeader_Get(msg, kAbandoned, &value) == NATS_OK;
+    const bool dropped = natsMsgHeader_Get(msg, kDropped, &value) == NATS_OK;
     std::shared_ptr<Pending> p;
     {
       std::lock_guard lock(mu_);
       auto it = pending_.find(id);
       if (it == pending_.end() || it->second->done) return;  // a second answer, or of a call given up
       p = it->second;
+    }
+    if (dropped) {
+      // A worker thought this run gone (it had not heard it for a while) and dropped the batch
+      // unembedded: it is sent again.
+      if (!send_again(id)) resend_.store(true);
+      return;
     }
     Answer a;
     try {
@@ -344,15 +373,15 @@ class NatsModel final : public Model {
     };
     const std::string name = str("worker"), host = str("host"), key = str("key"), state = str("state");
     if (name.empty()) return;
-    std::vector<EventPayload> events;
+    std::lock_guard events_lock(events_mu_);
+    std::lock_guard lock(watch_mu_);
     {
-      std::lock_guard lock(watch_mu_);
       if (key != key_) {
         if (refused_.try_emplace(name, host, str("model")).second) {
-          events.emplace_back(WorkerRefused{name, host, str("model"), identity_});
+          post_locked(WorkerRefused{name, host, str("model"), identity_});
         }
       } else if (state == "leaving") {
-        if (workers_.erase(name)) events.emplace_back(WorkerLeft{name, "stopped"});
+        if (workers_.erase(name)) post_locked(WorkerLeft{name, "stopped"});
       } else {
         auto [it, fresh] = workers_.try_emplace(name);
         WorkerSeen& w = it->second;
@@ -365,16 +394,16 @@ class NatsModel final : public Model {
         w.busy_s = num("busy_s");
         w.calls = static_cast<std::uint32_t>(std::max(1.0, num("calls")));
         w.threads = static_cast<std::uint32_t>(num("threads"));
-        if (fresh) {
+        if (fresh || w.rows < w.rows0 || w.tokens < w.tokens0 || w.busy_s < w.busy0) {
+          // New, or started again under the same name (its counts begin anew).
           w.rate_at = now;
           w.rows0 = w.rows;
           w.tokens0 = w.tokens;
           w.busy0 = w.busy_s;
-          events.emplace_back(WorkerJoined{name, host, w.calls, w.threads});
         }
+        if (fresh) post_locked(WorkerJoined{name, host, w.calls, w.threads});
       }
     }
-    for (auto& e : events) post(std::move(e));
   }
 
   void watch_main() {
@@ -392,43 +421,50 @@ class NatsModel final : public Model {
     // Workers drop the batches of a run not heard from for 10 s (a run killed long ago). A run
     // that was silent for a while (suspended, cut off, the server down) sends its unanswered
     // batches again once it is back: a second answer is dropped by batch number.
+    // An announcement counts as heard once the server has it (a flush answered), not when it
+    // is in a socket that may be dead. Batches are also sent again after every reconnection,
+    // and when a worker says it dropped one (take_answer()).
     constexpr double kGap = 4;
     double last_heard = 0;
-    std::unique_lock lock(watch_mu_);
+    double reconnected = 0;
     while (!closing_.load()) {
-      lock.unlock();
-      const bool sent = conn_.connected() && natsConnection_Publish(conn_.nc(), subject.c_str(), announcement.data(),
-                                                                  static_cast<int>(announcement.size())) == NATS_OK;
+      const bool sent = conn_.connected() &&
+                        natsConnection_Publish(conn_.nc(), subject.c_str(), announcement.data(),
+                                               static_cast<int>(announcement.size())) == NATS_OK &&
+                        natsConnection_FlushTimeout(conn_.nc(), 1000) == NATS_OK;
       if (sent) {
         const double at = Connection::now_s();
-        if (last_heard > 0 && at - last_heard > kGap) send_again();
+        if ((last_heard > 0 && at - last_heard > kGap) || conn_.reconnected_at() != reconnected) resend_.store(true);
+        reconnected = conn_.reconnected_at();
         last_heard = at;
+        if (resend_.exchange(false) && !send_again()) resend_.store(true);  // tried again next time
       }
-      lock.lock();
-      const double now = Connection::now_s();
-      std::vector<EventPayload> events;
-      for (auto it = workers_.begin(); it != workers_.end();) {
-        WorkerSeen& w = it->second;
-        if (now - w.last > kSilent) {
-          events.emplace_back(WorkerLeft{it->first, fmt::format("silent for {:.0f} s", now - w.last)});
-          it = workers_.erase(it);
-          continue;
+      {
+        std::lock_guard events_lock(events_mu_);
+        std::lock_guard lock(watch_mu_);
+        const double now = Connection::now_s();
+        for (auto it = workers_.begin(); it != workers_.end();) {
+          WorkerSeen& w = it->second;
+          if (now - w.last > kSilent) {
+            post_locked(WorkerLeft{it->first, fmt::format("silent for {:.0f} s", now - w.last)});
+            it = workers_.erase(it);
+            continue;
+          }
+          if (now - w.rate_at >= kRateEvery) {
+            const double span = now - w.rate_at;
+            post_locked(WorkerRate{it->first, w.batches, w.rows, static_cast<double>(w.rows - w.rows0) / span,
+                                   static_cast<double>(w.tokens - w.tokens0) / span,
+                                   (w.busy_s - w.busy0) / (span * w.calls)});
+            w.rate_at = now;
+            w.rows0 = w.rows;
+            w.tokens0 = w.tokens;
+            w.busy0 = w.busy_s;
+          }
+          ++it;
         }
-        if (now - w.rate_at >= kRateEvery) {
-          const double span = now - w.rate_at;
-          events.emplace_back(WorkerRate{it->first, w.batches, w.rows, (w.rows - w.rows0) / span,
-                                         (w.tokens - w.tokens0) / span, (w.busy_s - w.busy0) / (span * w.calls)});
-          w.rate_at = now;
-          w.rows0 = w.rows;
-          w.tokens0 = w.tokens;
-          w.busy0 = w.busy_s;
-        }
-        ++it;
       }
-      lock.unlock();
-      for (auto& e : events) post(std::move(e));
-      lock.lock();
-      watch_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return closing_.load(); });
+      std::unique_lock wake(wake_mu_);
+      wake_cv_.wait_for(wake, std::chrono::seconds(1), [this] { return closing_.load(); });
     }
   }
 
@@ -443,6 +479,7 @@ class NatsModel final : public Model {
   std::unordered_map<std::uint64_t, std::shared_ptr<Pending>> pending_;  // guarded by mu_
   std::atomic<std::uint64_t> next_batch_{0};
   std::atomic<std::uint64_t> sendings_{0};
+  std::atomic<bool> resend_{false};  // unanswered batches are to be sent again (watch thread)
   std::atomic<bool> interrupted_{false};
   std::atomic<bool> closing_{false};
 
@@ -450,7 +487,8 @@ class NatsModel final : public Model {
   std::function<void(EventPayload)> post_;  // guarded by events_mu_
 
   std::mutex watch_mu_;
-  std::condition_variable watch_cv_;
+  std::mutex wake_mu_;
+  std::condition_variable wake_cv_;  // wakes the watch thread to end
   std::map<std::string, WorkerSeen> workers_;  // guarded by watch_mu_
   std::map<std::string, std::pair<std::string, std::string>> refused_;  // name -> host, model; watch_mu_
 
@@ -465,8 +503,8 @@ std::shared_ptr<Model> connect_nats_model(std::shared_ptr<Model> local, const Re
   if (options.in_flight < 1 || options.in_flight > 1024) {
     throw Error(ErrorCode::invalid_argument, "batches in flight on NATS must be 1 to 1024");
   }
-  if (options.max_deliveries < 1) throw Error(ErrorCode::invalid_argument, "max deliveries must be at least 1");
-  if (!(options.ack_wait_s >= 1)) throw Error(ErrorCode::invalid_argument, "the ack wait must be at least 1 s");
+  if (options.max_deliveries < 2) throw Error(ErrorCode::invalid_argument, "max deliveries must be at least 2");
+  if (!(options.ack_wait_s >= 2)) throw Error(ErrorCode::invalid_argument, "the ack wait must be at least 2 s");
   ModelInfo info = local->info();
   local.reset();  // the weights are the workers' business
   return std::make_shared<NatsModel>(std::move(info), options);

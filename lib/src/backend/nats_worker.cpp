@@ -57,10 +57,7 @@ class NatsWorker::Impl {
   }
 
   ~Impl() {
-    if (jobs_sub_) {
-      natsSubscription_Unsubscribe(jobs_sub_);
-      natsSubscription_Destroy(jobs_sub_);
-    }
+    close_subscription(jobs_sub_);  // its handler may run until then
     for (natsSubscription* sub : subs_) natsSubscription_Destroy(sub);
   }
 
@@ -86,6 +83,9 @@ class NatsWorker::Impl {
     const WorkerCounts c = counts();
     log(fmt::format("worker {} stopped: {} batches, {} rows, {} failed, {} dropped", name_, c.batches, c.rows,
                     c.failed, c.dropped));
+    if (closed_.load()) {
+      throw Error(ErrorCode::backend_unavailable, fmt::format("the connection to {} was closed", conn_.url()));
+    }
   }
 
   void stop() noexcept { stopping_.store(true); }
@@ -160,18 +160,53 @@ class NatsWorker::Impl {
     std::lock_guard lock(mu_);
     const double now = Connection::now_s();
     // Not heard every run yet: just started, or just back from a lost connection.
-    if (now - std::max(listening_since_, conn_.reconnected_at()) < 3) return true;
+    if (conn_.down_s() > 0 || now - std::max(listening_since_, conn_.reconnected_at()) < 3) return true;
     auto it = jobs_.find(job);
     return it != jobs_.end() && now - it->second < kGone;
   }
 
+  // Batches embedded now, and whether one runs alone (Gate).
+  struct Gate {
+    Impl& self;
+    bool alone;
+    Gate(Impl& s, bool a) : self(s), alone(a) {
+      std::unique_lock lock(self.gate_mu_);
+      self.gate_cv_.wait(lock, [&] { return !self.isolated_; });
+      if (alone) {
+        self.isolated_ = true;
+        self.gate_cv_.wait(lock, [&] { return self.running_ == 0; });
+      }
+      ++self.running_;
+    }
+    ~Gate() {
+      std::lock_guard lock(self.gate_mu_);
+      --self.running_;
+      if (alone) self.isolated_ = false;
+      self.gate_cv_.notify_all();
+    }
+  };
+
   void pull_main(natsSubscription* sub) {
     natsStatus last_error = NATS_OK;
     while (!stopping_.load()) {
+      {
+        // No batch is taken while one runs alone.
+        std::unique_lock lock(gate_mu_);
+        gate_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return !isolated_; });
+        if (isolated_) continue;
+      }
       natsMsgList list{};
       jsErrCode jerr = static_cast<jsErrCode>(0);
       const natsStatus s = natsSubscription_Fetch(&list, sub, 1, 1000, &jerr);
       if (s == NATS_TIMEOUT) continue;
+      if (conn_.closed()) {
+        // The client gave up on the server for good (no server left to try): a supervisor
+        // should start the worker again.
+        log(fmt::format("worker {}: the connection to {} is closed: {}", name_, conn_.url(), status_text(s)));
+        closed_.store(true);
+        stopping_.store(true);
+        break;
+      }
       if (s != NATS_OK) {
         if (s != last_error) log(fmt::format("worker {}: pulling work: {} (retrying)", name_, status_text(s)));
         last_error = s;
@@ -203,23 +238,24 @@ class NatsWorker::Impl {
       return;
     }
     if (!job_alive(job)) {
-      // Its run stopped or was killed: nobody would read the answer.
+      // Its run stopped or was killed: nobody would read the answer. In case it lives after all
+      // (cut off from the server for a while), it is told, and sends the batch again.
       {
         std::lock_guard lock(mu_);
         ++counts_.dropped;
       }
-      natsMsg_AckSync(msg, nullptr, nullptr);
+      if (publish_answer(job, batch_id, delivered, Outcome::dropped, {})) natsMsg_AckSync(msg, nullptr, nullptr);
       return;
     }
     std::string answer;
-    bool abandoned = false;
+    Outcome outcome = Outcome::answered;
     std::uint64_t rows = 0, tokens = 0;
     double busy = 0;
     if (header(kModel) != key_) {
       answer = encode_error(ErrorInfo{ErrorCode::model_error,
                                       fmt::format("worker {} has model {}, not the run's", name_, identity_), {}, {}});
     } else if (delivered > max_deliveries) {
-      abandoned = true;
+      outcome = Outcome::abandoned;
       answer = encode_error(ErrorInfo{
           ErrorCode::model_error,
           fmt::format("no worker answered this batch in {} deliveries: each worker that took it stopped before "
@@ -232,6 +268,10 @@ class NatsWorker::Impl {
         std::lock_guard lock(mu_);
         in_hand_.insert(msg);
       }
+      // A batch on its second (or later) delivery may be the one that killed a worker: it runs
+      // alone in this worker, so that if it kills it too, no other batch shares the blame (each
+      // death counts a delivery of every batch the worker held).
+      Gate gate(*this, delivered > 1);
       try {
         const TokenBatch batch = decode_batch(message_data(msg));
         if (die_on_token_ >= 0 &&
@@ -256,11 +296,19 @@ class NatsWorker::Impl {
       } catch (const std::exception& e) {
         answer = encode_error(ErrorInfo{ErrorCode::model_error, fmt::format("model inference failed: {}", e.what()), {}, {}});
       }
-      std::lock_guard lock(mu_);
-      in_hand_.erase(msg);
     }
+    // Still in hand (kept in progress) until acknowledged: storing the answer may wait for the
+    // server.
+    struct Release {
+      Impl* self;
+      natsMsg* msg;
+      ~Release() {
+        std::lock_guard lock(self->mu_);
+        self->in_hand_.erase(msg);
+      }
+    } release{this, msg};
     const bool failed = rows == 0;
-    if (!publish_answer(job, batch_id, delivered, abandoned, answer)) {
+    if (!publish_answer(job, batch_id, delivered, outcome, answer)) {
       // Not acknowledged: the batch goes to a worker again after the ack wait.
       log(fmt::format("worker {}: could not publish the answer to batch {} of run {}; it will be delivered again",
                       name_, batch_id, job));
@@ -279,10 +327,14 @@ class NatsWorker::Impl {
     if (failed) ++counts_.failed;
   }
 
-  bool publish_answer(const std::string& job, const std::string& batch_id, std::uint64_t delivered, bool abandoned,
+  enum class Outcome { answered, abandoned, dropped };
+
+  bool publish_answer(const std::string& job, const std::string& batch_id, std::uint64_t delivered, Outcome outcome,
                       const std::string& answer) {
     const std::string subject = result_subject(job), deliveries = std::to_string(delivered);
-    const std::string msg_id = fmt::format("{}.{}", job, batch_id);
+    // A "dropped" notice has an id of its own: it must not keep the real answer out.
+    const std::string msg_id = outcome == Outcome::dropped ? fmt::format("{}.{}.dropped.{}", job, batch_id, delivered)
+                                                           : fmt::format("{}.{}", job, batch_id);
     const natsStatus s = conn_.retry([&] {
       natsMsg* out = nullptr;
       natsStatus st = natsMsg_Create(&out, subject.c_str(), nullptr, answer.data(), static_cast<int>(answer.size()));
@@ -290,7 +342,8 @@ class NatsWorker::Impl {
       natsMsgHeader_Set(out, kBatch, batch_id.c_str());
       natsMsgHeader_Set(out, kWorker, name_.c_str());
       natsMsgHeader_Set(out, kDeliveries, deliveries.c_str());
-      if (abandoned) natsMsgHeader_Set(out, kAbandoned, "1");
+      if (outcome == Outcome::abandoned) natsMsgHeader_Set(out, kAbandoned, "1");
+      if (outcome == Outcome::dropped) natsMsgHeader_Set(out, kDropped, "1");
       jsPubOptions po;
       jsPubOptions_Init(&po);
       po.MsgId = msg_id.c_str();  // a second answer to the batch is stored once
@@ -322,18 +375,21 @@ class NatsWorker::Impl {
   }
 
   void keeper_main() {
+    // Batches in hand are said in progress 4 times a second (an ack wait of 2 s, the least a run
+    // allows, keeps them); the heartbeat goes every second.
     std::unique_lock lock(mu_);
-    while (!stopping_.load() || !in_hand_.empty()) {
+    for (unsigned tick = 0; !stopping_.load() || !in_hand_.empty(); ++tick) {
       for (natsMsg* m : in_hand_) natsMsg_InProgress(m, nullptr);
-      // Runs not heard from for an hour are forgotten (a worker may serve runs for months).
-      const double now = Connection::now_s();
-      std::erase_if(jobs_, [now](const auto& j) { return now - j.second > 3600; });
-      std::erase_if(refused_, [now](const auto& j) { return now - j.second > 3600; });
-      lock.unlock();
-      send_heartbeat("up");
-      lock.lock();
-      keeper_cv_.wait_for(lock, std::chrono::seconds(1));
-      if (stopping_.load() && in_hand_.empty()) break;
+      if (tick % 4 == 0) {
+        // Runs not heard from for an hour are forgotten (a worker may serve runs for months).
+        const double now = Connection::now_s();
+        std::erase_if(jobs_, [now](const auto& j) { return now - j.second > 3600; });
+        std::erase_if(refused_, [now](const auto& j) { return now - j.second > 3600; });
+        lock.unlock();
+        send_heartbeat("up");
+        lock.lock();
+      }
+      keeper_cv_.wait_for(lock, std::chrono::milliseconds(250));
     }
   }
 
@@ -346,6 +402,11 @@ class NatsWorker::Impl {
   double listening_since_ = 0;
   long long die_on_token_ = -1;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> closed_{false};
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  int running_ = 0;        // batches being embedded; guarded by gate_mu_
+  bool isolated_ = false;  // one runs alone; guarded by gate_mu_
 
   mutable std::mutex mu_;
   std::condition_variable keeper_cv_;

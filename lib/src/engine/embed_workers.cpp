@@ -391,8 +391,12 @@ void EmbedWorkers::run_batch(std::vector<WorkItem>& batch) {
     return;
   }
   if (aborted_.load()) return;  // stopped: what is left is dropped
-  if (error.code == ErrorCode::backend_unavailable) {
-    // Not the records' fault: the run fails on it (pipeline release()) and a resume embeds them.
+  if (error.code == ErrorCode::backend_unavailable || error.code == ErrorCode::cancelled) {
+    // Not the records' fault (the backend is gone, or was interrupted by someone else than this
+    // run): the run fails on it (pipeline release()) and a resume embeds them.
+    if (error.code == ErrorCode::cancelled) {
+      error = ErrorInfo{ErrorCode::backend_unavailable, "the model backend was interrupted", {}, {}};
+    }
     for (WorkItem* item : good) item->error = error;
     return;
   }
