@@ -16,7 +16,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include <fmt/format.h>
 #include <uv.h>
@@ -107,12 +106,7 @@ int run_embed(EmbedArgs& args) {
   opt.on_error = args.on_error == "skip" ? sluice::OnError::skip : sluice::OnError::fail;
   opt.vector_format.type = *sluice::parse_vector_type(args.output_type);        // checked by CLI11
   opt.vector_format.encoding = *sluice::parse_vector_encoding(args.output_encoding);
-  if (!args.pooling.empty()) {
-    opt.pooling = args.pooling == "cls"          ? sluice::Pooling::cls
-                  : args.pooling == "max"        ? sluice::Pooling::max
-                  : args.pooling == "last_token" ? sluice::Pooling::last_token
-                                                 : sluice::Pooling::mean;
-  }
+  opt.pooling = parse_pooling(args.pooling);
   if (args.normalize) opt.normalize = true;
   if (args.no_normalize) opt.normalize = false;
   sluice::precision_from_name(args.precision, opt.precision);
@@ -190,17 +184,8 @@ int run_embed(EmbedArgs& args) {
     }
   }
 
-  // More threads than cores only slow the run down (each waits for a core): capped, with a note.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (opt.threads > cores) {
-    fmt::print(stderr, "note: --threads {} is more than this machine's {} cores: using {}\n", opt.threads, cores, cores);
-    opt.threads = cores;
-  }
-  if (opt.model_workers > cores) {
-    fmt::print(stderr, "note: --model-workers {} is more than this machine's {} cores: using {}\n", opt.model_workers,
-               cores, cores);
-    opt.model_workers = cores;
-  }
+  opt.threads = cap_to_cores(opt.threads, "--threads");
+  opt.model_workers = cap_to_cores(opt.model_workers, "--model-workers");
 
   // Validation first: bad input is reported before the model is loaded.
   // Only a regular file can be read twice: a pipe, FIFO, /dev/stdin or process substitution

@@ -3,7 +3,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <thread>
 
 #include "exit_codes.hpp"
 
@@ -11,6 +13,21 @@ namespace pipeline_run {
 
 // The default model folder: $SLUICE_DEFAULT_MODEL, else models/use-lite of the source tree
 // this binary was built in (build/apps/pipeline-run/), else <prefix>/share/sluice/use-lite.
+std::optional<sluice::Pooling> parse_pooling(std::string_view name) {
+  if (name.empty()) return std::nullopt;
+  return name == "cls"          ? sluice::Pooling::cls
+         : name == "max"        ? sluice::Pooling::max
+         : name == "last_token" ? sluice::Pooling::last_token
+                                : sluice::Pooling::mean;
+}
+
+int cap_to_cores(int value, std::string_view name) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (value <= cores) return value;
+  fmt::print(stderr, "note: {} {} is more than this machine's {} cores: using {}\n", name, value, cores, cores);
+  return cores;
+}
+
 std::filesystem::path default_model_dir() {
   if (const char* env = std::getenv("SLUICE_DEFAULT_MODEL"); env && *env) return env;
   std::error_code ec;

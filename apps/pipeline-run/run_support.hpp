@@ -7,7 +7,9 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -79,6 +81,14 @@ class EventWriter {
 /// this binary was built in (build/apps/pipeline-run/), else <prefix>/share/sluice/use-lite.
 /// Throws sluice::Error (invalid_argument) saying how to install it.
 std::filesystem::path default_model_dir();
+
+/// A pooling name as the options and the stores spell it ("mean", "cls", "max",
+/// "last_token"); anything else is mean pooling, and an empty name none (the folder's).
+std::optional<sluice::Pooling> parse_pooling(std::string_view name);
+
+/// `value` of option `name` (--threads, --model-workers), capped to this machine's cores with a
+/// note: more only slows a run down (each waits for a core).
+int cap_to_cores(int value, std::string_view name);
 
 /// SIGINT and SIGTERM on the run's loop: the first stops the pipeline (it drains, saying
 /// `what` it does meanwhile), the second exits at once (130). close() before the loop ends.

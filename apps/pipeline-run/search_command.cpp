@@ -22,6 +22,7 @@
 #include <sluice/tokenizer.hpp>
 
 #include "exit_codes.hpp"
+#include "run_support.hpp"
 
 namespace pipeline_run {
 
@@ -135,10 +136,7 @@ int run_search(const SearchArgs& args) {
   // and dimensions. Its files must be those the store records (by content).
   sluice::ModelOptions mo;
   const std::filesystem::path dir = args.model.empty() ? std::filesystem::path(info.model) : args.model;
-  mo.pooling = info.pooling == "cls"          ? sluice::Pooling::cls
-               : info.pooling == "max"        ? sluice::Pooling::max
-               : info.pooling == "last_token" ? sluice::Pooling::last_token
-                                              : sluice::Pooling::mean;
+  mo.pooling = parse_pooling(info.pooling).value_or(sluice::Pooling::mean);
   mo.normalize = info.normalized;
   sluice::precision_from_name(info.precision, mo.precision);
   std::shared_ptr<sluice::Model> model;

@@ -3,10 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -33,22 +31,14 @@ void on_signal(int) {
 
 int run_worker(WorkerArgs& args) {
   if (args.model.empty()) args.model = default_model_dir();
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (args.threads > cores) {
-    fmt::print(stderr, "note: --threads {} is more than this machine's {} cores: using {}\n", args.threads, cores, cores);
-    args.threads = cores;
-  }
+  args.threads = cap_to_cores(args.threads, "--threads");
+  args.calls = cap_to_cores(args.calls, "--model-workers");
   // The layout a run in this process gives its model: one single-threaded call per core (up to
   // 8 cores), so a worker's vectors are the ones a local run makes on the same processor.
-  const sluice::ThreadLayout layout = sluice::model_thread_layout(args.threads, std::min(args.calls, cores), true);
+  const sluice::ThreadLayout layout = sluice::model_thread_layout(args.threads, args.calls, true);
   sluice::ModelOptions mo;
   mo.threads = layout.threads_per_worker;
-  if (!args.pooling.empty()) {
-    mo.pooling = args.pooling == "cls"          ? sluice::Pooling::cls
-                 : args.pooling == "max"        ? sluice::Pooling::max
-                 : args.pooling == "last_token" ? sluice::Pooling::last_token
-                                                : sluice::Pooling::mean;
-  }
+  mo.pooling = parse_pooling(args.pooling);
   if (args.normalize) mo.normalize = true;
   if (args.no_normalize) mo.normalize = false;
   sluice::precision_from_name(args.precision, mo.precision);

@@ -4,7 +4,16 @@ own. Standard library only; each test file imports it from its own folder."""
 import os
 import subprocess
 import tempfile
+import time
 import unittest
+
+
+def wait_for_size(path, size, timeout, step=0.02):
+    """Until the file at `path` holds at least `size` bytes, or `timeout` seconds have passed
+    (the caller then finds out what the run did)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and (not os.path.exists(path) or os.path.getsize(path) < size):
+        time.sleep(step)
 
 
 def killed_then_resumed(cmd, rng, whole, kills):

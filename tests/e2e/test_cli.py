@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from e2e_files import TempDirTest, killed_then_resumed
+from e2e_files import TempDirTest, killed_then_resumed, wait_for_size
 
 PIPELINE_RUN = os.environ.get("PIPELINE_RUN", "build/apps/pipeline-run/pipeline-run")
 MODELS = os.environ.get("SLUICE_TEST_MODELS", "build/tests/test-models")
@@ -428,9 +428,7 @@ class CliTest(TempDirTest):
         cmd = [PIPELINE_RUN, "embed", src, "-o", out, "--model", TINY, "--progress", "never", "--checkpoint-every", "64",
                "--sort-window", "64", "--max-in-flight", "256"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.time() + 120
-        while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) < 20000):
-            time.sleep(0.01)
+        wait_for_size(out, 20000, 120, 0.01)
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=120)
         self.assertEqual(p.returncode, 130, err)

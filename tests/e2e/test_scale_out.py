@@ -31,7 +31,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_files import TempDirTest, killed_then_resumed  # noqa: E402
+from e2e_files import TempDirTest, killed_then_resumed, wait_for_size  # noqa: E402
 
 PIPELINE_RUN = os.environ.get("PIPELINE_RUN", "build/apps/pipeline-run/pipeline-run")
 MODELS = os.environ.get("SLUICE_TEST_MODELS", "build/tests/test-models")
@@ -244,9 +244,7 @@ class ScaleOutTest(TempDirTest):
         p = subprocess.Popen(self.embed_cmd(out, "--events", self.path("ev.jsonl"), "--batch-size", "32"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # Killed once it has answered a batch or two, while it holds others.
-        deadline = time.time() + 60
-        while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) < 200_000):
-            time.sleep(0.05)
+        wait_for_size(out, 200_000, 60, 0.05)
         w1.kill()
         _, err = p.communicate(timeout=600)
         self.assertEqual(p.returncode, 0, err.decode())
@@ -299,9 +297,7 @@ class ScaleOutTest(TempDirTest):
         out = self.path("out.jsonl")
         p = subprocess.Popen(self.embed_cmd(out, "--batch-size", "32"), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) < 100_000):
-            time.sleep(0.05)
+        wait_for_size(out, 100_000, 60, 0.05)
         self.server.kill()
         time.sleep(1.5)
         self.server.start()
@@ -315,9 +311,7 @@ class ScaleOutTest(TempDirTest):
         out = self.path("out.jsonl")
         first = self.embed_cmd(out, "--batch-size", "32", "--checkpoint-every", "32", "--nats-in-flight", "2")
         p = subprocess.Popen(first, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) < 200_000):
-            time.sleep(0.02)
+        wait_for_size(out, 200_000, 60, 0.02)
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=120)
         self.assertEqual(p.returncode, 130, err.decode())
@@ -338,9 +332,7 @@ class ScaleOutTest(TempDirTest):
         out = self.path("out.jsonl")
         p = subprocess.Popen(self.embed_cmd(out, "--batch-size", "32", "--events", self.path("ev.jsonl")),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) < 100_000):
-            time.sleep(0.02)
+        wait_for_size(out, 100_000, 60, 0.02)
         everyone = [w.proc.pid for w in self.workers]
         for pid in everyone:
             os.killpg(pid, signal.SIGSTOP)
@@ -387,9 +379,7 @@ class ScaleOutTest(TempDirTest):
         local = [PIPELINE_RUN, "embed", self.input, "-o", out, "--model", MINILM, "--progress", "never",
                  "--batch-size", "16", "--checkpoint-every", "16", "--threads", "1"]
         p = subprocess.Popen(local, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while time.time() < deadline and (not os.path.exists(out) or os.path.getsize(out) < 50_000):
-            time.sleep(0.02)
+        wait_for_size(out, 50_000, 60, 0.02)
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=120)
         self.assertEqual(p.returncode, 130, err.decode())
