@@ -40,8 +40,8 @@ void add_nats_options(CLI::App& cmd, NatsArgs& args, bool run) {
       ->check(CLI::Range(2.0, 3600.0))
       ->capture_default_str();
   cmd.add_option("--nats-max-deliveries", args.remote.max_deliveries,
-                 "Deliveries of a batch without an answer before its records are tried one by one and, if they "
-                 "still get none, fail")
+                 "Runs of a batch that stop its worker (the first with other batches, the rest alone) before its "
+                 "records are tried one by one and, if they still get none, fail")
       ->check(CLI::Range(2u, 100u))
       ->capture_default_str();
 }

@@ -50,10 +50,11 @@ struct RemoteModelOptions {
   /// A worker that took a batch and went silent (killed, cut off) loses it after this long;
   /// it is then delivered to another worker. Workers extend it while they embed. At least 2.
   double ack_wait_s = 30;
-  /// A batch delivered this many times without an answer is abandoned: its records fail (each
-  /// alone, as a failing batch's do) instead of killing worker after worker. At least 2: a
-  /// batch on its second delivery runs alone in its worker, so only the first can be blamed
-  /// for another batch's crash.
+  /// A batch that ran this many times, each time stopping its worker before an answer, is
+  /// abandoned: its records are tried one by one, and those that still get none fail, instead
+  /// of killing worker after worker. Its first run shares the worker with other batches; later
+  /// runs are alone in their worker, and only those are counted for it (docs/scale-out.md), so
+  /// a batch is not blamed for another's crash. At least 2.
   std::uint32_t max_deliveries = 3;
 };
 

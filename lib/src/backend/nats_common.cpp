@@ -473,5 +473,26 @@ void Connection::ensure_streams() const {
   }
 }
 
+kvStore* Connection::attempts_bucket(std::string& why) const {
+  kvStore* kv = nullptr;
+  natsStatus s = retry([&] { return js_KeyValue(&kv, js_, kAttemptsBucket); });
+  if (s == NATS_NOT_FOUND) {
+    kvConfig cfg;
+    kvConfig_Init(&cfg);
+    cfg.Bucket = kAttemptsBucket;
+    cfg.History = 1;
+    cfg.StorageType = js_FileStorage;
+    cfg.TTL = std::int64_t{24} * 3600 * 1000 * 1000 * 1000;  // as the work stream keeps batches
+    s = retry([&] { return js_CreateKeyValue(&kv, js_, &cfg); });
+    // Another worker made it meanwhile.
+    if (s != NATS_OK) s = retry([&] { return js_KeyValue(&kv, js_, kAttemptsBucket); });
+  }
+  if (s != NATS_OK) {
+    why = status_text(s);
+    return nullptr;
+  }
+  return kv;
+}
+
 }  // namespace nats_wire
 }  // namespace sluice

@@ -27,6 +27,8 @@ namespace sluice::nats_wire {
 // left behind).
 inline constexpr const char* kWorkStream = "SLUICE_WORK";
 inline constexpr const char* kResultStream = "SLUICE_RESULTS";
+// Key-value bucket: how many times each redelivered batch ran alone in a worker ("<job>.<batch>").
+inline constexpr const char* kAttemptsBucket = "SLUICE_ATTEMPTS";
 
 // Subjects. A model's work: sluice.work.<model key>.<job>; a job's answers: sluice.result.<job>;
 // worker heartbeats: sluice.workers.<model key>.<worker>; job announcements: sluice.jobs.<job>.
@@ -132,6 +134,8 @@ class Connection {
 
   // Creates the two streams when missing (an existing one is used as it is).
   void ensure_streams() const;
+  // Opens the attempts bucket, made when missing; null (and said in `why`) when it cannot be had.
+  kvStore* attempts_bucket(std::string& why) const;
 
  private:
   // What the client library's callback thread touches: shared with it, so that a callback run

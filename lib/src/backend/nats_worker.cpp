@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -49,6 +50,13 @@ class NatsWorker::Impl {
     if (s != NATS_OK) throw Error(ErrorCode::backend_unavailable, fmt::format("NATS subscribe: {}", status_text(s)));
     listening_since_ = Connection::now_s();
     for (int i = 0; i < options_.calls; ++i) subs_.push_back(pull_subscription());
+    std::string why;
+    attempts_ = conn_.attempts_bucket(why);
+    if (!attempts_) {
+      log(fmt::format("worker {}: no {} bucket ({}): a batch that stops workers is given up after {} deliveries, "
+                      "whatever else the workers that stopped held",
+                      name_, kAttemptsBucket, why, "--nats-max-deliveries"));
+    }
     // Fault injection for the tests of docs/scale-out.md ("Testing"): a worker that takes a
     // batch holding this token id dies at once, as one killed for memory would.
     if (const char* fault = std::getenv("SLUICE_WORKER_DIE_ON_TOKEN"); fault && *fault) {
@@ -59,6 +67,7 @@ class NatsWorker::Impl {
   ~Impl() {
     close_subscription(jobs_sub_);  // its handler may run until then
     for (natsSubscription* sub : subs_) natsSubscription_Destroy(sub);
+    if (attempts_) kvStore_Destroy(attempts_);
   }
 
   void log(const std::string& line) {
@@ -254,47 +263,39 @@ class NatsWorker::Impl {
     if (header(kModel) != key_) {
       answer = encode_error(ErrorInfo{ErrorCode::model_error,
                                       fmt::format("worker {} has model {}, not the run's", name_, identity_), {}, {}});
-    } else if (delivered > max_deliveries) {
-      outcome = Outcome::abandoned;
-      answer = encode_error(ErrorInfo{
-          ErrorCode::model_error,
-          fmt::format("no worker answered this batch in {} deliveries: each worker that took it stopped before "
-                      "answering (killed, out of memory?)",
-                      delivered - 1),
-          {},
-          {}});
     } else {
       {
         std::lock_guard lock(mu_);
         in_hand_.insert(msg);
       }
-      // A batch on its second (or later) delivery may be the one that killed a worker: it runs
-      // alone in this worker, so that if it kills it too, no other batch shares the blame (each
-      // death counts a delivery of every batch the worker held).
+      // A batch on its second (or later) delivery may be the one that stopped a worker: it runs
+      // alone in this worker, so that if it stops this one too, no other batch shares the blame.
+      // A worker's death counts a delivery of every batch it held, even those not begun, so the
+      // batch is given up on the count of its runs alone, kept in the attempts bucket, and not
+      // on its count of deliveries.
       Gate gate(*this, delivered > 1);
-      try {
-        const TokenBatch batch = decode_batch(message_data(msg));
-        if (die_on_token_ >= 0 &&
-            [&] {
-              for (std::size_t i = 0; i < batch.ids.size(); ++i) {
-                if (batch.attention_mask[i] && batch.ids[i] == die_on_token_) return true;
-              }
-              return false;
-            }()) {
-          ::raise(SIGKILL);
+      std::uint64_t runs = 1;
+      bool give_up = false;
+      if (gate.alone) {
+        if (const auto before = count_run_alone(job, batch_id, max_deliveries)) {
+          runs = *before + 1;
+          give_up = runs >= max_deliveries;
+        } else {
+          runs = delivered;
+          give_up = delivered > max_deliveries;
         }
-        const std::uint32_t dims = model_->info().dimensions;
-        std::vector<float> out(std::size_t{batch.batch} * dims);
-        const auto t0 = std::chrono::steady_clock::now();
-        model_->embed(batch, out);
-        busy = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        rows = batch.batch;
-        for (auto m : batch.attention_mask) tokens += m != 0;
-        answer = encode_vectors(batch.batch, dims, out.data());
-      } catch (const Error& e) {
-        answer = encode_error(ErrorInfo{e.code(), e.what(), {}, {}});
-      } catch (const std::exception& e) {
-        answer = encode_error(ErrorInfo{ErrorCode::model_error, fmt::format("model inference failed: {}", e.what()), {}, {}});
+      }
+      if (give_up) {
+        outcome = Outcome::abandoned;
+        answer = encode_error(ErrorInfo{
+            ErrorCode::model_error,
+            fmt::format("no worker answered this batch: it ran {} times, alone in its worker after the first, and "
+                        "each worker stopped before answering (killed, out of memory?)",
+                        runs),
+            {},
+            {}});
+      } else {
+        answer = run_batch(msg, rows, tokens, busy);
       }
     }
     // Still in hand (kept in progress) until acknowledged: storing the answer may wait for the
@@ -325,6 +326,64 @@ class NatsWorker::Impl {
     counts_.tokens += tokens;
     counts_.busy_s += busy;
     if (failed) ++counts_.failed;
+  }
+
+  // Embeds the batch; the answer is its vectors, or the error that stopped it.
+  std::string run_batch(natsMsg* msg, std::uint64_t& rows, std::uint64_t& tokens, double& busy) {
+    try {
+      const TokenBatch batch = decode_batch(message_data(msg));
+      if (die_on_token_ >= 0 &&
+          [&] {
+            for (std::size_t i = 0; i < batch.ids.size(); ++i) {
+              if (batch.attention_mask[i] && batch.ids[i] == die_on_token_) return true;
+            }
+            return false;
+          }()) {
+        ::raise(SIGKILL);
+      }
+      const std::uint32_t dims = model_->info().dimensions;
+      std::vector<float> out(std::size_t{batch.batch} * dims);
+      const auto t0 = std::chrono::steady_clock::now();
+      model_->embed(batch, out);
+      busy = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      rows = batch.batch;
+      for (auto m : batch.attention_mask) tokens += m != 0;
+      return encode_vectors(batch.batch, dims, out.data());
+    } catch (const Error& e) {
+      return encode_error(ErrorInfo{e.code(), e.what(), {}, {}});
+    } catch (const std::exception& e) {
+      return encode_error(ErrorInfo{ErrorCode::model_error, fmt::format("model inference failed: {}", e.what()), {}, {}});
+    }
+  }
+
+  // Counts a run alone of a batch in the attempts bucket, unless it ran alone `max - 1` times
+  // already (then it is given up). Returns the runs alone before this one; nothing when the
+  // bucket cannot be read or written. Only one worker holds a batch at a time (it is kept in
+  // progress), so no other writes the count meanwhile.
+  std::optional<std::uint64_t> count_run_alone(const std::string& job, const std::string& batch_id,
+                                               std::uint64_t max) {
+    if (!attempts_) return std::nullopt;
+    const std::string key = fmt::format("{}.{}", job, batch_id);
+    std::uint64_t before = 0;
+    kvEntry* entry = nullptr;
+    natsStatus s = conn_.retry([&] { return kvStore_Get(&entry, attempts_, key.c_str()); });
+    if (s == NATS_OK) {
+      before = std::strtoull(kvEntry_ValueString(entry), nullptr, 10);
+      kvEntry_Destroy(entry);
+    } else if (s != NATS_NOT_FOUND) {
+      log(fmt::format("worker {}: cannot read the runs of batch {} of run {}: {}", name_, batch_id, job,
+                      status_text(s)));
+      return std::nullopt;
+    }
+    if (before + 1 >= max) return before;
+    const std::string value = std::to_string(before + 1);
+    s = conn_.retry([&] { return kvStore_PutString(nullptr, attempts_, key.c_str(), value.c_str()); });
+    if (s != NATS_OK) {
+      log(fmt::format("worker {}: cannot count a run of batch {} of run {}: {}", name_, batch_id, job,
+                      status_text(s)));
+      return std::nullopt;
+    }
+    return before;
   }
 
   enum class Outcome { answered, abandoned, dropped };
@@ -407,6 +466,7 @@ class NatsWorker::Impl {
   std::condition_variable gate_cv_;
   int running_ = 0;        // batches being embedded; guarded by gate_mu_
   bool isolated_ = false;  // one runs alone; guarded by gate_mu_
+  kvStore* attempts_ = nullptr;  // runs alone of each batch given again; null: not to be had
 
   mutable std::mutex mu_;
   std::condition_variable keeper_cv_;
