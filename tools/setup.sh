@@ -24,6 +24,8 @@ packages=(
   # Scale-out (docs/scale-out.md): the NATS C client with JetStream, and the server the tests
   # start on 127.0.0.1 with a temporary store folder
   libnats-dev nats-server
+  # `pipeline-run serve` (docs/serve.md): Node's HTTP parser; the remote backend's HTTP client
+  libhttp-parser-dev libcurl4-openssl-dev
 )
 if [[ "${1:-}" == "--dev" ]]; then
   packages+=(python3-onnx)

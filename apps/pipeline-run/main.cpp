@@ -43,6 +43,7 @@
 #endif
 #include "progress_reporter.hpp"
 #include "search_command.hpp"
+#include "serve_command.hpp"
 #include "tokenize_command.hpp"
 
 using namespace pipeline_run;
@@ -468,6 +469,73 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
 
+  ServeArgs serve;
+  auto* cmd_serve = app.add_subcommand(
+      "serve", "Serve the model over HTTP: an OpenAI-compatible POST /v1/embeddings, GET /health, GET /metrics");
+  cmd_serve->add_option("--model", serve.model, "Model folder (default: the bundled model)")
+      ->check(CLI::ExistingDirectory);
+  cmd_serve->add_option("--listen", serve.listen, "HOST:PORT to listen on ([ADDRESS]:PORT for IPv6; port 0: any free one)")
+      ->capture_default_str();
+  cmd_serve->add_option("--name", serve.server.model_name,
+                        "The model's name in requests and answers (default: the folder's name)");
+  cmd_serve->add_option("--threads", serve.server.threads, "Cores the model uses, all its calls together (0 = all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd_serve->add_option("--model-workers", serve.server.model_workers, "Model calls at once (0 = one per core up to 8 cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd_serve->add_option("--batch-size", serve.server.batch_size, "Inputs per model call, at most, all requests together")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 16));
+  cmd_serve->add_option("--max-batch-tokens", serve.server.max_batch_tokens,
+                        "Padded tokens per model call, at most (inputs x longest)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
+  cmd_serve->add_option("--max-inputs", serve.server.max_inputs, "Inputs per request, at most (400 past it)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
+  cmd_serve->add_option("--max-request-bytes", serve.server.max_request_bytes, "A request's body, at most (413 past it)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1} << 10, std::size_t{1} << 30));
+  cmd_serve->add_option("--max-pending-bytes", serve.server.max_pending_bytes,
+                        "Bodies of requests received and not yet answered, all together (429 past it)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1} << 10, std::size_t{1} << 40));
+  cmd_serve->add_option("--max-queue-rows", serve.server.max_queue_rows,
+                        "Inputs accepted and not yet embedded, all requests together (429 past it)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
+  cmd_serve->add_option("--max-connections", serve.server.max_connections, "Open connections (503 past it)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
+  cmd_serve->add_option("--idle-timeout", serve.server.idle_timeout_s, "Seconds a keep-alive connection may stay idle")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
+  cmd_serve->add_option("--request-timeout", serve.server.request_timeout_s,
+                        "Seconds to receive a whole request after its first byte (408 past it)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
+  cmd_serve->add_flag("--truncate", serve.server.truncate,
+                      "Truncate inputs longer than the model takes (default: answer 400, as OpenAI does; a request's "
+                      "\"truncate\" overrides)");
+  cmd_serve->add_option("--pooling", serve.pooling, "Override the model's pooling")
+      ->check(CLI::IsMember({"mean", "cls", "max", "last_token"}));
+  auto* serve_norm = cmd_serve->add_flag("--normalize", serve.normalize, "L2-normalise embeddings (override the model)");
+  cmd_serve->add_flag("--no-normalize", serve.no_normalize, "Do not L2-normalise embeddings")->excludes(serve_norm);
+  cmd_serve->add_option("--precision", serve.precision, "Linear layers in fp32, bf16 or dynamic int8")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
+  cmd_serve->add_option("--device", serve.device, "Run the model on cpu, cuda or cuda:N")
+      ->capture_default_str()
+      ->check([](const std::string& v) {
+        try {
+          sluice::parse_device(v);
+          return std::string();
+        } catch (const sluice::Error& e) {
+          return std::string(e.what());
+        }
+      });
+
   std::string validate_input;
   sluice::ValidationOptions vo;
   auto* cmd_validate =
@@ -623,6 +691,7 @@ int main(int argc, char** argv) {
   try {
     if (*cmd_embed) return run_embed(embed);
     if (*cmd_worker) return run_worker(worker);
+    if (*cmd_serve) return run_serve(serve);
     if (*cmd_validate) return run_validate(validate_input, vo);
     if (*cmd_tokenize) return run_tokenize(tok);
     if (*cmd_search) return run_search(search);
