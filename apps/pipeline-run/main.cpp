@@ -42,6 +42,7 @@
 #include "index_command.hpp"
 #endif
 #include "progress_reporter.hpp"
+#include "remote_args.hpp"
 #include "search_command.hpp"
 #include "serve_command.hpp"
 #include "tokenize_command.hpp"
@@ -70,6 +71,8 @@ struct EmbedArgs {
   std::string table = "embeddings";
   bool table_given = false;
   NatsArgs nats;
+  RemoteArgs remote;
+  bool batch_limits_given = false;  // --batch-size or --max-batch-tokens
 };
 
 
@@ -94,6 +97,30 @@ std::uint64_t run_validation(const std::string& input, const sluice::ValidationO
 
 int run_embed(EmbedArgs& args) {
   auto& opt = args.pipeline;
+  const bool model_given = !opt.model.empty();
+  if (args.remote.given) {
+    // A remote API embeds: nothing of this machine's model applies, and the API's limits
+    // size the batches.
+    auto refuse = [](std::string_view what, std::string_view why) {
+      fmt::print(stderr, "error: {} does not go with --remote: {}\n", what, why);
+      return kExitUsage;
+    };
+    if (args.nats.given) return refuse("--nats", "the model is the remote API, not NATS workers");
+    if (args.device != "cpu") return refuse("--device", "the API runs the model");
+    if (args.precision != "fp32") return refuse("--precision", "the API runs the model");
+    if (!args.pooling.empty()) return refuse("--pooling", "the API pools");
+    if (args.normalize || args.no_normalize) return refuse("--normalize/--no-normalize", "the API's vectors are kept as they come");
+    if (args.batch_limits_given) {
+      return refuse("--batch-size/--max-batch-tokens", "the API's limits are --remote-max-inputs and --remote-max-tokens");
+    }
+    if (args.remote.remote.model.empty()) {
+      fmt::print(stderr, "error: --remote needs --remote-model NAME (the API's model)\n");
+      return kExitUsage;
+    }
+    opt.batch_size = args.remote.max_inputs;
+    opt.max_batch_tokens = args.remote.max_tokens;
+    load_remote_key(args.remote);
+  }
   if (opt.model.empty()) opt.model = default_model_dir();
   if (args.max_errors) {
     // --max-errors means going on past bad records, up to a limit.
@@ -217,10 +244,27 @@ int run_embed(EmbedArgs& args) {
                        "workers, on their CPUs\n", args.device);
     return kExitUsage;
   }
-  reporter.loading_model(opt.model);
+  reporter.loading_model(args.remote.given ? fmt::format("the API at {}", sluice::redact_url(args.remote.remote.url))
+                                          : opt.model.string());
   std::optional<sluice::Pipeline> pipeline_holder;
   try {
-    if (args.nats.given) {
+    if (args.remote.given) {
+      // The model stage is a remote API. The folder, when given, is the API model's own
+      // tokenizer (exact counts and truncation); without one, tokens are estimated.
+      std::shared_ptr<sluice::Tokenizer> tokenizer =
+          model_given ? std::shared_ptr<sluice::Tokenizer>(sluice::Tokenizer::from_file(opt.model / "tokenizer.json"))
+                      : std::shared_ptr<sluice::Tokenizer>(sluice::make_estimating_tokenizer(args.remote.bytes_per_token));
+      if (model_given) {
+        if (auto max = tokenizer->max_length(); max && *max < args.remote.remote.max_input_tokens) {
+          args.remote.remote.max_input_tokens = static_cast<std::uint32_t>(*max);
+        }
+        args.remote.remote.tokenizer_file = opt.model / "tokenizer.json";
+      }
+      args.remote.remote.bytes_per_token = args.remote.bytes_per_token;
+      std::shared_ptr<sluice::Model> remote = sluice::connect_remote_model(args.remote.remote);
+      reporter.set_api(true);
+      pipeline_holder.emplace(opt, std::move(remote), std::move(tokenizer));
+    } else if (args.nats.given) {
       // The model stage on NATS workers: the folder is loaded here only for what the workers
       // must have (its identity) and its tokenizer; connect_nats_model() lets the weights go.
       sluice::ModelOptions mo;
@@ -445,6 +489,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 40));
   cmd_embed->add_flag("--no-validate", embed.no_validate, "Skip the validation pass before the model loads");
   add_nats_options(*cmd_embed, embed.nats, true);
+  add_remote_options(*cmd_embed, embed.remote);
 
   WorkerArgs worker;
   auto* cmd_worker = app.add_subcommand(
@@ -683,6 +728,7 @@ int main(int argc, char** argv) {
     }
     embed.on_error_given = cmd_embed->count("--on-error") > 0;
     embed.table_given = cmd_embed->count("--table") > 0;
+    embed.batch_limits_given = cmd_embed->count("--batch-size") + cmd_embed->count("--max-batch-tokens") > 0;
   } catch (const CLI::ParseError& e) {
     int r = app.exit(e);
     return r == 0 ? kExitOk : kExitUsage;

@@ -117,6 +117,7 @@ std::string format_progress_line(const ProgressView& v, std::size_t width, bool 
     line += "]";
     if (v.failed > 0) line += fmt::format(" {} failed", v.failed);
     if (v.workers) line += fmt::format(" {} worker{}", *v.workers, *v.workers == 1 ? "" : "s");
+    if (v.api) line += fmt::format(" API {} req, {} retr, {} tok", v.api->requests, v.api->retries, v.api->tokens_billed);
     return line;
   };
 
@@ -152,6 +153,10 @@ std::string format_plain_line(const ProgressView& v) {
                       format_duration(v.elapsed_s));
   if (v.eta_s) line += fmt::format(" | ETA {}", format_duration(*v.eta_s));
   if (v.workers) line += fmt::format(" | {} worker{}", *v.workers, *v.workers == 1 ? "" : "s");
+  if (v.api) {
+    line += fmt::format(" | API: {} requests, {} retries, {} tokens billed, {:.1f} s throttled", v.api->requests,
+                        v.api->retries, v.api->tokens_billed, v.api->throttled_s);
+  }
   return line;
 }
 
@@ -175,7 +180,8 @@ ProgressReporter::ProgressReporter(std::FILE* out, ProgressMode mode, double pla
 sluice::EventFilter ProgressReporter::filter() {
   return sluice::EventFilter::of<sluice::PipelineStarted, sluice::BatchProgress, sluice::DocumentFailed,
                                  sluice::PipelineFinished, sluice::WorkerJoined, sluice::WorkerLeft,
-                                 sluice::WorkerRefused, sluice::BatchRedelivered>();
+                                 sluice::WorkerRefused, sluice::BatchRedelivered, sluice::RemoteRetry,
+                                 sluice::RemoteUsage>();
 }
 
 std::size_t ProgressReporter::width() const {
@@ -251,6 +257,7 @@ void ProgressReporter::print_progress(const sluice::BatchProgress& p, double ts)
   v.elapsed_s = p.elapsed_s;
   v.eta_s = p.eta_s;
   if (remote_) v.workers = workers_.size();
+  if (api_) v.api = usage_;
   if (adjust_) adjust_(v);
   const std::size_t w = live_ ? width() : 0;
   show(live_ ? format_progress_line(v, w > 1 ? w - 1 : 1, unicode_) : std::string(), format_plain_line(v), ts,
@@ -264,7 +271,8 @@ void ProgressReporter::on_event(const sluice::PipelineEvent& event) {
     return;
   }
   if (!enabled_ && !std::holds_alternative<sluice::DocumentFailed>(event.payload) &&
-      !std::holds_alternative<sluice::PipelineFinished>(event.payload)) {
+      !std::holds_alternative<sluice::PipelineFinished>(event.payload) &&
+      !std::holds_alternative<sluice::RemoteUsage>(event.payload)) {
     return;
   }
   std::visit(
@@ -298,6 +306,17 @@ void ProgressReporter::on_event(const sluice::PipelineEvent& event) {
             fmt::print(out_, "note: batch {} was delivered {} times and no worker answered: its records are tried "
                              "one by one\n", e.batch, e.deliveries - 1);
           }
+        } else if constexpr (std::is_same_v<T, sluice::RemoteUsage>) {
+          usage_ = e;
+        } else if constexpr (std::is_same_v<T, sluice::RemoteRetry>) {
+          if (++retries_shown_ <= kMaxErrorLines) {
+            clear_line();
+            fmt::print(out_, "note: API request failed (attempt {}: {}); sending it again in {:.1f} s\n", e.attempt,
+                       e.reason, e.wait_s);
+          } else if (retries_shown_ == kMaxErrorLines + 1) {
+            clear_line();
+            fmt::print(out_, "note: further retries are not shown here; they are counted (remote_retry events)\n");
+          }
         } else if constexpr (std::is_same_v<T, sluice::DocumentFailed>) {
           if (++errors_shown_ <= kMaxErrorLines) {
             clear_line();
@@ -316,7 +335,11 @@ void ProgressReporter::on_event(const sluice::PipelineEvent& event) {
               "{}: {} records embedded, {} failed, {} tokens ({} truncated) in {} ({:.1f} docs/s, {:.0f} tokens/s)\n",
               sluice::to_string(s.status), s.completed, s.failed, s.tokens, s.truncated, format_duration(s.elapsed_s),
               s.elapsed_s > 0 ? s.completed / s.elapsed_s : 0.0, s.elapsed_s > 0 ? s.tokens / s.elapsed_s : 0.0);
-          if (remote_ && s.model_calls > 0 && s.padded_tokens > 0) {
+          if (api_) {
+            fmt::print(out_, "remote API: {} requests ({} retries), {} inputs, {} tokens billed, {:.1f} s waiting for "
+                             "rate limits\n",
+                       usage_.requests, usage_.retries, usage_.inputs, usage_.tokens_billed, usage_.throttled_s);
+          } else if (remote_ && s.model_calls > 0 && s.padded_tokens > 0) {
             fmt::print(out_, "NATS workers: {} {}, {} of {} padded tokens real ({:.1f}%)\n", s.model_calls,
                        s.model_calls == 1 ? "batch" : "batches", s.model_tokens, s.padded_tokens,
                        100.0 * s.model_tokens / s.padded_tokens);

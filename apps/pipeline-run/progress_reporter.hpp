@@ -36,6 +36,7 @@ struct ProgressView {
   std::string counts;
   std::string rate_unit = "rec/s";
   std::optional<std::size_t> workers;  // NATS workers serving the run (embed --nats)
+  std::optional<sluice::RemoteUsage> api;  // a remote API's requests so far (embed --remote)
 };
 
 /// The live line, tqdm-like, in at most `width` columns (display columns, not bytes): phase,
@@ -69,6 +70,9 @@ class ProgressReporter {
   /// The model runs on NATS workers: the line shows how many serve the run, and their joining
   /// and leaving is said.
   void set_remote(bool on) { remote_ = on; }
+  /// The model is a remote API: the line shows its requests, retries and tokens billed;
+  /// retries are said (the first few), and the summary gives what was billed.
+  void set_api(bool on) { api_ = on; }
 
  private:
   void print_progress(const sluice::BatchProgress& p, double ts);
@@ -79,6 +83,9 @@ class ProgressReporter {
   std::function<void(ProgressView&)> adjust_;
   bool summary_ = true;
   bool remote_ = false;
+  bool api_ = false;
+  sluice::RemoteUsage usage_;
+  std::uint64_t retries_shown_ = 0;
   std::set<std::string> workers_;
   bool live_;
   bool enabled_;

@@ -205,6 +205,24 @@ OPTIONS = {
     "--nats-tls-ca": ("scale-out", [], []),
     "--nats-tls-cert": ("scale-out", [], []),
     "--nats-tls-key": ("scale-out", [], []),
+    # A remote API as the model (test_remote.py, against a server of its own): the endpoint,
+    # the model name, the tokenizer or estimate and the batch limits are in the fingerprint
+    # (refused on resume); the others say how to reach the API, and how fast.
+    "--remote": ("remote", [], []),
+    "--remote-model": ("remote", [], []),
+    "--remote-key-env": ("remote", [], []),
+    "--remote-key-file": ("remote", [], []),
+    "--remote-max-inputs": ("remote", [], []),
+    "--remote-max-tokens": ("remote", [], []),
+    "--remote-max-input-tokens": ("remote", [], []),
+    "--remote-concurrency": ("remote", [], []),
+    "--rate-limit-rpm": ("remote", [], []),
+    "--rate-limit-tpm": ("remote", [], []),
+    "--remote-retries": ("remote", [], []),
+    "--remote-retry-time": ("remote", [], []),
+    "--remote-timeout": ("remote", [], []),
+    "--remote-dimensions": ("remote", [], []),
+    "--remote-bytes-per-token": ("remote", [], []),
 }
 
 
@@ -272,7 +290,7 @@ class ResumeTest(Base):
         self.assertEqual(listed - set(OPTIONS), set(), "options of embed this test does not classify")
         self.assertEqual(set(OPTIONS) - listed, set(), "options this test knows that embed no longer has")
         for name, (kind, first, second) in sorted(OPTIONS.items()):
-            if kind in ("setup", "model", "prompts", "scale-out"):
+            if kind in ("setup", "model", "prompts", "scale-out", "remote"):
                 continue
             with self.subTest(option=name, kind=kind):
                 self.check(kind, first, second)

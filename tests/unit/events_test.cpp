@@ -236,6 +236,24 @@ struct Sample<WorkerRate> {
   }
 };
 
+template <>
+struct Sample<RemoteRetry> {
+  static std::vector<RemoteRetry> values() {
+    return {{}, {4294967295u, 4294967295u, kTrickyText, 1e300}, {2, 429, "rate limited: Retry-After 1", 1.5}};
+  }
+  static std::vector<std::string_view> keys(const RemoteRetry&) { return {"attempt", "status", "reason", "wait_s"}; }
+};
+
+template <>
+struct Sample<RemoteUsage> {
+  static std::vector<RemoteUsage> values() {
+    return {{}, {kMax64, kMax64, kMax64, kMax64, 1e300}, {12, 2, 400, 5120, 3.25}};
+  }
+  static std::vector<std::string_view> keys(const RemoteUsage&) {
+    return {"requests", "retries", "inputs", "tokens_billed", "throttled_s"};
+  }
+};
+
 // Envelopes to combine with the payloads. Timestamps are whole microseconds, which is what
 // "ts" keeps.
 std::vector<PipelineEvent> envelopes() {
@@ -439,7 +457,11 @@ TEST_CASE("event_type names every alternative by its kType") {
   CHECK(event_type(p) == "batch_redelivered");
   p = WorkerRate{};
   CHECK(event_type(p) == "worker_rate");
-  CHECK(kEventKinds == 17);  // a new kind also needs a line above and a section in docs/events.md
+  p = RemoteRetry{};
+  CHECK(event_type(p) == "remote_retry");
+  p = RemoteUsage{};
+  CHECK(event_type(p) == "remote_usage");
+  CHECK(kEventKinds == 19);  // a new kind also needs a line above and a section in docs/events.md
 }
 
 TEST_CASE("timestamps keep microseconds") {

@@ -304,10 +304,36 @@ struct WorkerRate {
   bool operator==(const WorkerRate&) const = default;
 };
 
+/// A request to a remote embedding API (--remote) failed in a way that may pass, and is sent
+/// again after `wait_s`: a 429 (rate limited), a 5xx, a timeout, a dropped connection or an
+/// answer that could not be read.
+struct RemoteRetry {
+  static constexpr std::string_view kType = "remote_retry";
+  std::uint32_t attempt = 0;  ///< the attempt that failed, from 1
+  std::uint32_t status = 0;   ///< its HTTP status; 0 when no answer came
+  std::string reason;
+  double wait_s = 0;          ///< before the next attempt (Retry-After, the rate-limit headers, or backoff)
+
+  bool operator==(const RemoteRetry&) const = default;
+};
+
+/// What a run's remote API calls cost so far (every 2 s while they go on, and once at the end
+/// of the run).
+struct RemoteUsage {
+  static constexpr std::string_view kType = "remote_usage";
+  std::uint64_t requests = 0;        ///< HTTP requests sent, retries included
+  std::uint64_t retries = 0;         ///< of which sent again after a failure
+  std::uint64_t inputs = 0;          ///< texts embedded
+  std::uint64_t tokens_billed = 0;   ///< the answers' usage.total_tokens (estimated where an answer had none)
+  double throttled_s = 0;            ///< time calls waited for the rate limits (--rate-limit-*, 429s, headers)
+
+  bool operator==(const RemoteUsage&) const = default;
+};
+
 using EventPayload = std::variant<PipelineStarted, DocumentStarted, DocumentCompleted, DocumentFailed,
                                   BatchProgress, StageStateChanged, Checkpointed, PipelineFinished, FileStarted,
                                   FileIndexed, FileSkipped, FileFailed, WorkerJoined, WorkerLeft, WorkerRefused,
-                                  BatchRedelivered, WorkerRate>;
+                                  BatchRedelivered, WorkerRate, RemoteRetry, RemoteUsage>;
 
 inline constexpr std::size_t kEventKinds = std::variant_size_v<EventPayload>;
 

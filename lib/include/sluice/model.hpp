@@ -100,6 +100,10 @@ struct TokenBatch {
   /// less one (so a leading [CLS]/<s> is included). Only used when info().include_prompt is
   /// false: mean and max pooling then leave these tokens out (they are still attended to).
   std::vector<std::uint32_t> prompt_tokens;
+  /// Per row, the text itself (prompt included, cut where the tokenizer truncated it): filled
+  /// only for a model whose wants_texts() is true (a remote API), empty otherwise. The views
+  /// live as long as the call.
+  std::vector<std::string_view> texts;
 };
 
 struct ModelOptions {
@@ -166,6 +170,10 @@ class Model {
   /// model in this process): the pipeline chooses by cores (model_thread_layout()). A remote
   /// backend (NATS workers) says how many batches it keeps on the wire.
   virtual int calls_in_flight() const noexcept { return 0; }
+
+  /// Whether embed() needs TokenBatch::texts (a remote API embeds texts, not this machine's
+  /// token ids). The ids are still given: batching and limits count them.
+  virtual bool wants_texts() const noexcept { return false; }
 
   /// Makes the calls under way return at once, throwing sluice::Error (cancelled), and every
   /// later call too: the pipeline calls it when a run stops or fails, so a backend that waits

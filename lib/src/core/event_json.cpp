@@ -230,6 +230,25 @@ constexpr void for_each_field(T& v, F&& f) {
   f("busy", v.busy);
 }
 
+template <typename T, typename F>
+  requires Is<T, RemoteRetry>
+constexpr void for_each_field(T& v, F&& f) {
+  f("attempt", v.attempt);
+  f("status", v.status);
+  f("reason", v.reason);
+  f("wait_s", v.wait_s);
+}
+
+template <typename T, typename F>
+  requires Is<T, RemoteUsage>
+constexpr void for_each_field(T& v, F&& f) {
+  f("requests", v.requests);
+  f("retries", v.retries);
+  f("inputs", v.inputs);
+  f("tokens_billed", v.tokens_billed);
+  f("throttled_s", v.throttled_s);
+}
+
 // ---- compile-time checks --------------------------------------------------------------------
 
 template <typename T>

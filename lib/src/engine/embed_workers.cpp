@@ -122,6 +122,7 @@ void EmbedWorkers::tokenizer_main() {
                                   config_.text_field,
                                   {}};
         }
+        if (enc.truncated() && model_->wants_texts()) kept_offsets_ = std::move(enc.offsets);
         item->tokens = static_cast<std::uint32_t>(enc.ids.size());
         item->truncated = enc.truncated();
         item->ids = std::move(enc.ids);
@@ -139,7 +140,14 @@ void EmbedWorkers::tokenizer_main() {
     } catch (const std::exception& e) {
       item->error = ErrorInfo{ErrorCode::tokenizer_error, fmt::format("tokenizer failed: {}", e.what()), {}, {}};
     }
-    std::string().swap(item->text);  // not needed any more
+    if (!model_->wants_texts()) {
+      std::string().swap(item->text);  // not needed any more
+    } else if (item->truncated && !item->error) {
+      // A remote API gets the text the tokens came from: cut after the last token kept.
+      std::size_t end = 0;
+      for (const auto& [from, to] : kept_offsets_) end = std::max<std::size_t>(end, to);
+      item->text.resize(std::min(end, item->text.size()));
+    }
     // Counts for the progress estimate, read without a lock: the two may be a record apart.
     item->model_tokens = item->error ? 0 : item->tokens;
     tokenized_bytes_.fetch_add(item->end_offset - item->offset, std::memory_order_relaxed);
@@ -250,6 +258,10 @@ bool EmbedWorkers::embed_rows(const std::vector<Row>& rows, std::vector<float>& 
     tb.attention_mask.assign(n, 0);
     tb.type_ids.assign(n, 0);
     if (prompt_tokens_ > 0) tb.prompt_tokens.assign(tb.batch, 0);
+    if (model_->wants_texts()) {
+      tb.texts.reserve(tb.batch);
+      for (std::size_t r = 0; r < tb.batch; ++r) tb.texts.push_back(rows[begin + r].text);
+    }
     std::uint64_t real_tokens = 0;
     for (std::size_t r = 0; r < tb.batch; ++r) {
       const Row& row = rows[begin + r];
@@ -292,11 +304,11 @@ bool EmbedWorkers::embed_rows(const std::vector<Row>& rows, std::vector<float>& 
 
 void EmbedWorkers::add_rows(WorkItem& item, std::vector<Row>& rows) {
   if (item.chunks.empty()) {
-    rows.push_back(Row{&item.ids, &item.type_ids, true});
+    rows.push_back(Row{&item.ids, &item.type_ids, true, item.text});
     return;
   }
   for (std::size_t c = 0; c < item.chunks.size(); ++c) {
-    rows.push_back(Row{&item.chunks[c].ids, &item.chunks[c].type_ids, c == 0});
+    rows.push_back(Row{&item.chunks[c].ids, &item.chunks[c].type_ids, c == 0, {}});
   }
 }
 

@@ -91,6 +91,7 @@ class EmbedWorkers {
     const std::vector<std::int32_t>* ids;
     const std::vector<std::int32_t>* type_ids;
     bool has_prompt;  // the row starts with the prompt (first window)
+    std::string_view text;  // the record's text, for a model that wants_texts()
   };
   void make_chunks(WorkItem& item) const;
   static void add_rows(WorkItem& item, std::vector<Row>& rows);
@@ -100,6 +101,7 @@ class EmbedWorkers {
   std::uint32_t prompt_tokens_ = 0;  // leading tokens pooling leaves out (include_prompt false)
   std::size_t no_text_tokens_ = 0;   // tokens of an empty text (the prompt and special tokens)
   std::shared_ptr<const Tokenizer> tokenizer_;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> kept_offsets_;  // the tokenizer thread's
   Config config_;
   std::function<void()> notify_;
 

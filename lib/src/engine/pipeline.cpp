@@ -63,6 +63,11 @@ Pipeline::Impl::Impl(PipelineOptions options, std::shared_ptr<Model> model, std:
   if (opt_.text_field.empty()) throw Error(ErrorCode::invalid_argument, "the text field name is empty");
   if (opt_.output_field.empty()) throw Error(ErrorCode::invalid_argument, "the output field name is empty");
   const auto& info = model_->info();
+  if (model_->wants_texts() && opt_.long_input == LongInput::chunk) {
+    throw Error(ErrorCode::invalid_argument,
+                "--long-input chunk cuts texts by the model's own tokens, which a remote API does not give: use "
+                "--long-input truncate or fail with it");
+  }
   if (opt_.dimensions > info.dimensions) {
     throw Error(ErrorCode::invalid_argument, fmt::format("--dim {} is more than the model's {} dimensions",
                                                          opt_.dimensions, info.dimensions));
@@ -242,7 +247,7 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
 
   const auto& info = model_->info();
   bus_.publish(PipelineStarted{input_name_, own_jsonl_ ? opt_.output : sink_->name(),
-                               info.dir.string(),
+                               info.dir.empty() ? info.family : info.dir.string(),
                                input_size_, static_cast<std::uint32_t>(opt_.batch_size),
                                opt_.dimensions > 0 ? opt_.dimensions : info.dimensions,
                                info.max_tokens, static_cast<std::uint32_t>(opt_.max_batch_tokens),

@@ -182,7 +182,7 @@ SinkRun Pipeline::Impl::sink_run(bool resume, std::string position) const {
   // Absolute: search finds the model from any folder.
   std::error_code ec;
   const std::filesystem::path dir = std::filesystem::absolute(info.dir, ec);
-  run.model = ec ? info.dir.string() : dir.lexically_normal().string();
+  run.model = info.dir.empty() ? info.family : ec ? info.dir.string() : dir.lexically_normal().string();
   run.model_family = info.family;
   run.model_identity = identity_with_hash(info, model_hash_);
   run.pooling = pooling_name(info.pooling);
