@@ -255,9 +255,12 @@ int run_embed(EmbedArgs& args) {
           model_given ? std::shared_ptr<sluice::Tokenizer>(sluice::Tokenizer::from_file(opt.model / "tokenizer.json"))
                       : std::shared_ptr<sluice::Tokenizer>(sluice::make_estimating_tokenizer(args.remote.bytes_per_token));
       if (model_given) {
-        if (auto max = tokenizer->max_length(); max && *max < args.remote.remote.max_input_tokens) {
-          args.remote.remote.max_input_tokens = static_cast<std::uint32_t>(*max);
-        }
+        // The API runs this folder's model: its maximum, unless --remote-max-input-tokens is
+        // lower (a folder with a tokenizer alone keeps the option's).
+        std::uint32_t max = args.remote.remote.max_input_tokens;
+        if (std::filesystem::exists(opt.model / "config.json")) max = std::min(max, sluice::model_max_tokens(opt.model));
+        if (auto t = tokenizer->max_length(); t && *t < max) max = static_cast<std::uint32_t>(*t);
+        args.remote.remote.max_input_tokens = max;
         args.remote.remote.tokenizer_file = opt.model / "tokenizer.json";
       }
       args.remote.remote.bytes_per_token = args.remote.bytes_per_token;

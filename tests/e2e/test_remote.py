@@ -165,7 +165,8 @@ class RemoteTest(TempDirTest):
     def tearDown(self):
         if self.proxy:
             self.proxy.stop()
-        self.serve.stop()
+        rc = self.serve.stop()
+        self.assertEqual(rc, 0, self.serve.log()[-3000:])
         super().tearDown()
 
     def local(self, name="local.jsonl"):

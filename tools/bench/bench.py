@@ -22,7 +22,10 @@ documentation), and measures, in one invocation:
     (tools/bench/search_bench.cpp, built where libfaiss-dev is installed);
   * scaleout: the short corpus embedded in process and through NATS JetStream by one
     `pipeline-run worker` on the same machine (a throwaway nats-server), the outputs compared
-    byte for byte, and the bytes per batch (computed from the wire format; counted by the server).
+    byte for byte, and the bytes per batch (computed from the wire format; counted by the server);
+  * serve: `pipeline-run serve` under 1, 8 and 64 concurrent HTTP clients on the short and code
+    corpora (throughput, p50/p99 latency) against `pipeline-run embed` in process on the same
+    records; and `embed --remote` through that server against the same in-process run.
 
 Standard library only. Corpora, exports and outputs live under .cache/bench/ (git-ignored); the
 large inputs are deleted after use.
@@ -1302,6 +1305,126 @@ class Bench:
                 if os.path.exists(p):
                     os.remove(p)
 
+    # -- serve: the HTTP server under concurrent clients, and the remote backend through it ----
+
+    def serve_section(self, corpora):
+        """pipeline-run serve on 127.0.0.1 (every core, its default layout) driven by C client
+        threads (1, 8, 64) that send the corpus in requests of --serve-inputs records
+        (encoding_format base64, so that decoding JSON floats in the Python client does not
+        take the cores from the server); against pipeline-run embed in process on the same
+        records, and pipeline-run embed --remote through the server. Whole jobs timed; tokens
+        from the answers' usage and the runs' summaries."""
+        import http.client
+        import threading
+        a = self.args
+        for label, corpus in corpora.items():
+            section = f"serve ({label} corpus)"
+            with open(corpus, encoding="utf-8") as f:
+                texts = [json.loads(line)["text"] for line in f]
+            out = os.path.join(self.work, f"serve.{label}.local.jsonl")
+            rounds = []
+            log_path = os.path.join(self.work, f"serve.{label}.log")
+            with open(log_path, "wb") as log:
+                server = subprocess.Popen([self.pipeline_run, "serve", "--model", self.model, "--listen", "127.0.0.1:0",
+                                           "--truncate", "--max-queue-rows", "1000000"], stdout=subprocess.DEVNULL,
+                                          stderr=log)
+            try:
+                def banner():
+                    with open(log_path, "rb") as f:
+                        return b"serving " in f.read()
+                self.wait_for("pipeline-run serve", banner, server, log_path, 120)
+                with open(log_path, encoding="utf-8") as f:
+                    port = int(f.read().split("http://127.0.0.1:")[1].split("/")[0])
+                size = a.serve_inputs
+                requests = [texts[i:i + size] for i in range(0, len(texts), size)]
+
+                def drive(clients):
+                    latencies, tokens, errors = [], [0], []
+                    lock = threading.Lock()
+                    next_index = [0]
+
+                    def client():
+                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+                        while True:
+                            with lock:
+                                if next_index[0] >= len(requests):
+                                    break
+                                batch = requests[next_index[0]]
+                                next_index[0] += 1
+                            body = json.dumps({"input": batch, "encoding_format": "base64"})
+                            t0 = time.monotonic()
+                            conn.request("POST", "/v1/embeddings", body=body, headers={"Content-Type": "application/json"})
+                            r = conn.getresponse()
+                            payload = r.read()
+                            dt = time.monotonic() - t0
+                            with lock:
+                                if r.status != 200:
+                                    errors.append(r.status)
+                                else:
+                                    latencies.append(dt)
+                                    tokens[0] += json.loads(payload)["usage"]["total_tokens"]
+                        conn.close()
+
+                    t0 = time.monotonic()
+                    threads = [threading.Thread(target=client) for _ in range(clients)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    wall = time.monotonic() - t0
+                    latencies.sort()
+                    q = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else float("nan")
+                    return {"wall": wall, "tokens": tokens[0], "tps": tokens[0] / wall, "p50": q(0.5), "p99": q(0.99),
+                            "errors": errors}
+
+                drive(1)  # warm-up: libtorch, the allocator, the page cache
+                for i in range(a.repeat):
+                    rnd = {}
+                    for p in (out, out + ".checkpoint"):
+                        if os.path.exists(p):
+                            os.remove(p)
+                    r = run(self.pipeline_cmd(self.model, corpus, out), log=self.log)
+                    sm = self.pipeline_summary(r, out)
+                    rnd["local"] = {"wall": r.wall, "tokens": sm["tokens"], "tps": sm["tokens"] / r.wall}
+                    for c in (1, 8, 64):
+                        rnd[c] = drive(c)
+                    rout = out + ".remote"
+                    if os.path.exists(rout):
+                        os.remove(rout)
+                    rr = run([self.pipeline_run, "embed", corpus, "-o", rout, "--model", self.model, "--remote",
+                              f"http://127.0.0.1:{port}/v1", "--remote-model", os.path.basename(self.model), "--no-checkpoint", "--progress",
+                              "never", "--remote-max-inputs", str(a.serve_inputs * 4)], log=self.log)
+                    rs = self.pipeline_summary(rr, rout)
+                    # The same records and the same tokens as the in-process run (the server
+                    # truncates as it does): its count, over this run's time.
+                    rnd["remote"] = {"wall": rr.wall, "tokens": rs["tokens"], "tps": sm["tokens"] / rr.wall,
+                                     "records": rs["records"]}
+                    rounds.append(rnd)
+                    self.log(f"serve {label} round {i + 1}: in process {rnd['local']['tps']:.0f} tok/s; " +
+                             ", ".join(f"{c} clients {rnd[c]['tps']:.0f} tok/s p50 {rnd[c]['p50'] * 1e3:.0f} ms "
+                                       f"p99 {rnd[c]['p99'] * 1e3:.0f} ms" for c in (1, 8, 64)) +
+                             f"; --remote {rnd['remote']['tps']:.0f} tok/s")
+            finally:
+                self.stop(server)
+
+            def median(xs):
+                xs = sorted(xs)
+                return xs[len(xs) // 2]
+            local = median([r["local"]["tps"] for r in rounds])
+            self.row(section, "pipeline-run embed in process", f"{local:,.0f} tokens/s",
+                     f"{len(texts):,} records; median of {len(rounds)} round(s)")
+            for c in (1, 8, 64):
+                tps = median([r[c]["tps"] for r in rounds])
+                errs = sum(len(r[c]["errors"]) for r in rounds)
+                self.row(section, f"serve, {c} client{'s' if c > 1 else ''}", f"{tps:,.0f} tokens/s ({tps / local:.2f}x)",
+                         f"p50 {median([r[c]['p50'] for r in rounds]) * 1e3:.0f} ms, p99 "
+                         f"{median([r[c]['p99'] for r in rounds]) * 1e3:.0f} ms per request of {a.serve_inputs} "
+                         f"inputs" + (f"; {errs} errors" if errs else ""))
+            rtps = median([r["remote"]["tps"] for r in rounds])
+            self.row(section, "embed --remote through serve", f"{rtps:,.0f} tokens/s ({rtps / local:.2f}x)",
+                     f"requests of up to {a.serve_inputs * 4} inputs; server and run on the same cores")
+            self.facts[f"serve_{label}"] = rounds
+
     # -- the whole thing ---------------------------------------------------------------------
 
     def main(self):
@@ -1319,7 +1442,7 @@ class Bench:
         corpora = {}
         for label, n in (("code", a.code_records), ("short", a.short_records)):
             if label in a.sections or "padding" in a.sections or (label == "code" and "precision" in a.sections) \
-                    or (label == "short" and "scaleout" in a.sections):
+                    or (label == "short" and "scaleout" in a.sections) or "serve" in a.sections:
                 corpora[label] = os.path.join(self.work, f"{label}.jsonl")
                 self.log(f"writing the {label} corpus ({n:,} records)")
                 make_corpus(corpora[label], label, records=n)
@@ -1344,6 +1467,8 @@ class Bench:
             self.index()
         if "scaleout" in a.sections:
             self.scaleout(corpora["short"])
+        if "serve" in a.sections:
+            self.serve_section({k: v for k, v in corpora.items() if k in ("short", "code")})
         load1 = loadavg()
         total = time.monotonic() - self.t_start
         self.print_table(info, load0, load1, total)
@@ -1385,7 +1510,8 @@ def main():
                                         "precision (fp32, bf16, int8 on the code corpus), stores (JSONL, SQLite, "
                                         "PostgreSQL output; memory with SQLite), search (exact search against faiss; "
                                         "HNSW in faiss and hnswlib), index (pipeline-run index), scaleout "
-                                        "(in process against one local NATS worker; needs nats-server).")
+                                        "(in process against one local NATS worker; needs nats-server), serve (HTTP clients "
+                                        "against the in-process run; embed --remote through the server).")
     ap.add_argument("--all", action="store_true", help="every section at full size")
     ap.add_argument("--quick", action="store_true", help="every section, small inputs (minutes; figures indicative)")
     ap.add_argument("--only", default="", help="comma-separated sections to run (with --all/--quick sizes)")
@@ -1427,6 +1553,7 @@ def main():
     ap.add_argument("--hnsw-m", type=int, default=32)
     ap.add_argument("--ef-construction", type=int, default=100)
     ap.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128, 256])
+    ap.add_argument("--serve-inputs", type=int, default=16, help="inputs per request in the serve section")
     ap.add_argument("--keep", action="store_true", help="keep corpora and outputs in .cache/bench/run")
     ap.add_argument("--json", help="also write every measurement to this JSON file")
     a = ap.parse_args()
@@ -1445,7 +1572,8 @@ def main():
         if getattr(a, k) is None:
             setattr(a, k, v)
     a.big_bytes = int(a.big_bytes)
-    every = {"code", "short", "padding", "gemm", "rss", "gb", "precision", "stores", "search", "index", "scaleout"}
+    every = {"code", "short", "padding", "gemm", "rss", "gb", "precision", "stores", "search", "index", "scaleout",
+             "serve"}
     a.sections = set(s for s in a.only.split(",") if s) or (every if (a.all or a.quick) else set())
     unknown = a.sections - every
     if unknown:

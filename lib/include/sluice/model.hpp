@@ -46,6 +46,11 @@ struct Device {
   bool operator==(const Device&) const = default;
 };
 
+/// The longest sequence a model folder accepts, special tokens included (ModelInfo::max_tokens),
+/// read from its configuration files without loading the weights. Throws sluice::Error
+/// (invalid_model) as Model::load does for a missing or malformed config.json.
+std::uint32_t model_max_tokens(const std::filesystem::path& dir);
+
 /// The device's name: "cpu" or "cuda:N".
 std::string device_name(const Device& device);
 /// Parses "cpu", "cuda" (which is cuda:0) or "cuda:N", N a decimal device index (0 .. 127).

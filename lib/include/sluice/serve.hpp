@@ -69,8 +69,9 @@ class EmbeddingServer {
 
   /// The port it listens on (the one chosen when ServeOptions::port was 0).
   int port() const noexcept;
-  /// Serves until stop(); then stops accepting, answers every request already received
-  /// (new requests on open connections get 503), closes the connections and returns.
+  /// Serves until stop(); then stops accepting, closes the connections with nothing received
+  /// to answer, answers every request already received (then closes its connection) and
+  /// returns.
   void run();
   /// Begins the graceful stop described at run(). Thread: any; async-signal-safe.
   void stop() noexcept;

@@ -21,6 +21,7 @@
 #include "core/json_writer.hpp"
 #include "http_client.hpp"
 #include "io/content_hash.hpp"
+#include "remote_parse.hpp"
 
 namespace sluice {
 
@@ -39,15 +40,18 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// "20ms", "1s", "6m0s", "1h2m3.5s" (OpenAI's x-ratelimit-reset-*), or plain seconds.
-std::optional<double> parse_duration(std::string_view text) {
+}  // namespace
+
+namespace remote_parse {
+
+std::optional<double> duration(std::string_view text) {
   if (text.empty()) return std::nullopt;
   double total = 0;
-  bool any = false;
+  bool any = false;  // a component read before this one
   while (!text.empty()) {
     double value = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc()) return std::nullopt;
+    if (ec != std::errc() || value < 0) return std::nullopt;
     text.remove_prefix(static_cast<std::size_t>(end - text.data()));
     double unit = 1;
     if (text.starts_with("ms")) {
@@ -61,28 +65,31 @@ std::optional<double> parse_duration(std::string_view text) {
     } else if (text.starts_with("h")) {
       unit = 3600;
       text.remove_prefix(1);
-    } else if (!text.empty()) {
-      return std::nullopt;
+    } else if (!text.empty() || total > 0 || any) {
+      return std::nullopt;  // a bare number is only valid alone ("2.5")
     }
     total += value * unit;
     any = true;
   }
-  return any ? std::optional<double>(total) : std::nullopt;
+  return total;
 }
 
-// Retry-After: seconds, or an HTTP date.
-std::optional<double> parse_retry_after(const std::string& value) {
+std::optional<double> retry_after(const std::string& value, double now) {
   if (value.empty()) return std::nullopt;
   double s = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), s);
-  if (ec == std::errc() && end == value.data() + value.size()) return std::max(0.0, s);
-  std::tm tm{};
-  if (strptime(value.c_str(), "%a, %d %b %Y %H:%M:%S", &tm)) {
-    const std::time_t when = timegm(&tm);
-    return std::max(0.0, std::difftime(when, std::time(nullptr)));
+  if (ec == std::errc() && end == value.data() + value.size()) {
+    return s >= 0 ? std::optional<double>(s) : std::nullopt;
   }
-  return std::nullopt;
+  std::tm tm{};
+  const char* rest = strptime(value.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (!rest || *rest != '\0') return std::nullopt;
+  return std::max(0.0, static_cast<double>(timegm(&tm)) - now);
 }
+
+}  // namespace remote_parse
+
+namespace {
 
 // Requests and tokens a minute: two token buckets that hold a second's worth (so a minute's
 // allowance is spread over the minute, as APIs enforce it, and any span of t seconds sees at
@@ -98,11 +105,15 @@ class RateLimiter {
   std::optional<double> acquire(double tokens, const std::atomic<bool>& cancelled) {
     std::unique_lock lock(mu_);
     const double start = now_s();
+    double release = 0;  // this call's end of a pause
     for (;;) {
       if (cancelled.load()) return std::nullopt;
       refill();
       const double now = now_s();
-      double wait = std::max(0.0, pause_until_ - now);
+      // Calls paused together do not all go at the same instant: each adds up to 10 % of the
+      // pause it saw, once.
+      if (pause_until_ > now && release < pause_until_) release = pause_until_ + 0.1 * jitter_(rng_) * (pause_until_ - now);
+      double wait = std::max(0.0, release - now);
       // A request larger than the bucket goes when the bucket is full, and leaves it in debt.
       const double need = tpm_ > 0 ? std::min(tokens, token_cap_) : 0;
       if (rpm_ > 0 && requests_ < 1) wait = std::max(wait, (1 - requests_) * 60 / rpm_);
@@ -142,6 +153,8 @@ class RateLimiter {
   double requests_, tokens_;  // guarded by mu_
   double at_;                 // guarded by mu_
   double pause_until_ = 0;    // guarded by mu_
+  std::mt19937_64 rng_{std::random_device{}()};             // guarded by mu_
+  std::uniform_real_distribution<double> jitter_{0.0, 1.0};  // guarded by mu_
 };
 
 class EstimatingTokenizer final : public Tokenizer {
@@ -178,6 +191,10 @@ class EstimatingTokenizer final : public Tokenizer {
   }
   double per_;
 };
+
+// The longest wait the backend takes from a server (Retry-After, a rate-limit reset) or its
+// own backoff.
+constexpr double kMaxWait_s = 60;
 
 class RemoteModel final : public Model {
  public:
@@ -324,11 +341,13 @@ class RemoteModel final : public Model {
         why = res.timed_out ? fmt::format("no answer in {} s", options_.timeout_s) : fmt::format("no answer: {}", res.error);
       } else if (res.status == 429 || res.status == 408 || res.status == 409 || res.status >= 500) {
         why = fmt::format("HTTP {}{}", res.status, api_message(res.body));
-        if (auto it = res.headers.find("retry-after"); it != res.headers.end()) server_wait = parse_retry_after(it->second);
+        if (auto it = res.headers.find("retry-after"); it != res.headers.end()) {
+          server_wait = remote_parse::retry_after(it->second, static_cast<double>(std::time(nullptr)));
+        }
+        if (server_wait) server_wait = std::min(*server_wait, kMaxWait_s);
         if (res.status == 429) {
           // Every call waits, not only this one: the server said the client goes too fast.
-          const double pause = server_wait.value_or(std::max(backoff, 1.0));
-          limiter_.pause_for(pause);
+          limiter_.pause_for(server_wait.value_or(std::clamp(backoff, 1.0, kMaxWait_s)));
         }
       } else if (res.status == 401 || res.status == 403 || res.status == 404 || res.status == 405) {
         throw Error(ErrorCode::backend_unavailable,
@@ -348,7 +367,7 @@ class RemoteModel final : public Model {
                                 attempt, elapsed, why));
       }
       std::uniform_real_distribution<double> jitter(0.5, 1.0);
-      double wait = server_wait.value_or(std::min(60.0, backoff) * jitter(rng));
+      double wait = server_wait.value_or(std::min(kMaxWait_s, backoff) * jitter(rng));
       wait = std::min(wait, std::max(0.0, options_.max_retry_s - elapsed));
       backoff *= 2;
       ++retries_;
@@ -368,7 +387,7 @@ class RemoteModel final : public Model {
                                            std::pair{"x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"}}) {
       const std::string left = header(remaining);
       if (left.empty() || std::strtod(left.c_str(), nullptr) > 0) continue;
-      if (auto s = parse_duration(header(reset))) limiter_.pause_for(*s);
+      if (auto s = remote_parse::duration(header(reset))) limiter_.pause_for(std::min(*s, kMaxWait_s));
     }
   }
 
@@ -388,6 +407,7 @@ class RemoteModel final : public Model {
 
   bool read_answer(const std::string& body, std::uint32_t rows, float* out, std::vector<float>* probe_out,
                    std::uint64_t& billed, std::string& why) {
+    if (probe_out) probe_out->clear();  // nothing kept from an answer read before
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
     if (auto err = parser.parse(body).get(doc); err) {
@@ -433,8 +453,11 @@ class RemoteModel final : public Model {
         continue;
       }
       if (values.size() != dims) {
-        why = fmt::format("an answer's vector has {} values, not {}", values.size(), dims);
-        return false;
+        // Not a glitch that a retry mends: the API gives vectors of another size.
+        throw Error(ErrorCode::backend_unavailable,
+                    fmt::format("the API at {} answered vectors of {} values, and this run has {} (its first answer, "
+                                "or --remote-dimensions): is it the same model?",
+                                redact_url(endpoint_), values.size(), dims));
       }
       float* dst = out + index * dims;
       std::size_t k = 0;

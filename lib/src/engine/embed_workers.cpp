@@ -413,14 +413,27 @@ void EmbedWorkers::run_batch(std::vector<WorkItem>& batch) {
     return;
   }
   // The batch failed: embed each record alone so only the records that fail by themselves
-  // are reported, and the rest go on.
+  // are reported, and the rest go on. If the backend goes away meanwhile, the records left
+  // share that error (the run fails on it) instead of each waiting on it in turn.
+  std::optional<ErrorInfo> gone;
   for (WorkItem* item : good) {
+    if (gone) {
+      item->error = *gone;
+      continue;
+    }
+    if (aborted_.load()) return;
     std::vector<WorkItem*> one{item};
     std::vector<Row> its_rows;
     add_rows(*item, its_rows);
     ErrorInfo one_error;
     if (embed_rows(its_rows, out, one_error)) {
       deliver(one);
+    } else if (one_error.code == ErrorCode::backend_unavailable || one_error.code == ErrorCode::cancelled) {
+      if (one_error.code == ErrorCode::cancelled) {
+        one_error = ErrorInfo{ErrorCode::backend_unavailable, "the model backend was interrupted", {}, {}};
+      }
+      gone = one_error;
+      item->error = std::move(one_error);
     } else {
       one_error.message =
           fmt::format("{} (the record fails on its own; it was {} tokens long)", one_error.message, item->tokens);

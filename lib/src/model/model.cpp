@@ -49,6 +49,8 @@ SafetensorsFile open_weights(const ModelConfig& config) {
 
 }  // namespace
 
+std::uint32_t model_max_tokens(const std::filesystem::path& dir) { return load_model_config(dir).max_tokens; }
+
 std::string device_name(const Device& device) {
   return device.kind == DeviceKind::cpu ? std::string("cpu") : fmt::format("cuda:{}", device.index);
 }

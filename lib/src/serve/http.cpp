@@ -1,8 +1,8 @@
 #include "http.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
-#include <strings.h>
 
 #include <fmt/format.h>
 
@@ -10,16 +10,33 @@
 
 namespace sluice::http {
 
+namespace {
+
+constexpr std::size_t kHeldMax = 64u << 10;  // bytes read ahead while busy, at most
+constexpr double kLinger_s = 2;              // after our last answer, the client's bytes are drained this long
+
+std::string error_json(std::string_view message, std::string_view type) {
+  // The OpenAI error shape; the message is plain ASCII text of ours.
+  std::string out = "{\"error\":{\"message\":\"";
+  for (char c : message) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f) out += c;
+  }
+  out += fmt::format("\",\"type\":\"{}\",\"param\":null,\"code\":null}}}}", type);
+  return out;
+}
+
+}  // namespace
+
 std::string_view reason(int status) noexcept {
   switch (status) {
+    case 100: return "Continue";
     case 200: return "OK";
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
-    case 411: return "Length Required";
     case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -32,21 +49,6 @@ double Server::now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-namespace {
-
-std::string error_json(std::string_view message, std::string_view type) {
-  // The OpenAI error shape; the message is plain ASCII text of ours.
-  std::string out = "{\"error\":{\"message\":\"";
-  for (char c : message) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) >= 0x20) out += c;
-  }
-  out += fmt::format("\",\"type\":\"{}\",\"param\":null,\"code\":null}}}}", type);
-  return out;
-}
-
-}  // namespace
-
 Connection::Connection(Server& server) : server_(server) {
   http_parser_init(&parser_, HTTP_REQUEST);
   parser_.data = this;
@@ -55,9 +57,13 @@ Connection::Connection(Server& server) : server_(server) {
 
 int Connection::on_message_begin(http_parser* p) {
   auto* c = static_cast<Connection*>(p->data);
+  if (c->stop_parsing_) return 1;
   c->current_ = Request{};
   c->in_message_ = true;
   c->header_bytes_ = 0;
+  c->field_.clear();
+  c->in_value_ = false;
+  c->expect_continue_ = false;
   c->message_started_ = Server::now_s();
   return 0;
 }
@@ -77,36 +83,58 @@ int Connection::on_url(http_parser* p, const char* at, std::size_t n) {
   return 0;
 }
 
-int Connection::on_header_field(http_parser* p, const char*, std::size_t n) {
+int Connection::on_header_field(http_parser* p, const char* at, std::size_t n) {
   auto* c = static_cast<Connection*>(p->data);
-  return c->header_bytes(n) ? 0 : 1;
+  if (!c->header_bytes(n)) return 1;
+  if (c->in_value_) {
+    c->field_.clear();
+    c->in_value_ = false;
+  }
+  for (std::size_t i = 0; i < n && c->field_.size() < 64; ++i) {
+    c->field_ += static_cast<char>(std::tolower(static_cast<unsigned char>(at[i])));
+  }
+  return 0;
 }
 
-int Connection::on_header_value(http_parser* p, const char*, std::size_t n) {
+int Connection::on_header_value(http_parser* p, const char* at, std::size_t n) {
   auto* c = static_cast<Connection*>(p->data);
-  return c->header_bytes(n) ? 0 : 1;
+  if (!c->header_bytes(n)) return 1;
+  c->in_value_ = true;
+  if (c->field_ == "expect") {
+    std::string v(at, n);
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (v.find("100-continue") != std::string::npos) c->expect_continue_ = true;
+  }
+  return 0;
 }
 
 int Connection::on_headers_complete(http_parser* p) {
   auto* c = static_cast<Connection*>(p->data);
   Request& r = c->current_;
   r.method = p->method;
-  r.minor = p->http_minor;
   if (const auto q = r.path.find_first_of("?#"); q != std::string::npos) r.path.resize(q);
   const Limits& limits = c->server_.limits_;
-  // A declared length past the limit is refused before its body is read.
   if ((p->flags & F_CONTENTLENGTH) && p->content_length > limits.max_body_bytes) {
     r.early_status = 413;
     r.early_message = fmt::format("the request body is {} bytes; this server takes at most {} (--max-request-bytes)",
                                   p->content_length, limits.max_body_bytes);
-    return 0;
-  }
-  if ((p->flags & F_CONTENTLENGTH) && c->server_.pending_bytes_ + p->content_length > limits.max_pending_bytes) {
+  } else if ((p->flags & F_CONTENTLENGTH) && c->server_.pending_bytes_ + p->content_length > limits.max_pending_bytes) {
     r.early_status = 429;
     r.early_message = fmt::format("the server holds {} bytes of requests not yet answered (--max-pending-bytes {}); "
                                   "retry later",
                                   c->server_.pending_bytes_, limits.max_pending_bytes);
   }
+  if (r.early_status == 413 || (r.early_status != 0 && c->expect_continue_)) {
+    // Said now, before the body is read (a client waiting for 100 Continue gets its answer at
+    // once); the body is not read, so nothing after it can be, and the connection closes.
+    r.keep_alive = false;
+    r.queued = true;
+    c->queued_.push_back(r);
+    c->stop_parsing_ = true;
+    c->close_after_ = true;
+    return 1;  // no body: the message ends here
+  }
+  if (c->expect_continue_) c->write("HTTP/1.1 100 Continue\r\n\r\n", false);
   return 0;
 }
 
@@ -114,7 +142,6 @@ int Connection::on_body(http_parser* p, const char* at, std::size_t n) {
   auto* c = static_cast<Connection*>(p->data);
   Request& r = c->current_;
   if (r.early_status == 429) return 0;  // read and dropped
-  if (r.early_status != 0) return 1;
   const Limits& limits = c->server_.limits_;
   if (r.body.size() + n > limits.max_body_bytes) {
     r.early_status = 413;
@@ -128,8 +155,7 @@ int Connection::on_body(http_parser* p, const char* at, std::size_t n) {
                                   c->server_.pending_bytes_, limits.max_pending_bytes);
     c->server_.pending_bytes_ -= r.body.size();
     c->counted_ -= r.body.size();
-    r.body.clear();
-    r.body.shrink_to_fit();
+    std::string().swap(r.body);
     return 0;
   }
   r.body.append(at, n);
@@ -140,95 +166,129 @@ int Connection::on_body(http_parser* p, const char* at, std::size_t n) {
 
 int Connection::on_message_complete(http_parser* p) {
   auto* c = static_cast<Connection*>(p->data);
+  c->in_message_ = false;
+  if (c->current_.queued) return 0;
   c->current_.keep_alive = http_should_keep_alive(p) != 0;
   c->queued_.push_back(std::move(c->current_));
   c->current_ = Request{};
-  c->in_message_ = false;
   return 0;
 }
 
-void Connection::parse(const char* data, std::size_t n) {
+void Connection::received(const char* data, std::size_t n) {
   last_active_ = Server::now_s();
-  const std::size_t done = http_parser_execute(&parser_, &server_.settings_, data, n);
-  const auto err = HTTP_PARSER_ERRNO(&parser_);
-  if (err != HPE_OK || (done != n && !parser_.upgrade)) {
-    // The stream cannot be read further: answer what was complete, then say why, and close.
-    Request bad = std::move(current_);
-    current_ = Request{};
-    in_message_ = false;
-    if (bad.early_status == 0) {
-      bad.early_status = 400;
-      bad.early_message = fmt::format("malformed HTTP request: {}", http_errno_description(err));
-    }
-    bad.keep_alive = false;
-    queued_.push_back(std::move(bad));
-    close_after_ = true;
-  } else if (parser_.upgrade) {
-    Request bad;
-    bad.early_status = 400;
-    bad.early_message = "protocol upgrades are not supported";
-    bad.keep_alive = false;
-    queued_.push_back(std::move(bad));
-    close_after_ = true;
+  if (lingering_ || stop_parsing_) return;  // dropped
+  if (busy()) {
+    held_.append(data, n);
+    if (held_.size() >= kHeldMax) read(false);
+    return;
   }
+  parse(data, n);
   next();
 }
 
-void Connection::next() {
-  if (closing_ || handling_) return;
-  if (queued_.empty()) {
-    if (close_after_) {
-      close();
+void Connection::parse(const char* data, std::size_t n) {
+  while (n > 0 && !stop_parsing_) {
+    const std::size_t done = http_parser_execute(&parser_, &server_.settings_, data, n);
+    const auto err = HTTP_PARSER_ERRNO(&parser_);
+    if (stop_parsing_) return;  // answered before its body (413, or a refusal awaited with 100-continue)
+    if (err != HPE_OK) {
+      // The stream cannot be read further: the requests complete so far are answered, then
+      // this error, and the connection closes.
+      Request bad = std::move(current_);
+      current_ = Request{};
+      in_message_ = false;
+      if (bad.early_status == 0) {
+        bad.early_status = 400;
+        bad.early_message = fmt::format("malformed HTTP request: {}", http_errno_description(err));
+      }
+      bad.keep_alive = false;
+      queued_.push_back(std::move(bad));
+      stop_parsing_ = true;
+      close_after_ = true;
       return;
     }
-    if (!reading_) {
-      uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Server::on_alloc, &Server::on_read);
-      reading_ = true;
-    }
-    return;
+    if (!parser_.upgrade) return;
+    // A request to switch protocols (h2c, websocket) is answered as HTTP/1.1, ignoring the
+    // Upgrade header as RFC 9110 allows; what follows is read as HTTP/1.1 again.
+    http_parser_init(&parser_, HTTP_REQUEST);
+    parser_.data = this;
+    data += done;
+    n -= done;
   }
-  // One request at a time: nothing more is read until it is answered.
-  if (reading_) {
+}
+
+void Connection::read(bool on) {
+  if (closing_ || on == reading_) return;
+  if (on) {
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &Server::on_alloc, &Server::on_read);
+  } else {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-    reading_ = false;
+  }
+  reading_ = on;
+}
+
+void Connection::drop_queued() {
+  for (const Request& q : queued_) {
+    server_.pending_bytes_ -= q.body.size();
+    counted_ -= q.body.size();
+  }
+  queued_.clear();
+  std::string().swap(held_);
+}
+
+void Connection::next() {
+  if (closing_ || lingering_ || handling_ || writes_ > 0) return;
+  if (queued_.empty() && !held_.empty() && !stop_parsing_) {
+    std::string bytes;
+    bytes.swap(held_);
+    parse(bytes.data(), bytes.size());
+  }
+  if (queued_.empty()) {
+    if (close_after_) {
+      finish();
+      return;
+    }
+    // A request begun while the one before was with the model counts its time from now.
+    if (in_message_) message_started_ = Server::now_s();
+    read(true);
+    return;
   }
   handling_ = true;
   Request r = std::move(queued_.front());
   queued_.pop_front();
   answering_bytes_ = r.body.size();
+  if (!r.keep_alive) {
+    // The client said it sends nothing more (or the stream is broken): what follows is dropped.
+    drop_queued();
+    stop_parsing_ = true;
+    close_after_ = true;
+  }
+  if (server_.draining_) close_after_ = true;
   if (r.early_status != 0) {
     Response res;
     res.status = r.early_status;
     res.body = error_json(r.early_message, r.early_status == 429 ? "rate_limit_error" : "invalid_request_error");
     if (r.early_status == 429) res.headers.emplace_back("Retry-After", "1");
-    // A body left unread (413, 431) makes the rest of the stream meaningless.
-    if (r.early_status != 429) close_after_ = true;
-    if (!r.keep_alive) close_after_ = true;
     if (server_.on_refused) server_.on_refused(r.path, r.early_status);
     respond(std::move(res));
     return;
   }
-  if (!r.keep_alive) close_after_ = true;
-  if (server_.draining_ && queued_.empty()) close_after_ = true;
   server_.handler_(*this, r);
 }
 
 void Connection::respond(Response res) {
-  if (closing_) return;
+  if (closing_ || !handling_) return;
   handling_ = false;
   server_.pending_bytes_ -= answering_bytes_;
   counted_ -= answering_bytes_;
   answering_bytes_ = 0;
-  if (server_.draining_ && queued_.empty()) close_after_ = true;
-  const bool then_close = close_after_ && queued_.empty();
+  const bool then_close = close_after_ && queued_.empty() && (held_.empty() || stop_parsing_);
   std::string out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n", res.status,
                                 reason(res.status), res.content_type, res.body.size());
   for (const auto& [k, v] : res.headers) out += fmt::format("{}: {}\r\n", k, v);
   out += then_close ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
-  out += res.body;
-  last_active_ = Server::now_s();
+  if (!res.head) out += res.body;
   write(std::move(out), then_close);
-  if (!then_close) next();
 }
 
 void Connection::write(std::string bytes, bool then_close) {
@@ -240,16 +300,52 @@ void Connection::write(std::string bytes, bool then_close) {
   };
   auto* w = new Write{{}, std::move(bytes), this, then_close};
   uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+  ++writes_;
   const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, [](uv_write_t* req, int status) {
     auto* w = reinterpret_cast<Write*>(req);
-    // The connection outlives its writes: uv_close() runs the close callback after them.
-    if ((status != 0 || w->then_close) && !w->conn->closing_) w->conn->close();
+    Connection* c = w->conn;
+    const bool then_close = w->then_close;
     delete w;
+    // The connection outlives its writes: uv_close() runs their callbacks (cancelled) first.
+    --c->writes_;
+    if (c->closing_) return;
+    c->last_active_ = Server::now_s();
+    if (status != 0) {
+      c->close();
+    } else if (then_close) {
+      c->finish();
+    } else {
+      c->next();
+    }
   });
   if (rc != 0) {
+    --writes_;
     delete w;
     close();
   }
+}
+
+void Connection::finish() {
+  if (closing_ || lingering_) return;
+  if (writes_ > 0 || handling_) {
+    close_after_ = true;  // once those are done
+    return;
+  }
+  // Our side first, then what the client still sends is read and dropped until it closes (or
+  // a moment passes): closing at once with unread bytes would make the kernel reset the
+  // connection, and the client could lose the answer.
+  lingering_ = true;
+  linger_since_ = Server::now_s();
+  drop_queued();
+  shutdown_.data = this;
+  if (uv_shutdown(&shutdown_, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t* req, int status) {
+        auto* c = static_cast<Connection*>(req->data);
+        if (status != 0 && !c->closing_) c->close();
+      }) != 0) {
+    close();
+    return;
+  }
+  read(true);
 }
 
 void Connection::close() {
@@ -263,7 +359,7 @@ void Connection::close() {
 }
 
 Server::Server(uv_loop_t* loop, Limits limits, Handler handler)
-    : loop_(loop), limits_(limits), handler_(std::move(handler)), read_buffer_(64 << 10) {
+    : loop_(loop), limits_(limits), handler_(std::move(handler)), read_buffer_(kHeldMax) {
   http_parser_settings_init(&settings_);
   settings_.on_message_begin = &Connection::on_message_begin;
   settings_.on_url = &Connection::on_url;
@@ -285,13 +381,10 @@ int Server::listen(const std::string& host, int port) {
   }
   uv_tcp_init(loop_, &listener_);
   listener_.data = this;
+  listening_ = true;  // open: drain() closes it
   rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr), 0);
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, &Server::on_connection);
-  if (rc != 0) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    throw Error(ErrorCode::io_error, fmt::format("cannot listen on {}:{}: {}", host, port, uv_strerror(rc)));
-  }
-  listening_ = true;
+  if (rc != 0) throw Error(ErrorCode::io_error, fmt::format("cannot listen on {}:{}: {}", host, port, uv_strerror(rc)));
   sockaddr_storage bound{};
   int len = sizeof bound;
   uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&bound), &len);
@@ -299,7 +392,8 @@ int Server::listen(const std::string& host, int port) {
                                                  : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   uv_timer_init(loop_, &sweep_);
   sweep_.data = this;
-  uv_timer_start(&sweep_, &Server::on_sweep, 1000, 1000);
+  sweeping_ = true;
+  uv_timer_start(&sweep_, &Server::on_sweep, 250, 250);
   return chosen;
 }
 
@@ -322,48 +416,79 @@ void Server::on_connection(uv_stream_t* listener, int status) {
     busy.early_message = fmt::format("the server has {} connections open (--max-connections)", self->limits_.max_connections);
     busy.keep_alive = false;
     c->queued_.push_back(std::move(busy));
-    c->close_after_ = true;
   }
   c->next();
 }
 
 void Server::on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) {
   auto& rb = static_cast<Connection*>(h->data)->server_.read_buffer_;
-  // One buffer for every connection: each read is parsed before the loop goes on.
+  // One buffer for every connection: each read is parsed (or copied aside) before the loop
+  // goes on.
   *buf = uv_buf_init(rb.data(), static_cast<unsigned>(rb.size()));
 }
 
 void Server::on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf) {
   auto* c = static_cast<Connection*>(stream->data);
+  if (n == UV_EOF) {
+    // The client sends nothing more: what it sent is answered, then the connection closes. It
+    // may still be reading (a half close).
+    c->read(false);
+    if (c->lingering_) {
+      c->close();
+      return;
+    }
+    c->close_after_ = true;
+    if (!c->busy() && c->held_.empty()) {
+      c->stop_parsing_ = true;
+      c->finish();
+    } else {
+      c->next();
+    }
+    return;
+  }
   if (n < 0) {
-    // The client closed (or the socket failed): what it sent and awaits is dropped.
+    // Reset or failed: nobody is there to answer.
     c->close();
     return;
   }
-  if (n > 0) c->parse(buf->base, static_cast<std::size_t>(n));
+  if (n > 0) c->received(buf->base, static_cast<std::size_t>(n));
 }
 
 void Server::on_sweep(uv_timer_t* timer) {
   auto* self = static_cast<Server*>(timer->data);
   const double now = now_s();
-  std::vector<Connection*> idle, late;
+  std::vector<Connection*> gone, late;
   for (auto& [id, c] : self->connections_) {
-    if (c->closing_ || c->handling_ || !c->queued_.empty()) continue;
-    if (c->in_message_ && now - c->message_started_ > self->limits_.request_timeout_s) {
-      late.push_back(c);
-    } else if (!c->in_message_ && now - c->last_active_ > self->limits_.idle_timeout_s) {
-      idle.push_back(c);
+    if (c->closing_) continue;
+    if (c->lingering_) {
+      if (now - c->linger_since_ > kLinger_s) gone.push_back(c);
+    } else if (c->writes_ > 0) {
+      // An answer the client does not read: no byte of it left in a whole idle timeout.
+      const std::size_t queued = uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&c->tcp_));
+      if (queued != c->write_queue_) {
+        c->write_queue_ = queued;
+        c->last_active_ = now;
+      } else if (now - c->last_active_ > self->limits_.idle_timeout_s) {
+        gone.push_back(c);
+      }
+    } else if (!c->handling_ && c->queued_.empty()) {
+      if (c->in_message_ && now - c->message_started_ > self->limits_.request_timeout_s) {
+        late.push_back(c);
+      } else if (!c->in_message_ && c->held_.empty() && now - c->last_active_ > self->limits_.idle_timeout_s) {
+        gone.push_back(c);
+      }
     }
   }
-  for (Connection* c : idle) c->close();
+  for (Connection* c : gone) c->close();
   for (Connection* c : late) {
-    Request r = std::move(c->current_);
+    Request r = std::move(c->current_);  // its body bytes stay counted until answered
     c->current_ = Request{};
     c->in_message_ = false;
     r.early_status = 408;
     r.early_message = fmt::format("the request was not received in {} s", self->limits_.request_timeout_s);
     r.keep_alive = false;
     c->queued_.push_back(std::move(r));
+    c->stop_parsing_ = true;
     c->close_after_ = true;
     c->next();
   }
@@ -385,23 +510,28 @@ void Server::drain(std::function<void()> on_empty) {
   on_empty_ = std::move(on_empty);
   if (listening_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
     listening_ = false;
   }
   std::vector<Connection*> quiet;
   for (auto& [id, c] : connections_) {
-    if (c->handling_ || !c->queued_.empty()) {
-      c->close_after_ = true;
-    } else {
-      quiet.push_back(c);
-    }
+    c->close_after_ = true;
+    if (!c->busy() && !c->lingering_) quiet.push_back(c);
   }
-  for (Connection* c : quiet) c->close();
+  // Nothing received to answer: a partial request is dropped.
+  for (Connection* c : quiet) {
+    c->stop_parsing_ = true;
+    c->finish();
+  }
   check_empty();
 }
 
 void Server::check_empty() {
-  if (draining_ && connections_.empty() && on_empty_) {
+  if (!draining_ || !connections_.empty()) return;
+  if (sweeping_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
+    sweeping_ = false;
+  }
+  if (on_empty_) {
     auto f = std::move(on_empty_);
     on_empty_ = nullptr;
     f();

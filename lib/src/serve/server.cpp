@@ -87,6 +87,9 @@ class EmbeddingServer::Impl {
  public:
   Impl(std::shared_ptr<Model> model, std::shared_ptr<Tokenizer> tokenizer, ServeOptions options)
       : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(std::move(options)) {
+    if (model_->wants_texts()) {
+      throw Error(ErrorCode::invalid_argument, "the server embeds with a model in this process, not a remote API");
+    }
     const ModelInfo& info = model_->info();
     dims_ = info.dimensions;
     normalize_ = info.normalize;
@@ -126,9 +129,12 @@ class EmbeddingServer::Impl {
     try {
       port_ = http_->listen(options_.host, options_.port);
     } catch (...) {
-      http_.reset();
+      // Every handle closed, and the loop run until they are, before the server that holds
+      // them goes.
+      http_->drain([] {});
       uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
       uv_run(&loop_, UV_RUN_DEFAULT);
+      http_.reset();
       uv_loop_close(&loop_);
       throw;
     }
@@ -248,7 +254,7 @@ class EmbeddingServer::Impl {
                                                               "GET /health, GET /metrics and GET /v1/models",
                                                               r.path.substr(0, 200))));
     }
-    if (r.method == HTTP_HEAD) res.body.clear();
+    res.head = r.method == HTTP_HEAD;
     send(c, r.path, std::move(res));
   }
 
