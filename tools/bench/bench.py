@@ -1377,6 +1377,22 @@ class Bench:
                     return {"wall": wall, "tokens": tokens[0], "tps": tokens[0] / wall, "p50": q(0.5), "p99": q(0.99),
                             "errors": errors}
 
+                def health(clients, per_client=500):
+                    # The HTTP layer alone (no model): GET /health on keep-alive connections.
+                    def client():
+                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                        for _ in range(per_client):
+                            conn.request("GET", "/health")
+                            conn.getresponse().read()
+                        conn.close()
+                    t0 = time.monotonic()
+                    threads = [threading.Thread(target=client) for _ in range(clients)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    return clients * per_client / (time.monotonic() - t0)
+
                 drive(1)  # warm-up: libtorch, the allocator, the page cache
                 for i in range(a.repeat):
                     rnd = {}
@@ -1388,6 +1404,7 @@ class Bench:
                     rnd["local"] = {"wall": r.wall, "tokens": sm["tokens"], "tps": sm["tokens"] / r.wall}
                     for c in (1, 8, 64):
                         rnd[c] = drive(c)
+                    rnd["health_rps"] = health(8)
                     rout = out + ".remote"
                     if os.path.exists(rout):
                         os.remove(rout)
@@ -1420,6 +1437,10 @@ class Bench:
                          f"p50 {median([r[c]['p50'] for r in rounds]) * 1e3:.0f} ms, p99 "
                          f"{median([r[c]['p99'] for r in rounds]) * 1e3:.0f} ms per request of {a.serve_inputs} "
                          f"inputs" + (f"; {errs} errors" if errs else ""))
+            rps = median([r["health_rps"] for r in rounds])
+            self.row(section, "serve, GET /health, 8 clients", f"{rps:,.0f} requests/s",
+                     f"the HTTP layer alone, {1e6 / rps:,.0f} µs a request with the Python clients on the same "
+                     f"cores (an upper bound of what HTTP costs a request)")
             rtps = median([r["remote"]["tps"] for r in rounds])
             self.row(section, "embed --remote through serve", f"{rtps:,.0f} tokens/s ({rtps / local:.2f}x)",
                      f"requests of up to {a.serve_inputs * 4} inputs; server and run on the same cores")

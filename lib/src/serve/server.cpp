@@ -485,7 +485,14 @@ class EmbeddingServer::Impl {
     const std::size_t window = std::min<std::size_t>(rows_.size(), std::max<std::size_t>(limits_.batch_size * 8, 256));
     std::vector<std::uint32_t> lengths(window);
     for (std::size_t i = 0; i < window; ++i) lengths[i] = static_cast<std::uint32_t>(rows_[i].ids.size());
-    const WindowPlan plan = plan_window(lengths, limits_);
+    // Fewer rows than the model threads free could take in full batches: shared among them, so
+    // that one small request does not leave cores idle.
+    BatchLimits limits = limits_;
+    const std::size_t free_threads = idle_threads_ + 1;
+    if (window < limits.batch_size * free_threads) {
+      limits.batch_size = std::max<std::size_t>(1, (window + free_threads - 1) / free_threads);
+    }
+    const WindowPlan plan = plan_window(lengths, limits);
     const PlannedBatch* pick = &plan.batches.front();
     for (const PlannedBatch& b : plan.batches) {
       for (std::size_t k = b.first; k < b.first + b.rows; ++k) {
@@ -517,9 +524,12 @@ class EmbeddingServer::Impl {
       std::vector<Row> batch;
       {
         std::unique_lock lock(mu_);
+        ++idle_threads_;
         rows_cv_.wait(lock, [&] { return threads_stop_ || !rows_.empty(); });
+        --idle_threads_;
         if (rows_.empty()) return;
         batch = take_batch(lock);
+        if (!rows_.empty() && idle_threads_ > 0) rows_cv_.notify_one();
       }
       if (batch.empty()) continue;
       if (run(batch, out)) {
@@ -684,6 +694,7 @@ class EmbeddingServer::Impl {
   std::mutex mu_;
   std::condition_variable tok_cv_, rows_cv_;
   bool threads_stop_ = false;                      // guarded by mu_
+  std::size_t idle_threads_ = 0;                   // guarded by mu_: inference threads waiting for rows
   std::deque<std::shared_ptr<Call>> to_tokenize_;  // guarded by mu_
   std::vector<Row> rows_;                          // guarded by mu_: in arrival order
   std::vector<std::shared_ptr<Call>> done_;        // guarded by mu_
