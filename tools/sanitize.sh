@@ -112,7 +112,7 @@ fi
 
 if [[ $which == all || $which == tsan ]]; then
   configure build-tsan "${common_setup[@]}" -Db_sanitize=thread
-  tsan_tests=(pipeline store bounded_queue event_bus tokenizer tokenizer_bpe tokenizer_unigram)
+  tsan_tests=(pipeline store serve bounded_queue event_bus tokenizer tokenizer_bpe tokenizer_unigram)
   run_phase "tsan build" ninja -C build-tsan -j"$jobs" $(test_targets build-tsan "${tsan_tests[@]}")
   run_phase "tsan tests" meson test -C build-tsan --no-rebuild --print-errorlogs --num-processes 1 \
     --timeout-multiplier 6 "${tsan_tests[@]}"
