@@ -120,7 +120,8 @@ TEST_CASE("a remote model on serve gives the local model's vectors, from several
 
   // interrupt() ends a call at once, and every later one.
   remote->interrupt();
-  const TokenBatch b = texts_batch(sample_texts(2, 99), *tokenizer);
+  const auto last = sample_texts(2, 99);  // the batch's texts are views of these
+  const TokenBatch b = texts_batch(last, *tokenizer);
   std::vector<float> out(2 * dims);
   CHECK_THROWS_AS(remote->embed(b, out), Error);
 
