@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <thread>
 
@@ -26,6 +27,39 @@ int cap_to_cores(int value, std::string_view name) {
   if (value <= cores) return value;
   fmt::print(stderr, "note: {} {} is more than this machine's {} cores: using {}\n", name, value, cores, cores);
   return cores;
+}
+
+sluice::ModelOptions serving_model_options(const std::string& pooling, bool normalize, bool no_normalize,
+                                           const std::string& precision, int threads) {
+  sluice::ModelOptions mo;
+  mo.threads = threads;
+  mo.pooling = parse_pooling(pooling);
+  if (normalize) mo.normalize = true;
+  if (no_normalize) mo.normalize = false;
+  sluice::precision_from_name(precision, mo.precision);
+  return mo;
+}
+
+namespace {
+std::atomic<void (*)(void*)> g_stop{nullptr};
+std::atomic<void*> g_stop_target{nullptr};
+std::atomic<int> g_stop_signals{0};
+
+void on_stop_signal(int) {
+  if (g_stop_signals.fetch_add(1) > 0) _exit(kExitInterrupted);  // a second signal: at once
+  if (auto stop = g_stop.load()) stop(g_stop_target.load());
+}
+}  // namespace
+
+void on_stop_signals(void (*stop)(void*), void* target) {
+  g_stop_target.store(target);
+  g_stop.store(stop);
+  if (!stop) return;
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
 }
 
 std::filesystem::path default_model_dir() {

@@ -90,6 +90,16 @@ std::optional<sluice::Pooling> parse_pooling(std::string_view name);
 /// note: more only slows a run down (each waits for a core).
 int cap_to_cores(int value, std::string_view name);
 
+/// The model options the serving commands (worker, serve) share: --pooling, --normalize,
+/// --no-normalize and --precision as given (checked by CLI11), with `threads` a call.
+sluice::ModelOptions serving_model_options(const std::string& pooling, bool normalize, bool no_normalize,
+                                           const std::string& precision, int threads);
+
+/// SIGINT and SIGTERM for a serving command: the first calls `stop(target)` (which must be
+/// async-signal-safe), a second exits at once with 130. `stop` null: back to no target (the
+/// first signal then does nothing but count).
+void on_stop_signals(void (*stop)(void*), void* target);
+
 /// SIGINT and SIGTERM on the run's loop: the first stops the pipeline (it drains, saying
 /// `what` it does meanwhile), the second exits at once (130). close() before the loop ends.
 class StopSignals {

@@ -18,17 +18,6 @@
 #include "run_support.hpp"
 
 namespace pipeline_run {
-namespace {
-
-std::atomic<sluice::EmbeddingServer*> g_server{nullptr};
-std::atomic<int> g_signals{0};
-
-void on_signal(int) {
-  if (g_signals.fetch_add(1) > 0) _exit(kExitInterrupted);  // a second signal: at once
-  if (sluice::EmbeddingServer* s = g_server.load()) s->stop();
-}
-
-}  // namespace
 
 void parse_listen(const std::string& text, std::string& host, int& port) {
   std::string h = "127.0.0.1", p = text;
@@ -59,15 +48,12 @@ int run_serve(ServeArgs& args) {
   parse_listen(args.listen, args.server.host, args.server.port);
   args.server.threads = cap_to_cores(args.server.threads, "--threads");
   args.server.model_workers = cap_to_cores(args.server.model_workers, "--model-workers");
-  sluice::ModelOptions mo;
-  mo.device = sluice::parse_device(args.device);
-  const bool cpu = mo.device.kind == sluice::DeviceKind::cpu;
+  const sluice::Device device = sluice::parse_device(args.device);
+  const bool cpu = device.kind == sluice::DeviceKind::cpu;
   const sluice::ThreadLayout layout = sluice::model_thread_layout(args.server.threads, args.server.model_workers, cpu);
-  mo.threads = layout.threads_per_worker;
-  mo.pooling = parse_pooling(args.pooling);
-  if (args.normalize) mo.normalize = true;
-  if (args.no_normalize) mo.normalize = false;
-  sluice::precision_from_name(args.precision, mo.precision);
+  sluice::ModelOptions mo =
+      serving_model_options(args.pooling, args.normalize, args.no_normalize, args.precision, layout.threads_per_worker);
+  mo.device = device;
   fmt::print(stderr, "loading the model from {}\n", args.model.string());
   std::shared_ptr<sluice::Model> model = sluice::Model::load(args.model, mo);
   std::shared_ptr<sluice::Tokenizer> tokenizer = sluice::Tokenizer::from_file(args.model / "tokenizer.json");
@@ -76,12 +62,7 @@ int run_serve(ServeArgs& args) {
   // Writes to a client that left must not kill the server.
   ::signal(SIGPIPE, SIG_IGN);
   sluice::EmbeddingServer server(model, tokenizer, args.server);
-  g_server.store(&server);
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  on_stop_signals([](void* s) { static_cast<sluice::EmbeddingServer*>(s)->stop(); }, &server);
   const std::string host = args.server.host.find(':') != std::string::npos ? "[" + args.server.host + "]" : args.server.host;
   fmt::print(stderr, "serving {} ({} dimensions) on http://{}:{}/v1/embeddings; {} model call(s) at once\n",
              args.server.model_name.empty() ? args.model.filename().string() : args.server.model_name,
@@ -89,7 +70,7 @@ int run_serve(ServeArgs& args) {
              model->concurrent_embed() ? args.server.model_workers : 1);
   std::fflush(stderr);
   server.run();
-  g_server.store(nullptr);
+  on_stop_signals(nullptr, nullptr);
   const sluice::ServeCounts c = server.counts();
   fmt::print(stderr, "stopped: {} requests answered ({} ok, {} refused as busy), {} inputs, {} tokens, {} model calls\n",
              c.requests, c.ok, c.rejected, c.inputs, c.tokens, c.batches);

@@ -1338,6 +1338,16 @@ class Bench:
                 size = a.serve_inputs
                 requests = [texts[i:i + size] for i in range(0, len(texts), size)]
 
+                def in_threads(n, target):
+                    """Runs `target` on n threads at once; the seconds until all end."""
+                    t0 = time.monotonic()
+                    threads = [threading.Thread(target=target) for _ in range(n)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    return time.monotonic() - t0
+
                 def drive(clients):
                     latencies, tokens, errors = [], [0], []
                     lock = threading.Lock()
@@ -1365,13 +1375,7 @@ class Bench:
                                     tokens[0] += json.loads(payload)["usage"]["total_tokens"]
                         conn.close()
 
-                    t0 = time.monotonic()
-                    threads = [threading.Thread(target=client) for _ in range(clients)]
-                    for t in threads:
-                        t.start()
-                    for t in threads:
-                        t.join()
-                    wall = time.monotonic() - t0
+                    wall = in_threads(clients, client)
                     latencies.sort()
                     q = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else float("nan")
                     return {"wall": wall, "tokens": tokens[0], "tps": tokens[0] / wall, "p50": q(0.5), "p99": q(0.99),
@@ -1385,13 +1389,7 @@ class Bench:
                             conn.request("GET", "/health")
                             conn.getresponse().read()
                         conn.close()
-                    t0 = time.monotonic()
-                    threads = [threading.Thread(target=client) for _ in range(clients)]
-                    for t in threads:
-                        t.start()
-                    for t in threads:
-                        t.join()
-                    return clients * per_client / (time.monotonic() - t0)
+                    return clients * per_client / in_threads(clients, client)
 
                 drive(1)  # warm-up: libtorch, the allocator, the page cache
                 for i in range(a.repeat):
