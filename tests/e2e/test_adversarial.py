@@ -131,6 +131,40 @@ class SameFileTest(Base):
         self.assertEqual(ref.returncode, 0, ref.stderr)
         self.assertEqual(self.read("out.jsonl"), self.read("ref.jsonl"))
 
+    def test_two_runs_never_write_one_checkpoint_at_once(self):
+        # Two outputs, one --checkpoint: the output locks cannot see it; the checkpoint's own can.
+        big = self.write("big.jsonl", records(50000))
+        small = self.write("small.jsonl", records(10))
+        cp = self.path("shared.checkpoint")
+        out = self.path("out.jsonl")
+        first = subprocess.Popen([PIPELINE_RUN, "embed", big, "-o", out, "--model", TINY, "--progress", "never",
+                                  "--checkpoint", cp], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.time() + 60
+            while not (os.path.exists(out) and os.path.getsize(out) > 0) and time.time() < deadline:
+                time.sleep(0.02)
+            first.send_signal(signal.SIGSTOP)
+            self.assertIsNone(first.poll(), "the first run ended before the second could start")
+            try:
+                second = run(["embed", small, "-o", self.path("other.jsonl"), "--model", TINY, "--progress", "never",
+                              "--checkpoint", cp])
+            finally:
+                first.send_signal(signal.SIGCONT)
+            self.assertEqual(second.returncode, 2, second.stderr)
+            self.assertIn(b"another run is using the checkpoint", second.stderr)
+            self.assertFalse(os.path.exists(self.path("other.jsonl")) and os.path.getsize(self.path("other.jsonl")))
+        finally:
+            _, err = first.communicate(timeout=300)
+        self.assertEqual(first.returncode, 0, err)
+        with open(cp, encoding="utf-8") as f:
+            state = json.load(f)
+        self.assertTrue(state["finished"])
+        self.assertEqual(state["records_done"], 50000)
+        # Once it ended, the same checkpoint serves another run.
+        r = run(["embed", small, "-o", self.path("other.jsonl"), "--model", TINY, "--progress", "never",
+                 "--checkpoint", self.path("shared.checkpoint")])
+        self.assertNotIn(b"another run is using", r.stderr)
+
     def test_no_checkpoint_beside_a_device(self):
         src = self.write("in.jsonl", records(10))
         r = run(["embed", src, "-o", os.devnull, "--model", TINY, "--progress", "never"])

@@ -2,7 +2,13 @@
 
 #include "pipeline_impl.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 
 #include <fmt/format.h>
@@ -135,6 +141,7 @@ Pipeline::Impl::~Impl() {
   }
   stop_source();
   if (source_thread_.joinable()) source_thread_.join();
+  if (checkpoint_lock_fd_ >= 0) ::close(checkpoint_lock_fd_);
 }
 
 std::vector<FileRole> run_files(const PipelineOptions& o) {
@@ -145,9 +152,30 @@ std::vector<FileRole> run_files(const PipelineOptions& o) {
   if (!o.checkpoint.empty()) {
     roles.push_back({"checkpoint", o.checkpoint});
     roles.push_back({"checkpoint's temporary file", o.checkpoint + ".tmp"});
+    roles.push_back({"checkpoint's lock file", o.checkpoint + ".lock"});
   }
   roles.insert(roles.end(), o.other_files.begin(), o.other_files.end());
   return roles;
+}
+
+void Pipeline::Impl::lock_checkpoint() {
+  if (opt_.checkpoint.empty() || checkpoint_lock_fd_ >= 0) return;
+  // A file of its own: the checkpoint itself is replaced by a rename at every write, so a lock
+  // on it would not last. Left in place after the run (removing it would race a run that just
+  // opened it); it holds nothing.
+  const std::string path = opt_.checkpoint + ".lock";
+  checkpoint_lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (checkpoint_lock_fd_ < 0) {
+    throw Error(ErrorCode::io_error, fmt::format("cannot open the checkpoint's lock file {}: {}", path, std::strerror(errno)));
+  }
+  if (::flock(checkpoint_lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(checkpoint_lock_fd_);
+    checkpoint_lock_fd_ = -1;
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("another run is using the checkpoint {} now ({} is locked); wait for it to end, or give "
+                            "this run a checkpoint of its own",
+                            opt_.checkpoint, path));
+  }
 }
 
 void Pipeline::Impl::check_files_are_distinct() const {
@@ -181,6 +209,7 @@ void Pipeline::Impl::start(uv_loop_t* loop, std::function<void(const RunSummary&
   }
   open_input();
   check_files_are_distinct();
+  lock_checkpoint();
   if (!sink_) {
     // The JSONL output: the same sink any program can make, on the same path as any sink.
     sink_ = make_jsonl_sink(opt_.output);

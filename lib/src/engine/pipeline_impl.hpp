@@ -156,6 +156,10 @@ class Pipeline::Impl {
   void open_outputs();
   std::string compute_fingerprint();
   void check_files_are_distinct() const;
+  // Holds `<checkpoint>.lock` for the run: two runs never write one checkpoint file (each
+  // output has its own lock, but two outputs can name one --checkpoint).
+  void lock_checkpoint();
+  int checkpoint_lock_fd_ = -1;
   // Carries the content hashes forward to `state`'s offsets and writes them into it. Returns
   // an empty string, or what could not be read.
   std::string hash_up_to(CheckpointState& state);
