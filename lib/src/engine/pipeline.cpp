@@ -438,6 +438,11 @@ void Pipeline::Impl::on_handle_closed(uv_handle_t* handle) {
   auto* self = static_cast<Impl*>(handle->data);
   if (--self->open_handles_ > 0) return;
   if (self->source_thread_.joinable()) self->source_thread_.join();
+  // The run is over: the checkpoint is free for the next one (a resume in this process too).
+  if (self->checkpoint_lock_fd_ >= 0) {
+    ::close(self->checkpoint_lock_fd_);
+    self->checkpoint_lock_fd_ = -1;
+  }
   const StageState final_state =
       self->summary_.status == RunStatus::failed ? StageState::failed : StageState::stopped;
   self->bus_.publish(StageStateChanged{Stage::pipeline,
