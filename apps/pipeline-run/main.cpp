@@ -620,6 +620,7 @@ int main(int argc, char** argv) {
   cmd_search->add_option("-q,--query", search.queries, "Query text (may be given more than once)");
   cmd_search->add_option("--queries", search.queries_file, "JSONL file of queries, one record each (--text-field)")
       ->check(CLI::ExistingFile);
+  add_remote_options(*cmd_search, search.remote);
   cmd_search->add_option("-k", search.k, "Results per query")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd_search->add_option("--table", search.table, "The table")->capture_default_str();
   cmd_search->add_option("--model", search.model, "Model folder (default: the one the store records, checked by content)")

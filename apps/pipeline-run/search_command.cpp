@@ -13,6 +13,7 @@
 #include <simdjson.h>
 
 #include <sluice/error.hpp>
+#include <sluice/remote.hpp>
 #include <sluice/event_stream.hpp>
 #include <sluice/file_roles.hpp>
 #include <sluice/model.hpp>
@@ -141,13 +142,43 @@ int run_search(const SearchArgs& args) {
   sluice::precision_from_name(info.precision, mo.precision);
   std::shared_ptr<sluice::Model> model;
   std::shared_ptr<sluice::Tokenizer> tokenizer;
-  try {
-    model = sluice::Model::load(dir, mo);
-    tokenizer = sluice::Tokenizer::from_file(dir / "tokenizer.json");
-  } catch (const sluice::Error& e) {
-    fmt::print(stderr, "error: {}{}\n", e.what(),
-               args.model.empty() ? " (the folder the store records; give --model to point elsewhere)" : "");
-    return kExitUsage;
+  if (args.remote.given) {
+    // A table made through an API (embed --remote): the queries go to the same API, counted the
+    // same way, or the identity check below refuses.
+    RemoteArgs remote = args.remote;
+    if (remote.remote.model.empty()) {
+      fmt::print(stderr, "error: --remote needs --remote-model NAME (the API's model)\n");
+      return kExitUsage;
+    }
+    try {
+      load_remote_key(remote);
+      if (!args.model.empty()) {
+        tokenizer = sluice::Tokenizer::from_file(args.model / "tokenizer.json");
+        remote.remote.tokenizer_file = args.model / "tokenizer.json";
+      } else {
+        tokenizer = sluice::make_estimating_tokenizer(remote.bytes_per_token);
+      }
+      remote.remote.bytes_per_token = remote.bytes_per_token;
+      model = sluice::connect_remote_model(remote.remote);
+    } catch (const sluice::Error& e) {
+      fmt::print(stderr, "error: {}\n", e.what());
+      return e.code() == sluice::ErrorCode::invalid_argument ? kExitUsage : kExitFailure;
+    }
+  } else {
+    if (info.model.starts_with("remote ")) {
+      fmt::print(stderr, "error: the table's vectors were made by {}: give the same --remote and --remote-model (and "
+                         "--model, if the run had one) to embed the queries there\n",
+                 info.model);
+      return kExitUsage;
+    }
+    try {
+      model = sluice::Model::load(dir, mo);
+      tokenizer = sluice::Tokenizer::from_file(dir / "tokenizer.json");
+    } catch (const sluice::Error& e) {
+      fmt::print(stderr, "error: {}{}\n", e.what(),
+                 args.model.empty() ? " (the folder the store records; give --model to point elsewhere)" : "");
+      return kExitUsage;
+    }
   }
   const std::string identity = sluice::model_identity(model->info());
   if (identity != info.model_identity) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "remote_args.hpp"
+
 namespace pipeline_run {
 
 struct SearchArgs {
@@ -23,6 +25,7 @@ struct SearchArgs {
   bool approximate = false;           // HNSW index instead of the exact scan
   std::string index;                  // its file; default beside a SQLite store
   std::size_t ef = 100;               // candidates kept while searching
+  RemoteArgs remote;                  // a store made with embed --remote: queries through the API
 };
 
 /// Runs the command; returns the exit code (exit_codes.hpp).

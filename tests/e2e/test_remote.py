@@ -201,6 +201,37 @@ class RemoteTest(TempDirTest):
         self.assertGreater(usage["tokens_billed"], 0)
         self.assertEqual(usage["retries"], 0)
 
+    def test_a_store_made_through_the_api_is_searched_through_it(self):
+        make_input(self.input, 60, seed=9)
+        url = f"http://127.0.0.1:{self.serve.port}/v1"
+        store = "sqlite:" + self.path("store.db")
+        env = dict(os.environ, SLUICE_TEST_KEY=KEY)
+        r = subprocess.run([PIPELINE_RUN, "embed", self.input, "-o", store, "--remote", url, "--remote-model", "minilm",
+                            "--model", MINILM, "--progress", "never", "--remote-key-env", "SLUICE_TEST_KEY"],
+                           capture_output=True, timeout=600, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        with open(self.input, encoding="utf-8") as f:
+            first = json.loads(f.readline())
+        # Without the API: a clear refusal, not a folder that does not exist.
+        r = subprocess.run([PIPELINE_RUN, "search", store, "-q", first["text"], "--format", "json"],
+                           capture_output=True, timeout=120)
+        self.assertEqual(r.returncode, 2, r.stderr.decode())
+        self.assertIn("--remote", r.stderr.decode())
+        # Through the same API, counted the same way: the record itself comes first.
+        r = subprocess.run([PIPELINE_RUN, "search", store, "-q", first["text"], "--format", "json", "-k", "3",
+                            "--remote", url, "--remote-model", "minilm", "--model", MINILM,
+                            "--remote-key-env", "SLUICE_TEST_KEY"], capture_output=True, timeout=120, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        # Lines end with "\n" only: the records hold U+2028, which str.splitlines() would cut at.
+        hits = [json.loads(line) for line in r.stdout.decode().split("\n") if line.strip()]
+        self.assertTrue(hits, r.stdout.decode())
+        self.assertEqual(hits[0]["record"]["id"], 0)
+        # Counted another way (no tokenizer folder): another model, refused.
+        r = subprocess.run([PIPELINE_RUN, "search", store, "-q", first["text"], "--remote", url, "--remote-model",
+                            "minilm"], capture_output=True, timeout=120)
+        self.assertEqual(r.returncode, 2, r.stderr.decode())
+        self.assertIn("another model", r.stderr.decode())
+
     def test_without_a_tokenizer_the_tokens_are_estimated(self):
         make_input(self.input, 120, seed=2)
         out = self.path("remote.jsonl")
