@@ -8,6 +8,8 @@
 
 #include <sluice/error.hpp>
 
+#include "core/json_writer.hpp"
+
 namespace sluice::http {
 
 namespace {
@@ -15,18 +17,22 @@ namespace {
 constexpr std::size_t kHeldMax = 64u << 10;  // bytes read ahead while busy, at most
 constexpr double kLinger_s = 2;              // after our last answer, the client's bytes are drained this long
 
-std::string error_json(std::string_view message, std::string_view type) {
-  // The OpenAI error shape; the message is plain ASCII text of ours.
-  std::string out = "{\"error\":{\"message\":\"";
-  for (char c : message) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f) out += c;
+}  // namespace
+
+std::string error_json(std::string_view message, std::string_view type, std::string_view code) {
+  std::string out = "{\"error\":{\"message\":";
+  json::append_string(out, message);
+  out += ",\"type\":";
+  json::append_string(out, type);
+  out += ",\"param\":null,\"code\":";
+  if (code.empty()) {
+    out += "null";
+  } else {
+    json::append_string(out, code);
   }
-  out += fmt::format("\",\"type\":\"{}\",\"param\":null,\"code\":null}}}}", type);
+  out += "}}";
   return out;
 }
-
-}  // namespace
 
 std::string_view reason(int status) noexcept {
   switch (status) {

@@ -166,4 +166,8 @@ class Server {
 // "OK", "Bad Request", ... for the statuses the server sends.
 std::string_view reason(int status) noexcept;
 
+// An error answer's body in OpenAI's shape: {"error":{"message":...,"type":...,"param":null,
+// "code":...}}, `code` null when empty.
+std::string error_json(std::string_view message, std::string_view type, std::string_view code = {});
+
 }  // namespace sluice::http

@@ -58,26 +58,11 @@ struct Row {
   std::vector<std::int32_t> type_ids;
 };
 
-std::string error_body(std::string_view message, std::string_view type, std::string_view code = {}) {
-  std::string out = "{\"error\":{\"message\":";
-  json::append_string(out, message);
-  out += ",\"type\":";
-  json::append_string(out, type);
-  out += ",\"param\":null,\"code\":";
-  if (code.empty()) {
-    out += "null";
-  } else {
-    json::append_string(out, code);
-  }
-  out += "}}";
-  return out;
-}
-
 http::Response error_response(int status, std::string_view message, std::string_view type = "invalid_request_error",
                               std::string_view code = {}) {
   http::Response r;
   r.status = status;
-  r.body = error_body(message, type, code);
+  r.body = http::error_json(message, type, code);
   return r;
 }
 
@@ -471,16 +456,16 @@ class EmbeddingServer::Impl {
 
   // Takes the next batch: the rows queued now are planned as the pipeline plans a window
   // (sorted by length under the token budget); the batch holding the oldest row goes.
-  std::vector<Row> take_batch(std::unique_lock<std::mutex>&) {
+  // Calls whose last rows were dropped go to `ended`, for the caller to finish once it has let
+  // go of mu_.
+  std::vector<Row> take_batch(std::vector<std::shared_ptr<Call>>& ended) {
     // Rows of a call that failed or whose client left are dropped first.
-    std::vector<std::shared_ptr<Call>> dropped_done;
     std::erase_if(rows_, [&](Row& r) {
       if (!r.call->cancelled.load()) return false;
       --queued_rows_;
-      if (r.call->remaining.fetch_sub(1) == 1) dropped_done.push_back(r.call);
+      if (r.call->remaining.fetch_sub(1) == 1) ended.push_back(r.call);
       return true;
     });
-    for (auto& c : dropped_done) finish_locked(std::move(c));
     if (rows_.empty()) return {};
     const std::size_t window = std::min<std::size_t>(rows_.size(), std::max<std::size_t>(limits_.batch_size * 8, 256));
     std::vector<std::uint32_t> lengths(window);
@@ -522,15 +507,17 @@ class EmbeddingServer::Impl {
     std::vector<float> out;
     for (;;) {
       std::vector<Row> batch;
+      std::vector<std::shared_ptr<Call>> ended;
       {
         std::unique_lock lock(mu_);
         ++idle_threads_;
         rows_cv_.wait(lock, [&] { return threads_stop_ || !rows_.empty(); });
         --idle_threads_;
         if (rows_.empty()) return;
-        batch = take_batch(lock);
+        batch = take_batch(ended);
         if (!rows_.empty() && idle_threads_ > 0) rows_cv_.notify_one();
       }
+      for (auto& call : ended) finish(std::move(call));
       if (batch.empty()) continue;
       if (run(batch, out)) {
         for (Row& r : batch) done_row(r);
@@ -624,11 +611,6 @@ class EmbeddingServer::Impl {
       std::lock_guard lock(mu_);
       done_.push_back(std::move(call));
     }
-    uv_async_send(&wake_);
-  }
-  void finish_locked(std::shared_ptr<Call> call) {
-    format(*call);
-    done_.push_back(std::move(call));
     uv_async_send(&wake_);
   }
 
