@@ -232,6 +232,25 @@ class RemoteTest(TempDirTest):
         self.assertEqual(r.returncode, 2, r.stderr.decode())
         self.assertIn("another model", r.stderr.decode())
 
+    def test_with_the_models_tokenizer_a_long_text_is_sent_cut_as_a_local_run_cuts_it(self):
+        rng = random.Random(10)
+        with open(self.input, "w", encoding="utf-8") as f:
+            for i in range(6):
+                words = 400 if i % 2 else 5  # 400 words: past MiniLM's 256 tokens
+                f.write(json.dumps({"id": i, "text": " ".join(rng.choice(WORDS) for _ in range(words))}) + "\n")
+        self.proxy = FaultProxy(self.serve.port)
+        self.run_remote(self.proxy.url)
+        same_output(self, self.read("remote.jsonl"), self.local())
+        with open(self.input, encoding="utf-8") as f:
+            texts = [json.loads(line)["text"] for line in f]
+        sent = [t for entry in self.proxy.log[1:] for t in entry[1]]
+        self.assertEqual(len(sent), 6)
+        for t in sent:
+            # Every word is one token here; [CLS] and [SEP] take two of the 256.
+            self.assertLessEqual(len(t.split()), 254)
+            self.assertTrue(any(full.startswith(t) for full in texts), t[:80])
+        self.assertEqual(sum(len(t.split()) == 254 for t in sent), 3)
+
     def test_without_a_tokenizer_the_tokens_are_estimated(self):
         make_input(self.input, 120, seed=2)
         out = self.path("remote.jsonl")

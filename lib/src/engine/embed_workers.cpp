@@ -107,8 +107,10 @@ void EmbedWorkers::tokenizer_main() {
   for (;;) {
     std::optional<WorkItem> item = input_.pop();
     if (!item) break;  // closed and drained
+    std::size_t text_end = 0;  // for a model that wants_texts(): what of the text it gets
     try {
       if (!config_.prompt.empty()) item->text.insert(0, config_.prompt);
+      text_end = item->text.size();
       if (config_.long_input == LongInput::chunk) {
         make_chunks(*item);
       } else {
@@ -122,7 +124,12 @@ void EmbedWorkers::tokenizer_main() {
                                   config_.text_field,
                                   {}};
         }
-        if (enc.truncated() && model_->wants_texts()) kept_offsets_ = std::move(enc.offsets);
+        if (enc.truncated() && model_->wants_texts()) {
+          // A remote API gets the text the tokens came from: cut after the last token kept.
+          std::size_t end = 0;
+          for (const auto& [from, to] : enc.offsets) end = std::max<std::size_t>(end, to);
+          text_end = std::min(end, item->text.size());
+        }
         item->tokens = static_cast<std::uint32_t>(enc.ids.size());
         item->truncated = enc.truncated();
         item->ids = std::move(enc.ids);
@@ -142,11 +149,8 @@ void EmbedWorkers::tokenizer_main() {
     }
     if (!model_->wants_texts()) {
       std::string().swap(item->text);  // not needed any more
-    } else if (item->truncated && !item->error) {
-      // A remote API gets the text the tokens came from: cut after the last token kept.
-      std::size_t end = 0;
-      for (const auto& [from, to] : kept_offsets_) end = std::max<std::size_t>(end, to);
-      item->text.resize(std::min(end, item->text.size()));
+    } else if (!item->error) {
+      item->text.resize(text_end);
     }
     // Counts for the progress estimate, read without a lock: the two may be a record apart.
     item->model_tokens = item->error ? 0 : item->tokens;

@@ -101,7 +101,6 @@ class EmbedWorkers {
   std::uint32_t prompt_tokens_ = 0;  // leading tokens pooling leaves out (include_prompt false)
   std::size_t no_text_tokens_ = 0;   // tokens of an empty text (the prompt and special tokens)
   std::shared_ptr<const Tokenizer> tokenizer_;
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> kept_offsets_;  // the tokenizer thread's
   Config config_;
   std::function<void()> notify_;
 
