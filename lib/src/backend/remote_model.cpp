@@ -256,15 +256,7 @@ class RemoteModel final : public Model {
     }
     std::uint64_t estimate = 0;
     for (auto m : batch.attention_mask) estimate += m != 0;
-    std::string body = "{\"model\":";
-    json::append_string(body, options_.model);
-    body += ",\"input\":[";
-    for (std::size_t i = 0; i < batch.texts.size(); ++i) {
-      if (i) body += ',';
-      json::append_string(body, batch.texts[i]);
-    }
-    body += "],\"encoding_format\":\"float\"}";
-    const std::uint64_t billed = call(body, batch.batch, estimate, out.data());
+    const std::uint64_t billed = call(request_body(batch.texts), batch.batch, estimate, out.data());
     inputs_ += batch.batch;
     billed_ += billed;
     maybe_post_usage();
@@ -287,15 +279,23 @@ class RemoteModel final : public Model {
     if (post_) post_(std::move(e));
   }
 
+  // {"model":...,"input":[texts...],"encoding_format":"float"}
+  std::string request_body(std::span<const std::string_view> texts) const {
+    std::string body = "{\"model\":";
+    json::append_string(body, options_.model);
+    body += ",\"input\":[";
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+      if (i) body += ',';
+      json::append_string(body, texts[i]);
+    }
+    body += "],\"encoding_format\":\"float\"}";
+    return body;
+  }
+
   void probe() {
-    const std::string body = fmt::format("{{\"model\":{},\"input\":[\"dimension probe\"],\"encoding_format\":\"float\"}}",
-                                         [&] {
-                                           std::string s;
-                                           json::append_string(s, options_.model);
-                                           return s;
-                                         }());
+    const std::string_view text = "dimension probe";
     std::vector<float> v;
-    call(body, 1, 4, nullptr, &v);
+    call(request_body({&text, 1}), 1, 4, nullptr, &v);
     info_.dimensions = static_cast<std::uint32_t>(v.size());
     double norm = 0;
     for (float x : v) norm += double(x) * x;
@@ -442,24 +442,16 @@ class RemoteModel final : public Model {
         return false;
       }
       if (probe_out) {
-        for (simdjson::dom::element v : values) {
-          double x = 0;
-          if (v.get(x) != simdjson::SUCCESS) {
-            why = "an answer's \"embedding\" holds something other than numbers";
-            return false;
-          }
-          probe_out->push_back(static_cast<float>(x));
-        }
-        continue;
-      }
-      if (values.size() != dims) {
+        // The probe learns the size from its one vector.
+        probe_out->resize(values.size());
+      } else if (values.size() != dims) {
         // Not a glitch that a retry mends: the API gives vectors of another size.
         throw Error(ErrorCode::backend_unavailable,
                     fmt::format("the API at {} answered vectors of {} values, and this run has {} (its first answer, "
                                 "or --remote-dimensions): is it the same model?",
                                 redact_url(endpoint_), values.size(), dims));
       }
-      float* dst = out + index * dims;
+      float* dst = probe_out ? probe_out->data() : out + index * dims;
       std::size_t k = 0;
       for (simdjson::dom::element v : values) {
         double x = 0;
