@@ -97,7 +97,7 @@ std::uint64_t run_validation(const std::string& input, const sluice::ValidationO
 
 int run_embed(EmbedArgs& args) {
   auto& opt = args.pipeline;
-  const bool model_given = !opt.model.empty();
+  std::shared_ptr<sluice::Tokenizer> remote_tokenizer;  // with --remote
   if (args.remote.given) {
     // A remote API embeds: nothing of this machine's model applies, and the API's limits
     // size the batches.
@@ -113,13 +113,11 @@ int run_embed(EmbedArgs& args) {
     if (args.batch_limits_given) {
       return refuse("--batch-size/--max-batch-tokens", "the API's limits are --remote-max-inputs and --remote-max-tokens");
     }
-    if (args.remote.remote.model.empty()) {
-      fmt::print(stderr, "error: --remote needs --remote-model NAME (the API's model)\n");
-      return kExitUsage;
-    }
     opt.batch_size = args.remote.max_inputs;
     opt.max_batch_tokens = args.remote.max_tokens;
-    load_remote_key(args.remote);
+    // The folder, when given, is the API model's own tokenizer (exact counts and truncation);
+    // without one, tokens are estimated.
+    remote_tokenizer = prepare_remote(args.remote, opt.model);
   }
   if (opt.model.empty()) opt.model = default_model_dir();
   if (args.max_errors) {
@@ -249,24 +247,10 @@ int run_embed(EmbedArgs& args) {
   std::optional<sluice::Pipeline> pipeline_holder;
   try {
     if (args.remote.given) {
-      // The model stage is a remote API. The folder, when given, is the API model's own
-      // tokenizer (exact counts and truncation); without one, tokens are estimated.
-      std::shared_ptr<sluice::Tokenizer> tokenizer =
-          model_given ? std::shared_ptr<sluice::Tokenizer>(sluice::Tokenizer::from_file(opt.model / "tokenizer.json"))
-                      : std::shared_ptr<sluice::Tokenizer>(sluice::make_estimating_tokenizer(args.remote.bytes_per_token));
-      if (model_given) {
-        // The API runs this folder's model: its maximum, unless --remote-max-input-tokens is
-        // lower (a folder with a tokenizer alone keeps the option's).
-        std::uint32_t max = args.remote.remote.max_input_tokens;
-        if (std::filesystem::exists(opt.model / "config.json")) max = std::min(max, sluice::model_max_tokens(opt.model));
-        if (auto t = tokenizer->max_length(); t && *t < max) max = static_cast<std::uint32_t>(*t);
-        args.remote.remote.max_input_tokens = max;
-        args.remote.remote.tokenizer_file = opt.model / "tokenizer.json";
-      }
-      args.remote.remote.bytes_per_token = args.remote.bytes_per_token;
+      // The model stage is a remote API.
       std::shared_ptr<sluice::Model> remote = sluice::connect_remote_model(args.remote.remote);
       reporter.set_api(true);
-      pipeline_holder.emplace(opt, std::move(remote), std::move(tokenizer));
+      pipeline_holder.emplace(opt, std::move(remote), std::move(remote_tokenizer));
     } else if (args.nats.given) {
       // The model stage on NATS workers: the folder is loaded here only for what the workers
       // must have (its identity) and its tokenizer; connect_nats_model() lets the weights go.

@@ -1,5 +1,6 @@
 #include "remote_args.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -8,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <sluice/error.hpp>
+#include <sluice/model.hpp>
 
 namespace pipeline_run {
 
@@ -60,11 +62,13 @@ void add_remote_options(CLI::App& cmd, RemoteArgs& args) {
   cmd.add_option("--remote-dimensions", r.dimensions,
                  "With --remote: the vectors' size; without it one short request asks (a few tokens billed)")
       ->check(CLI::Range(1u, 1u << 20));
-  cmd.add_option("--remote-bytes-per-token", args.bytes_per_token,
+  cmd.add_option("--remote-bytes-per-token", r.bytes_per_token,
                  "With --remote and no --model: bytes of text counted as one token, for batching and rate limits")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 64.0));
 }
+
+namespace {
 
 void load_remote_key(RemoteArgs& args) {
   if (!args.key_file.empty()) {
@@ -81,6 +85,25 @@ void load_remote_key(RemoteArgs& args) {
     return;
   }
   if (const char* v = std::getenv(args.key_env.c_str()); v && *v) args.remote.api_key = v;
+}
+
+}  // namespace
+
+std::shared_ptr<sluice::Tokenizer> prepare_remote(RemoteArgs& args, const std::filesystem::path& model_dir) {
+  if (args.remote.model.empty()) {
+    throw sluice::Error(sluice::ErrorCode::invalid_argument, "--remote needs --remote-model NAME (the API's model)");
+  }
+  load_remote_key(args);
+  if (model_dir.empty()) return sluice::make_estimating_tokenizer(args.remote.bytes_per_token);
+  std::shared_ptr<sluice::Tokenizer> tokenizer = sluice::Tokenizer::from_file(model_dir / "tokenizer.json");
+  // The API runs this folder's model: its maximum, unless --remote-max-input-tokens is lower (a
+  // folder with a tokenizer alone keeps the option's).
+  std::uint32_t max = args.remote.max_input_tokens;
+  if (std::filesystem::exists(model_dir / "config.json")) max = std::min(max, sluice::model_max_tokens(model_dir));
+  if (auto t = tokenizer->max_length(); t && *t < max) max = static_cast<std::uint32_t>(*t);
+  args.remote.max_input_tokens = max;
+  args.remote.tokenizer_file = model_dir / "tokenizer.json";
+  return tokenizer;
 }
 
 }  // namespace pipeline_run

@@ -146,19 +146,8 @@ int run_search(const SearchArgs& args) {
     // A table made through an API (embed --remote): the queries go to the same API, counted the
     // same way, or the identity check below refuses.
     RemoteArgs remote = args.remote;
-    if (remote.remote.model.empty()) {
-      fmt::print(stderr, "error: --remote needs --remote-model NAME (the API's model)\n");
-      return kExitUsage;
-    }
     try {
-      load_remote_key(remote);
-      if (!args.model.empty()) {
-        tokenizer = sluice::Tokenizer::from_file(args.model / "tokenizer.json");
-        remote.remote.tokenizer_file = args.model / "tokenizer.json";
-      } else {
-        tokenizer = sluice::make_estimating_tokenizer(remote.bytes_per_token);
-      }
-      remote.remote.bytes_per_token = remote.bytes_per_token;
+      tokenizer = prepare_remote(remote, args.model);
       model = sluice::connect_remote_model(remote.remote);
     } catch (const sluice::Error& e) {
       fmt::print(stderr, "error: {}\n", e.what());
