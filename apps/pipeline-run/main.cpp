@@ -195,6 +195,8 @@ int run_embed(EmbedArgs& args) {
   // No file may play two roles (the input as output, the checkpoint as event log...): checked
   // before anything is opened, the event log included.
   if (!args.events.empty()) opt.other_files.push_back({"event log", args.events, STDOUT_FILENO});
+  // Read before the run, but an output or a log over it would destroy the key.
+  if (!args.remote.key_file.empty()) opt.other_files.push_back({"API key file", args.remote.key_file});
   {
     auto roles = sluice::run_files(opt);
     if (store) std::erase_if(roles, [](const sluice::FileRole& r) { return r.role == "output"; });

@@ -368,6 +368,12 @@ class RemoteTest(TempDirTest):
         r = subprocess.run(cmd, capture_output=True, timeout=120)
         self.assertEqual(r.returncode, 2)
         self.assertIn("--remote-model", r.stderr.decode())
+        # The key file is never another of the run's files (the output would overwrite it).
+        key = self.write("key.txt", KEY.encode())
+        r = subprocess.run(self.remote_cmd(key, url, "--remote-key-file", key), capture_output=True, timeout=120)
+        self.assertEqual(r.returncode, 2, r.stderr.decode())
+        with open(key, "rb") as f:
+            self.assertEqual(f.read(), KEY.encode())
         # A resume may not change the endpoint (so vectors of two models are never mixed).
         out = self.path("o.jsonl")
         p = subprocess.Popen(self.remote_cmd(out, url, "--remote-max-inputs", "1", "--checkpoint-every", "1"),
